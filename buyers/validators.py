@@ -1,0 +1,204 @@
+"""Validation rules for buyers, shared by the model, the admin form and the API."""
+
+import ipaddress
+import re
+from datetime import time
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from buyers.choices import DUPLICATE_WINDOW_DAYS, Vertical
+from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+
+GRID_ID_RE = re.compile(r"^[a-z0-9]{20,40}$")
+
+# The 50 states, DC and the inhabited territories that use NANP numbers.
+US_STATE_CODES = frozenset(
+    "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
+    "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR VI GU AS MP".split()
+)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+def validate_grid_id(value: str) -> None:
+    """A Grid ID is 20-40 lowercase letters and digits, like ``cm97s8hmv000ijt06r4djmije``."""
+    if not isinstance(value, str) or not GRID_ID_RE.match(value):
+        raise ValidationError(
+            "Enter a Grid ID of 20 to 40 lowercase letters and digits "
+            "(like cm97s8hmv000ijt06r4djmije).",
+            code="invalid_grid_id",
+        )
+
+
+def validate_endpoint_url(value: str) -> None:
+    """Refuse endpoints outside ``CALLGRID_ENDPOINT_ALLOWLIST`` and plain http elsewhere.
+
+    This is the server-side request forgery guard: a buyer record must never make the portal
+    post to a private network or a cloud metadata address.
+    """
+    parts = urlsplit(value)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValidationError("Enter an http(s) URL.", code="invalid_endpoint")
+    if parts.username or parts.password:
+        raise ValidationError("The endpoint URL must not carry credentials.", code="credentials")
+    allowed = [h.lower() for h in settings.CALLGRID_ENDPOINT_ALLOWLIST]
+    if host not in allowed:
+        raise ValidationError(
+            f"Host {host} is not in CALLGRID_ENDPOINT_ALLOWLIST "
+            f"({', '.join(allowed) or 'empty'}); ask an admin to allow it.",
+            code="host_not_allowed",
+        )
+    if parts.scheme == "http" and host not in [h.lower() for h in settings.CALLGRID_INSECURE_HOSTS]:
+        raise ValidationError(
+            f"Plain http is not allowed for {host}; use https (or list the host in "
+            "CALLGRID_INSECURE_HOSTS).",
+            code="insecure_scheme",
+        )
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    # An allowlisted literal IP is accepted only if it is explicitly insecure-local (the
+    # simulator on loopback); link-local (cloud metadata) is never a bid endpoint.
+    if address.is_link_local or address.is_multicast or address.is_unspecified:
+        raise ValidationError(f"{host} cannot be a bid endpoint.", code="forbidden_address")
+
+
+def validate_state_codes(value: Any) -> None:
+    """Accepted states: a list of distinct two-letter US state codes (upper case)."""
+    if not isinstance(value, list):
+        raise ValidationError("Enter a list of two-letter state codes.", code="not_a_list")
+    bad = [code for code in value if not isinstance(code, str) or code not in US_STATE_CODES]
+    if bad:
+        shown = ", ".join(repr(code) for code in bad[:5])
+        raise ValidationError(
+            f"Not US state codes: {shown}. Use two upper-case letters like CO.",
+            code="invalid_state",
+        )
+    if len(set(value)) != len(value):
+        raise ValidationError("Each state may appear only once.", code="duplicate_state")
+
+
+def validate_extra_params(value: Any) -> None:
+    """Extra params: a flat JSON object of string keys and string values."""
+    if not isinstance(value, dict):
+        raise ValidationError("Enter a JSON object of parameters.", code="not_an_object")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ValidationError("Parameter names must be non-empty strings.", code="bad_key")
+        if key in ("CallerId", "InboundStateCode"):
+            raise ValidationError(
+                f"{key} is set per call and cannot be a static parameter.", code="reserved_key"
+            )
+        if not isinstance(item, str):
+            raise ValidationError(
+                f"Parameter {key} must be a string (got {type(item).__name__}).",
+                code="not_a_string",
+            )
+
+
+def validate_caller_id(value: str) -> None:
+    """A caller ID that normalizes to a valid NANP number."""
+    if not value:
+        return
+    try:
+        normalize_caller_id(value)
+    except InvalidCallerId as exc:
+        raise ValidationError(f"Invalid caller ID: {exc.reason}.", code="invalid_caller_id") from None
+
+
+def validate_timezone(value: str) -> None:
+    """An IANA time-zone name such as ``America/Denver``."""
+    if not isinstance(value, str) or value not in _timezones():
+        raise ValidationError(
+            f"Unknown time zone {value!r}; use an IANA name like America/Denver.",
+            code="invalid_timezone",
+        )
+
+
+_TIMEZONES: frozenset[str] | None = None
+
+
+def _timezones() -> frozenset[str]:
+    global _TIMEZONES
+    if _TIMEZONES is None:
+        _TIMEZONES = frozenset(available_timezones())
+    return _TIMEZONES
+
+
+def parse_hhmm(value: str) -> time | None:
+    """Parse ``HH:MM``; ``24:00`` (end of day) is returned as ``None``."""
+    if value == "24:00":
+        return None
+    hour, minute = value.split(":")
+    return time(int(hour), int(minute))
+
+
+def validate_operating_hours(value: Any) -> None:
+    """Operating hours: ``{"mon": [["09:00", "17:00"], ...], ...}``; empty means always open.
+
+    Each window is [open, close) in the buyer's time zone, open before close; ``24:00`` closes
+    at midnight. A weekday left out is closed all day.
+    """
+    if not isinstance(value, dict):
+        raise ValidationError("Enter operating hours as a JSON object.", code="not_an_object")
+    for day, windows in value.items():
+        if day not in WEEKDAYS:
+            raise ValidationError(
+                f"Unknown weekday {day!r}; use {', '.join(WEEKDAYS)}.", code="bad_weekday"
+            )
+        if not isinstance(windows, list):
+            raise ValidationError(f"{day}: enter a list of [open, close] pairs.", code="bad_day")
+        for window in windows:
+            if (
+                not isinstance(window, list | tuple)
+                or len(window) != 2
+                or not all(isinstance(t, str) and _HHMM.match(t) for t in window)
+            ):
+                raise ValidationError(
+                    f"{day}: each window is a pair of HH:MM times like [\"09:00\", \"17:00\"].",
+                    code="bad_window",
+                )
+            opens, closes = window
+            if opens == "24:00" or (closes != "24:00" and closes <= opens):
+                raise ValidationError(
+                    f"{day}: window {opens}-{closes} must open before it closes.",
+                    code="bad_window",
+                )
+
+
+def default_duplicate_window(vertical: str) -> int:
+    """The duplicate window a vertical starts with (error-code reference, 4005)."""
+    return DUPLICATE_WINDOW_DAYS.get(vertical, DUPLICATE_WINDOW_DAYS[Vertical.OTHER])[0]
+
+
+def validate_buyer(buyer: Any) -> None:
+    """Rules that span fields; raises a ``ValidationError`` keyed by field."""
+    errors: dict[str, str] = {}
+    if buyer.duplicate_window_days is not None:
+        _default, low, high = DUPLICATE_WINDOW_DAYS.get(
+            buyer.vertical, DUPLICATE_WINDOW_DAYS[Vertical.OTHER]
+        )
+        if not low <= buyer.duplicate_window_days <= high:
+            label = Vertical(buyer.vertical).label if buyer.vertical in Vertical.values else "This"
+            errors["duplicate_window_days"] = (
+                f"{label} duplicate windows run {low} to {high} days."
+            )
+    if buyer.health_check_minutes and not buyer.health_check_caller_id:
+        errors["health_check_caller_id"] = (
+            "Set a test caller ID for health checks (never a live caller)."
+        )
+    if (
+        buyer.daily_cap is not None
+        and buyer.monthly_cap is not None
+        and buyer.daily_cap > buyer.monthly_cap
+    ):
+        errors["daily_cap"] = "The daily cap cannot be above the monthly cap."
+    if errors:
+        raise ValidationError(errors)

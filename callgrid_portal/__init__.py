@@ -1,0 +1,1 @@
+"""CallGrid Portal: the control room of a pay-per-call publisher."""

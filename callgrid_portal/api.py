@@ -1,0 +1,101 @@
+"""API plumbing shared by every app: error format and the readiness probe."""
+
+import logging
+import time
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+def _first_field(detail: Any) -> str | None:
+    """Name the first field at fault in a DRF validation error, if any."""
+    if isinstance(detail, dict):
+        for key in detail:
+            if key != "non_field_errors":
+                return str(key)
+    return None
+
+
+def _first_message(detail: Any) -> str:
+    """Flatten the first message of a DRF error detail into one sentence."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            message = _first_message(value)
+            if key in ("non_field_errors", "detail"):
+                return message
+            return f"{key}: {message}"
+        return "Invalid input."
+    if isinstance(detail, list):
+        return _first_message(detail[0]) if detail else "Invalid input."
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Answer every API error as JSON with a message and, for bad input, the field at fault.
+
+    Shape: ``{"detail": "...", "field": "min_bid" | null, "errors": {field: [messages]}}``.
+    DRF's own per-field dictionary stays under ``errors`` so clients can show every problem.
+    """
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ValidationError):
+        detail = exc.detail
+        errors = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        response.data = {
+            "detail": _first_message(detail),
+            "field": _first_field(detail),
+            "errors": errors,
+        }
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"]), "field": None}
+    return response
+
+
+class HealthView(APIView):
+    """Readiness of the portal itself: database and cache (and broker once Celery lands)."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[type] = []
+
+    def get(self, request: Request) -> Response:
+        checks: dict[str, dict[str, Any]] = {}
+        checks["database"] = _check(_ping_database)
+        checks["cache"] = _check(_ping_cache)
+        healthy = all(check["ok"] for check in checks.values())
+        return Response(
+            {"status": "ok" if healthy else "unavailable", "checks": checks},
+            status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+
+def _check(probe: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        probe()
+    except Exception as exc:  # a readiness probe reports every failure, whatever it is
+        logger.warning("health check failed: %s", exc)
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "duration_ms": int((time.monotonic() - started) * 1000)}
+
+
+def _ping_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _ping_cache() -> None:
+    cache.set("health:ping", "pong", 10)
+    if cache.get("health:ping") != "pong":
+        raise RuntimeError("cache did not return the value just written")

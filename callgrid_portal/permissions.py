@@ -1,0 +1,31 @@
+"""API permissions by role; anything not granted is denied."""
+
+from typing import Any
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+
+from callgrid_portal.roles import ADMIN, OPERATOR, VIEWER, has_role
+
+
+class RolePermission(BasePermission):
+    """Reads need ``viewer``, writes need ``operator``; a view may raise the bar.
+
+    A view sets ``read_role`` / ``write_role`` to demand more (``admin`` to delete, say).
+    """
+
+    message = "Your role does not allow this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.method in SAFE_METHODS:
+            return has_role(request.user, getattr(view, "read_role", VIEWER))
+        if request.method == "DELETE":
+            return has_role(request.user, getattr(view, "delete_role", OPERATOR))
+        return has_role(request.user, getattr(view, "write_role", OPERATOR))
+
+
+class IsPortalAdmin(BasePermission):
+    """Only the ``admin`` role (or a superuser)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return has_role(request.user, ADMIN)
