@@ -61,9 +61,7 @@ class BidLog(models.Model):
     """
 
     # Indexed through the composite (buyer, created_at) indexes below.
-    buyer = models.ForeignKey(
-        Buyer, on_delete=models.PROTECT, related_name="bids", db_index=False
-    )
+    buyer = models.ForeignKey(Buyer, on_delete=models.PROTECT, related_name="bids", db_index=False)
     call = models.ForeignKey(
         Call, null=True, blank=True, on_delete=models.SET_NULL, related_name="bids"
     )

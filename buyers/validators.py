@@ -5,7 +5,7 @@ import re
 from datetime import time
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -110,7 +110,9 @@ def validate_caller_id(value: str) -> None:
     try:
         normalize_caller_id(value)
     except InvalidCallerId as exc:
-        raise ValidationError(f"Invalid caller ID: {exc.reason}.", code="invalid_caller_id") from None
+        raise ValidationError(
+            f"Invalid caller ID: {exc.reason}.", code="invalid_caller_id"
+        ) from None
 
 
 def validate_timezone(value: str) -> None:
@@ -162,7 +164,7 @@ def validate_operating_hours(value: Any) -> None:
                 or not all(isinstance(t, str) and _HHMM.match(t) for t in window)
             ):
                 raise ValidationError(
-                    f"{day}: each window is a pair of HH:MM times like [\"09:00\", \"17:00\"].",
+                    f'{day}: each window is a pair of HH:MM times like ["09:00", "17:00"].',
                     code="bad_window",
                 )
             opens, closes = window
@@ -187,9 +189,7 @@ def validate_buyer(buyer: Any) -> None:
         )
         if not low <= buyer.duplicate_window_days <= high:
             label = Vertical(buyer.vertical).label if buyer.vertical in Vertical.values else "This"
-            errors["duplicate_window_days"] = (
-                f"{label} duplicate windows run {low} to {high} days."
-            )
+            errors["duplicate_window_days"] = f"{label} duplicate windows run {low} to {high} days."
     if buyer.health_check_minutes and not buyer.health_check_caller_id:
         errors["health_check_caller_id"] = (
             "Set a test caller ID for health checks (never a live caller)."

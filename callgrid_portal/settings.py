@@ -260,7 +260,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # CallGrid: where buyers' endpoints may point (server-side request forgery guard).
-CALLGRID_DEFAULT_ENDPOINT = env_str("CALLGRID_DEFAULT_ENDPOINT", "https://bid.callgrid.com/api/bid/")
+CALLGRID_DEFAULT_ENDPOINT = env_str(
+    "CALLGRID_DEFAULT_ENDPOINT", "https://bid.callgrid.com/api/bid/"
+)
 CALLGRID_ENDPOINT_ALLOWLIST = env_list("CALLGRID_ENDPOINT_ALLOWLIST", "bid.callgrid.com")
 CALLGRID_INSECURE_HOSTS = env_list("CALLGRID_INSECURE_HOSTS")
 CALLGRID_USER_AGENT = env_str("CALLGRID_USER_AGENT", "CallGridPortal/0.1")
