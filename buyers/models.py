@@ -9,6 +9,7 @@ from simple_history.models import HistoricalRecords
 
 from buyers import validators
 from buyers.choices import BuyerStatus, CallerIdFormat, Vertical
+from callgrid_portal.bidapi.client import BidTarget
 
 
 def default_endpoint_url() -> str:
@@ -141,3 +142,14 @@ class Buyer(models.Model):
     def bid_url(self) -> str:
         """The full Bid API URL for this buyer: endpoint plus Grid ID."""
         return self.endpoint_url.rstrip("/") + "/" + self.grid_id
+
+    def as_bid_target(self) -> BidTarget:
+        """What the Bid API client needs to know to send this buyer a bid."""
+        return BidTarget(
+            grid_id=self.grid_id,
+            endpoint_url=self.endpoint_url,
+            timeout_seconds=float(self.timeout_seconds),
+            caller_id_format=self.caller_id_format,
+            min_bid=self.min_bid,
+            extra_params=dict(self.extra_params or {}),
+        )
