@@ -3,7 +3,7 @@
 from django.db import models
 from django.utils import timezone
 
-from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
+from bidlog.choices import AlertRule, AlertStatus, Outcome, RoutingStrategy, Source, outcome_class
 from buyers.models import Buyer
 
 
@@ -115,3 +115,38 @@ class BidLog(models.Model):
     @property
     def outcome_class(self) -> str:
         return outcome_class(self.outcome)
+
+
+class Alert(models.Model):
+    """A problem with one buyer, opened once per buyer and rule, resolved when it recovers.
+
+    Repeats of an open alert raise ``occurrences`` and ``last_seen_at`` instead of opening a
+    new one; the partial unique constraint keeps one open alert per buyer and rule.
+    """
+
+    buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="alerts")
+    rule = models.CharField(max_length=20, choices=AlertRule.choices)
+    code = models.PositiveSmallIntegerField(null=True, blank=True)
+    priority = models.CharField(max_length=12)
+    status = models.CharField(max_length=10, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    title = models.CharField(max_length=200)
+    detail = models.TextField(blank=True)
+    occurrences = models.PositiveIntegerField(default=1)
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        indexes = [models.Index(fields=["status", "-opened_at"], name="bidlog_alert_status_ts")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["buyer", "rule"],
+                condition=models.Q(status="open"),
+                name="%(app_label)s_%(class)s_one_open_per_rule",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_rule_display()} on {self.buyer_id} ({self.status})"

@@ -105,6 +105,9 @@ class Buyer(models.Model):
         default=False, help_text="Pause this buyer when an immediate alert opens."
     )
     notes = models.TextField(blank=True)
+    # Health-check bookkeeping: the scheduler claims a due check by moving this forward with
+    # a compare-and-set update, so two beat ticks never queue the same check twice.
+    next_health_check_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
