@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from callgrid_portal.simulator import Simulator
 from tests.factories import UserFactory
 
 
@@ -13,6 +14,21 @@ def _callgrid_test_settings(settings):
     settings.CALLGRID_ENDPOINT_ALLOWLIST = ["bid.callgrid.com", "127.0.0.1", "localhost"]
     settings.CALLGRID_INSECURE_HOSTS = ["127.0.0.1", "localhost"]
     settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(scope="session")
+def _simulator_server():
+    """One CallGrid simulator per test session (per xdist worker), on a free port."""
+    server = Simulator().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def simulator(_simulator_server) -> Simulator:
+    """The running simulator, reset so each test starts with no requests and default grids."""
+    _simulator_server.reset()
+    return _simulator_server
 
 
 # Personas, as healthchecks names its test users: one per role.

@@ -1,30 +1,112 @@
 """The Bid API client: send one bid for one buyer and read the answer into typed results.
 
-INTERFACE CONTRACT (implemented by the bidapi work; other code relies on exactly this):
+``send_bid()`` posts ``{"CallerId": ..., "InboundStateCode": ..., ...}`` to
+``{endpoint}/{grid_id}`` and returns a :class:`BidResult` holding every attempt it made. It
+never raises: timeouts, refused connections, HTML error pages and JSON of the wrong shape all
+come back as attempts with an outcome and a readable ``error``, so the caller can log each one.
 
-- ``BidTarget``: what the client needs to know about a buyer (no Django model here).
-- ``send_bid(target, caller_id, state_code=None, params=None, *, deadline=None) -> BidResult``
-  sends one bid with up to 2 retries (5000; 429/5001 honouring Retry-After), never raises,
-  and returns every attempt made. An invalid caller ID sends nothing and returns one attempt
-  with ``code=4003``, ``outcome=invalid_caller_id``, ``http_status=None`` and the reason in
-  ``error``. ``deadline`` is an absolute ``time.monotonic()`` value: no attempt, retry or
-  backoff runs past it (routing passes the call's deadline).
-- ``get_session()`` returns this process's pooled ``requests.Session``.
+Transport, in the manner of healthchecks' ``hc.lib.curl``:
+
+- One pooled ``requests.Session`` per process (:func:`get_session`), created lazily under a
+  lock. Proxy variables from the environment are ignored (``trust_env`` off) so nothing outside
+  the buyer's configuration decides where a bid goes; redirects are not followed for the same
+  reason (the endpoint allow-list is checked on the URL we were given, not on a ``Location``).
+  Cookies are never kept: one buyer's ``Set-Cookie`` must not travel to the next.
+- A *total* budget per attempt of ``target.timeout_seconds``, further capped by ``deadline``
+  (an absolute ``time.monotonic()`` value). The body is read with ``read1`` in small pieces and
+  the socket timeout is shrunk to the time left before each piece, so a server that dribbles
+  one byte every half second still ends at the deadline. Limit: while the status line and
+  headers are read the budget is enforced per ``recv`` only (urllib3 exposes no hook there).
+- Bodies are capped at :data:`MAX_BODY_BYTES`; a larger answer is cut off and the connection
+  closed.
+
+Parsing decisions (Bid API guide "Response Format"):
+
+- JSON is parsed with ``parse_float=Decimal`` so ``25.50`` never passes through a float.
+- ``code`` may be an integer, an integral number (``1000.0``) or a string of digits
+  (``"1000"``: the guide's own reference table writes the type as a string); anything else is a
+  ``bad_response``.
+- ``bid_amount`` is compared with ``min_bid`` at full precision, then truncated to cents
+  (``25.505`` is recorded as ``25.50``): we never record more than the buyer offered, and a
+  recorded amount is at or above ``min_bid`` exactly when the offer was.
+- 1000 is acceptable only with ``bid_amount >= min_bid`` and a destination; 1000 without a
+  destination is a ``bad_response`` ("accepted without a destination").
+
+Retries (Bid API guide "Implement Retry Logic", error-code reference 5001): a 5000 or HTTP 5xx
+is retried at most :data:`MAX_RETRIES` times with exponential backoff; a 429/5001 likewise,
+waiting for ``Retry-After`` when the buyer sends one. Nothing else is retried: a 1000-4006 is a
+real answer, and a timeout or network error has already spent the time a live call has. No
+backoff or attempt runs past ``deadline``: when the next wait would cross it we stop and return
+what we have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import email.utils
+import http.cookiejar
+import json
+import logging
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from callgrid_portal.bidapi.outcomes import Outcome
+from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+
+logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 2
 MAX_BODY_BYTES = 64 * 1024
 RAW_RESPONSE_KEEP = 2000  # characters of a non-JSON body kept for the log
+
+BACKOFF_BASE = 0.25  # seconds; retry n waits BACKOFF_BASE * 2**(n-1): 0.25 s, then 0.5 s
+# A buyer asking us to wait longer than this is not coming back within any bid's budget
+# (timeout_seconds is at most 10), so we stop instead of retrying early against its wishes.
+MAX_RETRY_AFTER_SECONDS = 10.0
+DEFAULT_USER_AGENT = "CallGridPortal/0.1"
+# Buyers may allow up to 1000 simultaneous requests (Buyer.max_concurrency); the pool must not
+# be the bottleneck, and urllib3 only opens connections when they are needed.
+POOL_MAXSIZE = 1000
+POOL_CONNECTIONS = 100  # distinct hosts kept; most buyers share bid.callgrid.com
+READ_CHUNK_BYTES = 8192
+MAX_BID_AMOUNT = Decimal("99999999.99")  # what BidLog.bid_amount (10 digits, 2 dp) can hold
+MAX_STORED_CODE = 32767  # BidLog.code is a small integer column
+MAX_FIELD_CHARS = 32  # BidLog.destination / response_caller_id
+MAX_MESSAGE_CHARS = 500
+
+CENT = Decimal("0.01")
+
+# The answer each CallGrid code stands for (1000 needs the checks in _read_accept).
+CODE_OUTCOMES: dict[int, Outcome] = {
+    1000: Outcome.ACCEPTED,
+    2000: Outcome.DECLINED,
+    3000: Outcome.NO_CAPACITY,
+    4000: Outcome.INVALID_REQUEST,
+    5000: Outcome.SYSTEM_ERROR,
+    4001: Outcome.DISABLED,
+    4002: Outcome.PAUSED,
+    4003: Outcome.INVALID_CALLER_ID,
+    4004: Outcome.CAPACITY_CHECK_FAILED,
+    4005: Outcome.DUPLICATE,
+    4006: Outcome.NO_NUMBERS,
+    5001: Outcome.RATE_LIMITED,
+}
+RETRIED_OUTCOMES = frozenset({Outcome.SYSTEM_ERROR, Outcome.RATE_LIMITED})
+
+Sleep = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -62,6 +144,9 @@ class BidAttempt:
     duration_ms: int = 0
     error: str = ""
     raw_response: str = ""
+    # Seconds the server asked us to wait (Retry-After on a 429/5001); not logged, used to
+    # pace the next retry.
+    retry_after: float | None = None
 
     @property
     def acceptable(self) -> bool:
@@ -86,3 +171,475 @@ class BidResult:
     @property
     def acceptable(self) -> bool:
         return self.final.acceptable
+
+
+# --- the session -------------------------------------------------------------------------
+
+_session: requests.Session | None = None
+_session_lock = threading.Lock()
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    # max_retries=0: urllib3 must not resend a bid on its own; retries are decided here, per
+    # CallGrid code, and each one is logged.
+    adapter = HTTPAdapter(
+        pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE, max_retries=0
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def get_session() -> requests.Session:
+    """Return this process's pooled session, creating it on first use.
+
+    Keep-alive connections are shared by every thread of the process. After a fork (Celery
+    prefork workers) the child builds its own on first use only if the parent never made one,
+    so workers should not send bids before forking.
+    """
+    global _session
+    if _session is None:
+        with _session_lock:
+            if _session is None:
+                _session = _new_session()
+    return _session
+
+
+def user_agent() -> str:
+    """``settings.CALLGRID_USER_AGENT`` when Django is configured, else a built-in name."""
+    try:
+        from django.conf import settings
+
+        return str(getattr(settings, "CALLGRID_USER_AGENT", DEFAULT_USER_AGENT))
+    except Exception:
+        # No Django, or no settings module: the client also runs in plain scripts.
+        return DEFAULT_USER_AGENT
+
+
+# --- sending -------------------------------------------------------------------------------
+
+
+def send_bid(
+    target: BidTarget,
+    caller_id: str,
+    state_code: str | None = None,
+    params: Mapping[str, str] | None = None,
+    *,
+    deadline: float | None = None,
+    session: requests.Session | None = None,
+    sleep: Sleep = time.sleep,
+    backoff_base: float = BACKOFF_BASE,
+) -> BidResult:
+    """Send one bid to ``target`` and return every attempt; never raises.
+
+    ``deadline`` is an absolute ``time.monotonic()`` value (routing passes the call's); no
+    attempt, retry or backoff runs past it. ``sleep`` and ``backoff_base`` exist so tests can
+    watch the pacing without waiting for it.
+    """
+    attempts: list[BidAttempt] = []
+    state = (state_code or "").strip().upper()
+    try:
+        try:
+            number = normalize_caller_id(caller_id)
+        except InvalidCallerId as exc:
+            return BidResult([_local_attempt(Outcome.INVALID_CALLER_ID, state, exc.reason, 4003)])
+        body = build_request(target, number.formatted(target.caller_id_format), state, params)
+        http = session or get_session()
+        for attempt_no in range(1, MAX_RETRIES + 2):
+            attempt = _send_once(http, target, body, deadline, attempt_no)
+            attempt.caller_id = number.ten_digit
+            attempt.state_code = state
+            attempts.append(attempt)
+            if attempt.outcome not in RETRIED_OUTCOMES or attempt_no > MAX_RETRIES:
+                break
+            wait = _retry_wait(attempt, attempt_no, backoff_base)
+            if wait is None:
+                break
+            if deadline is not None and time.monotonic() + wait >= deadline:
+                # The retry could not finish inside the call's deadline: give the caller the
+                # answer we have now rather than a timeout later.
+                break
+            sleep(wait)
+    except Exception as exc:
+        # Last resort: a bug here must cost one bid, never the whole routing decision.
+        logger.exception("send_bid failed unexpectedly for grid %s", target.grid_id)
+        failed = _local_attempt(Outcome.NETWORK_ERROR, state, f"unexpected error: {exc!r}", None)
+        failed.attempt = len(attempts) + 1
+        attempts.append(failed)
+    return BidResult(attempts)
+
+
+def build_request(
+    target: BidTarget, caller_id: str, state_code: str, params: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The JSON body of a bid: CallerId and state from the call, then static and call params.
+
+    Per-call ``params`` override the buyer's static ``extra_params``; neither may replace the
+    caller ID or state, which always come from the call itself.
+    """
+    body: dict[str, Any] = {"CallerId": caller_id}
+    if state_code:
+        body["InboundStateCode"] = state_code
+    for key, value in {**target.extra_params, **(params or {})}.items():
+        if key not in ("CallerId", "InboundStateCode"):
+            body[key] = value
+    return body
+
+
+def _local_attempt(outcome: Outcome, state: str, error: str, code: int | None) -> BidAttempt:
+    return BidAttempt(
+        attempt=1,
+        outcome=outcome,
+        started_at=datetime.now(UTC),
+        state_code=state,
+        code=code,
+        error=error,
+    )
+
+
+def _retry_wait(attempt: BidAttempt, attempt_no: int, backoff_base: float) -> float | None:
+    """Seconds to wait before the next attempt, or None when we should not retry."""
+    if attempt.outcome == Outcome.RATE_LIMITED and attempt.retry_after is not None:
+        if attempt.retry_after > MAX_RETRY_AFTER_SECONDS:
+            attempt.error = _join(
+                attempt.error, f"Retry-After {attempt.retry_after:g} s is too long to wait"
+            )
+            return None
+        return attempt.retry_after
+    return backoff_base * 2 ** (attempt_no - 1)
+
+
+def _send_once(
+    http: requests.Session,
+    target: BidTarget,
+    body: dict[str, Any],
+    deadline: float | None,
+    attempt_no: int,
+) -> BidAttempt:
+    """Make one HTTP attempt inside its budget and read the answer."""
+    started_at = datetime.now(UTC)
+    start = time.monotonic()
+    budget_end = start + float(target.timeout_seconds)
+    if deadline is not None:
+        budget_end = min(budget_end, deadline)
+    attempt = BidAttempt(
+        attempt=attempt_no, outcome=Outcome.TIMEOUT, started_at=started_at, request=body
+    )
+
+    def finish() -> BidAttempt:
+        attempt.duration_ms = int((time.monotonic() - start) * 1000)
+        return attempt
+
+    remaining = budget_end - start
+    if remaining <= 0:
+        attempt.error = "the deadline passed before the bid could be sent"
+        return finish()
+
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": user_agent(),
+    }
+    try:
+        data = json.dumps(body, default=str).encode()
+        response = http.post(
+            target.bid_url,
+            data=data,
+            headers=headers,
+            timeout=(remaining, remaining),
+            stream=True,
+            allow_redirects=False,
+        )
+    except requests.exceptions.Timeout as exc:
+        attempt.error = _describe_timeout(exc, target, budget_end - start)
+        return finish()
+    except (requests.exceptions.RequestException, Urllib3HTTPError, OSError) as exc:
+        attempt.outcome = Outcome.NETWORK_ERROR
+        attempt.error = describe_network_error(exc)
+        return finish()
+
+    try:
+        attempt.http_status = response.status_code
+        raw, why = _read_body(response, budget_end)
+    finally:
+        response.close()
+    if why == "timeout":
+        attempt.outcome = Outcome.TIMEOUT
+        attempt.error = (
+            f"no complete answer within {budget_end - start:.1f} s ({len(raw)} bytes received)"
+        )
+        return finish()
+    if why == "network":
+        attempt.outcome = Outcome.NETWORK_ERROR
+        attempt.error = "the connection broke while the answer was being read"
+        return finish()
+    if why == "oversized":
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap; not read"
+        attempt.raw_response = _raw_text(raw)
+        return finish()
+    parse_response(attempt, response.status_code, response.headers, raw, target.min_bid)
+    return finish()
+
+
+def _read_body(response: requests.Response, budget_end: float) -> tuple[bytes, str]:
+    """Read the body within the budget and the size cap.
+
+    Returns the bytes and why reading stopped: ``""`` (complete), ``timeout``, ``oversized`` or
+    ``network``.
+    """
+    raw = response.raw
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = budget_end - time.monotonic()
+        if remaining <= 0:
+            return b"".join(chunks), "timeout"
+        _shrink_socket_timeout(raw, remaining)
+        try:
+            chunk = raw.read1(READ_CHUNK_BYTES)
+        except (ReadTimeoutError, TimeoutError):
+            return b"".join(chunks), "timeout"
+        except (ProtocolError, Urllib3HTTPError, requests.exceptions.RequestException, OSError):
+            return b"".join(chunks), "network"
+        if not chunk:
+            return b"".join(chunks), ""
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return b"".join(chunks)[:MAX_BODY_BYTES], "oversized"
+
+
+def _shrink_socket_timeout(raw: Any, remaining: float) -> None:
+    """Let the next ``recv`` wait no longer than the time left in the attempt's budget."""
+    connection = getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        # A closed socket raises here; the read that follows reports it properly.
+        with contextlib.suppress(OSError):
+            sock.settimeout(max(remaining, 0.001))
+
+
+def _describe_timeout(exc: Exception, target: BidTarget, budget: float) -> str:
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"could not connect to {_host(target)} within {budget:.1f} s"
+    return f"no answer from {_host(target)} within {budget:.1f} s"
+
+
+def _host(target: BidTarget) -> str:
+    return urlsplit(target.bid_url).netloc or target.bid_url
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """A short, readable reason for a failed connection (refused, DNS, reset, TLS)."""
+    seen: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack and len(seen) < 20:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.append(current)
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, socket.gaierror):
+            return "could not resolve the host name"
+        if isinstance(current, ConnectionResetError):
+            return "connection reset by the server"
+        if isinstance(current, requests.exceptions.SSLError):
+            return f"TLS error: {current}"
+        if isinstance(current, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+            return f"invalid endpoint URL: {current}"
+        # Walk the causes: requests wraps urllib3, which wraps the socket error.
+        for inner in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    text = str(exc)
+    if "Name or service not known" in text or "NameResolution" in text:
+        return "could not resolve the host name"
+    return f"network error: {type(exc).__name__}: {text}"[:MAX_MESSAGE_CHARS]
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def parse_response(
+    attempt: BidAttempt,
+    http_status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    min_bid: Decimal,
+) -> None:
+    """Fill ``attempt`` from an HTTP answer: status, CallGrid code, amount and outcome."""
+    attempt.http_status = http_status
+    if http_status == 429:
+        attempt.retry_after = parse_retry_after(headers.get("Retry-After"))
+    try:
+        # NaN and Infinity are not JSON (RFC 8259) but Python reads them; as Decimals they
+        # reach the amount check, which names the field that carries them.
+        payload = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _no_json(attempt, http_status, raw, f"not valid JSON ({exc})")
+        return
+    if not isinstance(payload, dict):
+        _no_json(attempt, http_status, raw, f"JSON {type(payload).__name__}, not an object")
+        return
+    code = _parse_code(payload.get("code"))
+    if code is None:
+        _no_json(attempt, http_status, raw, f"no integer code (code={payload.get('code')!r})")
+        return
+    attempt.code = code if 0 <= code <= MAX_STORED_CODE else None
+    attempt.message = str(payload.get("message") or "")[:MAX_MESSAGE_CHARS]
+    attempt.response_caller_id = _short(payload.get("caller_id"))
+    # HTTP 429 is a rate limit whatever the body says (error-code reference, 5001).
+    outcome = Outcome.RATE_LIMITED if http_status == 429 else CODE_OUTCOMES.get(code)
+    if outcome is None:
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = f"unknown code {code}"
+        attempt.raw_response = _raw_text(raw)
+        return
+    amount, amount_error = _parse_amount(payload.get("bid_amount"))
+    attempt.bid_amount = None if amount is None else amount.quantize(CENT, rounding=ROUND_DOWN)
+    if outcome != Outcome.ACCEPTED:
+        # Only an acceptance carries a meaningful amount (the guide sends 0 with the others),
+        # so an odd amount there does not hide the real answer, e.g. a retryable 5000.
+        attempt.outcome = outcome
+        return
+    if amount_error:
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = amount_error
+        attempt.raw_response = _raw_text(raw)
+        return
+    _read_accept(attempt, payload, amount, min_bid, raw)
+
+
+def _read_accept(
+    attempt: BidAttempt,
+    payload: dict[str, Any],
+    amount: Decimal | None,
+    min_bid: Decimal,
+    raw: bytes,
+) -> None:
+    destination = payload.get("destination")
+    if isinstance(destination, int) and not isinstance(destination, bool):
+        destination = str(destination)
+    if amount is None:
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = "accepted without a bid amount"
+        attempt.raw_response = _raw_text(raw)
+        return
+    if not isinstance(destination, str) or not destination.strip():
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = "accepted without a destination"
+        attempt.raw_response = _raw_text(raw)
+        return
+    destination = destination.strip()
+    if len(destination) > MAX_FIELD_CHARS:
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = f"destination longer than {MAX_FIELD_CHARS} characters"
+        attempt.raw_response = _raw_text(raw)
+        return
+    attempt.destination = destination
+    # Compare the exact offer: 24.999 is below a 25.00 minimum even though it rounds to 25.00.
+    if amount < min_bid:
+        attempt.outcome = Outcome.BELOW_MIN_BID
+        attempt.error = f"bid {amount} is below the minimum {min_bid}"
+        return
+    attempt.outcome = Outcome.ACCEPTED
+
+
+def _parse_code(value: Any) -> int | None:
+    """An integer code from an int, an integral number or a string of digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        return int(value.strip())
+    return None
+
+
+def _parse_amount(value: Any) -> tuple[Decimal | None, str]:
+    """The bid amount as a Decimal (None when absent) and an error when it is unusable."""
+    if value is None:
+        return None, ""
+    if isinstance(value, bool):
+        return None, f"bid_amount {value!r} is not a number"
+    if isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            return None, f"bid_amount {value[:40]!r} is not a number"
+    else:
+        return None, f"bid_amount {value!r} is not a number"
+    if not amount.is_finite():
+        return None, f"bid_amount {amount} is not a finite number"
+    if amount < 0:
+        return None, f"bid_amount {amount} is negative"
+    if amount > MAX_BID_AMOUNT:
+        return None, f"bid_amount {amount} is out of range"
+    return amount, ""
+
+
+def _no_json(attempt: BidAttempt, http_status: int, raw: bytes, detail: str) -> None:
+    """Classify an answer that carries no usable CallGrid code."""
+    attempt.raw_response = _raw_text(raw)
+    if http_status == 429:
+        attempt.outcome = Outcome.RATE_LIMITED
+        attempt.error = f"HTTP 429 Too Many Requests; body {detail}"
+    elif http_status >= 500:
+        # The buyer's side failed before CallGrid could answer: the same as a 5000, retried.
+        attempt.outcome = Outcome.SYSTEM_ERROR
+        attempt.error = f"HTTP {http_status}; body {detail}"
+    elif 300 <= http_status < 400:
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = f"HTTP {http_status} redirect not followed"
+    elif http_status != 200:
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = f"HTTP {http_status}; body {detail}"
+    else:
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = f"answer {detail}"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def _raw_text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")[:RAW_RESPONSE_KEEP]
+
+
+def _short(value: Any) -> str:
+    if value is None or isinstance(value, bool | dict | list):
+        return ""
+    return str(value)[:MAX_FIELD_CHARS]
+
+
+def _join(first: str, second: str) -> str:
+    return f"{first}; {second}" if first else second

@@ -51,6 +51,9 @@ def normalize_caller_id(raw: object) -> CallerId:
         raise InvalidCallerId("caller ID is missing")
     if not isinstance(raw, str | int) or isinstance(raw, bool):
         raise InvalidCallerId("caller ID must be a string of digits")
+    if isinstance(raw, int) and raw < 0:
+        # str(-3035551234) starts with a dash, which the formatting filter would drop.
+        raise InvalidCallerId("caller ID cannot be a negative number")
     text = _FORMATTING.sub("", str(raw).strip())
     plus = text.startswith("+")
     if plus:
@@ -63,7 +66,10 @@ def normalize_caller_id(raw: object) -> CallerId:
         if not text.startswith("1"):
             raise InvalidCallerId("an 11-digit caller ID must start with country code 1")
         text = text[1:]
-    elif len(text) != 10 or plus:
+    elif plus:
+        # "+1" must be followed by exactly 10 national digits.
+        raise InvalidCallerId(f"+1 must be followed by 10 digits, got {len(text) - 1}")
+    elif len(text) != 10:
         raise InvalidCallerId(f"caller ID must have 10 digits (or 1 + 10 digits), got {len(text)}")
     if text[0] in "01":
         raise InvalidCallerId(f"area code {text[:3]} is not valid: it must start with 2-9")

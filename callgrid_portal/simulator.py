@@ -1,0 +1,556 @@
+"""A local stand-in for CallGrid's Bid API, for the demo, the tests and the benchmarks.
+
+It answers ``POST /api/bid/{grid_id}`` the way the Bid API guide and the error-code reference
+describe (codes 1000-5000, 4001-4006, 5001 with HTTP 429), with a behaviour per grid: accept
+with an amount, decline, each error code, 5000 then recover, latency, a per-grid rate limit,
+and the broken answers a client must survive (a body dribbled one byte at a time, malformed
+JSON, an HTML 502 page, an oversized body, an unknown code, a JSON list).
+
+It is a plain ``ThreadingHTTPServer``: no database and no Django settings, so tests run it in
+process and ``manage.py callgrid_simulator`` runs it as its own process. Other processes
+steer it over HTTP:
+
+- ``GET /_sim/health``: liveness and counts.
+- ``GET /_sim/requests[?grid=ID]``: the bid requests received, oldest first.
+- ``POST /_sim/reset``: forget requests and counters; grids go back to the scenario.
+- ``PUT /_sim/grids/{grid_id}``: replace one grid's behaviour (JSON object).
+- ``PUT /_sim/default``: replace the behaviour of grids that have none of their own.
+
+A behaviour is layered: built-in defaults, then the scenario's (or ``set_default``'s)
+``default``, then the grid's own keys. Scenario files are JSON (YAML when PyYAML is installed
+and the file ends in ``.yaml``/``.yml``)::
+
+    {"default": {"respond": "accept", "bid_amount": "25.50"},
+     "grids": {"cm97s8hmv000ijt06r4djmije": {"respond": "decline", "latency_ms": 200}}}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+logger = logging.getLogger(__name__)
+
+RESPONSES = frozenset(
+    {
+        "accept",
+        "decline",
+        "no_capacity",
+        "invalid_request",
+        "system_error",
+        "disabled",
+        "paused",
+        "invalid_caller_id",
+        "capacity_check_failed",
+        "duplicate",
+        "no_numbers",
+        "rate_limit",
+        "fail_then_accept",
+        "dribble",
+        "malformed",
+        "html_error",
+        "oversized",
+        "unknown_code",
+        "wrong_shape",
+    }
+)
+
+DEFAULT_BEHAVIOUR: dict[str, Any] = {
+    "respond": "accept",
+    "bid_amount": "25.50",  # a decimal literal, written into the JSON as a number
+    "destination": "13035551234",  # None leaves it out
+    "latency_ms": 0,
+    "latency_jitter_ms": 0,
+    "rate_limit_per_minute": None,  # None: no limit
+    "retry_after": 1,  # seconds, sent with every 429
+    "fail_times": 1,  # fail_then_accept: how many 5000s come first
+    "dribble_interval": 0.5,  # seconds between bytes of a dribbled body
+    "message": None,  # overrides CallGrid's message for the code
+    "http_status": None,  # overrides the HTTP status of a coded answer
+}
+
+# Code, HTTP status and CallGrid's message for each plain coded answer (seed documents).
+CODED_ANSWERS: dict[str, tuple[int, int, str]] = {
+    "accept": (1000, 200, "Bid accepted"),
+    "decline": (2000, 200, "Bid declined - call type not accepted"),
+    "no_capacity": (3000, 200, "No capacity available"),
+    "invalid_request": (4000, 200, "Invalid request - missing required CallerId parameter"),
+    "system_error": (5000, 200, "System error - please try again"),
+    "disabled": (4001, 200, "Disabled"),
+    "paused": (4002, 200, "Campaign is Paused"),
+    "invalid_caller_id": (4003, 200, "Invalid caller ID"),
+    "capacity_check_failed": (4004, 200, "Capacity check failed"),
+    "duplicate": (4005, 200, "Duplicate. CallerId already paid out."),
+    "no_numbers": (4006, 200, "No phone numbers available for PSTN."),
+    "rate_limit": (5001, 429, "Rate limit exceeded"),
+    "unknown_code": (7777, 200, "Something CallGrid never documented"),
+}
+
+HTML_ERROR_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
+)
+OVERSIZED_BYTES = 70 * 1024  # past the client's 64 KiB cap
+_BID_PREFIX = "/api/bid/"
+_AMOUNT_PLACEHOLDER = "__callgrid_simulator_bid_amount__"
+
+
+class ScenarioError(ValueError):
+    """A scenario or behaviour the simulator cannot follow; the message says what is wrong."""
+
+
+def validate_behaviour(behaviour: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a behaviour's keys and values and return a plain copy.
+
+    Unknown keys are refused so a typo (``"latency"`` for ``"latency_ms"``) fails loudly
+    instead of silently doing nothing.
+    """
+    if not isinstance(behaviour, Mapping):
+        raise ScenarioError("a behaviour must be a JSON object")
+    unknown = set(behaviour) - set(DEFAULT_BEHAVIOUR)
+    if unknown:
+        raise ScenarioError(f"unknown behaviour keys: {', '.join(sorted(unknown))}")
+    clean = dict(behaviour)
+    respond = clean.get("respond", "accept")
+    if respond not in RESPONSES:
+        raise ScenarioError(f"respond must be one of {', '.join(sorted(RESPONSES))}")
+    amount = clean.get("bid_amount")
+    if amount is not None:
+        try:
+            Decimal(str(amount))
+        except InvalidOperation:
+            raise ScenarioError(f"bid_amount {amount!r} is not a decimal number") from None
+        clean["bid_amount"] = str(amount)
+    for key in ("latency_ms", "latency_jitter_ms", "retry_after", "fail_times"):
+        if key in clean and not _non_negative(clean[key]):
+            raise ScenarioError(f"{key} must be a number >= 0")
+    if "dribble_interval" in clean and not _non_negative(clean["dribble_interval"]):
+        raise ScenarioError("dribble_interval must be a number >= 0")
+    limit = clean.get("rate_limit_per_minute")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ScenarioError("rate_limit_per_minute must be a positive integer or null")
+    status = clean.get("http_status")
+    if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
+        raise ScenarioError("http_status must be an HTTP status code or null")
+    return clean
+
+
+def validate_scenario(scenario: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check a scenario ``{"default": {...}, "grids": {...}}`` and return a plain copy."""
+    if scenario is None:
+        return {"default": {}, "grids": {}}
+    if not isinstance(scenario, Mapping):
+        raise ScenarioError("a scenario must be a JSON object")
+    unknown = set(scenario) - {"default", "grids"}
+    if unknown:
+        raise ScenarioError(f"unknown scenario keys: {', '.join(sorted(unknown))}")
+    grids = scenario.get("grids") or {}
+    if not isinstance(grids, Mapping):
+        raise ScenarioError("grids must map grid IDs to behaviours")
+    return {
+        "default": validate_behaviour(scenario.get("default") or {}),
+        "grids": {str(grid): validate_behaviour(b) for grid, b in grids.items()},
+    }
+
+
+def load_scenario(path: str | Path) -> dict[str, Any]:
+    """Read and validate a scenario file (JSON, or YAML when PyYAML is installed)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ScenarioError("YAML scenarios need PyYAML; use JSON instead") from None
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScenarioError(f"{path}: not valid JSON ({exc})") from None
+    return validate_scenario(data)
+
+
+def _non_negative(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+class Simulator:
+    """The simulated Bid API: start it, point buyers at ``endpoint``, read ``requests()``."""
+
+    def __init__(
+        self, scenario: dict[str, Any] | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self._scenario = validate_scenario(scenario)
+        self.host = host
+        self.port = port
+        self._lock = threading.Lock()
+        self._default: dict[str, Any] = {}
+        self._grids: dict[str, dict[str, Any]] = {}
+        self._received: list[dict[str, Any]] = []
+        self._counts: dict[str, int] = {}
+        self._windows: dict[str, deque[float]] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.reset()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        """Listen and serve in a background thread; returns self."""
+        if self._server is not None:
+            return self
+        server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"callgrid-simulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL a buyer's ``endpoint_url`` should hold; the grid ID is appended."""
+        return self.url + _BID_PREFIX
+
+    # --- configuration -----------------------------------------------------------------
+
+    def configure(self, grid_id: str, **behaviour: Any) -> None:
+        """Replace ``grid_id``'s behaviour (keys it leaves out come from the default)."""
+        clean = validate_behaviour(behaviour)
+        with self._lock:
+            self._grids[grid_id] = clean
+
+    def set_default(self, **behaviour: Any) -> None:
+        """Replace the behaviour of every grid without one of its own."""
+        clean = validate_behaviour(behaviour)
+        with self._lock:
+            self._default = clean
+
+    def reset(self) -> None:
+        """Forget received requests and counters; grids and default go back to the scenario."""
+        with self._lock:
+            self._default = copy.deepcopy(self._scenario["default"])
+            self._grids = copy.deepcopy(self._scenario["grids"])
+            self._received = []
+            self._counts = {}
+            self._windows = {}
+
+    def behaviour(self, grid_id: str) -> dict[str, Any]:
+        """The effective behaviour of ``grid_id``: built-in, then default, then the grid's."""
+        with self._lock:
+            return {**DEFAULT_BEHAVIOUR, **self._default, **self._grids.get(grid_id, {})}
+
+    def requests(self, grid_id: str | None = None) -> list[dict[str, Any]]:
+        """Bid requests received, oldest first: ``grid_id``, ``body``, ``headers``, ``received_at``.
+
+        ``body`` is the parsed JSON, or the raw text when it was not JSON; ``received_at`` is
+        a ``time.time()`` epoch taken when the request arrived.
+        """
+        with self._lock:
+            rows = [r for r in self._received if grid_id is None or r["grid_id"] == grid_id]
+            return copy.deepcopy(rows)
+
+    # --- used by the handler -----------------------------------------------------------
+
+    def _record(
+        self, grid_id: str, body: Any, headers: dict[str, str], received_at: float
+    ) -> tuple[dict[str, Any], int, float | None]:
+        """Log one bid request; return its behaviour, its number for the grid, and the wait a
+        rate-limited request is told (None when within the limit)."""
+        with self._lock:
+            self._received.append(
+                {"grid_id": grid_id, "body": body, "headers": headers, "received_at": received_at}
+            )
+            count = self._counts.get(grid_id, 0) + 1
+            self._counts[grid_id] = count
+            behaviour = {**DEFAULT_BEHAVIOUR, **self._default, **self._grids.get(grid_id, {})}
+            limit = behaviour["rate_limit_per_minute"]
+            if not limit:
+                return behaviour, count, None
+            # Sliding one-minute window per grid, counting only the requests let through.
+            now = time.monotonic()
+            window = self._windows.setdefault(grid_id, deque())
+            while window and window[0] <= now - 60:
+                window.popleft()
+            if len(window) >= limit:
+                return behaviour, count, max(window[0] + 60 - now, 0.0)
+            window.append(now)
+            return behaviour, count, None
+
+    def _counts_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"requests": len(self._received), "grids": len(self._grids)}
+
+
+def _make_handler(simulator: Simulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(_BidHandler):
+        sim = simulator
+
+    return Handler
+
+
+class _BidHandler(BaseHTTPRequestHandler):
+    """One HTTP exchange with the simulator."""
+
+    sim: Simulator
+    # HTTP/1.1 keeps connections alive, as CallGrid does, so the client's pool is exercised.
+    protocol_version = "HTTP/1.1"
+    server_version = "CallGridSimulator/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    # --- routing -----------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        self._read_body()
+        if parts.path == "/_sim/health":
+            self._send_json(200, {"ok": True, **self.sim._counts_snapshot()})
+        elif parts.path == "/_sim/requests":
+            grid = parse_qs(parts.query).get("grid", [None])[0]
+            rows = self.sim.requests(grid)
+            self._send_json(200, {"count": len(rows), "requests": rows})
+        else:
+            self._send_json(404, {"error": f"no such page: {parts.path}"})
+
+    def do_POST(self) -> None:
+        received_at = time.time()
+        parts = urlsplit(self.path)
+        raw = self._read_body()
+        if parts.path == "/_sim/reset":
+            self.sim.reset()
+            self._send_json(200, {"ok": True})
+        elif parts.path.startswith(_BID_PREFIX) and parts.path != _BID_PREFIX:
+            grid_id = unquote(parts.path[len(_BID_PREFIX) :].strip("/"))
+            self._answer_bid(grid_id, raw, received_at)
+        else:
+            self._send_json(404, {"error": f"no such page: {parts.path}"})
+
+    def do_PUT(self) -> None:
+        parts = urlsplit(self.path)
+        raw = self._read_body()
+        try:
+            behaviour = json.loads(raw or b"{}")
+            if parts.path.startswith("/_sim/grids/"):
+                grid_id = unquote(parts.path[len("/_sim/grids/") :].strip("/"))
+                if not grid_id:
+                    raise ScenarioError("a grid ID is needed: /_sim/grids/{grid_id}")
+                self.sim.configure(grid_id, **_as_kwargs(behaviour))
+                self._send_json(200, {"grid_id": grid_id, "behaviour": self.sim.behaviour(grid_id)})
+            elif parts.path == "/_sim/default":
+                self.sim.set_default(**_as_kwargs(behaviour))
+                self._send_json(200, {"ok": True})
+            else:
+                self._send_json(404, {"error": f"no such page: {parts.path}"})
+        except (json.JSONDecodeError, ScenarioError) as exc:
+            self._send_json(400, {"error": str(exc)})
+
+    # --- the Bid API -------------------------------------------------------------------
+
+    def _answer_bid(self, grid_id: str, raw: bytes, received_at: float) -> None:
+        try:
+            body: Any = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = raw.decode("utf-8", errors="replace")
+        headers = {key: value for key, value in self.headers.items()}
+        behaviour, count, limited_for = self.sim._record(grid_id, body, headers, received_at)
+        self._delay(behaviour)
+        if limited_for is not None:
+            self._send_coded("rate_limit", behaviour, body, retry_after=math.ceil(limited_for))
+            return
+        if not isinstance(body, dict):
+            self._send_coded(
+                "invalid_request",
+                behaviour,
+                body,
+                message="Invalid request - body is not a JSON object",
+            )
+            return
+        caller_id = body.get("CallerId")
+        digits = caller_id[1:] if isinstance(caller_id, str) and caller_id[:1] == "+" else caller_id
+        if not isinstance(digits, str) or not digits.isdigit() or not digits.isascii():
+            # CallGrid itself refuses a missing or formatted caller ID (error-code reference).
+            self._send_coded("invalid_caller_id", behaviour, body)
+            return
+        respond = behaviour["respond"]
+        if respond == "fail_then_accept":
+            respond = "system_error" if count <= behaviour["fail_times"] else "accept"
+        if respond in CODED_ANSWERS:
+            self._send_coded(respond, behaviour, body)
+        elif respond == "dribble":
+            self._dribble(behaviour, body)
+        elif respond == "malformed":
+            self._send(200, "application/json", b'{"code": 1000, "message": "Bid accepted", "bid')
+        elif respond == "html_error":
+            self._send(502, "text/html", HTML_ERROR_PAGE)
+        elif respond == "oversized":
+            payload = self._payload(1000, "Bid accepted", behaviour, body, accepted=True)
+            payload["padding"] = "x" * OVERSIZED_BYTES
+            self._send(200, "application/json", _encode(payload))
+        elif respond == "wrong_shape":
+            payload = self._payload(1000, "Bid accepted", behaviour, body, accepted=True)
+            self._send(200, "application/json", _encode([payload]))
+
+    def _send_coded(
+        self,
+        respond: str,
+        behaviour: Mapping[str, Any],
+        body: Any,
+        *,
+        message: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        code, status, default_message = CODED_ANSWERS[respond]
+        text = message or behaviour["message"] or default_message
+        payload = self._payload(code, text, behaviour, body, accepted=code == 1000)
+        headers = {}
+        if code == 5001:
+            wait = retry_after if retry_after is not None else behaviour["retry_after"]
+            headers["Retry-After"] = str(wait)
+        self._send(
+            behaviour["http_status"] or status, "application/json", _encode(payload), headers
+        )
+
+    @staticmethod
+    def _payload(
+        code: int, message: str, behaviour: Mapping[str, Any], body: Any, *, accepted: bool
+    ) -> dict[str, Any]:
+        """A response shaped like the guide's: code, message, amount, and for 1000 the rest."""
+        request = body if isinstance(body, dict) else {}
+        payload: dict[str, Any] = {"code": code, "message": message}
+        if accepted:
+            if behaviour["bid_amount"] is not None:
+                payload["bid_amount"] = Decimal(behaviour["bid_amount"])
+            if behaviour["destination"] is not None:
+                payload["destination"] = behaviour["destination"]
+            caller_id = str(request.get("CallerId", ""))
+            payload["caller_id"] = "1" + caller_id if len(caller_id) == 10 else caller_id
+        else:
+            payload["bid_amount"] = 0
+        if request.get("InboundStateCode"):
+            payload["state_code"] = request["InboundStateCode"]
+        payload["timestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return payload
+
+    def _dribble(self, behaviour: Mapping[str, Any], body: Any) -> None:
+        """Send a valid answer one byte at a time, as a struggling server might."""
+        data = _encode(self._payload(1000, "Bid accepted", behaviour, body, accepted=True))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                time.sleep(float(behaviour["dribble_interval"]))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up, as it should
+
+    @staticmethod
+    def _delay(behaviour: Mapping[str, Any]) -> None:
+        delay_ms = float(behaviour["latency_ms"])
+        jitter = float(behaviour["latency_jitter_ms"])
+        if jitter:
+            delay_ms += random.uniform(0, jitter)
+        if delay_ms > 0:
+            time.sleep(delay_ms / 1000)
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        self._send(status, "application/json", _encode(payload))
+
+    def _send(
+        self,
+        status: int,
+        content_type: str,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+def _as_kwargs(behaviour: Any) -> dict[str, Any]:
+    if not isinstance(behaviour, dict):
+        raise ScenarioError("a behaviour must be a JSON object")
+    return {str(key): value for key, value in behaviour.items()}
+
+
+def _encode(payload: Any) -> bytes:
+    """JSON with Decimal amounts written as exact number literals (``25.50``, not 25.5)."""
+    literals: list[str] = []
+
+    def default(value: Any) -> str:
+        if isinstance(value, Decimal):
+            literals.append(str(value))
+            return f"{_AMOUNT_PLACEHOLDER}{len(literals) - 1}"
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(payload, default=default)
+    for index, literal in enumerate(literals):
+        text = text.replace(f'"{_AMOUNT_PLACEHOLDER}{index}"', literal, 1)
+    return text.encode()
