@@ -2,6 +2,11 @@
 
 from rest_framework.routers import SimpleRouter
 
-router = SimpleRouter()
+from bidlog.api.views import BidViewSet
 
-urlpatterns = router.urls
+router = SimpleRouter()
+router.register("bids", BidViewSet, basename="bid")
+
+urlpatterns = [
+    *router.urls,
+]

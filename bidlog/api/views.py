@@ -1,0 +1,58 @@
+"""Bid log API: read the attempts, filtered and paged by cursor."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import serializers, viewsets
+from rest_framework.pagination import CursorPagination
+
+from bidlog.api.serializers import BidLogSerializer
+from bidlog.filters import BidLogFilter
+from bidlog.models import BidLog
+from bidlog.selectors import bid_get, bid_list
+from callgrid_portal.roles import VIEWER
+
+
+class BidCursorPagination(CursorPagination):
+    """Newest first by (created_at, id), 50 a page, up to 500 with ``page_size``.
+
+    A cursor never counts the table, so a page costs the same on millions of rows as on ten
+    and rows written while someone pages never shift what they see.
+    """
+
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class BidViewSet(viewsets.ReadOnlyModelViewSet):
+    """``GET /bids/`` and ``GET /bids/{id}/``: every attempt, for anyone with the viewer role."""
+
+    serializer_class = BidLogSerializer
+    pagination_class = BidCursorPagination
+    read_role = VIEWER
+    # The backend and FilterSet describe the filters in the schema and the browsable API;
+    # the filtering itself happens in the selector (see filter_queryset).
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = BidLogFilter
+
+    def get_queryset(self) -> QuerySet[BidLog]:
+        try:
+            return bid_list(filters=self.request.query_params)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+
+    def filter_queryset(self, queryset: QuerySet[BidLog]) -> QuerySet[BidLog]:
+        # bid_list already applied the filters; running the backend again would filter twice.
+        return queryset
+
+    def get_object(self) -> BidLog:
+        bid = bid_get(self.kwargs["pk"])
+        if bid is None:
+            raise Http404("No such bid.")
+        self.check_object_permissions(self.request, bid)
+        return bid

@@ -1,0 +1,125 @@
+"""Filters of the bid log, shared by the API and the pages (NetBox keeps one FilterSet per model).
+
+Every bad value is a form error on its own field, so the API answers 400 naming the field
+(``since``, ``caller_id``, ...) instead of silently returning everything.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+
+from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass, Source
+from bidlog.models import BidLog
+from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+
+
+def parse_iso_datetime(value: str) -> datetime:
+    """Parse an ISO 8601 date or date-time into an aware UTC datetime; naive means UTC.
+
+    A ``+`` in an offset often arrives as a space when a client forgets to URL-encode it
+    (``...T12:00:00 02:00``); that spelling is read as the ``+`` it was meant to be.
+    """
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        if "T" in text and " " in text:
+            parsed = datetime.fromisoformat(text.replace(" ", "+"))
+        else:
+            raise
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+class IsoDateTimeField(forms.Field):
+    """A date-time in ISO 8601 (``2025-05-01T12:00:00Z``, ``2025-05-01``), naive read as UTC."""
+
+    default_error_messages = {
+        "invalid": "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z.",
+    }
+
+    def to_python(self, value: Any) -> datetime | None:
+        if value in self.empty_values:
+            return None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        try:
+            return parse_iso_datetime(str(value))
+        except ValueError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class CallerIdField(forms.CharField):
+    """A caller ID in any common spelling, cleaned to the 10 digits the log stores."""
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        if not text:
+            return ""
+        try:
+            return normalize_caller_id(text).digits
+        except InvalidCallerId as exc:
+            raise forms.ValidationError(
+                f"Invalid caller ID: {exc.reason}.", code="invalid_caller_id"
+            ) from None
+
+
+class CommaSeparatedSelectMultiple(forms.SelectMultiple):
+    """Accept ``?outcome=a,b`` as well as ``?outcome=a&outcome=b``."""
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> list[str] | None:
+        getter = getattr(data, "getlist", None)
+        if getter is not None:
+            raw = getter(name)
+        else:
+            single = data.get(name)
+            raw = single if isinstance(single, list | tuple) else [single]
+        values = [part.strip() for item in raw if item for part in str(item).split(",")]
+        return [value for value in values if value] or None
+
+
+class IsoDateTimeFilter(django_filters.Filter):
+    field_class = IsoDateTimeField
+
+
+class CallerIdFilter(django_filters.CharFilter):
+    field_class = CallerIdField
+
+
+class BidLogFilter(django_filters.FilterSet):
+    """Filter bids by buyer, outcome, code, source, caller, call and time.
+
+    ``since`` is inclusive and ``until`` exclusive, so consecutive ranges never count a bid
+    twice. ``outcome`` takes several values; ``outcome_class`` selects every outcome of a class.
+    """
+
+    buyer = django_filters.NumberFilter(field_name="buyer_id")
+    grid_id = django_filters.CharFilter(field_name="buyer__grid_id")
+    outcome = django_filters.MultipleChoiceFilter(
+        choices=Outcome.choices, widget=CommaSeparatedSelectMultiple
+    )
+    outcome_class = django_filters.ChoiceFilter(
+        choices=OutcomeClass.choices, method="filter_outcome_class"
+    )
+    code = django_filters.NumberFilter()
+    source = django_filters.ChoiceFilter(choices=Source.choices)
+    caller_id = CallerIdFilter()
+    call = django_filters.NumberFilter(field_name="call_id")
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = BidLog
+        fields: list[str] = []
+
+    def filter_outcome_class(
+        self, queryset: QuerySet[BidLog], name: str, value: str
+    ) -> QuerySet[BidLog]:
+        outcomes = [outcome for outcome, klass in OUTCOME_CLASS.items() if klass == value]
+        return queryset.filter(outcome__in=outcomes)

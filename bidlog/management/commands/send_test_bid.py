@@ -1,0 +1,117 @@
+"""Send one test bid to a buyer right now and print what came back.
+
+Usage::
+
+    python manage.py send_test_bid BUYER [--caller-id 3035551234] [--state CO] [--param K=V ...]
+
+BUYER is a buyer's id, Grid ID or name. The bid goes out in this process (no Celery), is
+logged with source ``test`` like any other attempt, and the command exits non-zero when the
+buyer is unknown or the caller ID is invalid (the local 4003 refusal is still logged).
+"""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
+
+from bidlog.choices import Outcome, Source
+from bidlog.models import BidLog
+from bidlog.services import bid_send
+from buyers.models import Buyer
+from buyers.validators import US_STATE_CODES
+
+DEFAULT_CALLER_ID = "3035551234"
+
+
+def _param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise CommandError(f"--param expects KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _find_buyer(key: str) -> Buyer:
+    """The buyer whose id, Grid ID or name is ``key``."""
+    lookup = Q(grid_id=key) | Q(name=key)
+    if key.isdigit():
+        lookup |= Q(pk=int(key))
+    matches = list(Buyer.objects.filter(lookup)[:2])
+    if not matches:
+        raise CommandError(f"No buyer with id, Grid ID or name {key!r}.")
+    if len(matches) > 1:
+        # Only possible when one buyer's name is another's id or Grid ID; the id wins.
+        by_id = [buyer for buyer in matches if str(buyer.pk) == key]
+        if by_id:
+            return by_id[0]
+        raise CommandError(f"{key!r} matches more than one buyer; use the buyer's id.")
+    return matches[0]
+
+
+class Command(BaseCommand):
+    help = "Send one test bid to a buyer now, log it and print the result."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("buyer", help="buyer id, Grid ID or name")
+        parser.add_argument(
+            "--caller-id",
+            help=(
+                "caller ID to send (default: the buyer's health-check caller ID, "
+                f"else {DEFAULT_CALLER_ID})"
+            ),
+        )
+        parser.add_argument("--state", default="", help="two-letter InboundStateCode, e.g. CO")
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="an extra request parameter; repeat for more",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        buyer = _find_buyer(options["buyer"].strip())
+        caller_id = options["caller_id"] or buyer.health_check_caller_id or DEFAULT_CALLER_ID
+        state = (options["state"] or "").strip().upper()
+        if state and state not in US_STATE_CODES:
+            raise CommandError(f"--state {options['state']!r} is not a US state code such as CO.")
+        params = dict(_param(item) for item in options["param"])
+
+        bids = bid_send(
+            buyer=buyer,
+            caller_id=caller_id,
+            state_code=state,
+            params=params or None,
+            source=Source.TEST,
+        )
+        final = bids[-1]
+        self.stdout.write(self._describe(buyer, bids))
+        if final.outcome == Outcome.INVALID_CALLER_ID:
+            raise CommandError(
+                f"Invalid caller ID {caller_id!r}: {final.error or final.message} "
+                f"(logged as bid {final.pk})."
+            )
+
+    def _describe(self, buyer: Buyer, bids: list[BidLog]) -> str:
+        final = bids[-1]
+        lines = [
+            f"Buyer:       {buyer.name} ({buyer.grid_id})",
+            f"Outcome:     {final.outcome} ({final.get_outcome_display()}, "
+            f"class {final.outcome_class})",
+            f"Code:        {final.code if final.code is not None else '-'}",
+            f"Message:     {final.message or '-'}",
+            f"HTTP status: {final.http_status if final.http_status is not None else '-'}",
+            f"Bid amount:  {final.bid_amount if final.bid_amount is not None else '-'}",
+            f"Destination: {final.destination or '-'}",
+            f"Duration:    {sum(bid.duration_ms for bid in bids)} ms",
+            f"Attempts:    {len(bids)}",
+        ]
+        if final.error:
+            lines.append(f"Error:       {final.error}")
+        ids = ", ".join(str(bid.pk) for bid in bids)
+        lines.append(
+            f"BidLog id:   {final.pk}" + (f" (all attempts: {ids})" if len(bids) > 1 else "")
+        )
+        return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""Reads of the bid log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from bidlog.filters import BidLogFilter
+from bidlog.models import BidLog
+
+
+def _bids() -> QuerySet[BidLog]:
+    # Every listing shows the buyer's name and Grid ID: join once instead of once per row.
+    return BidLog.objects.select_related("buyer")
+
+
+def bid_list(*, filters: Mapping[str, Any]) -> QuerySet[BidLog]:
+    """Bids matching ``filters`` (the query parameters of ``BidLogFilter``), newest first.
+
+    Raises ``ValidationError`` keyed by field when a filter value is bad, so callers can say
+    which parameter to fix rather than showing every bid.
+    """
+    filterset = BidLogFilter(data=filters, queryset=_bids())
+    if not filterset.is_valid():
+        raise ValidationError(
+            {field: errors.as_data() for field, errors in filterset.errors.items()}
+        )
+    return filterset.qs.order_by("-created_at", "-id")
+
+
+def bid_get(bid_id: int | str) -> BidLog | None:
+    """One bid with its buyer, or ``None`` when there is no such bid."""
+    try:
+        return _bids().get(pk=bid_id)
+    except (BidLog.DoesNotExist, ValueError, TypeError):
+        return None

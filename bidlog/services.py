@@ -1,0 +1,158 @@
+"""Writes of the bid log: record every attempt the client made, and every local skip.
+
+``bid_send`` is the one place that both sends a bid and logs it, so the routing work can wrap
+it with limits (rate, concurrency, cooldown) without a second path that forgets to log.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+
+from bidlog.choices import Outcome
+from bidlog.models import BidLog, Call
+from buyers.models import Buyer
+from callgrid_portal.bidapi import client
+from callgrid_portal.bidapi.client import BidAttempt, BidResult
+from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+
+# Outcomes a local decision may record; ``pending`` belongs to the queued test bid instead.
+SKIP_OUTCOMES = frozenset(o for o in Outcome.values if o.startswith("skipped_"))
+
+_CENT = Decimal("0.01")
+# BidLog.bid_amount is DECIMAL(10, 2): anything at or above this cannot be stored.
+_MAX_AMOUNT = Decimal("100000000")
+
+
+def _field_max(name: str) -> int:
+    return BidLog._meta.get_field(name).max_length  # type: ignore[return-value]
+
+
+def _clip(value: str | None, name: str) -> str:
+    """Cut ``value`` to the column's length: a malformed answer must not lose the whole row."""
+    return (value or "")[: _field_max(name)]
+
+
+def _storable_amount(amount: Decimal | None) -> tuple[Decimal | None, str]:
+    """Round a bid amount to cents, or drop it with a note when the column cannot hold it."""
+    if amount is None:
+        return None, ""
+    try:
+        rounded = Decimal(amount).quantize(_CENT, rounding=ROUND_HALF_UP)
+    except (InvalidOperation, TypeError, ValueError):
+        return None, f"bid amount {amount!r} is not a number"
+    if not rounded.is_finite() or rounded < 0 or rounded >= _MAX_AMOUNT:
+        return None, f"bid amount {amount} is out of range and was not stored"
+    return rounded, ""
+
+
+def _normalized_or_raw(caller_id: str) -> str:
+    """The 10 digits when the caller ID is valid, else what was given (cut to fit)."""
+    try:
+        return normalize_caller_id(caller_id).digits
+    except InvalidCallerId:
+        return _clip(str(caller_id).strip(), "caller_id")
+
+
+def _bid_from_attempt(
+    *, buyer: Buyer, attempt: BidAttempt, source: str, call: Call | None
+) -> BidLog:
+    amount, amount_note = _storable_amount(attempt.bid_amount)
+    error = "; ".join(part for part in (attempt.error, amount_note) if part)
+    return BidLog(
+        buyer=buyer,
+        call=call,
+        source=source,
+        created_at=attempt.started_at,
+        caller_id=_normalized_or_raw(attempt.caller_id) if attempt.caller_id else "",
+        state_code=_clip(attempt.state_code, "state_code"),
+        request=attempt.request or {},
+        http_status=attempt.http_status,
+        code=attempt.code,
+        message=attempt.message or "",
+        bid_amount=amount,
+        destination=_clip(attempt.destination, "destination"),
+        response_caller_id=_clip(attempt.response_caller_id, "response_caller_id"),
+        duration_ms=max(0, int(attempt.duration_ms)),
+        attempt=attempt.attempt,
+        outcome=str(Outcome(attempt.outcome)),
+        error=error,
+        raw_response=attempt.raw_response or "",
+    )
+
+
+@transaction.atomic
+def bid_attempts_record(
+    *, buyer: Buyer, result: BidResult, source: str, call: Call | None = None
+) -> list[BidLog]:
+    """Write one BidLog row per attempt of ``result``, in the order they were made.
+
+    Every field the client reported is kept, including the error detail and the raw body of
+    a non-JSON answer, so a failed bid can be explained later without re-sending it. A bid
+    amount that cannot fit the column is dropped and the reason appended to ``error``.
+    """
+    bids = [
+        _bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=call)
+        for attempt in result.attempts
+    ]
+    return BidLog.objects.bulk_create(bids)
+
+
+@transaction.atomic
+def bid_skip_record(
+    *,
+    buyer: Buyer,
+    outcome: str,
+    source: str,
+    caller_id: str,
+    state_code: str = "",
+    reason: str,
+    call: Call | None = None,
+    request: dict[str, Any] | None = None,
+) -> BidLog:
+    """Record a local decision not to ask ``buyer`` (a ``skipped_*`` outcome); nothing is sent.
+
+    ``reason`` goes to ``error`` in plain words ("rate limit of 100/min reached"), so the log
+    says why a buyer was passed over just as it says why a buyer declined.
+    """
+    if outcome not in SKIP_OUTCOMES:
+        raise ValueError(f"{outcome!r} is not a skip outcome ({', '.join(sorted(SKIP_OUTCOMES))})")
+    return BidLog.objects.create(
+        buyer=buyer,
+        call=call,
+        source=source,
+        caller_id=_normalized_or_raw(caller_id),
+        state_code=_clip(state_code, "state_code"),
+        request=request or {},
+        outcome=outcome,
+        error=reason,
+    )
+
+
+def bid_send(
+    *,
+    buyer: Buyer,
+    caller_id: str,
+    state_code: str = "",
+    params: dict[str, Any] | None = None,
+    source: str,
+    call: Call | None = None,
+    deadline: float | None = None,
+) -> list[BidLog]:
+    """Send ``buyer`` one bid now and log every attempt; returns the rows, the last deciding.
+
+    The HTTP exchange runs outside any transaction: holding a database transaction open for up
+    to ten seconds per buyer would pin connections (and, on SQLite, the write lock). Only the
+    recording is atomic. ``deadline`` is an absolute ``time.monotonic()`` value passed through
+    to the client. An invalid caller ID sends nothing and logs the client's local 4003 attempt.
+    """
+    result = client.send_bid(
+        buyer.as_bid_target(),
+        caller_id,
+        state_code or None,
+        params,
+        deadline=deadline,
+    )
+    return bid_attempts_record(buyer=buyer, result=result, source=source, call=call)

@@ -1,0 +1,206 @@
+"""Recording bid attempts and local skips in the bid log."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from bidlog.choices import Outcome, Source
+from bidlog.models import BidLog
+from bidlog.services import bid_attempts_record, bid_skip_record
+from callgrid_portal.bidapi.client import BidAttempt, BidResult
+from tests.factories import BuyerFactory, CallFactory
+
+pytestmark = pytest.mark.django_db
+
+STARTED = datetime(2025, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def _system_error_then_accept() -> BidResult:
+    first = BidAttempt(
+        attempt=1,
+        outcome=Outcome.SYSTEM_ERROR,
+        started_at=STARTED,
+        request={"CallerId": "3035551234", "InboundStateCode": "CO", "PublisherId": "pub1"},
+        caller_id="3035551234",
+        state_code="CO",
+        http_status=500,
+        code=5000,
+        message="System error",
+        duration_ms=42,
+        error="",
+    )
+    second = BidAttempt(
+        attempt=2,
+        outcome=Outcome.ACCEPTED,
+        started_at=STARTED + timedelta(milliseconds=300),
+        request={"CallerId": "3035551234", "InboundStateCode": "CO", "PublisherId": "pub1"},
+        caller_id="3035551234",
+        state_code="CO",
+        http_status=200,
+        code=1000,
+        message="Bid accepted",
+        bid_amount=Decimal("25.50"),
+        destination="13035559876",
+        response_caller_id="3035551234",
+        duration_ms=118,
+    )
+    return BidResult(attempts=[first, second])
+
+
+def test_bid_attempts_record_writes_one_row_per_attempt_with_every_field():
+    buyer = BuyerFactory()
+    call = CallFactory()
+
+    bids = bid_attempts_record(
+        buyer=buyer, result=_system_error_then_accept(), source=Source.LIVE, call=call
+    )
+
+    assert [bid.attempt for bid in bids] == [1, 2]
+    assert BidLog.objects.count() == 2
+    first, second = BidLog.objects.order_by("attempt")
+    assert first.buyer == buyer and first.call == call and first.source == Source.LIVE
+    assert first.created_at == STARTED
+    assert (first.http_status, first.code, first.outcome) == (500, 5000, Outcome.SYSTEM_ERROR)
+    assert first.message == "System error"
+    assert first.bid_amount is None
+    assert first.duration_ms == 42
+    assert second.created_at == STARTED + timedelta(milliseconds=300)
+    assert second.caller_id == "3035551234"
+    assert second.state_code == "CO"
+    assert second.request == {
+        "CallerId": "3035551234",
+        "InboundStateCode": "CO",
+        "PublisherId": "pub1",
+    }
+    assert (second.http_status, second.code, second.outcome) == (200, 1000, Outcome.ACCEPTED)
+    assert second.bid_amount == Decimal("25.50")
+    assert isinstance(second.bid_amount, Decimal)
+    assert second.destination == "13035559876"
+    assert second.response_caller_id == "3035551234"
+    assert second.duration_ms == 118
+    assert second.error == "" and second.raw_response == ""
+
+
+def test_bid_attempts_record_keeps_error_and_raw_response_of_a_bad_answer():
+    buyer = BuyerFactory()
+    attempt = BidAttempt(
+        attempt=1,
+        outcome=Outcome.BAD_RESPONSE,
+        started_at=STARTED,
+        request={"CallerId": "3035551234"},
+        caller_id="3035551234",
+        http_status=200,
+        duration_ms=15,
+        error="response is not JSON",
+        raw_response="<html>Bad gateway</html>",
+    )
+
+    [bid] = bid_attempts_record(buyer=buyer, result=BidResult([attempt]), source=Source.HEALTH)
+
+    bid.refresh_from_db()
+    assert bid.outcome == Outcome.BAD_RESPONSE
+    assert bid.source == Source.HEALTH
+    assert bid.error == "response is not JSON"
+    assert bid.raw_response == "<html>Bad gateway</html>"
+    assert bid.code is None
+
+
+def test_bid_attempts_record_logs_local_4003_refusal_without_http_status():
+    buyer = BuyerFactory()
+    attempt = BidAttempt(
+        attempt=1,
+        outcome=Outcome.INVALID_CALLER_ID,
+        started_at=STARTED,
+        caller_id="",
+        code=4003,
+        error="caller ID must have 10 digits (or 1 + 10 digits), got 9",
+    )
+
+    [bid] = bid_attempts_record(buyer=buyer, result=BidResult([attempt]), source=Source.TEST)
+
+    bid.refresh_from_db()
+    assert (bid.code, bid.http_status, bid.outcome) == (4003, None, Outcome.INVALID_CALLER_ID)
+    assert bid.caller_id == ""
+    assert "got 9" in bid.error
+
+
+def test_bid_attempts_record_normalizes_caller_id_and_rounds_amount_to_cents():
+    buyer = BuyerFactory()
+    attempt = BidAttempt(
+        attempt=1,
+        outcome=Outcome.ACCEPTED,
+        started_at=STARTED,
+        caller_id="+1 (303) 555-1234",
+        code=1000,
+        http_status=200,
+        bid_amount=Decimal("12.345"),
+    )
+
+    [bid] = bid_attempts_record(buyer=buyer, result=BidResult([attempt]), source=Source.LIVE)
+
+    bid.refresh_from_db()
+    assert bid.caller_id == "3035551234"
+    assert bid.bid_amount == Decimal("12.35")
+
+
+def test_bid_attempts_record_drops_an_amount_the_column_cannot_hold_and_says_why():
+    buyer = BuyerFactory()
+    attempt = BidAttempt(
+        attempt=1,
+        outcome=Outcome.ACCEPTED,
+        started_at=STARTED,
+        caller_id="3035551234",
+        code=1000,
+        http_status=200,
+        bid_amount=Decimal("1E+12"),
+        destination="1" * 40,
+    )
+
+    [bid] = bid_attempts_record(buyer=buyer, result=BidResult([attempt]), source=Source.LIVE)
+
+    bid.refresh_from_db()
+    assert bid.bid_amount is None
+    assert "out of range" in bid.error
+    assert bid.destination == "1" * 32
+
+
+def test_bid_skip_record_logs_a_local_decision_with_its_reason():
+    buyer = BuyerFactory()
+    call = CallFactory()
+
+    bid = bid_skip_record(
+        buyer=buyer,
+        outcome=Outcome.SKIPPED_RATE_LIMIT,
+        source=Source.LIVE,
+        caller_id="(303) 555-1234",
+        state_code="CO",
+        reason="rate limit of 100 bids a minute reached",
+        call=call,
+        request={"CallerId": "3035551234", "InboundStateCode": "CO"},
+    )
+
+    bid.refresh_from_db()
+    assert bid.outcome == Outcome.SKIPPED_RATE_LIMIT
+    assert bid.outcome_class == "blocked"
+    assert bid.http_status is None and bid.code is None
+    assert bid.caller_id == "3035551234"
+    assert bid.state_code == "CO"
+    assert bid.call == call
+    assert bid.error == "rate limit of 100 bids a minute reached"
+    assert bid.request == {"CallerId": "3035551234", "InboundStateCode": "CO"}
+
+
+def test_bid_skip_record_refuses_an_outcome_that_is_not_a_skip():
+    buyer = BuyerFactory()
+
+    with pytest.raises(ValueError, match="not a skip outcome"):
+        bid_skip_record(
+            buyer=buyer,
+            outcome=Outcome.ACCEPTED,
+            source=Source.LIVE,
+            caller_id="3035551234",
+            reason="nope",
+        )
+
+    assert not BidLog.objects.exists()
