@@ -1,0 +1,389 @@
+"""Local protection shared by every process: per-grid rate limit, concurrency cap and cooldown.
+
+The state lives in Django's cache so that every web process and worker of a fleet sees the
+same numbers (SPEC §4). Two stores do the arithmetic:
+
+- **Redis** (``REDIS_URL``/``CACHE_URL``): each check-and-update is one Lua script, which
+  Redis runs atomically, so two gunicorn processes can never both take the last token.
+- **Any other cache** (the file cache of the embedded default, local memory in tests): the
+  read-modify-write runs under an ``fcntl`` file lock (plus a thread lock), because
+  ``FileBasedCache.incr`` is a plain get-then-set and would lose updates between processes.
+
+Rate limit. The error-code reference allows ``rate_limit_per_minute`` sustained with bursts of
+2x "for short periods". We model that as a token bucket holding one minute of tokens
+(capacity = rate) that refills at rate/60 per second: an idle grid can take a full minute's
+worth at once and keep going at the refill rate, so no 60-second window ever sees more than
+2x the rate while the long-run average never exceeds it.
+
+Concurrency. Each request in flight holds a *lease* with its own expiry (a sorted set in
+Redis, a dict elsewhere). Releasing happens in ``finally``; the expiry is only the safety net
+for a process that dies mid-request, and it frees that one slot instead of resetting the
+whole counter.
+
+Cooldown. After a 3000 No Capacity the grid is skipped for ``capacity_cooldown_seconds``; a
+plain cache entry with that timeout is enough (last writer wins, which is what we want).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
+
+# A crashed process frees its slot after this long; every live request ends well before it
+# (the call deadline is at most 10 s and the client never retries past it).
+DEFAULT_LEASE_TTL_SECONDS = 60.0
+
+_RATE_KEY = "limits:rate:{grid_id}"
+_LEASE_KEY = "limits:leases:{grid_id}"
+_COOLDOWN_KEY = "limits:cooldown:{grid_id}"
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """The answer of the token bucket: allowed or not, what is left, when the next token comes."""
+
+    allowed: bool
+    tokens: float
+    capacity: float
+    retry_after: float  # seconds until one token is available again (0 when one is)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One concurrency slot held for one request to one grid."""
+
+    grid_id: str
+    lease_id: str
+    expires_at: float
+
+
+def bucket_shape(per_minute: int) -> tuple[float, float]:
+    """Capacity and refill (tokens per second) of a grid's bucket: one minute of tokens."""
+    per_minute = max(int(per_minute), 1)
+    return float(per_minute), per_minute / 60.0
+
+
+# --- public operations -------------------------------------------------------------------
+
+
+def rate_limit_take(
+    *, grid_id: str, per_minute: int, headroom: float = 0.0, now: float | None = None
+) -> RateDecision:
+    """Take one token from the grid's bucket if at least ``headroom`` tokens stay behind.
+
+    Live routing passes no headroom. Health checks pass some (a share of the capacity), so
+    monitoring backs off when a buyer is near its limit and never starves live traffic.
+    """
+    capacity, refill = bucket_shape(per_minute)
+    return _store().bucket(
+        _RATE_KEY.format(grid_id=grid_id),
+        capacity=capacity,
+        refill=refill,
+        cost=1.0,
+        keep=max(float(headroom), 0.0),
+        now=time.time() if now is None else now,
+    )
+
+
+def rate_limit_peek(*, grid_id: str, per_minute: int, now: float | None = None) -> RateDecision:
+    """Tell whether a token is available now, without taking it (eligibility pages)."""
+    capacity, refill = bucket_shape(per_minute)
+    return _store().bucket(
+        _RATE_KEY.format(grid_id=grid_id),
+        capacity=capacity,
+        refill=refill,
+        cost=0.0,
+        keep=0.0,
+        now=time.time() if now is None else now,
+    )
+
+
+def concurrency_acquire(
+    *, grid_id: str, limit: int, ttl_seconds: float = DEFAULT_LEASE_TTL_SECONDS
+) -> Lease | None:
+    """Take one of the grid's ``limit`` slots, or return ``None`` when all are held."""
+    now = time.time()
+    lease = Lease(grid_id=grid_id, lease_id=uuid.uuid4().hex, expires_at=now + ttl_seconds)
+    taken = _store().lease_acquire(
+        _LEASE_KEY.format(grid_id=grid_id),
+        lease_id=lease.lease_id,
+        limit=max(int(limit), 1),
+        now=now,
+        expires_at=lease.expires_at,
+    )
+    return lease if taken else None
+
+
+def concurrency_release(lease: Lease) -> None:
+    """Give a slot back; releasing twice (or after expiry) is harmless."""
+    _store().lease_release(_LEASE_KEY.format(grid_id=lease.grid_id), lease_id=lease.lease_id)
+
+
+@contextmanager
+def concurrency_slot(
+    *, grid_id: str, limit: int, ttl_seconds: float = DEFAULT_LEASE_TTL_SECONDS
+) -> Iterator[Lease | None]:
+    """Hold a slot for the duration of a ``with`` block (``None`` when the grid is full)."""
+    lease = concurrency_acquire(grid_id=grid_id, limit=limit, ttl_seconds=ttl_seconds)
+    try:
+        yield lease
+    finally:
+        if lease is not None:
+            concurrency_release(lease)
+
+
+def concurrency_in_flight(*, grid_id: str) -> int:
+    """How many unexpired slots of the grid are held right now, across all processes."""
+    return _store().lease_count(_LEASE_KEY.format(grid_id=grid_id), now=time.time())
+
+
+def cooldown_start(*, grid_id: str, seconds: int, now: float | None = None) -> None:
+    """Skip the grid for ``seconds`` (after a 3000 No Capacity); 0 turns the cooldown off."""
+    if seconds <= 0:
+        return
+    started = time.time() if now is None else now
+    cache.set(_COOLDOWN_KEY.format(grid_id=grid_id), started + seconds, timeout=seconds)
+
+
+def cooldown_until(*, grid_id: str, now: float | None = None) -> datetime | None:
+    """When the grid's cooldown ends (aware UTC), or ``None`` when it is not cooling down."""
+    until = cache.get(_COOLDOWN_KEY.format(grid_id=grid_id))
+    current = time.time() if now is None else now
+    if until is None or float(until) <= current:
+        return None
+    return datetime.fromtimestamp(float(until), tz=UTC)
+
+
+def limits_reset(*, grid_id: str) -> None:
+    """Forget the grid's bucket, slots and cooldown (tests, or an operator clearing a block)."""
+    cache.delete_many(
+        [key.format(grid_id=grid_id) for key in (_RATE_KEY, _LEASE_KEY, _COOLDOWN_KEY)]
+    )
+
+
+# --- stores ------------------------------------------------------------------------------
+
+
+def _store() -> _RedisStore | _LockedCacheStore:
+    # Chosen per call, not at import: tests switch CACHES with override_settings.
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        return _RedisStore(backend)
+    return _LockedCacheStore(backend)
+
+
+# Lua runs atomically inside Redis: no other client sees the state half-updated.
+_BUCKET_LUA = """
+local capacity = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local keep = tonumber(ARGV[5])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = capacity
+  ts = now
+end
+if now > ts then
+  tokens = math.min(capacity, tokens + (now - ts) * refill)
+  ts = now
+end
+local allowed = 0
+if cost > 0 and tokens - cost >= keep - 1e-9 then
+  tokens = tokens - cost
+  allowed = 1
+elseif cost == 0 and tokens >= 1 - 1e-9 then
+  allowed = 1
+end
+local tokens_text = string.format('%.17g', tokens)
+redis.call('HSET', KEYS[1], 'tokens', tokens_text, 'ts', string.format('%.17g', ts))
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / refill * 1000) + 1000)
+return {allowed, tokens_text}
+"""
+
+_LEASE_ACQUIRE_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0
+"""
+
+_LEASE_COUNT_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+# Refill arithmetic in floats may land a hair under a whole token.
+_EPSILON = 1e-9
+
+_SCRIPTS: dict[str, Any] = {}
+_SCRIPTS_LOCK = threading.Lock()
+
+
+def _decision(allowed: bool, tokens: float, capacity: float, refill: float) -> RateDecision:
+    retry_after = 0.0 if tokens >= 1 - _EPSILON else (1 - tokens) / refill
+    return RateDecision(allowed=allowed, tokens=tokens, capacity=capacity, retry_after=retry_after)
+
+
+class _RedisStore:
+    """Limits as Lua scripts on the cache's own Redis connection pool."""
+
+    def __init__(self, backend: RedisCache) -> None:
+        self.backend = backend
+
+    def _run(self, name: str, lua: str, key: str, args: list[Any]) -> Any:
+        full_key = self.backend.make_and_validate_key(key)
+        # Django keeps its redis-py client private; it is the documented way to reach the
+        # server for commands the cache API lacks (EVALSHA here), sharing its pool.
+        client = self.backend._cache.get_client(full_key, write=True)
+        script = _SCRIPTS.get(name)
+        if script is None:
+            with _SCRIPTS_LOCK:
+                script = _SCRIPTS.setdefault(name, client.register_script(lua))
+        return script(keys=[full_key], args=args, client=client)
+
+    def bucket(
+        self, key: str, *, capacity: float, refill: float, cost: float, keep: float, now: float
+    ) -> RateDecision:
+        allowed, tokens = self._run(
+            "bucket", _BUCKET_LUA, key, [capacity, refill, repr(now), cost, keep]
+        )
+        return _decision(bool(int(allowed)), float(tokens), capacity, refill)
+
+    def lease_acquire(
+        self, key: str, *, lease_id: str, limit: int, now: float, expires_at: float
+    ) -> bool:
+        ttl_ms = int((expires_at - now) * 1000) + 1000
+        taken = self._run(
+            "lease_acquire",
+            _LEASE_ACQUIRE_LUA,
+            key,
+            [lease_id, limit, repr(now), repr(expires_at), ttl_ms],
+        )
+        return bool(int(taken))
+
+    def lease_release(self, key: str, *, lease_id: str) -> None:
+        full_key = self.backend.make_and_validate_key(key)
+        self.backend._cache.get_client(full_key, write=True).zrem(full_key, lease_id)
+
+    def lease_count(self, key: str, *, now: float) -> int:
+        return int(self._run("lease_count", _LEASE_COUNT_LUA, key, [repr(now)]))
+
+
+class _FileLock:
+    """An exclusive lock shared by the threads of this process and by other processes.
+
+    ``flock`` excludes other open file descriptions, so each process opens its own; the
+    thread lock is needed because threads of one process share that description. The file is
+    reopened after a fork so a child never inherits (and so shares) its parent's lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.thread_lock = threading.Lock()
+        self.fd: int | None = None
+        self.pid = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.thread_lock:
+            if self.fd is None or self.pid != os.getpid():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self.pid = os.getpid()
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+_LOCK_STRIPES = 32
+_FILE_LOCKS: dict[Path, _FileLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(key: str) -> _FileLock:
+    # Striped by key so unrelated grids rarely wait for each other.
+    stripe = int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % _LOCK_STRIPES
+    directory = Path(getattr(settings, "LIMITS_LOCK_DIR", settings.DATA_DIR / "locks"))
+    path = directory / f"limits-{stripe:02d}.lock"
+    with _FILE_LOCKS_GUARD:
+        lock = _FILE_LOCKS.get(path)
+        if lock is None:
+            lock = _FILE_LOCKS[path] = _FileLock(path)
+        return lock
+
+
+class _LockedCacheStore:
+    """Limits as read-modify-write of plain cache entries under a cross-process file lock."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def bucket(
+        self, key: str, *, capacity: float, refill: float, cost: float, keep: float, now: float
+    ) -> RateDecision:
+        with _file_lock(key).held():
+            state = self.backend.get(key) or {}
+            tokens = float(state.get("tokens", capacity))
+            ts = float(state.get("ts", now))
+            if now > ts:
+                tokens = min(capacity, tokens + (now - ts) * refill)
+                ts = now
+            if cost > 0:
+                allowed = tokens - cost >= keep - _EPSILON
+                if allowed:
+                    tokens -= cost
+            else:
+                allowed = tokens >= 1 - _EPSILON
+            self.backend.set(key, {"tokens": tokens, "ts": ts}, timeout=int(capacity / refill) + 2)
+        return _decision(allowed, tokens, capacity, refill)
+
+    def lease_acquire(
+        self, key: str, *, lease_id: str, limit: int, now: float, expires_at: float
+    ) -> bool:
+        with _file_lock(key).held():
+            leases = self._live(key, now)
+            if len(leases) >= limit:
+                return False
+            leases[lease_id] = expires_at
+            self.backend.set(key, leases, timeout=int(max(leases.values()) - now) + 2)
+            return True
+
+    def lease_release(self, key: str, *, lease_id: str) -> None:
+        with _file_lock(key).held():
+            now = time.time()
+            leases = self._live(key, now)
+            if leases.pop(lease_id, None) is None:
+                return
+            if leases:
+                self.backend.set(key, leases, timeout=int(max(leases.values()) - now) + 2)
+            else:
+                self.backend.delete(key)
+
+    def lease_count(self, key: str, *, now: float) -> int:
+        return len(self._live(key, now))
+
+    def _live(self, key: str, now: float) -> dict[str, float]:
+        leases = self.backend.get(key) or {}
+        return {lease: expiry for lease, expiry in leases.items() if expiry > now}
