@@ -5,11 +5,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from callgrid_portal.api import HealthView
+from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
 
 api_v1 = [
     path("health/", HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("error-codes/", ErrorCodeListView.as_view(), name="error-code-list"),
+    path("error-codes/<str:code>/", ErrorCodeDetailView.as_view(), name="error-code-detail"),
     path("", include("buyers.api.urls")),
     path("", include("bidlog.api.urls")),
 ]
