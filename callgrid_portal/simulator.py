@@ -157,11 +157,13 @@ def validate_scenario(scenario: Mapping[str, Any] | None) -> dict[str, Any]:
     unknown = set(scenario) - {"default", "grids"}
     if unknown:
         raise ScenarioError(f"unknown scenario keys: {', '.join(sorted(unknown))}")
-    grids = scenario.get("grids") or {}
+    grids = scenario.get("grids")
+    grids = {} if grids is None else grids
     if not isinstance(grids, Mapping):
         raise ScenarioError("grids must map grid IDs to behaviours")
+    default = scenario.get("default")
     return {
-        "default": validate_behaviour(scenario.get("default") or {}),
+        "default": validate_behaviour({} if default is None else default),
         "grids": {str(grid): validate_behaviour(b) for grid, b in grids.items()},
     }
 
@@ -218,8 +220,7 @@ class Simulator:
         """Listen and serve in a background thread; returns self."""
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
-        server.daemon_threads = True
+        server = _Server((self.host, self.port), _make_handler(self))
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
@@ -325,6 +326,13 @@ class Simulator:
     def _counts_snapshot(self) -> dict[str, int]:
         with self._lock:
             return {"requests": len(self._received), "grids": len(self._grids)}
+
+
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 resets connections when a benchmark or an auction opens
+    # dozens at once; CallGrid itself accepts 100 simultaneous requests per grid.
+    request_queue_size = 1024
+    daemon_threads = True
 
 
 def _make_handler(simulator: Simulator) -> type[BaseHTTPRequestHandler]:
