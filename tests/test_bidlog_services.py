@@ -7,7 +7,7 @@ import pytest
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from bidlog.services import bid_attempts_record, bid_skip_record
+from bidlog.services import bid_attempts_record, bid_send, bid_skip_record
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from tests.factories import BuyerFactory, CallFactory
 
@@ -204,3 +204,41 @@ def test_bid_skip_record_refuses_an_outcome_that_is_not_a_skip():
         )
 
     assert not BidLog.objects.exists()
+
+
+def test_bid_send_logs_every_attempt_of_a_retried_bid_over_http(simulator):
+    buyer = BuyerFactory(endpoint_url=simulator.endpoint, extra_params={"PublisherId": "pub1"})
+    simulator.configure(buyer.grid_id, respond="fail_then_accept", bid_amount="31.00")
+
+    bids = bid_send(
+        buyer=buyer,
+        caller_id="303-555-1234",
+        state_code="co",
+        params={"InboundZipCode": "80301"},
+        source=Source.LIVE,
+    )
+
+    assert [bid.outcome for bid in bids] == [Outcome.SYSTEM_ERROR, Outcome.ACCEPTED]
+    assert [bid.attempt for bid in bids] == [1, 2]
+    assert len(simulator.requests(buyer.grid_id)) == 2
+    final = BidLog.objects.get(pk=bids[-1].pk)
+    assert final.code == 1000 and final.bid_amount == Decimal("31.00")
+    assert final.caller_id == "3035551234" and final.state_code == "CO"
+    assert final.request == {
+        "CallerId": "3035551234",
+        "InboundStateCode": "CO",
+        "PublisherId": "pub1",
+        "InboundZipCode": "80301",
+    }
+    assert final.duration_ms >= 0 and final.http_status == 200
+
+
+def test_bid_send_logs_the_local_4003_for_an_invalid_caller_id_and_sends_nothing(simulator):
+    buyer = BuyerFactory(endpoint_url=simulator.endpoint)
+
+    [bid] = bid_send(buyer=buyer, caller_id="555-1234", source=Source.TEST)
+
+    assert simulator.requests(buyer.grid_id) == []
+    bid.refresh_from_db()
+    assert (bid.outcome, bid.code, bid.http_status) == (Outcome.INVALID_CALLER_ID, 4003, None)
+    assert bid.error
