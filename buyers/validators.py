@@ -41,8 +41,12 @@ def validate_endpoint_url(value: str) -> None:
     This is the server-side request forgery guard: a buyer record must never make the portal
     post to a private network or a cloud metadata address.
     """
-    parts = urlsplit(value)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(value)
+        host = (parts.hostname or "").lower()
+    except (TypeError, ValueError):
+        # urlsplit raises on a malformed IPv6 literal such as "http://[::1"
+        raise ValidationError("Enter an http(s) URL.", code="invalid_endpoint") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ValidationError("Enter an http(s) URL.", code="invalid_endpoint")
     if parts.username or parts.password:
@@ -64,8 +68,8 @@ def validate_endpoint_url(value: str) -> None:
         address = ipaddress.ip_address(host)
     except ValueError:
         return
-    # An allowlisted literal IP is accepted only if it is explicitly insecure-local (the
-    # simulator on loopback); link-local (cloud metadata) is never a bid endpoint.
+    # An allowlisted literal IP is the admin's explicit choice (the simulator on loopback);
+    # link-local (cloud metadata) is never a bid endpoint, even when someone allowlists it.
     if address.is_link_local or address.is_multicast or address.is_unspecified:
         raise ValidationError(f"{host} cannot be a bid endpoint.", code="forbidden_address")
 
@@ -183,7 +187,9 @@ def default_duplicate_window(vertical: str) -> int:
 def validate_buyer(buyer: Any) -> None:
     """Rules that span fields; raises a ``ValidationError`` keyed by field."""
     errors: dict[str, str] = {}
-    if buyer.duplicate_window_days is not None:
+    # Field validation runs first but leaves a value it could not convert in place, so each
+    # rule here only compares values of the right type (the field error already explains).
+    if isinstance(buyer.duplicate_window_days, int):
         _default, low, high = DUPLICATE_WINDOW_DAYS.get(
             buyer.vertical, DUPLICATE_WINDOW_DAYS[Vertical.OTHER]
         )
@@ -195,8 +201,8 @@ def validate_buyer(buyer: Any) -> None:
             "Set a test caller ID for health checks (never a live caller)."
         )
     if (
-        buyer.daily_cap is not None
-        and buyer.monthly_cap is not None
+        isinstance(buyer.daily_cap, int)
+        and isinstance(buyer.monthly_cap, int)
         and buyer.daily_cap > buyer.monthly_cap
     ):
         errors["daily_cap"] = "The daily cap cannot be above the monthly cap."

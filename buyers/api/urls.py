@@ -2,6 +2,9 @@
 
 from rest_framework.routers import SimpleRouter
 
+from buyers.api.views import BuyerViewSet
+
 router = SimpleRouter()
+router.register("buyers", BuyerViewSet, basename="buyer")
 
 urlpatterns = router.urls

@@ -1,0 +1,121 @@
+"""Serializers of the buyers API."""
+
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+from buyers import services
+from buyers.models import Buyer
+from buyers.selectors import buyer_health
+
+# Field kwargs DRF derives from the model's validators. The model checks these itself in
+# full_clean; leaving them here would run every rule twice, with two wordings.
+_MODEL_RULE_KWARGS = ("validators", "min_value", "max_value", "max_length", "min_length")
+
+
+def to_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
+    """Turn a model ``ValidationError`` into DRF's, keeping the field names.
+
+    Django's ``__all__`` key becomes DRF's ``non_field_errors``.
+    """
+    if hasattr(exc, "error_dict"):
+        detail = {
+            (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): messages
+            for field, messages in exc.message_dict.items()
+        }
+        return serializers.ValidationError(detail)
+    return serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
+
+
+class BuyerSerializer(serializers.ModelSerializer):
+    """A buyer with every field of SPEC §3, its health badge and timestamps.
+
+    DRF only parses types here (numbers, choices, JSON); every business rule runs once, in
+    ``Buyer.full_clean()`` called from :meth:`validate` through ``buyers.services``, and its
+    errors come back keyed by field. ``duplicate_window_days`` may be null (or left out on
+    create) to take the vertical's default.
+    """
+
+    health = serializers.SerializerMethodField(
+        help_text="Health badge from the scheduled health checks; unknown until they run."
+    )
+
+    # URLField would add DRF's own URL validator on top of the model's.
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.URLField: serializers.CharField,
+    }
+
+    class Meta:
+        model = Buyer
+        fields = [
+            "id",
+            "name",
+            "grid_id",
+            "endpoint_url",
+            "status",
+            "min_bid",
+            "vertical",
+            "duplicate_window_days",
+            "timeout_seconds",
+            "max_concurrency",
+            "rate_limit_per_minute",
+            "priority",
+            "accepted_states",
+            "caller_id_format",
+            "extra_params",
+            "health_check_minutes",
+            "health_check_caller_id",
+            "capacity_cooldown_seconds",
+            "timezone",
+            "operating_hours",
+            "daily_cap",
+            "monthly_cap",
+            "auto_pause",
+            "notes",
+            "health",
+            "next_health_check_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["next_health_check_at", "created_at", "updated_at"]
+        extra_kwargs = {"duplicate_window_days": {"allow_null": True}}
+
+    def build_standard_field(
+        self, field_name: str, model_field: models.Field
+    ) -> tuple[type[serializers.Field], dict[str, Any]]:
+        field_class, field_kwargs = super().build_standard_field(field_name, model_field)
+        for name in _MODEL_RULE_KWARGS:
+            field_kwargs.pop(name, None)
+        return field_class, field_kwargs
+
+    def get_health(self, buyer: Buyer) -> str:
+        return buyer_health(buyer)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Validate the buyer as the model does, once, and keep it ready to save."""
+        try:
+            self._prepared = services.buyer_prepare(buyer=self.instance, **attrs)
+        except DjangoValidationError as exc:
+            raise to_drf_error(exc) from None
+        return attrs
+
+    def _actor(self) -> Any:
+        request = self.context.get("request")
+        return getattr(request, "user", None)
+
+    def create(self, validated_data: dict[str, Any]) -> Buyer:
+        return self._save_prepared()
+
+    def update(self, instance: Buyer, validated_data: dict[str, Any]) -> Buyer:
+        return self._save_prepared()
+
+    def _save_prepared(self) -> Buyer:
+        try:
+            return services.buyer_save(buyer=self._prepared, actor=self._actor())
+        except DjangoValidationError as exc:
+            raise to_drf_error(exc) from None

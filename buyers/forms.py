@@ -1,0 +1,131 @@
+"""Forms for editing buyers (the Django admin and the buyer pages use the same one)."""
+
+import json
+import re
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from buyers.models import Buyer
+
+_STATE_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+class StateListField(forms.CharField):
+    """Accepted states typed as ``CO, TX`` (or a JSON list), cleaned to ``["CO", "TX"]``.
+
+    People type state lists, they do not write JSON, so the form takes codes separated by
+    commas, spaces or semicolons in any case and upper-cases them. A value starting with
+    ``[`` is read as a JSON list, so a pasted API payload works too. Whether each code is a
+    real state, and appears once, is left to the model's validator, so the form and the API
+    give the same message. (The API itself stays strict: it takes a JSON list of upper-case
+    codes, as stored.)
+    """
+
+    default_error_messages = {
+        "invalid": 'Enter state codes separated by commas, like "CO, TX", or a JSON list '
+        'like ["CO", "TX"].',
+    }
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return ", ".join(str(code) for code in value)
+        return value
+
+    def to_python(self, value: Any) -> list[Any]:
+        if isinstance(value, list):
+            return value
+        text = super().to_python(value)
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+            if not isinstance(items, list):
+                raise ValidationError(self.error_messages["invalid"], code="invalid")
+        else:
+            items = _STATE_SEPARATORS.split(text)
+        return [
+            item.strip().upper() if isinstance(item, str) else item
+            for item in items
+            if not (isinstance(item, str) and not item.strip())
+        ]
+
+
+class JSONObjectField(forms.JSONField):
+    """A JSON field whose message shows an example, and whose empty value is ``{}``.
+
+    Django's own message ("Enter a valid JSON.") does not say what shape is wanted; an empty
+    box must store an empty object, not null, because the column is not nullable.
+    """
+
+    def __init__(self, *, example: str, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 4, "cols": 60}))
+        super().__init__(**kwargs)
+        self.error_messages["invalid"] = f"Enter valid JSON, for example {example}."
+
+    def to_python(self, value: Any) -> Any:
+        if value in self.empty_values:
+            return {}
+        return super().to_python(value)
+
+
+class BuyerForm(forms.ModelForm):
+    """Create or edit a buyer; every rule is the model's, so messages match the API's."""
+
+    endpoint_url = forms.URLField(
+        max_length=300,
+        # Bid endpoints are https; a scheme-less entry must not quietly become plain http.
+        assume_scheme="https",
+        help_text=Buyer._meta.get_field("endpoint_url").help_text,
+    )
+    accepted_states = StateListField(
+        required=False,
+        help_text='Two-letter codes separated by commas, like "CO, TX" (any case); '
+        "empty accepts every state.",
+    )
+    extra_params = JSONObjectField(
+        example='{"PublisherId": "pub-123", "CampaignType": "auto"}',
+        help_text="Static parameters sent with every bid, as a JSON object of strings. "
+        "CallerId and InboundStateCode are set per call.",
+    )
+    operating_hours = JSONObjectField(
+        example='{"mon": [["09:00", "17:00"]], "sat": [["10:00", "14:00"]]}',
+        help_text="Per weekday (mon to sun), a list of [open, close] HH:MM windows in the "
+        "buyer's time zone; a day left out is closed; empty is always open.",
+    )
+
+    class Meta:
+        model = Buyer
+        fields = [
+            "name",
+            "grid_id",
+            "status",
+            "priority",
+            "vertical",
+            "notes",
+            "endpoint_url",
+            "min_bid",
+            "caller_id_format",
+            "accepted_states",
+            "extra_params",
+            "duplicate_window_days",
+            "timeout_seconds",
+            "max_concurrency",
+            "rate_limit_per_minute",
+            "capacity_cooldown_seconds",
+            "daily_cap",
+            "monthly_cap",
+            "timezone",
+            "operating_hours",
+            "health_check_minutes",
+            "health_check_caller_id",
+            "auto_pause",
+        ]
+        widgets = {
+            "notes": forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        }

@@ -1,0 +1,40 @@
+"""Reads of buyers: lists, single buyers and their health."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from buyers.filters import BuyerFilter
+from buyers.models import Buyer
+
+
+def buyer_list(filters: Mapping[str, Any] | None = None) -> QuerySet[Buyer]:
+    """Buyers in waterfall order, narrowed by :class:`~buyers.filters.BuyerFilter`.
+
+    ``filters`` uses the filter's parameter names (``status``, ``vertical``, ``q``,
+    ``grid_id``, ``caller_id_format``). An unknown choice raises ``ValidationError`` rather
+    than silently returning every buyer, so a typo never looks like a match.
+    """
+    queryset = Buyer.objects.all()
+    if not filters:
+        return queryset
+    filterset = BuyerFilter(data=filters, queryset=queryset)
+    if not filterset.is_valid():
+        raise ValidationError(filterset.form.errors.as_data())
+    return filterset.qs
+
+
+def buyer_get(buyer_id: int) -> Buyer:
+    """The buyer with primary key ``buyer_id``; raises ``Buyer.DoesNotExist`` if there is none."""
+    return Buyer.objects.get(pk=buyer_id)
+
+
+def buyer_health(buyer: Buyer) -> str:
+    """The buyer's health as a one-word badge; always ``"unknown"`` for now.
+
+    Health checks (scheduled test bids and alerts) arrive with the Celery work; until then no
+    buyer has a verdict, and saying "unknown" is more honest than guessing from old bids.
+    """
+    return "unknown"
