@@ -1,0 +1,350 @@
+"""Run the whole portal on one machine: ``manage.py portal``.
+
+Prepares the database and static files, makes sure an admin user exists, seeds the demo
+buyers, then runs the CallGrid simulator and gunicorn as child processes until Ctrl-C or
+SIGTERM, when it stops them all. If one child dies on its own, the others are stopped too and
+the command exits non-zero, so a supervisor (systemd, a container runtime) notices.
+
+The embedded default needs no server and no configuration. So that the demo buyers (plain
+http on loopback) pass the endpoint guard, variables left unset are filled in for this process
+and its children:
+
+- ``CALLGRID_ENDPOINT_ALLOWLIST``: ``bid.callgrid.com,127.0.0.1,localhost``
+- ``CALLGRID_INSECURE_HOSTS``: ``127.0.0.1,localhost``
+- ``SECURE_SSL_REDIRECT``: ``false`` (gunicorn speaks plain http here; put a TLS proxy in
+  front and set it to true for anything beyond loopback)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from callgrid_portal.management.commands.seed_demo import DEMO_SCENARIO, demo_endpoint
+
+# Variables the embedded default fills in when they are unset (see the module docstring).
+EMBEDDED_DEFAULTS: dict[str, str] = {
+    "CALLGRID_ENDPOINT_ALLOWLIST": "bid.callgrid.com,127.0.0.1,localhost",
+    "CALLGRID_INSECURE_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "false",
+}
+
+READY_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 8.0
+POLL_SECONDS = 0.25
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+@dataclass
+class Child:
+    """A process the portal runs and watches."""
+
+    name: str
+    argv: list[str]
+    # Polled until it answers 200 before the portal says it is up; None: no readiness check.
+    ready_url: str | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class AdminAccount:
+    """The admin user and, only when it was just created, its password."""
+
+    username: str
+    created: bool
+    password: str | None
+
+
+def _django_argv(*args: str) -> list[str]:
+    # ``python -m django`` with DJANGO_SETTINGS_MODULE in the environment works from a source
+    # checkout and from an installed package alike, with no manage.py path to find.
+    return [sys.executable, "-m", "django", *args]
+
+
+def _local_address(host: str) -> str:
+    """Where this machine reaches a server bound to ``host`` (a wildcard means loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def child_commands(*, host: str, port: int, sim_port: int, simulator: bool) -> list[Child]:
+    """The processes ``portal`` runs, in start order.
+
+    This is the one list to extend: the Celery issue adds ``celery worker`` and ``celery beat``
+    here (``[sys.executable, "-m", "celery", "-A", "callgrid_portal", "worker", ...]``).
+    """
+    children: list[Child] = []
+    if simulator:
+        children.append(
+            Child(
+                name="simulator",
+                argv=_django_argv(
+                    "callgrid_simulator",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(sim_port),
+                    "--scenario",
+                    str(DEMO_SCENARIO),
+                ),
+                ready_url=f"http://127.0.0.1:{sim_port}/_sim/health",
+            )
+        )
+    children.append(
+        Child(
+            name="web",
+            argv=[
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "callgrid_portal.wsgi",
+                "-b",
+                f"{host}:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+                # Lines of the form "GET /path 200" from every worker would drown the banner.
+                "--log-level",
+                "warning",
+            ],
+            ready_url=f"http://{_local_address(host)}:{port}/api/v1/health/",
+        )
+    )
+    return children
+
+
+def apply_embedded_defaults(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """Fill in the embedded default's variables that ``environ`` leaves unset; return them."""
+    filled = {}
+    for name, value in EMBEDDED_DEFAULTS.items():
+        if name not in environ:
+            environ[name] = value
+            filled[name] = value
+    return filled
+
+
+@transaction.atomic
+def admin_account_ensure(*, username: str, password: str | None, email: str = "") -> AdminAccount:
+    """Create the superuser ``username`` unless it exists; never touch an existing one.
+
+    Without a ``password`` a random one is generated; it is returned once so it can be shown
+    once, and never stored anywhere but as the usual hash.
+    """
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
+        return AdminAccount(username=username, created=False, password=None)
+    chosen = password or secrets.token_urlsafe(12)
+    user_model.objects.create_superuser(username=username, email=email, password=chosen)
+    return AdminAccount(username=username, created=True, password=chosen)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this child SIGTERM when the portal dies, even by SIGKILL.
+
+    Without it a portal killed outright would leave gunicorn and the simulator holding their
+    ports. Elsewhere this does nothing; the normal stop path covers every signal we can catch.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _answers_200(url: str) -> bool:
+    # No proxies: these are our own children on this machine.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class Command(BaseCommand):
+    help = "Run the portal, the CallGrid simulator and demo data on this machine."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="Web server address.")
+        parser.add_argument("--port", type=int, default=8000, help="Web server port.")
+        parser.add_argument("--sim-port", type=int, default=8099, help="Simulator port.")
+        parser.add_argument(
+            "--no-simulator",
+            action="store_true",
+            help="Run without the simulator and without seeding demo buyers.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, port, sim_port = options["host"], options["port"], options["sim_port"]
+        with_simulator = not options["no_simulator"]
+
+        filled = apply_embedded_defaults(os.environ)
+        # Settings were read before this command ran: mirror what we just filled in, so the
+        # demo buyers are validated here exactly as the children will validate them.
+        if "CALLGRID_ENDPOINT_ALLOWLIST" in filled:
+            settings.CALLGRID_ENDPOINT_ALLOWLIST = filled["CALLGRID_ENDPOINT_ALLOWLIST"].split(",")
+        if "CALLGRID_INSECURE_HOSTS" in filled:
+            settings.CALLGRID_INSECURE_HOSTS = filled["CALLGRID_INSECURE_HOSTS"].split(",")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callgrid_portal.settings")
+
+        self._say("Preparing the database")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        account = admin_account_ensure(
+            username=os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin").strip() or "admin",
+            password=os.environ.get("DJANGO_SUPERUSER_PASSWORD") or None,
+            email=os.environ.get("DJANGO_SUPERUSER_EMAIL", ""),
+        )
+        if with_simulator:
+            try:
+                call_command("seed_demo", sim_port=sim_port, stdout=self.stdout)
+            except CommandError as exc:
+                # A deliberately strict allowlist wins over the demo: run without demo buyers.
+                self.stderr.write(f"Skipping demo buyers: {exc}")
+
+        children = child_commands(host=host, port=port, sim_port=sim_port, simulator=with_simulator)
+        exit_code = self._supervise(children, account, host=host, port=port, sim_port=sim_port)
+        if exit_code:
+            sys.exit(exit_code)
+
+    # --- running the children ------------------------------------------------------------
+
+    def _supervise(
+        self, children: list[Child], account: AdminAccount, *, host: str, port: int, sim_port: int
+    ) -> int:
+        stop_signal: list[int] = []
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop_signal.append(signum)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for child in children:
+                child.process = subprocess.Popen(
+                    child.argv,
+                    cwd=settings.BASE_DIR,
+                    env=os.environ.copy(),
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
+            failed = self._wait_ready(children, stop_signal)
+            if failed is None and not stop_signal:
+                self._banner(account, host=host, port=port, sim_port=sim_port, children=children)
+                failed = self._watch(children, stop_signal)
+        finally:
+            self._stop(children)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if failed is not None:
+            self.stderr.write(failed)
+            return 1
+        self._say("Stopped")
+        return 0
+
+    def _wait_ready(self, children: list[Child], stop_signal: list[int]) -> str | None:
+        """Wait until every child answers its readiness URL; return a failure, or None."""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        pending = [child for child in children if child.ready_url]
+        while pending and not stop_signal:
+            dead = self._dead_child(children)
+            if dead:
+                return dead
+            pending = [c for c in pending if not _answers_200(c.ready_url or "")]
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(c.name for c in pending)
+                return f"Not ready after {READY_TIMEOUT_SECONDS:.0f} s: {names}"
+            if pending:
+                time.sleep(POLL_SECONDS)
+        return None
+
+    def _watch(self, children: list[Child], stop_signal: list[int]) -> str | None:
+        """Sleep until a stop signal arrives or a child dies; return a failure, or None."""
+        while not stop_signal:
+            dead = self._dead_child(children)
+            if dead:
+                return dead
+            time.sleep(POLL_SECONDS)
+        self._say(f"Received {signal.Signals(stop_signal[0]).name}, stopping")
+        return None
+
+    @staticmethod
+    def _dead_child(children: list[Child]) -> str | None:
+        for child in children:
+            if child.process is not None and child.process.poll() is not None:
+                return f"{child.name} exited unexpectedly with code {child.process.returncode}"
+        return None
+
+    @staticmethod
+    def _stop(children: list[Child]) -> None:
+        """Ask every child to stop, wait a bounded time, then kill what is left."""
+        running = [c.process for c in children if c.process and c.process.poll() is None]
+        # Reverse start order: the web server goes first so nothing new reaches the rest.
+        for process in reversed(running):
+            # send_signal does nothing for a process that has already been reaped.
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for process in running:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+    # --- output --------------------------------------------------------------------------
+
+    def _say(self, message: str) -> None:
+        self.stdout.write(message)
+        self.stdout.flush()
+
+    def _banner(
+        self,
+        account: AdminAccount,
+        *,
+        host: str,
+        port: int,
+        sim_port: int,
+        children: list[Child],
+    ) -> None:
+        base = f"http://{_local_address(host)}:{port}"
+        lines = [
+            "",
+            "CallGrid Portal is running",
+            f"  Admin:        {base}/admin/",
+            f"  API:          {base}/api/v1/",
+            f"  API docs:     {base}/api/v1/docs/",
+            f"  Health:       {base}/api/v1/health/",
+        ]
+        if any(child.name == "simulator" for child in children):
+            lines.append(f"  Simulator:    {demo_endpoint(port=sim_port)}<grid_id>")
+        lines.append(f"  Admin user:   {account.username}")
+        if account.created:
+            lines.append(f"  Password:     {account.password}")
+            if not os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
+                lines.append("                (generated now and shown only this once: save it)")
+        else:
+            lines.append(
+                "  Password:     shown when the user was created; to set a new one run "
+                f"`python manage.py changepassword {account.username}`"
+            )
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            lines.append(
+                "  Note:         listening beyond loopback over plain http; set ALLOWED_HOSTS "
+                "and put TLS in front before real use."
+            )
+        lines += ["", "Press Ctrl-C to stop.", ""]
+        self._say("\n".join(lines))
