@@ -462,6 +462,34 @@ def test_oversized_body_is_cut_off_at_the_cap(simulator):
     assert len(result.final.raw_response) <= 2000
 
 
+def test_connection_cut_off_mid_answer_is_not_reused_for_the_next_bid(simulator):
+    target = target_for(simulator, timeout_seconds=1)
+
+    simulator.configure(GRID, respond="oversized")
+    cut = send_bid(target, "3035551234")
+    simulator.configure(GRID, respond="dribble")
+    timed_out = send_bid(target, "3035551234")
+    simulator.configure(GRID, respond="accept")
+    after = send_bid(target, "3035551234")
+
+    # Leftover bytes of a cut-off answer would corrupt the next one on a reused connection.
+    assert [cut.outcome, timed_out.outcome, after.outcome] == [
+        Outcome.BAD_RESPONSE,
+        Outcome.TIMEOUT,
+        Outcome.ACCEPTED,
+    ]
+    assert after.final.bid_amount == Decimal("25.50")
+
+
+def test_unexpected_failure_is_reported_not_raised(simulator):
+    target = BidTarget(grid_id=GRID, endpoint_url=None)  # a bug upstream, not a network fault
+
+    result = send_bid(target, "3035551234")
+
+    assert result.outcome == Outcome.NETWORK_ERROR
+    assert result.final.error.startswith("unexpected error:")
+
+
 def test_unknown_code_is_a_bad_response_that_keeps_the_code(simulator):
     simulator.configure(GRID, respond="unknown_code")
 
@@ -591,6 +619,22 @@ def test_session_is_shared_pooled_and_ignores_proxy_settings():
     assert session.trust_env is False
     assert adapter._pool_maxsize >= 100
     assert adapter.max_retries.total == 0
+
+
+def test_forked_child_gets_its_own_session():
+    parent = get_session()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports whether it was handed the parent's session
+        os.write(write, b"shared" if get_session() is parent else b"own")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    answer = os.read(read, 10)
+    os.close(read)
+    os.close(write)
+
+    assert answer == b"own"
+    assert get_session() is parent
 
 
 def test_many_concurrent_bids_all_come_back(simulator):

@@ -48,6 +48,7 @@ import http.cookiejar
 import json
 import logging
 import math
+import os
 import socket
 import threading
 import time
@@ -176,6 +177,7 @@ class BidResult:
 # --- the session -------------------------------------------------------------------------
 
 _session: requests.Session | None = None
+_session_pid = 0
 _session_lock = threading.Lock()
 
 
@@ -196,15 +198,17 @@ def _new_session() -> requests.Session:
 def get_session() -> requests.Session:
     """Return this process's pooled session, creating it on first use.
 
-    Keep-alive connections are shared by every thread of the process. After a fork (Celery
-    prefork workers) the child builds its own on first use only if the parent never made one,
-    so workers should not send bids before forking.
+    Keep-alive connections are shared by every thread of the process. A forked child (Celery
+    prefork workers) gets a session of its own: sockets inherited from the parent would be
+    read by two processes at once.
     """
-    global _session
-    if _session is None:
+    global _session, _session_pid
+    pid = os.getpid()
+    if _session is None or _session_pid != pid:
         with _session_lock:
-            if _session is None:
+            if _session is None or _session_pid != pid:
                 _session = _new_session()
+                _session_pid = pid
     return _session
 
 
@@ -378,7 +382,7 @@ def _send_once(
         return finish()
     if why == "oversized":
         attempt.outcome = Outcome.BAD_RESPONSE
-        attempt.error = f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap; not read"
+        attempt.error = f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap; reading stopped"
         attempt.raw_response = _raw_text(raw)
         return finish()
     parse_response(attempt, response.status_code, response.headers, raw, target.min_bid)
