@@ -272,6 +272,24 @@ BIDLOG_RETENTION_DAYS = env_int("BIDLOG_RETENTION_DAYS", 90, minimum=1)
 ALERT_EMAILS = env_list("ALERT_EMAILS")
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
 
+# --- Call routing (bidlog.routing, bidlog.limits) ---------------------------------------
+# The strategy a route request gets when it names none: waterfall (priority order, first
+# acceptable bid) or highest_bid (parallel auction).
+ROUTING_DEFAULT_STRATEGY = env_str("ROUTING_DEFAULT_STRATEGY", "waterfall")
+if ROUTING_DEFAULT_STRATEGY not in ("waterfall", "highest_bid"):
+    raise ImproperlyConfigured(
+        "ROUTING_DEFAULT_STRATEGY must be waterfall or highest_bid, "
+        f"not {ROUTING_DEFAULT_STRATEGY!r}"
+    )
+# One deadline per call, in seconds; routing never waits longer than the largest timeout of
+# the buyers it asks (at most 10 s), whatever this says.
+ROUTING_DEADLINE_SECONDS = env_float("ROUTING_DEADLINE_SECONDS", 10.0, minimum=0.1)
+# Threads per process for highest_bid auctions (shared by every request of the process).
+ROUTING_MAX_WORKERS = env_int("ROUTING_MAX_WORKERS", 100, minimum=1)
+# Lock files that make limit updates atomic on caches without atomic operations (file cache).
+LIMITS_LOCK_DIR = Path(env_str("LIMITS_LOCK_DIR", str(DATA_DIR / "locks")))
+# --- end of call routing -------------------------------------------------------------------
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,300 @@
+"""Whether a caller may be sent to a buyer now, and if not, why and until when.
+
+Routing asks this before any request goes out, so a buyer that would refuse the call anyway
+(paused, wrong state, closed, capped, inside its duplicate window, cooling down after a 3000)
+costs a log row and no HTTP request. The eligibility API asks the same questions and shows
+every answer, with the moment each block lifts.
+
+Order of the checks: the configuration first (status, state, hours), then what the database
+knows (caps, duplicate window), then the shared cache (cooldown). Routing logs the first block
+only; the eligibility API lists them all. The rate limit and concurrency cap are consumed
+atomically at send time (:mod:`bidlog.limits`); here they are only peeked at for display.
+
+Operating hours and caps are read on the buyer's wall clock (``Buyer.timezone``) so "09:00" and
+"today" mean what the buyer means across daylight-saving changes; every instant returned is
+aware UTC.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from bidlog import limits
+from bidlog.choices import Outcome
+from bidlog.models import Call
+from buyers.choices import BuyerStatus
+from buyers.models import Buyer
+from buyers.validators import WEEKDAYS, parse_hhmm
+
+
+@dataclass(frozen=True)
+class Block:
+    """One reason a buyer cannot take the call now."""
+
+    outcome: str  # a skipped_* outcome
+    reason: str  # plain words, shown in the log and the API
+    until: datetime | None = None  # when it lifts (aware UTC); None: not by itself
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "until": self.until.isoformat() if self.until else None,
+        }
+
+
+@dataclass
+class Eligibility:
+    """A buyer and every block between it and the caller (none: it may be sent now)."""
+
+    buyer: Buyer
+    blocks: list[Block] = field(default_factory=list)
+
+    @property
+    def eligible(self) -> bool:
+        return not self.blocks
+
+    @property
+    def first(self) -> Block | None:
+        return self.blocks[0] if self.blocks else None
+
+
+def show_utc(moment: datetime) -> str:
+    """``2026-12-21 14:03 UTC``: how reasons name an instant."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --- operating hours ----------------------------------------------------------------------
+
+
+def _windows(hours: dict, day: date) -> list[tuple[time, time | None]]:
+    pairs = hours.get(WEEKDAYS[day.weekday()], [])
+    return sorted((parse_hhmm(opens), parse_hhmm(closes)) for opens, closes in pairs)  # type: ignore[misc]
+
+
+def hours_open(*, hours: dict, tz: ZoneInfo, now: datetime) -> bool:
+    """Whether ``now`` falls inside one of the [open, close) windows of the buyer's weekday.
+
+    Empty ``hours`` is always open; a weekday left out is closed all day. The weekday and time
+    are the buyer's own, so a Monday window in Los Angeles is still open at 03:00 UTC Tuesday.
+    """
+    if not hours:
+        return True
+    local = now.astimezone(tz)
+    clock = local.time().replace(tzinfo=None)
+    return any(
+        opens <= clock and (closes is None or clock < closes)
+        for opens, closes in _windows(hours, local.date())
+    )
+
+
+def hours_next_open(*, hours: dict, tz: ZoneInfo, now: datetime) -> datetime | None:
+    """The next instant (UTC) a window opens after ``now``; ``None`` when none ever does."""
+    local_day = now.astimezone(tz).date()
+    for offset in range(8):
+        day = local_day + timedelta(days=offset)
+        for opens, _closes in _windows(hours, day):
+            # A wall time skipped by a spring-forward change resolves to the same instant as
+            # the hour after it, which is when the buyer's clock reaches the window anyway.
+            start = datetime.combine(day, opens, tzinfo=tz).astimezone(UTC)
+            if start > now:
+                return start
+    return None
+
+
+# --- caps ---------------------------------------------------------------------------------
+
+
+def local_day_bounds(*, tz: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
+    """Start and end (UTC) of the buyer's calendar day containing ``now``."""
+    day = now.astimezone(tz).date()
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def local_month_bounds(*, tz: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
+    """Start and end (UTC) of the buyer's calendar month containing ``now``."""
+    day = now.astimezone(tz).date()
+    first = day.replace(day=1)
+    following = first + timedelta(days=calendar.monthrange(first.year, first.month)[1])
+    start = datetime.combine(first, time(0), tzinfo=tz)
+    end = datetime.combine(following, time(0), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def cap_block(*, buyer: Buyer, now: datetime) -> Block | None:
+    """A ``skipped_cap`` block when the buyer's routed calls reached its daily or monthly cap.
+
+    Counts routed calls (paid out or not: the cap is about volume delivered) in the buyer's
+    own day and month.
+    """
+    if buyer.daily_cap is None and buyer.monthly_cap is None:
+        return None
+    tz = ZoneInfo(buyer.timezone)
+    day_start, day_end = local_day_bounds(tz=tz, now=now)
+    month_start, month_end = local_month_bounds(tz=tz, now=now)
+    counts = Call.objects.filter(
+        winner=buyer,
+        routed=True,
+        created_at__gte=month_start if buyer.monthly_cap is not None else day_start,
+        created_at__lte=now,
+    ).aggregate(month=Count("id"), day=Count("id", filter=Q(created_at__gte=day_start)))
+    if buyer.monthly_cap is not None and counts["month"] >= buyer.monthly_cap:
+        return Block(
+            Outcome.SKIPPED_CAP,
+            f"monthly cap of {buyer.monthly_cap} routed calls reached "
+            f"(resets {show_utc(month_end)})",
+            month_end,
+        )
+    if buyer.daily_cap is not None and counts["day"] >= buyer.daily_cap:
+        return Block(
+            Outcome.SKIPPED_CAP,
+            f"daily cap of {buyer.daily_cap} routed calls reached (resets {show_utc(day_end)})",
+            day_end,
+        )
+    return None
+
+
+# --- duplicate window ---------------------------------------------------------------------
+
+
+def last_paid_calls(
+    *, caller_id: str, buyers: Sequence[Buyer], now: datetime
+) -> dict[int, datetime]:
+    """The latest routed, paid-out call of ``caller_id`` per buyer inside the longest window.
+
+    One query for all buyers; it follows the partial index on (winner, caller_id, created_at)
+    of routed calls.
+    """
+    windows = [b.duplicate_window_days for b in buyers if b.duplicate_window_days]
+    if not windows or not caller_id:
+        return {}
+    rows = (
+        Call.objects.filter(
+            routed=True,
+            paid_out=True,
+            caller_id=caller_id,
+            winner_id__in=[b.pk for b in buyers],
+            created_at__gt=now - timedelta(days=max(windows)),
+            created_at__lte=now,
+        )
+        .values("winner_id")
+        .annotate(last=Max("created_at"))
+    )
+    return {row["winner_id"]: row["last"] for row in rows}
+
+
+def duplicate_block(*, buyer: Buyer, last_paid: datetime | None, now: datetime) -> Block | None:
+    """A ``skipped_duplicate`` block when the caller was paid out to this buyer in its window."""
+    if last_paid is None or not buyer.duplicate_window_days:
+        return None
+    until = last_paid + timedelta(days=buyer.duplicate_window_days)
+    if until <= now:
+        return None
+    return Block(
+        Outcome.SKIPPED_DUPLICATE,
+        f"caller already paid out to this buyer on {show_utc(last_paid)}; "
+        f"duplicate window ({buyer.duplicate_window_days} days) until {show_utc(until)}",
+        until,
+    )
+
+
+# --- everything together ------------------------------------------------------------------
+
+
+def config_blocks(*, buyer: Buyer, state_code: str, now: datetime) -> list[Block]:
+    """Blocks that need nothing but the buyer's configuration: status, state, hours."""
+    blocks: list[Block] = []
+    if buyer.status != BuyerStatus.ACTIVE:
+        blocks.append(Block(Outcome.SKIPPED_STATUS, f"buyer is {buyer.status}"))
+    accepted = buyer.accepted_states or []
+    if accepted and state_code not in accepted:
+        shown = ", ".join(accepted[:10]) + (" ..." if len(accepted) > 10 else "")
+        what = f"state {state_code}" if state_code else "a call without a state"
+        blocks.append(Block(Outcome.SKIPPED_STATE, f"{what} is not accepted (only {shown})"))
+    tz = ZoneInfo(buyer.timezone)
+    hours = buyer.operating_hours or {}
+    if not hours_open(hours=hours, tz=tz, now=now):
+        opens = hours_next_open(hours=hours, tz=tz, now=now)
+        local = now.astimezone(tz)
+        when = f"opens {show_utc(opens)}" if opens else "no opening hours set"
+        blocks.append(
+            Block(
+                Outcome.SKIPPED_HOURS,
+                f"outside operating hours ({local:%a %H:%M} in {buyer.timezone}); {when}",
+                opens,
+            )
+        )
+    return blocks
+
+
+def eligibility_check(
+    *,
+    buyers: Iterable[Buyer],
+    caller_id: str,
+    state_code: str = "",
+    now: datetime | None = None,
+    include_limits: bool = False,
+) -> list[Eligibility]:
+    """Every block between ``caller_id`` (normalized, 10 digits) and each buyer, in order.
+
+    ``include_limits`` also peeks at the shared rate limit and concurrency cap without taking
+    anything, for the eligibility page; routing leaves them to the atomic acquire at send time.
+    """
+    now = now or timezone.now()
+    buyers = list(buyers)
+    last_paid = last_paid_calls(caller_id=caller_id, buyers=buyers, now=now)
+    answers: list[Eligibility] = []
+    for buyer in buyers:
+        blocks = config_blocks(buyer=buyer, state_code=state_code, now=now)
+        for block in (
+            cap_block(buyer=buyer, now=now),
+            duplicate_block(buyer=buyer, last_paid=last_paid.get(buyer.pk), now=now),
+        ):
+            if block is not None:
+                blocks.append(block)
+        cooling = limits.cooldown_until(grid_id=buyer.grid_id, now=now.timestamp())
+        if cooling is not None:
+            blocks.append(
+                Block(
+                    Outcome.SKIPPED_COOLDOWN,
+                    f"answered 3000 No Capacity; cooling down until {show_utc(cooling)}",
+                    cooling,
+                )
+            )
+        if include_limits:
+            blocks.extend(_limit_blocks(buyer))
+        answers.append(Eligibility(buyer=buyer, blocks=blocks))
+    return answers
+
+
+def _limit_blocks(buyer: Buyer) -> list[Block]:
+    blocks: list[Block] = []
+    rate = limits.rate_limit_peek(grid_id=buyer.grid_id, per_minute=buyer.rate_limit_per_minute)
+    if not rate.allowed:
+        until = timezone.now() + timedelta(seconds=rate.retry_after)
+        blocks.append(
+            Block(
+                Outcome.SKIPPED_RATE_LIMIT,
+                f"rate limit of {buyer.rate_limit_per_minute}/min reached; "
+                f"next slot at {show_utc(until)}",
+                until,
+            )
+        )
+    in_flight = limits.concurrency_in_flight(grid_id=buyer.grid_id)
+    if in_flight >= buyer.max_concurrency:
+        blocks.append(
+            Block(
+                Outcome.SKIPPED_CONCURRENCY,
+                f"{in_flight} of {buyer.max_concurrency} simultaneous requests in flight",
+            )
+        )
+    return blocks

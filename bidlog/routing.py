@@ -1,0 +1,475 @@
+"""Call routing: ask the right buyers in the right way, answer within one deadline, log it all.
+
+Two strategies (SPEC §3 Call, §4):
+
+- ``waterfall``: eligible buyers in priority order, one at a time, stopping at the first
+  acceptable bid (the Bid API guide's "Multi-Buyer Strategy").
+- ``highest_bid``: every eligible buyer at once on a bounded, reused thread pool sharing the
+  client's pooled session; the best acceptable bid wins and ties go to priority.
+
+One deadline per call (``ROUTING_DEADLINE_SECONDS``, never more than the largest timeout of the
+buyers in play) is handed to the client, so no attempt, retry or backoff runs past it. In an
+auction, buyers still pending at the deadline are logged ``timeout`` and the answer goes out
+without them.
+
+Before a request goes out, :mod:`bidlog.eligibility` rules out buyers that would refuse the
+call anyway, and :mod:`bidlog.limits` takes a concurrency slot and a rate-limit token shared by
+every process. Every decision becomes a BidLog row (``skipped_*`` ones send nothing).
+
+Threads do HTTP only. All database work happens on the calling thread after the answer is
+decided, so worker threads never hold a connection that nobody closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from bidlog import limits
+from bidlog.choices import Outcome, RoutingStrategy, Source
+from bidlog.eligibility import Block, eligibility_check
+from bidlog.models import BidLog, Call
+from bidlog.services import bid_attempts_record, bid_skip_record
+from buyers.models import Buyer
+from buyers.validators import US_STATE_CODES
+from callgrid_portal.bidapi.client import (
+    BidAttempt,
+    BidResult,
+    BidTarget,
+    build_request,
+    get_session,
+    send_bid,
+)
+from callgrid_portal.bidapi.phone import CallerId, InvalidCallerId, normalize_caller_id
+
+logger = logging.getLogger(__name__)
+
+RESERVED_KEYS = frozenset({"CallerId", "InboundStateCode"})
+# A slot outlives the longest request it can cover (deadline <= 10 s) by a wide margin; it
+# only matters if this process dies while holding it.
+LEASE_MARGIN_SECONDS = 50.0
+
+
+class RouteError(Exception):
+    """The route request itself is wrong; nothing was sent and no call was recorded.
+
+    ``code`` is CallGrid's (4003 for a caller ID that is not a NANP number, 4000 for any other
+    bad field) and ``field`` names the request field at fault.
+    """
+
+    def __init__(self, *, code: int, message: str, field: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class _Answer:
+    """What happened with one buyer: a block (nothing sent) or the client's result."""
+
+    buyer: Buyer
+    block: Block | None = None
+    result: BidResult | None = None
+
+
+# --- the thread pool ----------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The process's auction pool, created on first use (and again in a forked child)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        with _pool_lock:
+            if _pool is None or _pool_pid != os.getpid():
+                _pool = ThreadPoolExecutor(
+                    max_workers=settings.ROUTING_MAX_WORKERS, thread_name_prefix="route"
+                )
+                _pool_pid = os.getpid()
+    return _pool
+
+
+# --- input --------------------------------------------------------------------------------
+
+
+def _clean_input(
+    *,
+    caller_id: object,
+    state_code: str,
+    params: Mapping[str, Any] | None,
+    strategy: str | None,
+    buyer_ids: Sequence[int] | None,
+    deadline_seconds: float | None,
+) -> tuple[CallerId, str, dict[str, Any], str, list[Buyer], float]:
+    try:
+        number = normalize_caller_id(caller_id)
+    except InvalidCallerId as exc:
+        message = f"Invalid caller ID: {exc.reason}."
+        raise RouteError(code=4003, message=message, field="CallerId") from None
+    state = (state_code or "").strip().upper()
+    if state and state not in US_STATE_CODES:
+        raise RouteError(
+            code=4000,
+            message=f"{state_code!r} is not a US state code; use two letters like CO.",
+            field="InboundStateCode",
+        )
+    chosen = strategy or settings.ROUTING_DEFAULT_STRATEGY
+    if chosen not in RoutingStrategy.values:
+        raise RouteError(
+            code=4000,
+            message=f"Unknown strategy {chosen!r}; use {' or '.join(RoutingStrategy.values)}.",
+            field="strategy",
+        )
+    extra: dict[str, Any] = {}
+    for key, value in (params or {}).items():
+        if key in RESERVED_KEYS:
+            continue
+        if not isinstance(value, str | int | float | bool) and value is not None:
+            raise RouteError(
+                code=4000,
+                message=f"Parameter {key} must be a string or number, not a nested value.",
+                field=str(key),
+            )
+        extra[str(key)] = value
+    buyers = Buyer.objects.all()
+    if buyer_ids is not None:
+        wanted = {int(pk) for pk in buyer_ids}
+        buyers = buyers.filter(pk__in=wanted)
+        missing = wanted - {b.pk for b in buyers}
+        if missing:
+            raise RouteError(
+                code=4000,
+                message=f"No buyer with id {', '.join(str(pk) for pk in sorted(missing))}.",
+                field="buyers",
+            )
+    ordered = list(buyers.order_by("priority", "name", "pk"))
+    limit = float(deadline_seconds or settings.ROUTING_DEADLINE_SECONDS)
+    if limit <= 0:
+        raise RouteError(code=4000, message="The deadline must be positive.", field="deadline")
+    if ordered:
+        # No buyer may be waited on longer than its own timeout allows anyway.
+        limit = min(limit, max(float(b.timeout_seconds) for b in ordered))
+    return number, state, extra, chosen, ordered, limit
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+def _take_limits(buyer: Buyer, lease_ttl: float) -> tuple[limits.Lease | None, Block | None]:
+    """A concurrency slot and a rate token for ``buyer``, or the block that refused them.
+
+    The slot is taken first: giving back a slot costs nothing, while a token taken for a
+    request that then cannot go out would be lost to the grid for a while.
+    """
+    lease = limits.concurrency_acquire(
+        grid_id=buyer.grid_id, limit=buyer.max_concurrency, ttl_seconds=lease_ttl
+    )
+    if lease is None:
+        return None, Block(
+            Outcome.SKIPPED_CONCURRENCY,
+            f"all {buyer.max_concurrency} simultaneous requests to this grid are in flight",
+        )
+    rate = limits.rate_limit_take(grid_id=buyer.grid_id, per_minute=buyer.rate_limit_per_minute)
+    if not rate.allowed:
+        limits.concurrency_release(lease)
+        until = timezone.now() + timedelta(seconds=rate.retry_after)
+        return None, Block(
+            Outcome.SKIPPED_RATE_LIMIT,
+            f"rate limit of {buyer.rate_limit_per_minute}/min reached; next slot in "
+            f"{rate.retry_after:.1f} s",
+            until,
+        )
+    return lease, None
+
+
+def _ask(
+    *,
+    target: BidTarget,
+    lease: limits.Lease,
+    cooldown_seconds: int,
+    caller_id: str,
+    state_code: str,
+    params: dict[str, Any],
+    deadline: float,
+) -> BidResult:
+    """Send one bid inside the deadline and give the slot back whatever happens."""
+    try:
+        result = send_bid(
+            target, caller_id, state_code or None, params, deadline=deadline, session=get_session()
+        )
+        if result.outcome == Outcome.NO_CAPACITY:
+            limits.cooldown_start(grid_id=target.grid_id, seconds=cooldown_seconds)
+        return result
+    finally:
+        limits.concurrency_release(lease)
+
+
+def _not_waited_for(
+    *, target: BidTarget, caller: CallerId, state: str, params: dict[str, Any], waited: float
+) -> BidResult:
+    """The log entry of a buyer whose answer did not arrive by the call's deadline."""
+    body = build_request(target, caller.formatted(target.caller_id_format), state, params)
+    return BidResult(
+        [
+            BidAttempt(
+                attempt=1,
+                outcome=Outcome.TIMEOUT,
+                started_at=datetime.now(UTC),
+                request=body,
+                caller_id=caller.ten_digit,
+                state_code=state,
+                duration_ms=int(waited * 1000),
+                error=f"no answer by the call's deadline ({waited:.2f} s); routed without it",
+            )
+        ]
+    )
+
+
+def _acceptable_amount(answer: _Answer) -> Decimal | None:
+    if answer.result is None or not answer.result.acceptable:
+        return None
+    return answer.result.final.bid_amount
+
+
+# --- strategies ---------------------------------------------------------------------------
+
+
+def _waterfall(
+    *,
+    candidates: list[tuple[Buyer, Block | None]],
+    caller: CallerId,
+    state: str,
+    params: dict[str, Any],
+    deadline: float,
+    lease_ttl: float,
+) -> tuple[list[_Answer], _Answer | None]:
+    answers: list[_Answer] = []
+    for buyer, block in candidates:
+        if block is not None:
+            answers.append(_Answer(buyer, block=block))
+            continue
+        target = buyer.as_bid_target()
+        if time.monotonic() >= deadline:
+            answers.append(
+                _Answer(
+                    buyer,
+                    result=_not_waited_for(
+                        target=target, caller=caller, state=state, params=params, waited=0.0
+                    ),
+                )
+            )
+            continue
+        lease, refused = _take_limits(buyer, lease_ttl)
+        if lease is None:
+            answers.append(_Answer(buyer, block=refused))
+            continue
+        answer = _Answer(
+            buyer,
+            result=_ask(
+                target=target,
+                lease=lease,
+                cooldown_seconds=buyer.capacity_cooldown_seconds,
+                caller_id=caller.ten_digit,
+                state_code=state,
+                params=params,
+                deadline=deadline,
+            ),
+        )
+        answers.append(answer)
+        if _acceptable_amount(answer) is not None:
+            return answers, answer
+    return answers, None
+
+
+def _highest_bid(
+    *,
+    candidates: list[tuple[Buyer, Block | None]],
+    caller: CallerId,
+    state: str,
+    params: dict[str, Any],
+    deadline: float,
+    lease_ttl: float,
+) -> tuple[list[_Answer], _Answer | None]:
+    answers: list[_Answer] = []
+    running: dict[Future[BidResult], tuple[_Answer, BidTarget, limits.Lease]] = {}
+    started = time.monotonic()
+    pool = _executor()
+    for buyer, block in candidates:
+        answer = _Answer(buyer, block=block)
+        answers.append(answer)
+        if block is not None:
+            continue
+        lease, refused = _take_limits(buyer, lease_ttl)
+        if lease is None:
+            answer.block = refused
+            continue
+        target = buyer.as_bid_target()
+        future = pool.submit(
+            _ask,
+            target=target,
+            lease=lease,
+            cooldown_seconds=buyer.capacity_cooldown_seconds,
+            caller_id=caller.ten_digit,
+            state_code=state,
+            params=params,
+            deadline=deadline,
+        )
+        running[future] = (answer, target, lease)
+    if running:
+        wait(running, timeout=max(deadline - time.monotonic(), 0.0))
+    for future, (answer, target, lease) in running.items():
+        if future.done():
+            answer.result = future.result()
+            continue
+        if future.cancel():
+            # Never started (pool saturated): its finally will not run, so give the slot back.
+            limits.concurrency_release(lease)
+        answer.result = _not_waited_for(
+            target=target,
+            caller=caller,
+            state=state,
+            params=params,
+            waited=time.monotonic() - started,
+        )
+    winner: _Answer | None = None
+    for answer in answers:  # priority order, so a strict ">" leaves ties to priority
+        amount = _acceptable_amount(answer)
+        if amount is not None and (winner is None or amount > _acceptable_amount(winner)):
+            winner = answer
+    return answers, winner
+
+
+# --- the service --------------------------------------------------------------------------
+
+
+def call_route(
+    *,
+    caller_id: str,
+    state_code: str = "",
+    params: Mapping[str, Any] | None = None,
+    strategy: str | None = None,
+    buyer_ids: Sequence[int] | None = None,
+    source: str = Source.LIVE,
+    deadline_seconds: float | None = None,
+    now: datetime | None = None,
+) -> Call:
+    """Route one inbound call and record the decision with every attempt behind it.
+
+    Raises :class:`RouteError` for bad input (4003 for the caller ID) before anything is sent
+    or written. Otherwise returns the saved :class:`Call`, routed or not; its ``route_bids``
+    attribute lists the BidLog rows written for it, in buyer priority order.
+
+    ``now`` is the routing clock for duplicate windows, operating hours and caps (tests move
+    it); the deadline always runs on the real monotonic clock.
+    """
+    started = time.monotonic()
+    caller, state, extra, chosen, buyers, budget = _clean_input(
+        caller_id=caller_id,
+        state_code=state_code,
+        params=params,
+        strategy=strategy,
+        buyer_ids=buyer_ids,
+        deadline_seconds=deadline_seconds,
+    )
+    deadline = started + budget
+    moment = now or timezone.now()
+    lease_ttl = budget + LEASE_MARGIN_SECONDS
+    candidates = [
+        (e.buyer, e.first)
+        for e in eligibility_check(
+            buyers=buyers, caller_id=caller.ten_digit, state_code=state, now=moment
+        )
+    ]
+    run = _waterfall if chosen == RoutingStrategy.WATERFALL else _highest_bid
+    answers, winner = run(
+        candidates=candidates,
+        caller=caller,
+        state=state,
+        params=extra,
+        deadline=deadline,
+        lease_ttl=lease_ttl,
+    )
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return _record(
+        caller=caller,
+        state=state,
+        params=extra,
+        strategy=chosen,
+        source=source,
+        moment=moment,
+        answers=answers,
+        winner=winner,
+        duration_ms=duration_ms,
+    )
+
+
+@transaction.atomic
+def _record(
+    *,
+    caller: CallerId,
+    state: str,
+    params: dict[str, Any],
+    strategy: str,
+    source: str,
+    moment: datetime,
+    answers: list[_Answer],
+    winner: _Answer | None,
+    duration_ms: int,
+) -> Call:
+    """Write the call and one BidLog row per attempt or skip, all or nothing."""
+    final = winner.result.final if winner and winner.result else None
+    call = Call.objects.create(
+        created_at=moment,
+        caller_id=caller.ten_digit,
+        state_code=state,
+        params=params,
+        strategy=strategy,
+        winner=winner.buyer if winner else None,
+        bid_amount=final.bid_amount if final else None,
+        destination=final.destination if final else "",
+        routed=winner is not None,
+        duration_ms=duration_ms,
+        source=source,
+    )
+    rows: list[BidLog] = []
+    for answer in answers:
+        if answer.block is not None:
+            target = answer.buyer.as_bid_target()
+            rows.append(
+                bid_skip_record(
+                    buyer=answer.buyer,
+                    outcome=answer.block.outcome,
+                    source=source,
+                    caller_id=caller.ten_digit,
+                    state_code=state,
+                    reason=answer.block.reason,
+                    call=call,
+                    request=build_request(
+                        target, caller.formatted(target.caller_id_format), state, params
+                    ),
+                )
+            )
+        elif answer.result is not None:
+            rows.extend(
+                bid_attempts_record(
+                    buyer=answer.buyer, result=answer.result, source=source, call=call
+                )
+            )
+    call.route_bids = rows  # type: ignore[attr-defined]
+    return call

@@ -1,0 +1,459 @@
+"""Routing over real HTTP to the simulator: winners, deadlines, skips and released slots."""
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from bidlog import limits
+from bidlog.choices import Outcome
+from bidlog.models import BidLog, Call
+from bidlog.routing import RouteError, call_route
+from tests.factories import BuyerFactory, CallFactory
+
+CALLER = "3035551234"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings, tmp_path):
+    """Limits start empty in every test: Redis under a fresh key prefix, else a private cache.
+
+    Buyers' Grid IDs repeat between tests (factory sequences), and other engineers' suites
+    share the same Redis, so shared keys would leak tokens and slots across tests.
+    """
+    redis_url = os.environ.get("REDIS_URL", "")
+    if redis_url:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_url,
+                "KEY_PREFIX": f"test-route-{uuid.uuid4().hex[:10]}",
+            }
+        }
+    else:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(tmp_path / "cache"),
+            }
+        }
+    settings.LIMITS_LOCK_DIR = tmp_path / "locks"
+
+
+@pytest.fixture
+def sim_buyer(db, simulator):
+    """Make a buyer whose endpoint is the simulator and set how its grid answers."""
+
+    def make(respond="accept", bid_amount="25.50", destination="13035551234", sim=None, **fields):
+        buyer = BuyerFactory(endpoint_url=simulator.endpoint, **fields)
+        simulator.configure(
+            buyer.grid_id,
+            respond=respond,
+            bid_amount=bid_amount,
+            destination=destination,
+            **(sim or {}),
+        )
+        return buyer
+
+    return make
+
+
+def outcomes(call: Call) -> dict[str, list[str]]:
+    """Each buyer's name and its outcomes for ``call``, in the order they were written."""
+    rows: dict[str, list[str]] = {}
+    for bid in BidLog.objects.filter(call=call).order_by("id").select_related("buyer"):
+        rows.setdefault(bid.buyer.name, []).append(bid.outcome)
+    return rows
+
+
+# --- waterfall ----------------------------------------------------------------------------
+
+
+def test_waterfall_stops_at_first_acceptable_bid_in_priority_order(sim_buyer, simulator):
+    first = sim_buyer(name="first", priority=1, respond="decline")
+    second = sim_buyer(name="second", priority=2, bid_amount="20.00")
+    third = sim_buyer(name="third", priority=3, bid_amount="90.00")
+
+    call = call_route(caller_id=CALLER, state_code="CO", strategy="waterfall")
+
+    assert call.routed
+    assert call.winner == second
+    assert call.bid_amount == Decimal("20.00")
+    assert call.destination == "13035551234"
+    assert outcomes(call) == {"first": [Outcome.DECLINED], "second": [Outcome.ACCEPTED]}
+    assert simulator.requests(third.grid_id) == []
+    assert [r["grid_id"] for r in simulator.requests()] == [first.grid_id, second.grid_id]
+
+
+def test_waterfall_passes_over_below_minimum_bid_and_missing_destination(sim_buyer):
+    sim_buyer(name="cheap", priority=1, min_bid=Decimal("30.00"), bid_amount="29.99")
+    sim_buyer(name="nowhere", priority=2, bid_amount="50.00", destination=None)
+    last = sim_buyer(name="last", priority=3, min_bid=Decimal("15.00"), bid_amount="15.00")
+
+    call = call_route(caller_id=CALLER, strategy="waterfall")
+
+    assert call.winner == last
+    assert call.bid_amount == Decimal("15.00")
+    assert outcomes(call) == {
+        "cheap": [Outcome.BELOW_MIN_BID],
+        "nowhere": [Outcome.BAD_RESPONSE],
+        "last": [Outcome.ACCEPTED],
+    }
+
+
+def test_waterfall_forwards_extra_params_and_normalized_caller(sim_buyer, simulator):
+    buyer = sim_buyer(extra_params={"PublisherId": "pub123"})
+
+    call_route(
+        caller_id="+1 (303) 555-1234",
+        state_code="co",
+        params={"InboundZipCode": "80301", "CallerId": "ignored"},
+    )
+
+    (received,) = simulator.requests(buyer.grid_id)
+    assert received["body"] == {
+        "CallerId": "3035551234",
+        "InboundStateCode": "CO",
+        "PublisherId": "pub123",
+        "InboundZipCode": "80301",
+    }
+
+
+def test_route_with_no_acceptable_bid_records_unrouted_call(sim_buyer):
+    sim_buyer(name="a", respond="decline")
+    sim_buyer(name="b", respond="no_capacity")
+
+    call = call_route(caller_id=CALLER, strategy="waterfall")
+
+    assert not call.routed
+    assert call.winner is None
+    assert outcomes(call) == {"a": [Outcome.DECLINED], "b": [Outcome.NO_CAPACITY]}
+
+
+# --- highest bid --------------------------------------------------------------------------
+
+
+def test_highest_bid_asks_everyone_and_the_best_acceptable_bid_wins(sim_buyer, simulator):
+    sim_buyer(name="low", priority=1, bid_amount="20.00")
+    high = sim_buyer(name="high", priority=2, bid_amount="31.00")
+    sim_buyer(name="mid", priority=3, bid_amount="25.00")
+
+    call = call_route(caller_id=CALLER, strategy="highest_bid")
+
+    assert call.winner == high
+    assert call.bid_amount == Decimal("31.00")
+    assert len(simulator.requests()) == 3
+    assert [b.outcome for b in call.route_bids] == [Outcome.ACCEPTED] * 3
+
+
+def test_highest_bid_tie_goes_to_priority(sim_buyer):
+    sim_buyer(name="later", priority=5, bid_amount="30.00")
+    earlier = sim_buyer(name="earlier", priority=2, bid_amount="30.00")
+
+    call = call_route(caller_id=CALLER, strategy="highest_bid")
+
+    assert call.winner == earlier
+
+
+def test_highest_bid_ignores_bids_below_minimum_or_without_destination(sim_buyer):
+    sim_buyer(name="below", priority=1, min_bid=Decimal("100.00"), bid_amount="99.00")
+    sim_buyer(name="nowhere", priority=2, bid_amount="80.00", destination=None)
+    fair = sim_buyer(name="fair", priority=3, bid_amount="12.00")
+
+    call = call_route(caller_id=CALLER, strategy="highest_bid")
+
+    assert call.winner == fair
+    assert outcomes(call)["below"] == [Outcome.BELOW_MIN_BID]
+    assert outcomes(call)["nowhere"] == [Outcome.BAD_RESPONSE]
+
+
+def test_default_strategy_comes_from_settings(sim_buyer, simulator, settings):
+    settings.ROUTING_DEFAULT_STRATEGY = "highest_bid"
+    sim_buyer(priority=1, bid_amount="20.00")
+    sim_buyer(priority=2, bid_amount="40.00")
+
+    call = call_route(caller_id=CALLER)
+
+    assert call.strategy == "highest_bid"
+    assert call.bid_amount == Decimal("40.00")
+
+
+def test_route_restricted_to_named_buyers_asks_only_them(sim_buyer, simulator):
+    sim_buyer(priority=1, bid_amount="50.00")
+    chosen = sim_buyer(priority=2, bid_amount="20.00")
+
+    call = call_route(caller_id=CALLER, strategy="highest_bid", buyer_ids=[chosen.pk])
+
+    assert call.winner == chosen
+    assert [r["grid_id"] for r in simulator.requests()] == [chosen.grid_id]
+
+
+# --- the deadline -------------------------------------------------------------------------
+
+
+def test_highest_bid_answers_by_the_deadline_and_logs_the_slow_buyer_as_timeout(sim_buyer):
+    slow = sim_buyer(name="slow", priority=1, bid_amount="99.00", sim={"latency_ms": 3000})
+    fast = sim_buyer(name="fast", priority=2, bid_amount="20.00")
+
+    started = time.monotonic()
+    call = call_route(caller_id=CALLER, strategy="highest_bid", deadline_seconds=1.0)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1.5
+    assert call.winner == fast
+    assert outcomes(call) == {"slow": [Outcome.TIMEOUT], "fast": [Outcome.ACCEPTED]}
+    # The slot of the slow request comes back once its thread gives up.
+    deadline = time.monotonic() + 3
+    while limits.concurrency_in_flight(grid_id=slow.grid_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert limits.concurrency_in_flight(grid_id=slow.grid_id) == 0
+
+
+def test_waterfall_deadline_covers_the_whole_call_not_each_buyer(sim_buyer, simulator):
+    sim_buyer(name="slow", priority=1, sim={"latency_ms": 3000})
+    later = sim_buyer(name="later", priority=2)
+
+    started = time.monotonic()
+    call = call_route(caller_id=CALLER, strategy="waterfall", deadline_seconds=1.0)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1.5
+    assert not call.routed
+    assert outcomes(call) == {"slow": [Outcome.TIMEOUT], "later": [Outcome.TIMEOUT]}
+    assert simulator.requests(later.grid_id) == []
+
+
+def test_deadline_never_exceeds_the_largest_buyer_timeout(sim_buyer):
+    sim_buyer(name="slow", timeout_seconds=1, sim={"latency_ms": 3000})
+
+    started = time.monotonic()
+    call = call_route(caller_id=CALLER, strategy="highest_bid", deadline_seconds=10)
+
+    assert time.monotonic() - started < 1.5
+    assert outcomes(call) == {"slow": [Outcome.TIMEOUT]}
+
+
+def test_retries_stop_at_the_call_deadline(sim_buyer, simulator):
+    buyer = sim_buyer(respond="system_error")
+
+    started = time.monotonic()
+    call = call_route(caller_id=CALLER, strategy="waterfall", deadline_seconds=0.3)
+
+    assert time.monotonic() - started < 0.8
+    rows = outcomes(call)[buyer.name]
+    assert rows[0] == Outcome.SYSTEM_ERROR
+    # Backoff is 0.25 s then 0.5 s: only the retries that fit in 0.3 s were made.
+    assert len(simulator.requests(buyer.grid_id)) == len(rows) <= 2
+
+
+# --- skips: nothing reaches the simulator -------------------------------------------------
+
+
+def _skip_paused(sim_buyer):
+    return sim_buyer(status="paused"), {}
+
+
+def _skip_state(sim_buyer):
+    return sim_buyer(accepted_states=["TX", "FL"]), {"state_code": "CO"}
+
+
+def _skip_hours(sim_buyer):
+    # Open only on Sundays; the call is routed on a Wednesday.
+    buyer = sim_buyer(timezone="America/Denver", operating_hours={"sun": [["00:00", "24:00"]]})
+    return buyer, {"now": datetime(2026, 3, 4, 18, 0, tzinfo=UTC)}
+
+
+def _skip_cap(sim_buyer):
+    buyer = sim_buyer(daily_cap=1)
+    CallFactory(winner=buyer, routed=True, caller_id="7205550100")
+    return buyer, {}
+
+
+def _skip_duplicate(sim_buyer):
+    buyer = sim_buyer(vertical="insurance", duplicate_window_days=30)
+    CallFactory(
+        winner=buyer,
+        routed=True,
+        caller_id=CALLER,
+        created_at=timezone.now() - timedelta(days=29),
+    )
+    return buyer, {}
+
+
+def _skip_cooldown(sim_buyer):
+    buyer = sim_buyer(capacity_cooldown_seconds=120)
+    limits.cooldown_start(grid_id=buyer.grid_id, seconds=120)
+    return buyer, {}
+
+
+def _skip_rate_limit(sim_buyer):
+    buyer = sim_buyer(rate_limit_per_minute=1)
+    assert limits.rate_limit_take(grid_id=buyer.grid_id, per_minute=1).allowed
+    return buyer, {}
+
+
+def _skip_concurrency(sim_buyer):
+    buyer = sim_buyer(max_concurrency=1)
+    assert limits.concurrency_acquire(grid_id=buyer.grid_id, limit=1) is not None
+    return buyer, {}
+
+
+@pytest.mark.parametrize("strategy", ["waterfall", "highest_bid"])
+@pytest.mark.parametrize(
+    ("arrange", "outcome"),
+    [
+        (_skip_paused, Outcome.SKIPPED_STATUS),
+        (_skip_state, Outcome.SKIPPED_STATE),
+        (_skip_hours, Outcome.SKIPPED_HOURS),
+        (_skip_cap, Outcome.SKIPPED_CAP),
+        (_skip_duplicate, Outcome.SKIPPED_DUPLICATE),
+        (_skip_cooldown, Outcome.SKIPPED_COOLDOWN),
+        (_skip_rate_limit, Outcome.SKIPPED_RATE_LIMIT),
+        (_skip_concurrency, Outcome.SKIPPED_CONCURRENCY),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_skipped_buyer_is_logged_and_never_receives_a_request(
+    sim_buyer, simulator, arrange, outcome, strategy
+):
+    buyer, route_args = arrange(sim_buyer)
+
+    call = call_route(caller_id=CALLER, strategy=strategy, **route_args)
+
+    assert not call.routed
+    (bid,) = BidLog.objects.filter(call=call)
+    assert bid.buyer == buyer
+    assert bid.outcome == outcome
+    assert bid.error  # the reason in plain words
+    assert bid.http_status is None
+    assert simulator.requests() == []
+
+
+def test_no_capacity_starts_the_cooldown_for_the_next_call(sim_buyer, simulator):
+    buyer = sim_buyer(respond="no_capacity", capacity_cooldown_seconds=60)
+
+    first = call_route(caller_id=CALLER)
+    second = call_route(caller_id="7205550100")
+
+    assert outcomes(first) == {buyer.name: [Outcome.NO_CAPACITY]}
+    assert outcomes(second) == {buyer.name: [Outcome.SKIPPED_COOLDOWN]}
+    assert len(simulator.requests(buyer.grid_id)) == 1
+
+
+def test_waterfall_logs_no_skip_for_buyers_after_the_winner(sim_buyer):
+    sim_buyer(name="winner", priority=1)
+    sim_buyer(name="paused", priority=2, status="paused")
+
+    call = call_route(caller_id=CALLER, strategy="waterfall")
+
+    assert outcomes(call) == {"winner": [Outcome.ACCEPTED]}
+
+
+# --- duplicate window over time -----------------------------------------------------------
+
+
+def test_duplicate_window_blocks_the_caller_until_it_has_passed(sim_buyer, simulator):
+    buyer = sim_buyer(vertical="home_services", duplicate_window_days=7)
+    monday = timezone.now()
+
+    first = call_route(caller_id=CALLER, now=monday)
+    inside = call_route(caller_id=CALLER, now=monday + timedelta(days=6, hours=23))
+    after = call_route(caller_id=CALLER, now=monday + timedelta(days=7, seconds=1))
+
+    assert first.winner == buyer
+    assert not inside.routed
+    assert outcomes(inside) == {buyer.name: [Outcome.SKIPPED_DUPLICATE]}
+    assert after.winner == buyer
+    assert len(simulator.requests(buyer.grid_id)) == 2
+
+
+def test_caller_marked_not_paid_out_can_be_sent_again(sim_buyer):
+    buyer = sim_buyer(duplicate_window_days=30)
+    first = call_route(caller_id=CALLER)
+    Call.objects.filter(pk=first.pk).update(paid_out=False)
+
+    again = call_route(caller_id=CALLER)
+
+    assert again.winner == buyer
+
+
+def test_duplicate_window_is_per_buyer(sim_buyer):
+    first_buyer = sim_buyer(name="one", priority=1)
+    second_buyer = sim_buyer(name="two", priority=2)
+
+    first = call_route(caller_id=CALLER, strategy="waterfall")
+    second = call_route(caller_id=CALLER, strategy="waterfall")
+
+    assert first.winner == first_buyer
+    assert second.winner == second_buyer
+    assert outcomes(second) == {"one": [Outcome.SKIPPED_DUPLICATE], "two": [Outcome.ACCEPTED]}
+
+
+# --- failures release their slots --------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["waterfall", "highest_bid"])
+def test_slots_are_released_after_errors_and_network_failures(sim_buyer, db, strategy):
+    broken = sim_buyer(name="broken", priority=1, respond="system_error")
+    unreachable = BuyerFactory(
+        name="unreachable", priority=2, endpoint_url="http://127.0.0.1:9/api/bid/"
+    )
+    garbled = sim_buyer(name="garbled", priority=3, respond="malformed")
+
+    call = call_route(caller_id=CALLER, strategy=strategy, deadline_seconds=3)
+
+    assert not call.routed
+    assert outcomes(call)["unreachable"] == [Outcome.NETWORK_ERROR]
+    assert outcomes(call)["garbled"] == [Outcome.BAD_RESPONSE]
+    for buyer in (broken, unreachable, garbled):
+        assert limits.concurrency_in_flight(grid_id=buyer.grid_id) == 0
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("caller_id", ["123", "0035551234", "(303) 155-1234", "", None, "+44 20"])
+def test_invalid_caller_id_is_refused_before_anything_is_sent_or_recorded(
+    sim_buyer, simulator, caller_id
+):
+    sim_buyer()
+
+    with pytest.raises(RouteError) as refused:
+        call_route(caller_id=caller_id)
+
+    assert refused.value.code == 4003
+    assert refused.value.field == "CallerId"
+    assert Call.objects.count() == 0
+    assert BidLog.objects.count() == 0
+    assert simulator.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"state_code": "XX"}, "InboundStateCode"),
+        ({"strategy": "cheapest"}, "strategy"),
+        ({"buyer_ids": [987654]}, "buyers"),
+        ({"params": {"Nested": {"a": 1}}}, "Nested"),
+    ],
+)
+def test_bad_route_input_names_the_field_and_records_nothing(sim_buyer, kwargs, field):
+    sim_buyer()
+
+    with pytest.raises(RouteError) as refused:
+        call_route(caller_id=CALLER, **kwargs)
+
+    assert refused.value.code == 4000
+    assert refused.value.field == field
+    assert Call.objects.count() == 0
+
+
+def test_route_without_buyers_records_an_unrouted_call(db):
+    call = call_route(caller_id=CALLER)
+
+    assert not call.routed
+    assert call.route_bids == []
