@@ -7,6 +7,7 @@ file-system cache and Celery broker. ``DATABASE_URL``, ``REDIS_URL``/``CACHE_URL
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -149,7 +150,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "portal.sqlite3",
+            "NAME": str(DATA_DIR / "portal.sqlite3"),
             "OPTIONS": {
                 # WAL lets the web server, the worker and beat read while one of them writes;
                 # IMMEDIATE transactions take the write lock up front instead of failing
@@ -243,13 +244,10 @@ REST_FRAMEWORK = {
 API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 365, minimum=0)
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
-    "TOKEN_TTL": None,  # set below from API_TOKEN_TTL_DAYS
+    # 0 means tokens never expire; they can still be revoked.
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS) if API_TOKEN_TTL_DAYS else None,
     "AUTO_REFRESH": False,
 }
-if API_TOKEN_TTL_DAYS:
-    from datetime import timedelta
-
-    REST_KNOX["TOKEN_TTL"] = timedelta(days=API_TOKEN_TTL_DAYS)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "CallGrid Portal API",
