@@ -1,0 +1,385 @@
+"""Rollups: hour and day aggregates of the bid log that reports read instead of raw rows.
+
+Grains (chosen so that no report reads more than ~100k rollup rows, see the README):
+
+- ``BidOutcomeRollup``: bucket x buyer x source x outcome x code, for the outcome and code
+  breakdowns;
+- ``BidPerformanceRollup``: bucket x buyer x source with bids, acceptances, timeouts and the
+  latency histogram, plus all-buyers rows on the hour grain for the portal-wide time series;
+- ``BidStateRollup``: bucket x buyer x source x state, for the state table;
+- ``CallRollup``: bucket x winning buyer x source, for calls and revenue.
+
+An hour is built from raw rows in one transaction (delete its rows, ``INSERT ... SELECT`` the
+new ones), so rebuilding it gives the same rows. A UTC day is the sum of its 24 hour rows, so
+it never needs raw rows and survives retention. ``RollupBucket`` records what is built and
+fresh; reports read raw rows for anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Max, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from bidlog.choices import Outcome
+from bidlog.models import (
+    LATENCY_EDGES_MS,
+    LATENCY_FIELDS,
+    BidLog,
+    BidOutcomeRollup,
+    BidPerformanceRollup,
+    BidStateRollup,
+    Call,
+    CallRollup,
+    RollupBucket,
+    RollupGrain,
+)
+from callgrid_portal.bidapi.outcomes import LOCAL_OUTCOMES
+
+logger = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+ROLLUP_MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup)
+
+# A bid "sent a request" unless the portal decided locally: the skips, a queued test bid, and
+# a caller ID refused before sending (local 4003 has no HTTP status; CallGrid's own 4003 has).
+SENT = ~Q(outcome__in=LOCAL_OUTCOMES) & ~Q(
+    outcome=Outcome.INVALID_CALLER_ID, http_status__isnull=True
+)
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """The start of the UTC hour holding ``moment``."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(moment: datetime) -> datetime:
+    """The first UTC hour boundary at or after ``moment``."""
+    floor = floor_hour(moment)
+    return floor if floor == moment else floor + HOUR
+
+
+def floor_day(moment: datetime) -> datetime:
+    """The start of the UTC day holding ``moment``."""
+    return floor_hour(moment).replace(hour=0)
+
+
+def retention_floor(*, now: datetime | None = None) -> datetime:
+    """The oldest hour whose raw rows retention keeps whole; older hours must not be rebuilt.
+
+    Retention deletes whole hours only (see ``bidlog.retention``), so every hour from here on
+    still has all its raw rows and every hour before it has none.
+    """
+    now = now or timezone.now()
+    return floor_hour(now - timedelta(days=settings.BIDLOG_RETENTION_DAYS))
+
+
+def latency_histogram_aggregates() -> dict[str, Count]:
+    """One ``COUNT`` per histogram bucket of ``duration_ms``, for a query over sent bids."""
+    aggregates = {}
+    last = len(LATENCY_EDGES_MS) - 1
+    for index, name in enumerate(LATENCY_FIELDS):
+        bounds = Q()
+        if index > 0:
+            bounds &= Q(duration_ms__gte=LATENCY_EDGES_MS[index])
+        if index < last:
+            bounds &= Q(duration_ms__lt=LATENCY_EDGES_MS[index + 1])
+        aggregates[name] = Count("id", filter=bounds)
+    return aggregates
+
+
+def performance_aggregates() -> dict[str, Count | Sum | Max]:
+    """The measures of ``BidPerformanceRollup`` over raw bids that sent a request."""
+    return {
+        "bids": Count("id"),
+        "accepted": Count("id", filter=Q(outcome=Outcome.ACCEPTED)),
+        "timeouts": Count("id", filter=Q(outcome=Outcome.TIMEOUT)),
+        "duration_sum": Coalesce(Sum("duration_ms"), 0),
+        "duration_max": Coalesce(Max("duration_ms"), 0),
+        **latency_histogram_aggregates(),
+    }
+
+
+def performance_rollup_sums() -> dict[str, Sum | Max]:
+    """The same measures summed over ``BidPerformanceRollup`` rows."""
+    sums: dict[str, Sum | Max] = {
+        name: Sum(name)
+        for name in ("bids", "accepted", "timeouts", "duration_sum", *LATENCY_FIELDS)
+    }
+    sums["duration_max"] = Max("duration_max")
+    return sums
+
+
+def call_aggregates() -> dict[str, Count | Sum]:
+    """Calls, routed calls and revenue (winning bids of routed calls) over raw calls."""
+    return {
+        "calls": Count("id"),
+        "routed_calls": Count("id", filter=Q(routed=True)),
+        "revenue": Sum("bid_amount", filter=Q(routed=True)),
+    }
+
+
+def _insert_select(
+    model: type,
+    fixed: dict[str, object],
+    queryset: QuerySet,
+    rename: dict[str, str] | None = None,
+) -> int:
+    """``INSERT INTO model (fixed..., selected...) SELECT ... FROM (queryset)`` in SQL.
+
+    Rollup rows never pass through Python: the database groups and writes them in one
+    statement. ``queryset`` must be a ``values(...).annotate(...)`` whose names are fields of
+    ``model`` (or mapped to one by ``rename``); ``fixed`` gives constant columns.
+    """
+    quote = connection.ops.quote_name
+    rename = rename or {}
+    selected = [*queryset.query.values_select, *queryset.query.annotation_select]
+    fields = [*fixed, *(rename.get(name, name) for name in selected)]
+    columns = [model._meta.get_field(name).column for name in fields]
+    inner_sql, inner_params = queryset.query.sql_with_params()
+    placeholders = ", ".join(["%s"] * len(fixed))
+    outer = ", ".join(f"sub.{quote(name)}" for name in selected)
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "
+        f"SELECT {placeholders}, {outer} FROM ({inner_sql}) sub"
+    )
+    params = [_adapt(value) for value in fixed.values()] + list(inner_params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _adapt(value: object) -> object:
+    # SQLite stores datetimes as naive UTC text; let Django spell them as it does for fields.
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
+
+
+def _lock(grain: str, bucket_start: datetime) -> None:
+    """Serialize rebuilds of one bucket, so two workers never interleave delete and insert.
+
+    PostgreSQL takes a transaction-scoped advisory lock; SQLite already lets one writer in at a
+    time (the settings open IMMEDIATE transactions).
+    """
+    if connection.vendor == "postgresql":
+        key = int(bucket_start.timestamp()) // 60 * 2 + (grain == RollupGrain.DAY)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [4242, key % 2**31])
+
+
+def _mark_built(grain: str, bucket_start: datetime, now: datetime) -> None:
+    RollupBucket.objects.update_or_create(
+        grain=grain, bucket_start=bucket_start, defaults={"built_at": now, "stale": False}
+    )
+
+
+def _mark_stale(grain: str, starts: Iterable[datetime]) -> None:
+    RollupBucket.objects.bulk_create(
+        [RollupBucket(grain=grain, bucket_start=start, stale=True) for start in starts],
+        update_conflicts=True,
+        unique_fields=["grain", "bucket_start"],
+        update_fields=["stale"],
+    )
+
+
+@transaction.atomic
+def rollup_build_hour(*, hour: datetime, now: datetime | None = None) -> None:
+    """Rebuild every rollup row of one UTC hour from its raw rows; its day becomes stale.
+
+    Refuses hours older than the retention floor: their raw rows are gone, and rebuilding
+    would replace good aggregates with empty ones.
+    """
+    now = now or timezone.now()
+    hour = floor_hour(hour)
+    if hour < retention_floor(now=now):
+        raise ValueError(f"hour {hour:%Y-%m-%d %H:00} is older than retention; not rebuilt")
+    _lock(RollupGrain.HOUR, hour)
+    for model in ROLLUP_MODELS:
+        model.objects.filter(grain=RollupGrain.HOUR, bucket_start=hour).delete()
+    fixed = {"grain": RollupGrain.HOUR, "bucket_start": hour}
+    bids = BidLog.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR).order_by()
+    _insert_select(
+        BidOutcomeRollup,
+        fixed,
+        bids.annotate(code_value=Coalesce("code", Value(0)))
+        .values("buyer_id", "source", "outcome", "code_value")
+        .annotate(attempts=Count("id")),
+        rename={"code_value": "code"},
+    )
+    sent = bids.filter(SENT)
+    perf = performance_aggregates()
+    _insert_select(BidPerformanceRollup, fixed, sent.values("buyer_id", "source").annotate(**perf))
+    _insert_select(
+        BidPerformanceRollup,
+        {**fixed, "buyer": None},
+        sent.values("source").annotate(**perf),
+    )
+    _insert_select(
+        BidStateRollup,
+        fixed,
+        bids.values("buyer_id", "source", "state_code").annotate(
+            attempts=Count("id"),
+            bids=Count("id", filter=SENT),
+            accepted=Count("id", filter=Q(outcome=Outcome.ACCEPTED)),
+        ),
+    )
+    calls = Call.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR).order_by()
+    _insert_select(
+        CallRollup,
+        fixed,
+        calls.values("winner_id", "source").annotate(
+            calls=Count("id"),
+            routed_calls=Count("id", filter=Q(routed=True)),
+            revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
+        ),
+    )
+    _mark_built(RollupGrain.HOUR, hour, now)
+    _mark_stale(RollupGrain.DAY, [floor_day(hour)])
+
+
+@transaction.atomic
+def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
+    """Rebuild one UTC day as the sum of its hour rows; ``False`` when an hour is not ready.
+
+    Every hour of the day must be built and fresh, except hours older than the retention
+    floor (they can no longer change). The all-buyers performance rows exist only per hour.
+    """
+    now = now or timezone.now()
+    day = floor_day(day)
+    end = day + DAY
+    if end > floor_hour(now):
+        return False
+    floor = retention_floor(now=now)
+    fresh = set(
+        RollupBucket.objects.filter(
+            grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end, stale=False
+        ).values_list("bucket_start", flat=True)
+    )
+    needed = {day + i * HOUR for i in range(24)}
+    if any(hour not in fresh and hour >= floor for hour in needed):
+        return False
+    _lock(RollupGrain.DAY, day)
+    for model in ROLLUP_MODELS:
+        model.objects.filter(grain=RollupGrain.DAY, bucket_start=day).delete()
+    fixed = {"grain": RollupGrain.DAY, "bucket_start": day}
+
+    def hours(model: type) -> QuerySet:
+        return model.objects.filter(
+            grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
+        ).order_by()
+
+    _insert_select(
+        BidOutcomeRollup,
+        fixed,
+        hours(BidOutcomeRollup)
+        .values("buyer_id", "source", "outcome", "code")
+        .annotate(attempts=Sum("attempts")),
+    )
+    _insert_select(
+        BidPerformanceRollup,
+        fixed,
+        hours(BidPerformanceRollup)
+        .filter(buyer__isnull=False)
+        .values("buyer_id", "source")
+        .annotate(**performance_rollup_sums()),
+    )
+    _insert_select(
+        BidStateRollup,
+        fixed,
+        hours(BidStateRollup)
+        .values("buyer_id", "source", "state_code")
+        .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted")),
+    )
+    _insert_select(
+        CallRollup,
+        fixed,
+        hours(CallRollup)
+        .values("winner_id", "source")
+        .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
+    )
+    _mark_built(RollupGrain.DAY, day, now)
+    return True
+
+
+def rollup_build(*, start: datetime, end: datetime, now: datetime | None = None) -> int:
+    """Rebuild every whole UTC hour in ``[start, end)`` that has ended, then their days.
+
+    Hours older than the retention floor are left alone. Returns the number of hours built.
+    Safe to run any number of times: each hour and day is replaced, never added to.
+    """
+    now = now or timezone.now()
+    last = floor_hour(now)  # the current hour is still filling up
+    hour = max(floor_hour(start), retention_floor(now=now))
+    stop = min(ceil_hour(end), last)
+    built = 0
+    days: set[datetime] = set()
+    while hour < stop:
+        rollup_build_hour(hour=hour, now=now)
+        days.add(floor_day(hour))
+        built += 1
+        hour += HOUR
+    for day in sorted(days):
+        rollup_build_day(day=day, now=now)
+    return built
+
+
+def rollup_mark_stale(*, moments: Iterable[datetime]) -> int:
+    """Mark the hours (and days) holding ``moments`` stale, after rows were added to them.
+
+    Reports read raw rows for stale hours until ``rollup_refresh`` rebuilds them, so an
+    import is visible at once. Returns the number of distinct hours marked.
+    """
+    hours = {floor_hour(moment) for moment in moments}
+    if hours:
+        _mark_stale(RollupGrain.HOUR, sorted(hours))
+        _mark_stale(RollupGrain.DAY, sorted({floor_day(hour) for hour in hours}))
+    return len(hours)
+
+
+def rollup_refresh(
+    *, now: datetime | None = None, recent_hours: int = 2, max_hours: int = 500
+) -> int:
+    """Bring the rollups up to date: build missing and stale hours, then their days.
+
+    The last ``recent_hours`` finished hours are always rebuilt, because bids are written when
+    their attempt ends (up to a deadline after ``created_at``) and test bids are filled in by
+    a worker. At most ``max_hours`` hours per run keep one run short when catching up.
+    Returns the number of hours built.
+    """
+    now = now or timezone.now()
+    last = floor_hour(now)
+    floor = retention_floor(now=now)
+    oldest = BidLog.objects.order_by("created_at").values_list("created_at", flat=True).first()
+    start = max(floor, floor_hour(oldest)) if oldest else last - recent_hours * HOUR
+    fresh = set(
+        RollupBucket.objects.filter(
+            grain=RollupGrain.HOUR, bucket_start__gte=start, stale=False
+        ).values_list("bucket_start", flat=True)
+    )
+    todo: list[datetime] = []
+    hour = start
+    while hour < last:
+        if hour not in fresh or hour >= last - recent_hours * HOUR:
+            todo.append(hour)
+        hour += HOUR
+    # Newest first: the hours people look at most; a long catch-up continues next run.
+    todo = sorted(todo, reverse=True)[:max_hours]
+    for hour in todo:
+        rollup_build_hour(hour=hour, now=now)
+    stale_days = RollupBucket.objects.filter(grain=RollupGrain.DAY, stale=True).values_list(
+        "bucket_start", flat=True
+    )
+    for day in list(stale_days):
+        rollup_build_day(day=day, now=now)
+    if todo:
+        logger.info("rolled up %d hours (%s to %s)", len(todo), todo[-1], todo[0])
+    return len(todo)
