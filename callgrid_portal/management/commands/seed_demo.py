@@ -20,7 +20,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from buyers.choices import BuyerStatus
 from buyers.models import Buyer
+from buyers.services import buyer_create, buyer_update
 
 DEMO_SCENARIO = Path(__file__).resolve().parents[2] / "demo_scenario.json"
 
@@ -105,28 +107,30 @@ def demo_grid_ids() -> list[str]:
 def demo_buyers_seed(*, endpoint_url: str, reset: bool = False) -> list[tuple[Buyer, bool]]:
     """Create or refresh the demo buyers and return each with whether it was created.
 
-    Every buyer passes full model validation, so an endpoint the SSRF guard refuses stops the
-    whole seed with the validator's message and nothing half-written.
+    Writes go through the buyers services, so every demo buyer passes the same validation as
+    one typed into the admin; an endpoint the SSRF guard refuses stops the whole seed with the
+    validator's message and nothing half-written.
     """
     seeded: list[tuple[Buyer, bool]] = []
     for spec in DEMO_BUYERS:
         buyer = Buyer.objects.filter(grid_id=spec["grid_id"]).first()
-        created = buyer is None
-        if buyer is None or reset:
-            buyer = buyer or Buyer()
-            for name, value in spec.items():
-                setattr(buyer, name, value)
-            buyer.status = "active"
-        buyer.endpoint_url = endpoint_url
         try:
-            buyer.full_clean()
+            if buyer is None:
+                buyer = buyer_create(**spec, endpoint_url=endpoint_url)
+                seeded.append((buyer, True))
+                continue
+            changes: dict[str, Any] = {"endpoint_url": endpoint_url}
+            if reset:
+                changes.update(spec, status=BuyerStatus.ACTIVE)
+            buyer = buyer_update(buyer=buyer, **changes)
         except ValidationError as exc:
+            by_field = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
             problems = "; ".join(
-                f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()
+                f"{field}: {' '.join(messages)}" if field else " ".join(messages)
+                for field, messages in by_field.items()
             )
             raise CommandError(f"demo buyer {spec['name']!r} is not valid: {problems}") from None
-        buyer.save()
-        seeded.append((buyer, created))
+        seeded.append((buyer, False))
     return seeded
 
 
