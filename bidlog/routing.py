@@ -35,6 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from bidlog import limits
@@ -472,4 +473,28 @@ def _record(
                 )
             )
     call.route_bids = rows  # type: ignore[attr-defined]
+    return call
+
+
+# --- calls after the fact -----------------------------------------------------------------
+
+
+def call_list() -> QuerySet[Call]:
+    """Routing decisions, newest first, with the winner joined (every listing shows it)."""
+    return Call.objects.select_related("winner").order_by("-created_at", "-id")
+
+
+@transaction.atomic
+def call_paid_out_set(*, call: Call, paid_out: bool) -> Call:
+    """Mark a routed call paid out or not; ``False`` frees the caller for that buyer again.
+
+    Only a routed call has a buyer whose duplicate window it could count against, so an
+    unrouted call refuses the change.
+    """
+    if not call.routed:
+        raise RouteError(
+            code=4000, message="Only a routed call can be marked paid out.", field="paid_out"
+        )
+    Call.objects.filter(pk=call.pk).update(paid_out=paid_out)
+    call.paid_out = paid_out
     return call

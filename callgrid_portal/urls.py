@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from bidlog.api.routing import EligibilityView
 from callgrid_portal.api import HealthView
 from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
 
@@ -13,6 +14,8 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("error-codes/", ErrorCodeListView.as_view(), name="error-code-list"),
     path("error-codes/<str:code>/", ErrorCodeDetailView.as_view(), name="error-code-detail"),
+    # Before the buyers router, whose buyers/{pk}/ would otherwise claim "eligibility".
+    path("buyers/eligibility/", EligibilityView.as_view(), name="buyer-eligibility"),
     path("", include("buyers.api.urls")),
     path("", include("bidlog.api.urls")),
 ]

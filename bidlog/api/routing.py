@@ -1,0 +1,321 @@
+"""Routing API: ``POST /route/``, ``/calls/`` and ``GET /buyers/eligibility/`` (SPEC §7).
+
+Views stay thin: they read the request, call :mod:`bidlog.routing` or
+:mod:`bidlog.eligibility`, and shape the answer. A bad caller ID is answered the way CallGrid
+itself would phrase it: ``400 {"code": 4003, "message": ..., "field": "CallerId"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_caller_id
+from bidlog.api.views import BidCursorPagination
+from bidlog.choices import RoutingStrategy, Source, outcome_class
+from bidlog.eligibility import eligibility_check
+from bidlog.filters import CallerIdFilter, IsoDateTimeFilter
+from bidlog.models import BidLog, Call
+from bidlog.routing import RouteError, call_list, call_paid_out_set, call_route
+from buyers.models import Buyer
+from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.roles import OPERATOR, VIEWER
+
+# Keys of the route request that steer routing; every other key is forwarded to buyers.
+_CONTROL_KEYS = ("CallerId", "InboundStateCode", "strategy", "buyers")
+
+
+def _route_error(exc: RouteError) -> Response:
+    body = {"code": exc.code, "message": exc.message, "field": exc.field, "detail": exc.message}
+    return Response(body, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _bad_field(field: str, message: str) -> Response:
+    return _route_error(RouteError(code=4000, message=message, field=field))
+
+
+# --- serializers --------------------------------------------------------------------------
+
+
+class RouteInputSerializer(serializers.Serializer):
+    """The Bid API request fields plus routing controls; other keys are forwarded as-is."""
+
+    # Documented here, checked by the service (it owns the 4003 rules).
+    CallerId = serializers.CharField(
+        required=False, help_text="Required: the caller's number, in any common spelling."
+    )
+    InboundStateCode = serializers.CharField(
+        required=False, allow_blank=True, help_text="Two-letter US state code."
+    )
+    strategy = serializers.ChoiceField(choices=RoutingStrategy.choices, required=False)
+    buyers = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, allow_empty=False
+    )
+
+
+class RouteBidSerializer(serializers.ModelSerializer):
+    """One attempt or skip behind a routing decision, with the reason in plain words."""
+
+    buyer_name = serializers.CharField(source="buyer.name", read_only=True)
+    grid_id = serializers.CharField(source="buyer.grid_id", read_only=True)
+    outcome_class = serializers.SerializerMethodField()
+    reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BidLog
+        fields = [
+            "id",
+            "buyer",
+            "buyer_name",
+            "grid_id",
+            "attempt",
+            "outcome",
+            "outcome_class",
+            "code",
+            "http_status",
+            "bid_amount",
+            "destination",
+            "duration_ms",
+            "reason",
+        ]
+        read_only_fields = fields
+
+    def get_outcome_class(self, bid: BidLog) -> str:
+        return outcome_class(bid.outcome)
+
+    def get_reason(self, bid: BidLog) -> str:
+        return bid.error or bid.message
+
+
+class RouteOutputSerializer(serializers.Serializer):
+    """The answer of ``POST /route/``: where the call goes, and every bid behind it."""
+
+    call = serializers.IntegerField(source="pk")
+    routed = serializers.BooleanField()
+    strategy = serializers.CharField()
+    buyer = serializers.IntegerField(source="winner_id", allow_null=True)
+    grid_id = serializers.SerializerMethodField()
+    bid_amount = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+    destination = serializers.CharField()
+    caller_id = serializers.CharField()
+    duration_ms = serializers.IntegerField()
+    bids = RouteBidSerializer(source="route_bids", many=True)
+
+    def get_grid_id(self, call: Call) -> str | None:
+        return call.winner.grid_id if call.winner_id else None
+
+
+class CallSerializer(serializers.ModelSerializer):
+    """A routing decision; caller IDs are masked for viewers. Only ``paid_out`` is writable."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:call-detail")
+    winner_name = serializers.CharField(source="winner.name", read_only=True, default=None)
+    grid_id = serializers.CharField(source="winner.grid_id", read_only=True, default=None)
+
+    class Meta:
+        model = Call
+        fields = [
+            "id",
+            "url",
+            "created_at",
+            "caller_id",
+            "state_code",
+            "params",
+            "strategy",
+            "source",
+            "routed",
+            "winner",
+            "winner_name",
+            "grid_id",
+            "bid_amount",
+            "destination",
+            "duration_ms",
+            "paid_out",
+        ]
+        read_only_fields = [f for f in fields if f != "paid_out"]
+
+    def to_representation(self, instance: Call) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not can_see_caller_ids(getattr(self.context.get("request"), "user", None)):
+            data["caller_id"] = mask_caller_id(data["caller_id"])
+        return data
+
+
+class CallDetailSerializer(CallSerializer):
+    """A routing decision with the bids behind it."""
+
+    bids = serializers.SerializerMethodField()
+
+    class Meta(CallSerializer.Meta):
+        fields = [*CallSerializer.Meta.fields, "bids"]
+        read_only_fields = [*CallSerializer.Meta.read_only_fields, "bids"]
+
+    def get_bids(self, call: Call) -> list[dict[str, Any]]:
+        rows = RouteBidSerializer(call.bids.select_related("buyer").order_by("id"), many=True).data
+        if can_see_caller_ids(getattr(self.context.get("request"), "user", None)):
+            return list(rows)
+        return [mask_bid_data(dict(row)) for row in rows]
+
+
+class PaidOutInputSerializer(serializers.Serializer):
+    paid_out = serializers.BooleanField()
+
+
+class CallFilter(django_filters.FilterSet):
+    """Filter calls by outcome, winner, strategy, source, caller and time (since ≤ t < until)."""
+
+    routed = django_filters.BooleanFilter()
+    paid_out = django_filters.BooleanFilter()
+    winner = django_filters.NumberFilter(field_name="winner_id")
+    grid_id = django_filters.CharFilter(field_name="winner__grid_id")
+    strategy = django_filters.ChoiceFilter(choices=RoutingStrategy.choices)
+    source = django_filters.ChoiceFilter(choices=Source.choices)
+    caller_id = CallerIdFilter()
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Call
+        fields: list[str] = []
+
+
+# --- views --------------------------------------------------------------------------------
+
+
+class RouteView(APIView):
+    """``POST /route/``: decide where one inbound call goes, within the call's deadline."""
+
+    write_role = OPERATOR
+    # Live calls are protected by each grid's own limits; a per-user API throttle would
+    # drop real calls from the telephony platform at peak, which is worse than useless.
+    throttle_classes: list[type] = []
+
+    @extend_schema(request=RouteInputSerializer, responses={200: RouteOutputSerializer})
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            return _bad_field("non_field_errors", "Send a JSON object.")
+        data = request.data
+        # The caller ID and state are checked by the service, which owns the 4003 rules.
+        controls = RouteInputSerializer(
+            data={k: data[k] for k in ("strategy", "buyers") if k in data}
+        )
+        if not controls.is_valid():
+            field, messages = next(iter(controls.errors.items()))
+            return _bad_field(field, f"{field}: {messages[0]}")
+        state = data.get("InboundStateCode") or ""
+        if not isinstance(state, str):
+            return _bad_field("InboundStateCode", "InboundStateCode must be a two-letter code.")
+        try:
+            call = call_route(
+                caller_id=data.get("CallerId"),
+                state_code=state,
+                params={k: v for k, v in data.items() if k not in _CONTROL_KEYS},
+                strategy=controls.validated_data.get("strategy"),
+                buyer_ids=controls.validated_data.get("buyers"),
+                source=Source.LIVE,
+            )
+        except RouteError as exc:
+            return _route_error(exc)
+        return Response(RouteOutputSerializer(call).data)
+
+
+class CallViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """``GET /calls/``, ``GET /calls/{id}/`` and ``PATCH /calls/{id}/`` (``paid_out`` only)."""
+
+    pagination_class = BidCursorPagination
+    filterset_class = CallFilter
+    read_role = VIEWER
+    write_role = OPERATOR
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Call]:
+        return call_list()
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return CallSerializer if self.action == "list" else CallDetailSerializer
+
+    @extend_schema(request=PaidOutInputSerializer, responses={200: CallDetailSerializer})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        call = self.get_object()
+        unknown = sorted(set(request.data) - {"paid_out"}) if isinstance(request.data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["Only paid_out can be changed."]})
+        given = PaidOutInputSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            call = call_paid_out_set(call=call, paid_out=given.validated_data["paid_out"])
+        except RouteError as exc:
+            raise serializers.ValidationError({exc.field: [exc.message]}) from None
+        return Response(CallDetailSerializer(call, context=self.get_serializer_context()).data)
+
+
+class EligibilityView(APIView):
+    """``GET /buyers/eligibility/?caller_id=...``: could this caller be sent to each buyer now?"""
+
+    read_role = VIEWER
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("caller_id", str, required=True),
+            OpenApiParameter("state_code", str),
+            OpenApiParameter("buyer", int, many=True),
+        ]
+    )
+    def get(self, request: Request) -> Response:
+        raw = request.query_params.get("caller_id", "")
+        try:
+            caller = normalize_caller_id(raw)
+        except InvalidCallerId as exc:
+            message = f"Invalid caller ID: {exc.reason}."
+            return _route_error(RouteError(code=4003, message=message, field="caller_id"))
+        state = request.query_params.get("state_code", "").strip().upper()
+        buyers = Buyer.objects.order_by("priority", "name", "pk")
+        wanted = request.query_params.getlist("buyer")
+        if wanted:
+            try:
+                buyers = buyers.filter(pk__in=[int(pk) for pk in wanted])
+            except ValueError:
+                return _bad_field("buyer", "buyer must be a buyer id (a number).")
+        now = timezone.now()
+        answers = eligibility_check(
+            buyers=buyers, caller_id=caller.digits, state_code=state, now=now, include_limits=True
+        )
+        shown = caller.digits if can_see_caller_ids(request.user) else mask_caller_id(caller.digits)
+        return Response(
+            {
+                "caller_id": shown,
+                "state_code": state,
+                "checked_at": now.isoformat(),
+                "buyers": [
+                    {
+                        "buyer": answer.buyer.pk,
+                        "name": answer.buyer.name,
+                        "grid_id": answer.buyer.grid_id,
+                        "eligible": answer.eligible,
+                        # When every block lifts by itself, the caller can go from the latest.
+                        "eligible_from": _eligible_from(answer.blocks),
+                        "reasons": [block.as_dict() for block in answer.blocks],
+                    }
+                    for answer in answers
+                ],
+            }
+        )
+
+
+def _eligible_from(blocks: list[Any]) -> str | None:
+    if not blocks or any(block.until is None for block in blocks):
+        return None
+    return max(block.until for block in blocks).isoformat()

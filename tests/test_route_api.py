@@ -1,0 +1,200 @@
+"""``POST /api/v1/route/`` and ``GET /api/v1/buyers/eligibility/`` over real HTTP to buyers."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from bidlog.choices import Outcome
+from bidlog.models import BidLog, Call
+from tests.factories import BuyerFactory, CallFactory
+from tests.test_routing import isolated_cache  # noqa: F401 (autouse fixture)
+from tests.test_routing import sim_buyer as _sim_buyer
+
+# Shared with test_routing (the fixture is module-level there, not in conftest).
+sim_buyer = _sim_buyer
+
+ROUTE = "/api/v1/route/"
+ELIGIBILITY = "/api/v1/buyers/eligibility/"
+
+
+def test_route_answers_with_the_winner_and_every_bid(operator_api, sim_buyer, simulator):
+    sim_buyer(name="decliner", priority=1, respond="decline")
+    winner = sim_buyer(name="winner", priority=2, bid_amount="25.50")
+
+    response = operator_api.post(
+        ROUTE, {"CallerId": "(303) 555-1234", "InboundStateCode": "CO"}, format="json"
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["routed"] is True
+    assert body["buyer"] == winner.pk
+    assert body["grid_id"] == winner.grid_id
+    assert body["bid_amount"] == "25.50"
+    assert body["destination"] == "13035551234"
+    assert body["caller_id"] == "3035551234"
+    assert body["strategy"] == "waterfall"
+    assert body["duration_ms"] >= 0
+    assert Call.objects.get(pk=body["call"]).winner == winner
+    assert [(b["buyer_name"], b["outcome"], b["code"]) for b in body["bids"]] == [
+        ("decliner", Outcome.DECLINED, 2000),
+        ("winner", Outcome.ACCEPTED, 1000),
+    ]
+
+
+def test_route_forwards_extra_params_but_not_routing_controls(operator_api, sim_buyer, simulator):
+    buyer = sim_buyer()
+
+    operator_api.post(
+        ROUTE,
+        {
+            "CallerId": "3035551234",
+            "InboundZipCode": "80301",
+            "CallQualityScore": "95",
+            "strategy": "highest_bid",
+            "buyers": [buyer.pk],
+        },
+        format="json",
+    )
+
+    (received,) = simulator.requests(buyer.grid_id)
+    assert received["body"] == {
+        "CallerId": "3035551234",
+        "InboundZipCode": "80301",
+        "CallQualityScore": "95",
+    }
+
+
+@pytest.mark.parametrize("caller_id", ["123-4567", "0035551234", "+44 20 7946 0000", ""])
+def test_bad_caller_id_answers_4003_and_sends_nothing(
+    operator_api, sim_buyer, simulator, caller_id
+):
+    sim_buyer()
+
+    response = operator_api.post(ROUTE, {"CallerId": caller_id}, format="json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == 4003
+    assert body["field"] == "CallerId"
+    assert body["message"].startswith("Invalid caller ID")
+    assert simulator.requests() == []
+    assert Call.objects.count() == 0
+    assert BidLog.objects.count() == 0
+
+
+def test_missing_caller_id_answers_4003(operator_api, db):
+    response = operator_api.post(ROUTE, {"InboundStateCode": "CO"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == 4003
+    assert response.json()["field"] == "CallerId"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"strategy": "cheapest"}, "strategy"),
+        ({"buyers": "all"}, "buyers"),
+        ({"buyers": [424242]}, "buyers"),
+        ({"InboundStateCode": "ZZ"}, "InboundStateCode"),
+        ({"InboundStateCode": 5}, "InboundStateCode"),
+        ({"Extra": {"nested": True}}, "Extra"),
+    ],
+)
+def test_bad_route_fields_answer_400_naming_the_field(operator_api, sim_buyer, payload, field):
+    sim_buyer()
+
+    response = operator_api.post(ROUTE, {"CallerId": "3035551234", **payload}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert response.json()["code"] == 4000
+    assert Call.objects.count() == 0
+
+
+def test_route_body_must_be_an_object(operator_api, db):
+    response = operator_api.post(ROUTE, ["3035551234"], format="json")
+
+    assert response.status_code == 400
+
+
+def test_no_eligible_buyer_answers_200_unrouted_with_reasons(operator_api, sim_buyer, simulator):
+    sim_buyer(name="texas", accepted_states=["TX"])
+    sim_buyer(name="paused", status="paused")
+
+    response = operator_api.post(
+        ROUTE, {"CallerId": "3035551234", "InboundStateCode": "CO"}, format="json"
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["routed"] is False
+    assert body["buyer"] is None
+    assert body["bid_amount"] is None
+    reasons = {b["buyer_name"]: (b["outcome"], b["reason"]) for b in body["bids"]}
+    assert reasons["texas"][0] == Outcome.SKIPPED_STATE
+    assert "CO" in reasons["texas"][1]
+    assert reasons["paused"] == (Outcome.SKIPPED_STATUS, "buyer is paused")
+    assert simulator.requests() == []
+
+
+def test_viewers_and_strangers_cannot_route(viewer_api, api_client, db):
+    assert viewer_api.post(ROUTE, {"CallerId": "3035551234"}, format="json").status_code == 403
+    assert api_client.post(ROUTE, {"CallerId": "3035551234"}, format="json").status_code in (
+        401,
+        403,
+    )
+
+
+# --- eligibility --------------------------------------------------------------------------
+
+
+def test_eligibility_says_who_can_take_the_caller_and_until_when(operator_api, db):
+    open_buyer = BuyerFactory(name="open", priority=1)
+    dup_buyer = BuyerFactory(name="dup", priority=2, duplicate_window_days=30)
+    paid = timezone.now() - timedelta(days=2)
+    CallFactory(winner=dup_buyer, routed=True, caller_id="3035551234", created_at=paid)
+
+    response = operator_api.get(ELIGIBILITY, {"caller_id": "303-555-1234"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["caller_id"] == "3035551234"
+    rows = {row["name"]: row for row in body["buyers"]}
+    assert rows["open"]["eligible"] is True
+    assert rows["open"]["reasons"] == []
+    assert rows["open"]["buyer"] == open_buyer.pk
+    (reason,) = rows["dup"]["reasons"]
+    assert rows["dup"]["eligible"] is False
+    assert reason["outcome"] == Outcome.SKIPPED_DUPLICATE
+    until = paid + timedelta(days=30)
+    assert f"until {until:%Y-%m-%d %H:%M} UTC" in reason["reason"]
+    assert rows["dup"]["eligible_from"] == reason["until"]
+
+
+def test_eligibility_masks_the_caller_for_viewers(viewer_api, db):
+    BuyerFactory()
+
+    body = viewer_api.get(ELIGIBILITY, {"caller_id": "3035551234"}).json()
+
+    assert body["caller_id"] == "303***1234"
+
+
+def test_eligibility_refuses_a_bad_caller_id_with_4003(viewer_api, db):
+    response = viewer_api.get(ELIGIBILITY, {"caller_id": "12"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == 4003
+    assert response.json()["field"] == "caller_id"
+
+
+def test_eligibility_can_be_limited_to_some_buyers(viewer_api, db):
+    wanted = BuyerFactory(min_bid=Decimal("1.00"))
+    BuyerFactory()
+
+    body = viewer_api.get(ELIGIBILITY, {"caller_id": "3035551234", "buyer": wanted.pk}).json()
+
+    assert [row["buyer"] for row in body["buyers"]] == [wanted.pk]
