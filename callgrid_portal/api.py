@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
@@ -69,6 +71,7 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
         checks: dict[str, dict[str, Any]] = {}
         checks["database"] = _check(_ping_database)
