@@ -192,15 +192,18 @@ def _mark_stale(grain: str, starts: Iterable[datetime]) -> None:
 
 
 @transaction.atomic
-def rollup_build_hour(*, hour: datetime, now: datetime | None = None) -> None:
+def rollup_build_hour(
+    *, hour: datetime, now: datetime | None = None, before_pruning: bool = False
+) -> None:
     """Rebuild every rollup row of one UTC hour from its raw rows; its day becomes stale.
 
     Refuses hours older than the retention floor: their raw rows are gone, and rebuilding
-    would replace good aggregates with empty ones.
+    would replace good aggregates with empty ones. Retention passes ``before_pruning`` to
+    roll up an old hour whose rows it is about to delete.
     """
     now = now or timezone.now()
     hour = floor_hour(hour)
-    if hour < retention_floor(now=now):
+    if hour < retention_floor(now=now) and not before_pruning:
         raise ValueError(f"hour {hour:%Y-%m-%d %H:00} is older than retention; not rebuilt")
     _lock(RollupGrain.HOUR, hour)
     for model in ROLLUP_MODELS:

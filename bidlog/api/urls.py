@@ -3,6 +3,12 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from bidlog.api.reports import (
+    BidImportView,
+    ReportStatesView,
+    ReportSummaryView,
+    ReportTimeseriesView,
+)
 from bidlog.api.routing import CallViewSet, RouteView
 from bidlog.api.views import BidViewSet
 
@@ -11,6 +17,11 @@ router.register("bids", BidViewSet, basename="bid")
 router.register("calls", CallViewSet, basename="call")
 
 urlpatterns = [
+    # Before the router: "bids/import/" would otherwise read as a bid's detail URL.
+    path("bids/import/", BidImportView.as_view(), name="bid-import"),
+    path("reports/summary/", ReportSummaryView.as_view(), name="report-summary"),
+    path("reports/timeseries/", ReportTimeseriesView.as_view(), name="report-timeseries"),
+    path("reports/states/", ReportStatesView.as_view(), name="report-states"),
     path("route/", RouteView.as_view(), name="route"),
     *router.urls,
 ]

@@ -1,0 +1,268 @@
+"""Report and import API: ``/reports/summary/``, ``/reports/timeseries/``, ``/reports/states/``
+(JSON, or CSV with ``?format=csv``) and ``POST /bids/import/``.
+
+Views only parse input, call ``bidlog.reports`` / ``bidlog.imports`` and shape the answer.
+Reports need the viewer role, imports the operator role.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import serializers, status
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bidlog.choices import Source
+from bidlog.filters import parse_iso_datetime
+from bidlog.imports import ImportRejected, bids_import
+from bidlog.reports import report_states, report_summary, report_timeseries
+from buyers.models import Buyer
+from callgrid_portal.roles import OPERATOR, VIEWER
+
+MAX_RANGE = timedelta(days=400)
+MAX_BUCKETS = {"hour": 24 * 93, "day": 400}
+
+
+class CSVRenderer(BaseRenderer):
+    """Passes through the CSV text a report view prepared; errors become one ``detail`` line."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):
+        if isinstance(data, str):
+            return data
+        detail = data.get("detail", "") if isinstance(data, dict) else data
+        return _csv([["detail"], [detail]])
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    """Money as a string with 2 decimals (as DRF's DecimalField), times in ISO 8601."""
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+class IsoDateTime(serializers.Field):
+    """ISO 8601 date or date-time; naive means UTC (the bids list reads it the same way)."""
+
+    def to_internal_value(self, data: Any) -> datetime:
+        try:
+            return parse_iso_datetime(str(data))
+        except ValueError:
+            raise serializers.ValidationError(
+                "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z."
+            ) from None
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
+
+
+class ReportQuerySerializer(serializers.Serializer):
+    """``since`` (default: 24 h before ``until``), ``until`` (default: now), buyer, source."""
+
+    since = IsoDateTime(required=False)
+    until = IsoDateTime(required=False)
+    buyer = serializers.IntegerField(required=False, min_value=1)
+    source = serializers.ChoiceField(choices=Source.choices, required=False)
+
+    def validate_buyer(self, value: int) -> int:
+        if not Buyer.objects.filter(pk=value).exists():
+            raise serializers.ValidationError("No such buyer.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        until = attrs.get("until") or timezone.now()
+        since = attrs.get("since") or until - timedelta(hours=24)
+        if since >= until:
+            raise serializers.ValidationError({"since": "Must be before until."})
+        if until - since > MAX_RANGE:
+            raise serializers.ValidationError({"since": "A report covers at most 400 days."})
+        return {**attrs, "since": since, "until": until}
+
+
+class TimeseriesQuerySerializer(ReportQuerySerializer):
+    """Adds ``bucket`` (``hour`` or ``day``) and ``tz`` (IANA zone, default ``TIME_ZONE``)."""
+
+    bucket = serializers.ChoiceField(choices=["hour", "day"], default="hour")
+    tz = serializers.CharField(required=False, max_length=64)
+
+    def validate_tz(self, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(
+                "Not an IANA time zone, e.g. America/New_York."
+            ) from None
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        bucket = attrs.get("bucket", "hour")
+        length = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
+        if (attrs["until"] - attrs["since"]) / length > MAX_BUCKETS[bucket]:
+            raise serializers.ValidationError(
+                {"bucket": f"At most {MAX_BUCKETS[bucket]} {bucket} buckets; narrow the range."}
+            )
+        attrs.setdefault("tz", settings.TIME_ZONE)
+        return attrs
+
+
+def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    data = dict(serializer.validated_data)
+    data["buyer_id"] = data.pop("buyer", None)
+    return data
+
+
+def _csv_response(rows: list[list[Any]], name: str) -> Response:
+    return Response(
+        _csv(rows), headers={"Content-Disposition": f'attachment; filename="{name}.csv"'}
+    )
+
+
+class _ReportView(APIView):
+    read_role = VIEWER
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+    def wants_csv(self, request: Request) -> bool:
+        return getattr(request.accepted_renderer, "format", None) == "csv"
+
+
+SUMMARY_COLUMNS = [
+    "attempts",
+    "bids",
+    "accepted",
+    "acceptance_rate",
+    "timeouts",
+    "timeout_rate",
+    "routed_calls",
+    "revenue",
+]
+
+
+class ReportSummaryView(_ReportView):
+    """Totals, breakdowns by outcome, class and code, latency, revenue and per-buyer rows."""
+
+    def get(self, request: Request) -> Response:
+        summary = report_summary(**_query(ReportQuerySerializer, request))
+        if not self.wants_csv(request):
+            return Response(_plain(summary))
+        latency = ["p50", "p95", "p99", "max"]
+        rows: list[list[Any]] = [
+            [
+                "buyer",
+                "name",
+                "grid_id",
+                *SUMMARY_COLUMNS,
+                *(f"latency_{name}_ms" for name in latency),
+                "timeout_seconds",
+                "recommended_timeout_seconds",
+            ]
+        ]
+        for row in [
+            {"buyer": "", "name": "All buyers", "grid_id": "", **summary},
+            *summary["buyers"],
+        ]:
+            rows.append(
+                [
+                    row["buyer"] or "",
+                    row["name"],
+                    row["grid_id"],
+                    *(_plain(row[name]) for name in SUMMARY_COLUMNS),
+                    *(row["latency_ms"][name] for name in latency),
+                    row.get("timeout_seconds", ""),
+                    row.get("recommended_timeout_seconds", ""),
+                ]
+            )
+        return _csv_response(rows, "summary")
+
+
+SERIES_COLUMNS = [
+    "bucket_start",
+    "bids",
+    "accepted",
+    "acceptance_rate",
+    "timeouts",
+    "calls",
+    "routed_calls",
+    "revenue",
+    "p95_ms",
+]
+
+
+class ReportTimeseriesView(_ReportView):
+    """One row per hour or day bucket in the asked time zone."""
+
+    def get(self, request: Request) -> Response:
+        query = _query(TimeseriesQuerySerializer, request)
+        rows = report_timeseries(**query)
+        if not self.wants_csv(request):
+            return Response({"bucket": query["bucket"], "tz": query["tz"], "results": _plain(rows)})
+        table = [SERIES_COLUMNS] + [[_plain(row[c]) for c in SERIES_COLUMNS] for row in rows]
+        return _csv_response(table, "timeseries")
+
+
+STATE_COLUMNS = ["state_code", "attempts", "bids", "accepted", "acceptance_rate"]
+
+
+class ReportStatesView(_ReportView):
+    """Attempts, bids and acceptance per inbound state."""
+
+    def get(self, request: Request) -> Response:
+        rows = report_states(**_query(ReportQuerySerializer, request))
+        if not self.wants_csv(request):
+            return Response({"results": rows})
+        return _csv_response(
+            [STATE_COLUMNS] + [[r[c] for c in STATE_COLUMNS] for r in rows], "states"
+        )
+
+
+class BidImportView(APIView):
+    """``POST {"records": [...]}``: up to 5,000 bid records, all or nothing, by ``external_id``.
+
+    201 with ``{"created", "existing", "received"}``; 400 with the errors of each bad record
+    under ``errors.records.<index>`` and nothing written.
+    """
+
+    write_role = OPERATOR
+
+    def post(self, request: Request) -> Response:
+        records = request.data.get("records") if isinstance(request.data, dict) else None
+        if not isinstance(records, list):
+            raise serializers.ValidationError({"records": ["Send a list of bid records."]})
+        try:
+            result = bids_import(records=records)
+        except ImportRejected as exc:
+            raise serializers.ValidationError(
+                {"records": {str(index): errors for index, errors in exc.errors.items()}}
+            ) from None
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(
+            {"created": result.created, "existing": result.existing, "received": result.received},
+            status=code,
+        )

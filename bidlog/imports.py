@@ -1,0 +1,260 @@
+"""Bulk import of bid records pushed by tools that bid on their own (``POST /bids/import/``).
+
+All or nothing: every record is checked first and one bad record rejects the batch with the
+errors of each bad row. Idempotent by ``external_id``: a record already imported is counted as
+``existing`` and left alone, so a client can safely resend a batch after a timeout. Imported
+rows have source ``import`` and count in reports like any other bid; the hours they land in
+are marked stale so reports read them raw until the rollups catch up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from bidlog.choices import Outcome, Source
+from bidlog.filters import parse_iso_datetime
+from bidlog.models import BidLog
+from bidlog.rollups import retention_floor, rollup_mark_stale
+from buyers.models import Buyer
+from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+
+MAX_RECORDS = 5000
+# A clock a little ahead of ours is fine; a bid from tomorrow is a mistake.
+FUTURE_SLACK = timedelta(minutes=5)
+MAX_AMOUNT = Decimal("99999999.99")
+
+# The outcome a CallGrid code means when the record does not say (1000 is refined by min bid).
+CODE_OUTCOMES: dict[int, str] = {
+    1000: Outcome.ACCEPTED,
+    2000: Outcome.DECLINED,
+    3000: Outcome.NO_CAPACITY,
+    4000: Outcome.INVALID_REQUEST,
+    5000: Outcome.SYSTEM_ERROR,
+    4001: Outcome.DISABLED,
+    4002: Outcome.PAUSED,
+    4003: Outcome.INVALID_CALLER_ID,
+    4004: Outcome.CAPACITY_CHECK_FAILED,
+    4005: Outcome.DUPLICATE,
+    4006: Outcome.NO_NUMBERS,
+    5001: Outcome.RATE_LIMITED,
+}
+_STATE = re.compile(r"^[A-Z]{2}$")
+_TEXT_LIMITS = {"message": None, "destination": 32, "error": None, "response_caller_id": 32}
+FIELDS = frozenset(
+    {
+        "external_id",
+        "grid_id",
+        "created_at",
+        "caller_id",
+        "state_code",
+        "code",
+        "http_status",
+        "bid_amount",
+        "duration_ms",
+        "outcome",
+        "attempt",
+        "request",
+        *_TEXT_LIMITS,
+    }
+)
+
+
+class ImportRejected(Exception):
+    """The batch was refused; ``errors`` maps a record's index to ``{field: [messages]}``."""
+
+    def __init__(self, errors: dict[int, dict[str, list[str]]]) -> None:
+        super().__init__(f"{len(errors)} records are invalid")
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What one import did: rows created, records already imported before, records received."""
+
+    created: int
+    existing: int
+    received: int
+
+
+def _int(value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a whole number")
+    number = int(value)
+    if not low <= number <= high:
+        raise ValueError(f"must be between {low} and {high}")
+    return number
+
+
+def _amount(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | str | float):
+        raise ValueError("must be a number of dollars such as 25.50")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("must be a number of dollars such as 25.50") from None
+    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+        raise ValueError("must be between 0 and 99999999.99")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValueError("must have at most 2 decimal places")
+    return amount
+
+
+def _record_to_bid(
+    record: Any, buyers: dict[str, Buyer], floor: datetime, latest: datetime
+) -> tuple[BidLog | None, dict[str, list[str]]]:
+    """Check one record and build its row; on failure, the errors by field."""
+    if not isinstance(record, dict):
+        return None, {"non_field_errors": ["Each record must be a JSON object."]}
+    errors: dict[str, list[str]] = {}
+
+    def fail(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    for name in sorted(set(record) - FIELDS):
+        fail(name, "Unknown field.")
+    external_id = record.get("external_id")
+    if not isinstance(external_id, str) or not external_id.strip():
+        fail("external_id", "This field is required.")
+    elif len(external_id) > 100:
+        fail("external_id", "Must be at most 100 characters.")
+    buyer = buyers.get(record.get("grid_id")) if isinstance(record.get("grid_id"), str) else None
+    if buyer is None:
+        fail("grid_id", "No buyer has this Grid ID.")
+    created_at = None
+    raw_created = record.get("created_at")
+    if not isinstance(raw_created, str):
+        fail("created_at", "This field is required (ISO 8601).")
+    else:
+        try:
+            created_at = parse_iso_datetime(raw_created)
+        except ValueError:
+            fail("created_at", "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z.")
+        else:
+            if created_at < floor:
+                fail("created_at", "Older than the retention period; it would be deleted.")
+            elif created_at > latest:
+                fail("created_at", "Lies in the future.")
+    values: dict[str, Any] = {}
+    for name, (low, high) in {
+        "code": (0, 9999),
+        "http_status": (100, 599),
+        "duration_ms": (0, 2**31 - 1),
+        "attempt": (1, 100),
+    }.items():
+        if record.get(name) is not None:
+            try:
+                values[name] = _int(record[name], low, high)
+            except ValueError as exc:
+                fail(name, f"{str(exc).capitalize()}.")
+    if record.get("bid_amount") is not None:
+        try:
+            values["bid_amount"] = _amount(record["bid_amount"])
+        except ValueError as exc:
+            fail("bid_amount", f"{str(exc).capitalize()}.")
+    for name, limit in _TEXT_LIMITS.items():
+        value = record.get(name, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            fail(name, "Must be a string.")
+        elif limit and len(value) > limit:
+            fail(name, f"Must be at most {limit} characters.")
+        else:
+            values[name] = value
+    state = record.get("state_code") or ""
+    if not isinstance(state, str) or (state and not _STATE.match(state.upper())):
+        fail("state_code", "Must be a two-letter state code.")
+    request = record.get("request", {})
+    if not isinstance(request, dict):
+        fail("request", "Must be a JSON object.")
+    outcome = record.get("outcome")
+    code = values.get("code")
+    if outcome is None:
+        outcome = CODE_OUTCOMES.get(code) if code is not None else None
+        if outcome is None:
+            fail("outcome", "Give an outcome, or a CallGrid code it can be read from.")
+        elif outcome == Outcome.ACCEPTED and buyer is not None:
+            amount = values.get("bid_amount")
+            if amount is None or amount < buyer.min_bid or not values.get("destination"):
+                outcome = Outcome.BELOW_MIN_BID
+    elif outcome not in Outcome.values or outcome == Outcome.PENDING:
+        fail("outcome", "Not a known outcome.")
+    caller_id = record.get("caller_id")
+    if not isinstance(caller_id, str | int) or isinstance(caller_id, bool) or caller_id == "":
+        fail("caller_id", "This field is required.")
+    else:
+        try:
+            caller_id = normalize_caller_id(caller_id).digits
+        except InvalidCallerId as exc:
+            # A refused caller ID is itself what a 4003 record reports; keep it as sent.
+            if outcome != Outcome.INVALID_CALLER_ID:
+                fail("caller_id", f"Invalid caller ID: {exc.reason}.")
+            caller_id = str(caller_id)[:20]
+    if errors:
+        return None, errors
+    return (
+        BidLog(
+            buyer=buyer,
+            source=Source.IMPORT,
+            created_at=created_at,
+            caller_id=caller_id,
+            state_code=state.upper(),
+            request=request,
+            outcome=outcome,
+            external_id=external_id,
+            **values,
+        ),
+        {},
+    )
+
+
+def bids_import(*, records: list[Any], now: datetime | None = None) -> ImportResult:
+    """Import up to ``MAX_RECORDS`` bid records at once, all or nothing.
+
+    Raises :class:`ImportRejected` with per-record errors when any record is bad (a repeated
+    ``external_id`` inside the batch included); nothing is written then.
+    """
+    if not records:
+        raise ImportRejected({0: {"non_field_errors": ["Send at least one record."]}})
+    if len(records) > MAX_RECORDS:
+        raise ImportRejected(
+            {MAX_RECORDS: {"non_field_errors": [f"At most {MAX_RECORDS} records per request."]}}
+        )
+    now = now or timezone.now()
+    grid_ids = {r.get("grid_id") for r in records if isinstance(r, dict)}
+    buyers = {
+        buyer.grid_id: buyer
+        for buyer in Buyer.objects.filter(grid_id__in=[g for g in grid_ids if isinstance(g, str)])
+    }
+    floor, latest = retention_floor(now=now), now + FUTURE_SLACK
+    bids: list[BidLog] = []
+    errors: dict[int, dict[str, list[str]]] = {}
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        bid, problems = _record_to_bid(record, buyers, floor, latest)
+        if bid is not None and bid.external_id in seen:
+            problems = {"external_id": ["Appears more than once in this batch."]}
+        if problems:
+            errors[index] = problems
+        elif bid is not None:
+            seen.add(bid.external_id)
+            bids.append(bid)
+    if errors:
+        raise ImportRejected(errors)
+    with transaction.atomic():
+        existing = set(
+            BidLog.objects.filter(external_id__in=list(seen)).values_list("external_id", flat=True)
+        )
+        new = [bid for bid in bids if bid.external_id not in existing]
+        # ignore_conflicts: a concurrent import of the same records must not fail the batch;
+        # the unique external_id keeps one row each.
+        BidLog.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
+        rollup_mark_stale(moments=[bid.created_at for bid in new])
+    return ImportResult(created=len(new), existing=len(existing), received=len(records))

@@ -1,0 +1,164 @@
+"""Bulk import: operator only, all or nothing, idempotent by external_id, counted in reports."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from bidlog.choices import Outcome, Source
+from bidlog.imports import MAX_RECORDS
+from bidlog.models import BidLog, RollupBucket
+from bidlog.reports import report_summary
+from bidlog.rollups import floor_hour, rollup_build, rollup_refresh
+from tests.factories import BuyerFactory
+
+URL = "/api/v1/bids/import/"
+
+
+@pytest.fixture
+def buyer(db):
+    return BuyerFactory(min_bid=Decimal("10.00"))
+
+
+def _record(buyer, n: int, **overrides) -> dict:
+    at = timezone.now() - timedelta(hours=3, minutes=n % 50)
+    record = {
+        "external_id": f"ext-{n}",
+        "grid_id": buyer.grid_id,
+        "created_at": at.isoformat(),
+        "caller_id": "(303) 555-1234",
+        "state_code": "co",
+        "code": 1000,
+        "http_status": 200,
+        "bid_amount": "22.50",
+        "destination": "13035550000",
+        "duration_ms": 180,
+    }
+    record.update(overrides)
+    return record
+
+
+def test_operator_imports_records_as_source_import(operator_api, buyer):
+    records = [_record(buyer, n) for n in range(3)]
+
+    response = operator_api.post(URL, {"records": records}, format="json")
+
+    assert response.status_code == 201
+    assert response.json() == {"created": 3, "existing": 0, "received": 3}
+    bid = BidLog.objects.get(external_id="ext-0")
+    assert (bid.source, bid.outcome, bid.caller_id, bid.state_code) == (
+        Source.IMPORT,
+        Outcome.ACCEPTED,
+        "3035551234",
+        "CO",
+    )
+
+
+def test_viewer_may_not_import(viewer_api, buyer):
+    response = viewer_api.post(URL, {"records": [_record(buyer, 1)]}, format="json")
+
+    assert response.status_code == 403
+    assert not BidLog.objects.exists()
+
+
+def test_resending_a_batch_creates_nothing_new(operator_api, buyer):
+    records = [_record(buyer, n) for n in range(5)]
+    operator_api.post(URL, {"records": records[:3]}, format="json")
+
+    response = operator_api.post(URL, {"records": records}, format="json")
+
+    assert response.json() == {"created": 2, "existing": 3, "received": 5}
+    assert BidLog.objects.count() == 5
+
+
+def test_one_bad_record_rejects_the_whole_batch_with_per_row_errors(operator_api, buyer):
+    records = [
+        _record(buyer, 0),
+        _record(buyer, 1, created_at="last tuesday"),
+        _record(buyer, 2, grid_id="nosuchgrid000000000000"),
+        _record(buyer, 3, bid_amount="-4"),
+        _record(buyer, 0),
+    ]
+
+    response = operator_api.post(URL, {"records": records}, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]["records"]
+    assert set(errors) == {"1", "2", "3", "4"}
+    assert "created_at" in errors["1"] and "grid_id" in errors["2"]
+    assert "bid_amount" in errors["3"] and "external_id" in errors["4"]
+    assert not BidLog.objects.exists()
+
+
+def test_outcome_is_read_from_the_code_and_min_bid(operator_api, buyer):
+    records = [
+        _record(buyer, 0, bid_amount="5.00"),
+        _record(buyer, 1, code=2000, bid_amount=None),
+        _record(buyer, 2, code=None, outcome="timeout", http_status=None, bid_amount=None),
+        _record(buyer, 3, code=4003, caller_id="123", http_status=None, bid_amount=None),
+    ]
+
+    operator_api.post(URL, {"records": records}, format="json")
+
+    outcomes = dict(BidLog.objects.values_list("external_id", "outcome"))
+    assert outcomes == {
+        "ext-0": Outcome.BELOW_MIN_BID,
+        "ext-1": Outcome.DECLINED,
+        "ext-2": Outcome.TIMEOUT,
+        "ext-3": Outcome.INVALID_CALLER_ID,
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"records": "x"}, {"records": []}, {"records": [1]}],
+)
+def test_malformed_bodies_are_400_not_500(operator_api, buyer, body):
+    response = operator_api.post(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "records"
+
+
+def test_more_than_the_limit_is_refused(operator_api, buyer):
+    records = [_record(buyer, n) for n in range(MAX_RECORDS + 1)]
+
+    response = operator_api.post(URL, {"records": records}, format="json")
+
+    assert response.status_code == 400
+    assert not BidLog.objects.exists()
+
+
+def test_records_older_than_retention_or_in_the_future_are_refused(operator_api, buyer, settings):
+    settings.BIDLOG_RETENTION_DAYS = 30
+    old = (timezone.now() - timedelta(days=31)).isoformat()
+    future = (timezone.now() + timedelta(days=1)).isoformat()
+    records = [_record(buyer, 0, created_at=old), _record(buyer, 1, created_at=future)]
+
+    response = operator_api.post(URL, {"records": records}, format="json")
+
+    errors = response.json()["errors"]["records"]
+    assert "retention" in errors["0"]["created_at"][0]
+    assert "future" in errors["1"]["created_at"][0]
+
+
+def test_imported_rows_count_in_reports_at_once_and_after_the_rollup(operator_api, buyer):
+    now = timezone.now()
+    rollup_build(start=now - timedelta(hours=6), end=now)
+    records = [_record(buyer, n) for n in range(4)]
+
+    operator_api.post(URL, {"records": records}, format="json")
+
+    since, until = now - timedelta(hours=6), now
+    hour = floor_hour(datetime.fromisoformat(records[0]["created_at"]).astimezone(UTC))
+    assert RollupBucket.objects.get(grain="hour", bucket_start=hour).stale
+    assert report_summary(since=since, until=until)["by_outcome"] == {"accepted": 4}
+    rollup_refresh()
+    assert not RollupBucket.objects.get(grain="hour", bucket_start=hour).stale
+    summary = report_summary(since=since, until=until)
+    assert summary["accepted"] == 4
+    assert summary == report_summary(since=since, until=until, exact=True) | {
+        "latency_ms": summary["latency_ms"],
+        "buyers": summary["buyers"],
+    }

@@ -1,0 +1,99 @@
+"""Rollups are idempotent, built incrementally and cover what the raw rows hold."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import Sum
+from django.forms.models import model_to_dict
+
+from bidlog.models import (
+    BidLog,
+    BidOutcomeRollup,
+    BidPerformanceRollup,
+    BidStateRollup,
+    CallRollup,
+    RollupBucket,
+)
+from bidlog.rollups import SENT, rollup_build, rollup_build_day, rollup_refresh
+from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
+
+START = datetime(2025, 11, 1, tzinfo=UTC)
+END = datetime(2025, 11, 2, 6, tzinfo=UTC)
+NOW = datetime(2025, 11, 3, tzinfo=UTC)
+MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup)
+
+
+def _snapshot() -> dict:
+    return {
+        model.__name__: sorted(
+            tuple(sorted((k, str(v)) for k, v in model_to_dict(row, exclude=["id"]).items()))
+            for row in model.objects.all()
+        )
+        for model in MODELS
+    }
+
+
+@pytest.fixture
+def dataset(db):
+    buyers = [BuyerFactory() for _ in range(2)]
+    bid_log_dataset(buyers=buyers, start=START, end=END, count=800)
+    return buyers
+
+
+def test_rebuilding_gives_the_same_rows(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+    first = _snapshot()
+
+    rollup_build(start=START, end=END, now=NOW)
+
+    assert _snapshot() == first
+    assert first["BidOutcomeRollup"]
+
+
+def test_hour_rollups_add_up_to_the_raw_rows(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+
+    hours = BidOutcomeRollup.objects.filter(grain="hour")
+    assert hours.aggregate(n=Sum("attempts"))["n"] == BidLog.objects.count()
+    per_buyer = BidPerformanceRollup.objects.filter(grain="hour", buyer__isnull=False)
+    everyone = BidPerformanceRollup.objects.filter(grain="hour", buyer__isnull=True)
+    sent = BidLog.objects.filter(SENT).count()
+    assert per_buyer.aggregate(n=Sum("bids"))["n"] == sent
+    assert everyone.aggregate(n=Sum("bids"))["n"] == sent
+
+
+def test_a_day_is_the_sum_of_its_hours(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+
+    day = BidPerformanceRollup.objects.filter(grain="day", bucket_start=START)
+    hours = BidPerformanceRollup.objects.filter(
+        grain="hour", buyer__isnull=False, bucket_start__lt=START + timedelta(days=1)
+    )
+    assert day.aggregate(n=Sum("h20"))["n"] == hours.aggregate(n=Sum("h20"))["n"]
+    assert day.aggregate(n=Sum("bids"))["n"] == hours.aggregate(n=Sum("bids"))["n"] > 0
+
+
+def test_an_unfinished_day_is_not_built(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+
+    assert not rollup_build_day(day=END, now=NOW)
+    day = RollupBucket.objects.get(grain="day", bucket_start=END - timedelta(hours=6))
+    assert day.stale and day.built_at is None
+
+
+def test_the_current_hour_is_never_built(db):
+    buyer = BuyerFactory()
+    now = datetime(2025, 11, 1, 10, 20, tzinfo=UTC)
+    BidLogFactory(buyer=buyer, created_at=now - timedelta(minutes=5))
+
+    built = rollup_build(start=now - timedelta(hours=2), end=now + timedelta(hours=2), now=now)
+
+    assert built == 2
+    assert not RollupBucket.objects.filter(bucket_start=datetime(2025, 11, 1, 10, tzinfo=UTC))
+
+
+def test_refresh_catches_up_then_rebuilds_only_recent_and_stale_hours(dataset):
+    assert rollup_refresh(now=NOW) == 48  # every hour from the first row up to now
+
+    assert rollup_refresh(now=NOW) == 2
+    assert RollupBucket.objects.filter(grain="day", stale=False).count() == 2
