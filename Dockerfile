@@ -1,0 +1,28 @@
+# CallGrid Portal: one image for the web server and the simulator (the Celery worker and beat
+# run from it too).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DATA_DIR=/app/var
+
+WORKDIR /app
+
+# .dockerignore keeps the virtualenv, local data, tests and VCS files out of the context.
+COPY . .
+RUN pip install .
+
+# Static files are part of the image (whitenoise serves them). The throwaway key only lets the
+# settings load here; without it a generated key would be baked into the image.
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0
+
+# Run as an unprivileged user that owns only DATA_DIR.
+RUN useradd --create-home --uid 10001 callgrid \
+    && mkdir -p "$DATA_DIR" \
+    && chown -R callgrid:callgrid "$DATA_DIR"
+USER callgrid
+
+EXPOSE 8000
+CMD ["gunicorn", "callgrid_portal.wsgi", "-b", "0.0.0.0:8000", "--workers", "3", "--threads", "8", "--access-logfile", "-"]
