@@ -7,6 +7,7 @@ file-system cache and Celery broker. ``DATABASE_URL``, ``REDIS_URL``/``CACHE_URL
 """
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -150,7 +151,13 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(DATA_DIR / "portal.sqlite3"),
+            # SQLITE_PATH lets a helper process (a test's Celery worker) open another file
+            # with the same WAL options.
+            "NAME": env_str("SQLITE_PATH", str(DATA_DIR / "portal.sqlite3")),
+            # Tests that run a real worker need a database another process can open: a file
+            # instead of Django's in-memory default, named per test process so concurrent
+            # runs never share (or delete) each other's.
+            "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"callgrid-test-{os.getpid()}.db")},
             "OPTIONS": {
                 # WAL lets the web server, the worker and beat read while one of them writes;
                 # IMMEDIATE transactions take the write lock up front instead of failing
@@ -287,6 +294,73 @@ ROUTING_MAX_WORKERS = env_int("ROUTING_MAX_WORKERS", 100, minimum=1)
 # Lock files that make limit updates atomic on caches without atomic operations (file cache).
 LIMITS_LOCK_DIR = Path(env_str("LIMITS_LOCK_DIR", str(DATA_DIR / "locks")))
 # --- end of call routing -------------------------------------------------------------------
+
+# --- Celery (callgrid_portal/celery.py, bidlog/tasks.py) -------------------------------------
+# The broker comes from CELERY_BROKER_URL (redis://... or amqp://...). Without one, kombu's
+# filesystem transport passes messages through folders of DATA_DIR, so the embedded default
+# needs no server: producers write message files into broker/in and workers take them from
+# there. The folders are created here so every process finds them on startup.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if not CELERY_BROKER_URL:
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_DIR = Path(env_str("CELERY_BROKER_DIR", str(DATA_DIR / "broker")))
+    for _sub in ("in", "processed"):
+        (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # One folder for both directions: what a producer writes is what a worker reads.
+        "data_folder_in": str(CELERY_BROKER_DIR / "in"),
+        "data_folder_out": str(CELERY_BROKER_DIR / "in"),
+        "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "store_processed": False,
+        # How often an idle worker looks for new files (seconds).
+        "polling_interval": env_float("CELERY_BROKER_POLL_SECONDS", 0.2, minimum=0.01),
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A message a dead worker took but never acknowledged returns to the queue after this long;
+    # it must exceed the hard time limit below. Test bids a crash leaves pending are also
+    # picked up by the recovery sweep (bidlog.tasks.test_bids_recover), usually sooner.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing gives up quickly when the broker is down, so the test-bid API answers 503 at once.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0, minimum=0.1)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+# No result backend: every task writes what it did to the database (a BidLog row, an Alert).
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+# A task is acknowledged only once it has finished, and a worker that dies mid-task gives the
+# message back, so a crash never loses a test bid; the tasks are written to run twice safely.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per worker process: a slow buyer must not hold other bids hostage.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One bid takes at most timeout_seconds (10 s) per attempt, three attempts with backoff;
+# the limits sit well above that, so only a stuck task is ever stopped.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 45, minimum=15)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=20)
+if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must be above CELERY_TASK_SOFT_TIME_LIMIT")
+# Tasks are queued for real in every environment; tests run a real worker instead.
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The schedule lives in the database, editable in the admin; its entries and the reason for
+# each are in callgrid_portal/migrations/0002_beat_schedule.py.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# A test bid claimed this long ago by a worker that never finished it is taken over by the
+# next worker, and re-queued by the recovery sweep. Must exceed the hard time limit.
+TEST_BID_STALE_SECONDS = env_int("TEST_BID_STALE_SECONDS", CELERY_TASK_TIME_LIMIT + 15, minimum=1)
+# Alert threshold (bidlog/alerts.py): the share of timeouts among a buyer's recent bids.
+ALERT_TIMEOUT_RATE = env_float("ALERT_TIMEOUT_RATE", 0.2, minimum=0.01)
+# --- end of Celery ----------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,258 @@
+"""Test bids: queue one for a worker, and let the worker send it and fill its row in.
+
+An operator's test bid becomes a ``pending`` BidLog row first (so the API can answer at once
+with its id), then a ``send_test_bid`` task. The task claims the row with a compare-and-set
+update on ``claimed_at``, as healthchecks' ``sendalerts`` claims its checks, so a message
+delivered twice sends one bid. A row claimed by a worker that died (no answer within
+``TEST_BID_STALE_SECONDS``) may be claimed again, and :func:`test_bids_stranded` finds such rows
+for the recovery sweep: no row stays ``pending`` for ever.
+
+Test bids go through the same client and shared limits as routing (concurrency slot and rate
+token of the grid). They deliberately ignore the buyer's status, hours, caps and no-capacity
+cooldown: an operator sends one precisely to see what CallGrid answers right now.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from kombu.exceptions import KombuError
+
+from bidlog import limits
+from bidlog.choices import Outcome, Source
+from bidlog.models import BidLog
+from bidlog.services import _bid_from_attempt
+from buyers.models import Buyer
+from callgrid_portal.bidapi.client import BidResult, build_request, get_session, send_bid
+from callgrid_portal.bidapi.phone import normalize_caller_id
+
+logger = logging.getLogger(__name__)
+
+RESERVED_KEYS = frozenset({"CallerId", "InboundStateCode"})
+# Three attempts of at most timeout_seconds each, plus backoff, fit in this; the task's soft
+# time limit (45 s) is above it, so the client always returns before Celery interrupts it.
+SEND_BUDGET_SECONDS = 35.0
+# A concurrency slot outlives any bid it covers; it only matters if the worker dies.
+LEASE_TTL_SECONDS = 90.0
+# Errors kombu and the socket layer raise when a message cannot be published.
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KombuError, OSError)
+
+
+class BrokerUnavailable(Exception):
+    """The task queue could not take the test bid; nothing was queued and no row was kept."""
+
+
+@dataclass(frozen=True)
+class LimitSkip:
+    """A bid the shared limits refused: the ``skipped_*`` outcome and the reason in words."""
+
+    outcome: str
+    reason: str
+
+
+def limited_bid_send(
+    *,
+    buyer: Buyer,
+    caller_id: str,
+    state_code: str = "",
+    params: dict[str, Any] | None = None,
+    rate_headroom: float = 0.0,
+    respect_cooldown: bool = False,
+) -> BidResult | LimitSkip:
+    """Send one bid through the grid's shared concurrency cap and rate limit, as routing does.
+
+    ``rate_headroom`` keeps that many tokens in the grid's bucket for live calls (health checks
+    pass a share of the capacity). With ``respect_cooldown`` a grid cooling down after a 3000
+    is not asked. A 3000 answer starts the cooldown here too, so live routing benefits.
+    """
+    grid_id = buyer.grid_id
+    if respect_cooldown:
+        until = limits.cooldown_until(grid_id=grid_id)
+        if until is not None:
+            return LimitSkip(
+                Outcome.SKIPPED_COOLDOWN,
+                f"no-capacity cooldown until {until:%Y-%m-%d %H:%M:%S} UTC",
+            )
+    lease = limits.concurrency_acquire(
+        grid_id=grid_id, limit=buyer.max_concurrency, ttl_seconds=LEASE_TTL_SECONDS
+    )
+    if lease is None:
+        return LimitSkip(
+            Outcome.SKIPPED_CONCURRENCY,
+            f"all {buyer.max_concurrency} simultaneous requests to this grid are in flight",
+        )
+    try:
+        rate = limits.rate_limit_take(
+            grid_id=grid_id, per_minute=buyer.rate_limit_per_minute, headroom=rate_headroom
+        )
+        if not rate.allowed:
+            if rate_headroom:
+                reason = (
+                    f"near the rate limit of {buyer.rate_limit_per_minute}/min "
+                    f"({rate.tokens:.0f} requests left, {rate_headroom:.0f} kept for live calls)"
+                )
+            else:
+                reason = (
+                    f"rate limit of {buyer.rate_limit_per_minute}/min reached; next slot in "
+                    f"{rate.retry_after:.1f} s"
+                )
+            return LimitSkip(Outcome.SKIPPED_RATE_LIMIT, reason)
+        result = send_bid(
+            buyer.as_bid_target(),
+            caller_id,
+            state_code or None,
+            params,
+            deadline=time.monotonic() + SEND_BUDGET_SECONDS,
+            session=get_session(),
+        )
+        if result.outcome == Outcome.NO_CAPACITY:
+            limits.cooldown_start(grid_id=grid_id, seconds=buyer.capacity_cooldown_seconds)
+        return result
+    finally:
+        limits.concurrency_release(lease)
+
+
+def test_bid_queue(
+    *,
+    buyer: Buyer,
+    caller_id: str,
+    state_code: str = "",
+    params: dict[str, Any] | None = None,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
+) -> BidLog:
+    """Record a ``pending`` test bid for ``buyer`` and queue a worker to send it.
+
+    The row holds the exact request that will go out, so the bid log shows it while it waits.
+    The task is published once the row is committed; if the broker refuses it, the row is
+    deleted again and :class:`BrokerUnavailable` raised, so no orphan ``pending`` row is left.
+    Raises ``InvalidCallerId`` for a caller ID that is not a NANP number (nothing is written).
+    """
+    number = normalize_caller_id(caller_id)
+    state = (state_code or "").strip().upper()
+    extra = {key: value for key, value in (params or {}).items() if key not in RESERVED_KEYS}
+    target = buyer.as_bid_target()
+    with transaction.atomic():
+        bid = BidLog.objects.create(
+            buyer=buyer,
+            source=Source.TEST,
+            caller_id=number.ten_digit,
+            state_code=state,
+            request=build_request(target, number.formatted(target.caller_id_format), state, extra),
+            outcome=Outcome.PENDING,
+        )
+    logger.info(
+        "test bid %s queued for buyer %s by %s", bid.pk, buyer.pk, getattr(actor, "pk", None)
+    )
+    transaction.on_commit(lambda: _publish(bid.pk))
+    return bid
+
+
+def _publish(bid_id: int) -> None:
+    # Imported here: tasks import this module to run the bids.
+    from bidlog.tasks import send_test_bid as send_test_bid_task
+
+    try:
+        send_test_bid_task.delay(bid_id)
+    except PUBLISH_ERRORS as exc:
+        BidLog.objects.filter(pk=bid_id, outcome=Outcome.PENDING, claimed_at__isnull=True).delete()
+        logger.warning("test bid %s not queued, broker unavailable: %s", bid_id, exc)
+        raise BrokerUnavailable(
+            "The task queue is not reachable, so the test bid was not queued. "
+            "Try again in a moment; if it persists, check the Celery broker "
+            "(CELERY_BROKER_URL) and GET /api/v1/health/."
+        ) from exc
+
+
+def test_bid_run(*, bid_id: int) -> BidLog | None:
+    """Send the queued test bid ``bid_id`` and fill its row in; safe to run more than once.
+
+    Returns the row as it stands afterwards (``None`` when it no longer exists). A row that is
+    finished, or claimed by a live worker, is returned untouched without sending anything.
+    The first attempt fills the pending row; a retry (after a 5000 or 5001) becomes an extra
+    row, as for any other bid.
+    """
+    claimed_at = timezone.now()
+    stale_before = claimed_at - timedelta(seconds=settings.TEST_BID_STALE_SECONDS)
+    claimed = (
+        BidLog.objects.filter(pk=bid_id, outcome=Outcome.PENDING)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale_before))
+        .update(claimed_at=claimed_at)
+    )
+    if not claimed:
+        return BidLog.objects.filter(pk=bid_id).first()
+    bid = BidLog.objects.select_related("buyer").get(pk=bid_id)
+    buyer = bid.buyer
+    params = {k: v for k, v in (bid.request or {}).items() if k not in RESERVED_KEYS}
+    sent = limited_bid_send(
+        buyer=buyer, caller_id=bid.caller_id, state_code=bid.state_code, params=params
+    )
+    if not _fill(bid=bid, claimed_at=claimed_at, sent=sent):
+        logger.warning("test bid %s was taken over by another worker; its answer stands", bid_id)
+    # Imported here: alerts sit above this module (they read what test bids write).
+    from bidlog.alerts import alerts_evaluate
+
+    alerts_evaluate(buyer=buyer)
+    return BidLog.objects.filter(pk=bid_id).first()
+
+
+@transaction.atomic
+def _fill(*, bid: BidLog, claimed_at: Any, sent: BidResult | LimitSkip) -> bool:
+    """Write the answer into the pending row we claimed; False when someone else took it."""
+    mine = BidLog.objects.filter(pk=bid.pk, outcome=Outcome.PENDING, claimed_at=claimed_at)
+    if isinstance(sent, LimitSkip):
+        return bool(mine.update(outcome=sent.outcome, error=sent.reason))
+    first, *retries = [
+        _bid_from_attempt(buyer=bid.buyer, attempt=attempt, source=Source.TEST, call=None)
+        for attempt in sent.attempts
+    ]
+    fields = {
+        name: getattr(first, name)
+        for name in (
+            "created_at",
+            "caller_id",
+            "state_code",
+            "request",
+            "http_status",
+            "code",
+            "message",
+            "bid_amount",
+            "destination",
+            "response_caller_id",
+            "duration_ms",
+            "attempt",
+            "outcome",
+            "error",
+            "raw_response",
+        )
+    }
+    if not mine.update(**fields):
+        return False
+    BidLog.objects.bulk_create(retries)
+    return True
+
+
+def test_bids_stranded(*, now: Any = None) -> list[int]:
+    """Ids of pending test bids no live worker is on: never claimed, or claimed and gone stale.
+
+    An unclaimed row counts only once it has waited ``TEST_BID_STALE_SECONDS``: until then
+    its message is most likely still in the queue.
+    """
+    moment = now or timezone.now()
+    stale_before = moment - timedelta(seconds=settings.TEST_BID_STALE_SECONDS)
+    return list(
+        BidLog.objects.filter(outcome=Outcome.PENDING, source=Source.TEST)
+        .filter(
+            Q(claimed_at__isnull=True, created_at__lt=stale_before) | Q(claimed_at__lt=stale_before)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:500]
+    )
