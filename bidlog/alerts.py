@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from bidlog.choices import AlertRule, AlertStatus, Outcome, Source
@@ -60,6 +61,8 @@ DECLINE_MIN_SAMPLE = 10
 TIMEOUT_MIN_SAMPLE = 5
 # The periodic sweep (for live traffic) looks at buyers that answered within this window.
 ACTIVE_WINDOW = timedelta(minutes=10)
+# Resolved alerts stay in the list this long, so the team sees what just recovered.
+RECENT_RESOLVED = timedelta(days=7)
 
 OPENED = "opened"
 REPEATED = "repeated"
@@ -362,3 +365,19 @@ def _queue_notice(alert_id: int, event: str) -> None:
             # Never let a notice break the evaluation that raised it: the alert is saved and
             # shown in the API and on the dashboard either way.
             logger.exception("could not queue %s for alert %s", task.name, alert_id)
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+def alert_list(*, status_filter: str | None = None, buyer_id: int | None = None) -> QuerySet[Alert]:
+    """Open alerts and those resolved in the last week, newest first."""
+    since = timezone.now() - RECENT_RESOLVED
+    queryset = Alert.objects.select_related("buyer").filter(
+        Q(status=AlertStatus.OPEN) | Q(resolved_at__gte=since)
+    )
+    if status_filter:
+        queryset = queryset.filter(status=status_filter)
+    if buyer_id is not None:
+        queryset = queryset.filter(buyer_id=buyer_id)
+    return queryset.order_by("-opened_at", "-id")

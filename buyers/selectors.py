@@ -32,9 +32,12 @@ def buyer_get(buyer_id: int) -> Buyer:
 
 
 def buyer_health(buyer: Buyer) -> str:
-    """The buyer's health as a one-word badge; always ``"unknown"`` for now.
+    """The buyer's health badge: ``healthy``, ``degraded``, ``failing`` or ``unknown``.
 
-    Health checks (scheduled test bids and alerts) arrive with the Celery work; until then no
-    buyer has a verdict, and saying "unknown" is more honest than guessing from old bids.
+    Computed by :func:`bidlog.health.buyer_health` from recent answers and open alerts.
     """
-    return "unknown"
+    # Imported here: models and services import one way (buyers <- bidlog), and only this read
+    # needs the bid log.
+    from bidlog.health import buyer_health as health_of
+
+    return health_of(buyer)

@@ -1,6 +1,7 @@
 """API plumbing shared by every app: error format and the readiness probe."""
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -65,7 +66,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 class HealthView(APIView):
-    """Readiness of the portal itself: database and cache (and broker once Celery lands)."""
+    """Readiness of the portal itself: database, cache and the Celery broker."""
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
@@ -76,6 +77,7 @@ class HealthView(APIView):
         checks: dict[str, dict[str, Any]] = {}
         checks["database"] = _check(_ping_database)
         checks["cache"] = _check(_ping_cache)
+        checks["broker"] = _check(_ping_broker)
         healthy = all(check["ok"] for check in checks.values())
         return Response(
             {"status": "ok" if healthy else "unavailable", "checks": checks},
@@ -103,3 +105,14 @@ def _ping_cache() -> None:
     cache.set("health:ping", "pong", 10)
     if cache.get("health:ping") != "pong":
         raise RuntimeError("cache did not return the value just written")
+
+
+def _ping_broker() -> None:
+    """Connect to the Celery broker; for the filesystem transport, check its folder is writable."""
+    from callgrid_portal.celery import app
+
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+        folder = (app.conf.broker_transport_options or {}).get("data_folder_out")
+        if connection.transport_cls == "filesystem" and folder and not os.access(folder, os.W_OK):
+            raise RuntimeError(f"broker folder {folder} is not writable")

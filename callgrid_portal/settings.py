@@ -305,7 +305,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if not CELERY_BROKER_URL:
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_DIR = Path(env_str("CELERY_BROKER_DIR", str(DATA_DIR / "broker")))
-    for _sub in ("in", "processed"):
+    for _sub in ("in", "processed", "control"):
         (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # One folder for both directions: what a producer writes is what a worker reads.
@@ -313,6 +313,8 @@ if not CELERY_BROKER_URL:
         "data_folder_out": str(CELERY_BROKER_DIR / "in"),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "store_processed": False,
+        # Broadcasts (remote control of workers) also go through files, kept out of the cwd.
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         # How often an idle worker looks for new files (seconds).
         "polling_interval": env_float("CELERY_BROKER_POLL_SECONDS", 0.2, minimum=0.01),
     }

@@ -74,3 +74,172 @@ def operator_api(bob) -> APIClient:
 @pytest.fixture
 def admin_api(charlie) -> APIClient:
     return _client_for(charlie)
+
+
+# --- Celery: an isolated queue per test, and real worker processes -----------------------------
+# Tests publish to a queue of their own (and, on the filesystem broker, to a folder of their
+# own), so concurrent test runs sharing one Redis never take each other's messages.
+
+import os as _os  # noqa: E402
+import signal as _signal  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+import sys as _sys  # noqa: E402
+import threading as _threading  # noqa: E402
+import time as _time  # noqa: E402
+import uuid as _uuid  # noqa: E402
+from dataclasses import dataclass as _dataclass  # noqa: E402
+from dataclasses import field as _field  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+
+def _celery_reset(app) -> None:
+    """Drop the app's cached pools and queue declarations after a config change.
+
+    Pools are not closed: kombu keeps them in a registry keyed by broker, and a closed one
+    would be handed back to the next test on the same broker.
+    """
+    app._pool = None
+    app.__dict__.pop("amqp", None)
+
+
+@_dataclass
+class CeleryBroker:
+    """Where this test's messages go: the queue name and the variables a worker needs."""
+
+    queue: str
+    env: dict[str, str]
+
+
+@pytest.fixture
+def celery_broker(tmp_path):
+    """Point the Celery app at a fresh queue (and filesystem folder) for this test."""
+    from callgrid_portal.celery import app
+
+    queue = f"cgp-test-{_uuid.uuid4().hex[:12]}"
+    changes: dict[str, object] = {"task_default_queue": queue}
+    env = {}
+    if app.conf.broker_url.startswith("filesystem"):
+        folder = tmp_path / "broker"
+        for sub in ("in", "processed", "control"):
+            (folder / sub).mkdir(parents=True)
+        changes["broker_transport_options"] = {
+            "data_folder_in": str(folder / "in"),
+            "data_folder_out": str(folder / "in"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.05,
+        }
+        env = {"CELERY_BROKER_DIR": str(folder), "CELERY_BROKER_POLL_SECONDS": "0.05"}
+    previous = {key: app.conf[key] for key in changes}
+    app.conf.update(changes)
+    _celery_reset(app)
+    yield CeleryBroker(queue=queue, env=env)
+    if not app.conf.broker_url.startswith("filesystem"):
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+    app.conf.update(previous)
+    _celery_reset(app)
+
+
+@_dataclass
+class WorkerProcess:
+    """A ``celery worker`` subprocess and the log it has written so far."""
+
+    process: _subprocess.Popen
+    log: list[str] = _field(default_factory=list)
+
+    def kill(self) -> None:
+        """SIGKILL: the worker gets no chance to give back what it holds."""
+        self.process.send_signal(_signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop it at once: the test is over, and a warm shutdown costs seconds per worker."""
+        if self.process.poll() is None:
+            self.kill()
+
+
+def _database_env() -> dict[str, str]:
+    """Variables that point a child process at this test's database (test_... name)."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    if params["ENGINE"] == "django.db.backends.sqlite3":
+        return {"SQLITE_PATH": str(params["NAME"]), "DATABASE_URL": ""}
+    user = params.get("USER") or ""
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = params.get("HOST") or "127.0.0.1"
+    port = f":{params['PORT']}" if params.get("PORT") else ""
+    return {"DATABASE_URL": f"postgres://{auth}{host}{port}/{params['NAME']}"}
+
+
+@pytest.fixture
+def celery_worker_factory(celery_broker, transactional_db):
+    """Start real workers on this test's queue and database; all are stopped afterwards.
+
+    ``start(**env)`` returns a :class:`WorkerProcess` once the worker says it is ready. The
+    test must use committed data (``transactional_db``): the worker is another process.
+    """
+    workers: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        env = {
+            **_os.environ,
+            "DJANGO_SETTINGS_MODULE": "callgrid_portal.settings",
+            "CALLGRID_ENDPOINT_ALLOWLIST": "bid.callgrid.com,127.0.0.1,localhost",
+            "CALLGRID_INSECURE_HOSTS": "127.0.0.1,localhost",
+            **_database_env(),
+            **celery_broker.env,
+            **extra_env,
+        }
+        if not env.get("DATABASE_URL"):
+            env.pop("DATABASE_URL", None)
+        argv = [
+            _sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "callgrid_portal",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            celery_broker.queue,
+            "-n",
+            f"{celery_broker.queue}-{len(workers)}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+        ]
+        process = _subprocess.Popen(
+            argv,
+            cwd=_Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=_subprocess.PIPE,
+            stderr=_subprocess.STDOUT,
+            text=True,
+        )
+        worker = WorkerProcess(process)
+        workers.append(worker)
+        ready = _threading.Event()
+
+        def pump() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                worker.log.append(line)
+                if " ready." in line:
+                    ready.set()
+
+        _threading.Thread(target=pump, daemon=True).start()
+        deadline = _time.monotonic() + 30
+        while not ready.wait(0.05):
+            if process.poll() is not None or _time.monotonic() > deadline:
+                worker.stop()
+                raise RuntimeError("celery worker did not start:\n" + "".join(worker.log))
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -3,6 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from bidlog.api.celery_views import AlertListView, TestBidView
 from bidlog.api.reports import (
     BidImportView,
     ReportStatesView,
@@ -23,5 +24,7 @@ urlpatterns = [
     path("reports/timeseries/", ReportTimeseriesView.as_view(), name="report-timeseries"),
     path("reports/states/", ReportStatesView.as_view(), name="report-states"),
     path("route/", RouteView.as_view(), name="route"),
+    path("buyers/<int:pk>/test-bid/", TestBidView.as_view(), name="buyer-test-bid"),
+    path("alerts/", AlertListView.as_view(), name="alert-list"),
     *router.urls,
 ]

@@ -1,0 +1,157 @@
+"""API for the work the Celery workers do: queue a test bid, list alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bidlog import testbids
+from bidlog.alerts import alert_list
+from bidlog.choices import AlertStatus
+from bidlog.models import Alert
+from buyers.models import Buyer
+from buyers.validators import US_STATE_CODES
+from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.roles import OPERATOR, VIEWER
+
+DEFAULT_TEST_CALLER_ID = "3035551234"
+
+
+class TestBidInputSerializer(serializers.Serializer):
+    """Body of a test bid; every key is optional and any other key is sent as a parameter."""
+
+    CallerId = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    InboundStateCode = serializers.CharField(required=False, allow_blank=True, max_length=2)
+
+    def validate_CallerId(self, value: str) -> str:
+        if not value:
+            return value
+        try:
+            return normalize_caller_id(value).ten_digit
+        except InvalidCallerId as exc:
+            raise serializers.ValidationError(
+                f"Invalid caller ID (4003): {exc.reason}.", code="4003"
+            ) from None
+
+    def validate_InboundStateCode(self, value: str) -> str:
+        state = value.strip().upper()
+        if state and state not in US_STATE_CODES:
+            raise serializers.ValidationError(f"{value!r} is not a US state code such as CO.")
+        return state
+
+
+class TestBidOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    outcome = serializers.CharField()
+    url = serializers.CharField()
+
+
+def _extra_params(data: Any) -> dict[str, Any]:
+    """Keys of the body other than CallerId/InboundStateCode: flat values only."""
+    if not isinstance(data, dict):
+        return {}
+    params: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in testbids.RESERVED_KEYS:
+            continue
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise serializers.ValidationError(
+                {key: ["Parameters must be strings or numbers, not nested values."]}
+            )
+        params[str(key)] = value
+    return params
+
+
+class TestBidView(APIView):
+    """``POST /buyers/{id}/test-bid/``: queue one test bid; 202 with the pending row.
+
+    A worker sends it through the same client and limits as routing and fills the row in;
+    poll ``url`` (the bid's detail) for the answer. 503 when the task queue is unreachable,
+    in which case nothing is recorded.
+    """
+
+    write_role = OPERATOR
+
+    @extend_schema(request=TestBidInputSerializer, responses={202: TestBidOutputSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        buyer = get_object_or_404(Buyer, pk=pk)
+        body = request.data if isinstance(request.data, dict) else {}
+        incoming = TestBidInputSerializer(data=body)
+        incoming.is_valid(raise_exception=True)
+        params = _extra_params(body)
+        caller_id = (
+            incoming.validated_data.get("CallerId")
+            or buyer.health_check_caller_id
+            or DEFAULT_TEST_CALLER_ID
+        )
+        try:
+            bid = testbids.test_bid_queue(
+                buyer=buyer,
+                caller_id=caller_id,
+                state_code=incoming.validated_data.get("InboundStateCode", ""),
+                params=params,
+                actor=request.user,
+            )
+        except testbids.BrokerUnavailable as exc:
+            return Response(
+                {"detail": str(exc), "field": None}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+        url = request.build_absolute_uri(reverse("api:bid-detail", args=[bid.pk]))
+        out = TestBidOutputSerializer({"id": bid.pk, "outcome": bid.outcome, "url": url})
+        return Response(out.data, status=status.HTTP_202_ACCEPTED)
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    buyer_name = serializers.CharField(source="buyer.name", read_only=True)
+    grid_id = serializers.CharField(source="buyer.grid_id", read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "buyer",
+            "buyer_name",
+            "grid_id",
+            "rule",
+            "code",
+            "priority",
+            "status",
+            "title",
+            "detail",
+            "occurrences",
+            "opened_at",
+            "last_seen_at",
+            "resolved_at",
+            "notified_at",
+        ]
+        read_only_fields = fields
+
+
+class AlertListView(generics.ListAPIView):
+    """``GET /alerts/``: open alerts and those resolved in the last 7 days.
+
+    Filters: ``status`` (``open`` or ``resolved``) and ``buyer`` (id).
+    """
+
+    serializer_class = AlertSerializer
+    read_role = VIEWER
+    filter_backends: list[type] = []
+
+    def get_queryset(self) -> Any:
+        params = self.request.query_params
+        wanted = params.get("status") or None
+        if wanted and wanted not in AlertStatus.values:
+            raise serializers.ValidationError(
+                {"status": [f"Use one of: {', '.join(AlertStatus.values)}."]}
+            )
+        buyer = params.get("buyer") or None
+        if buyer is not None and not buyer.isdigit():
+            raise serializers.ValidationError({"buyer": ["A buyer id is a whole number."]})
+        return alert_list(status_filter=wanted, buyer_id=int(buyer) if buyer else None)
