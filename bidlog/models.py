@@ -157,6 +157,7 @@ class Alert(models.Model):
 # and bidlog/reports.py for how reports read them). They outlive the raw rows (retention), so
 # reports over old ranges keep working. Day rows are sums of the 24 hour rows of a UTC day.
 
+
 # Lower edges (ms) of the latency histogram buckets; bucket i is [edge i, edge i+1), the last one
 # is open-ended. 10 ms steps up to 100 ms, then each edge at most 10% above the one before, so
 # the middle of a bucket is within 5 ms or 5% of any value inside it (the stated error of every

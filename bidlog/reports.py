@@ -326,6 +326,45 @@ def _exact_percentiles(
     return result
 
 
+# --- Raw performance rows -----------------------------------------------------------------------
+
+
+class _LatencyBucket(models.Func):
+    """PostgreSQL's ``width_bucket`` over the histogram edges: bucket index + 1 of a latency."""
+
+    template = "width_bucket(%(expressions)s, ARRAY[{}]::integer[])".format(
+        ", ".join(str(edge) for edge in LATENCY_EDGES_MS)
+    )
+    output_field = models.IntegerField()
+
+
+def raw_performance_rows(sent: QuerySet[BidLog], key: str) -> list[dict[str, Any]]:
+    """Performance measures (as in ``BidPerformanceRollup``) of raw sent bids per ``key``.
+
+    On PostgreSQL the histogram is one ``GROUP BY key, width_bucket(...)`` pivoted here, which
+    is several times cheaper than one filtered ``COUNT`` per bucket (what SQLite gets).
+    """
+    if connection.vendor != "postgresql":
+        return list(sent.values(key).annotate(**performance_aggregates()).order_by())
+    measures = {
+        name: aggregate
+        for name, aggregate in performance_aggregates().items()
+        if name not in LATENCY_FIELDS
+    }
+    rows = {row[key]: row for row in sent.values(key).annotate(**measures).order_by()}
+    for row in rows.values():
+        row.update(dict.fromkeys(LATENCY_FIELDS, 0))
+    buckets = (
+        sent.annotate(latency_bucket=_LatencyBucket("duration_ms"))
+        .values(key, "latency_bucket")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in buckets:
+        rows[row[key]][LATENCY_FIELDS[row["latency_bucket"] - 1]] = row["n"]
+    return list(rows.values())
+
+
 # --- Summary ------------------------------------------------------------------------------------
 
 
@@ -379,12 +418,7 @@ def _performance_rows(
         )
     raw_q = plan.raw_q()
     if raw_q is not None:
-        yield from (
-            BidLog.objects.filter(raw_q, SENT, **filters)
-            .values(key)
-            .annotate(**performance_aggregates())
-            .order_by()
-        )
+        yield from raw_performance_rows(BidLog.objects.filter(raw_q, SENT, **filters), key)
 
 
 def _call_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -571,13 +605,8 @@ def report_timeseries(
     raw_q = plan.raw_q()
     if raw_q is not None:
         trunc = _trunc_for_raw(aligned)
-        for row in (
-            BidLog.objects.filter(raw_q, SENT, **bid_filters)
-            .annotate(slot=trunc)
-            .values("slot")
-            .annotate(**performance_aggregates())
-            .order_by()
-        ):
+        sent = BidLog.objects.filter(raw_q, SENT, **bid_filters).annotate(slot=trunc)
+        for row in raw_performance_rows(sent, "slot"):
             tally_for(row["slot"]).add_performance(row)
         for row in (
             Call.objects.filter(raw_q, **_call_filters(buyer_id, source))

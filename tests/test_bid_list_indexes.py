@@ -43,7 +43,7 @@ CASES = [
     ({"outcome": "declined"}, "bidlog_bid_outcome_ts"),
     ({"code": "2000"}, "bidlog_bid_code_ts"),
     ({"source": "health"}, "bidlog_bid_source_ts"),
-    ({"caller_id": "3035551234"}, "bidlog_bid_caller_ts"),
+    ({"caller_id": "3035559999"}, "bidlog_bid_caller_ts"),
     ({"call": "{call}"}, "call_id"),
     ({"since": "2025-11-01T12:00:00Z", "until": "2025-11-01T13:00:00Z"}, "bidlog_bid_ts"),
     ({"buyer": "{buyer}", "outcome": "declined"}, "bidlog_bid_buyer_outcome_ts"),
