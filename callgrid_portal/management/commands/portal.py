@@ -332,10 +332,12 @@ class Command(BaseCommand):
         if any(child.name == "simulator" for child in children):
             lines.append(f"  Simulator:    {demo_endpoint(port=sim_port)}<grid_id>")
         lines.append(f"  Admin user:   {account.username}")
-        if account.created:
+        if account.created and os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
+            # The operator chose it; repeating a secret they already have only leaks it to logs.
+            lines.append("  Password:     the one in DJANGO_SUPERUSER_PASSWORD")
+        elif account.created:
             lines.append(f"  Password:     {account.password}")
-            if not os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
-                lines.append("                (generated now and shown only this once: save it)")
+            lines.append("                (generated now and shown only this once: save it)")
         else:
             lines.append(
                 "  Password:     shown when the user was created; to set a new one run "
