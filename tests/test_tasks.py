@@ -1,0 +1,137 @@
+"""Running a queued test bid (the body of ``send_test_bid``): claim once, fill in, recover."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from bidlog import limits, testbids
+from bidlog.choices import Outcome, Source
+from bidlog.models import BidLog
+from tests.factories import BidLogFactory, BuyerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def buyer(simulator):
+    made = BuyerFactory(endpoint_url=simulator.endpoint)
+    limits.limits_reset(grid_id=made.grid_id)
+    return made
+
+
+def _pending(buyer, **fields) -> BidLog:
+    defaults = {
+        "buyer": buyer,
+        "source": Source.TEST,
+        "outcome": Outcome.PENDING,
+        "http_status": None,
+        "code": None,
+        "message": "",
+        "bid_amount": None,
+        "destination": "",
+        "duration_ms": 0,
+        "request": {"CallerId": "3035551234", "InboundStateCode": "CO", "PublisherId": "p1"},
+    }
+    return BidLogFactory(**{**defaults, **fields})
+
+
+def test_run_sends_the_queued_request_and_fills_the_pending_row(simulator, buyer):
+    simulator.configure(buyer.grid_id, respond="accept", bid_amount="42.00")
+    bid = _pending(buyer)
+
+    testbids.test_bid_run(bid_id=bid.pk)
+
+    bid.refresh_from_db()
+    assert bid.outcome == Outcome.ACCEPTED
+    assert bid.code == 1000
+    assert bid.bid_amount == Decimal("42.00")
+    assert bid.duration_ms >= 0
+    [received] = simulator.requests(buyer.grid_id)
+    assert received["body"] == {
+        "CallerId": "3035551234",
+        "InboundStateCode": "CO",
+        "PublisherId": "p1",
+    }
+
+
+def test_running_twice_sends_one_bid(simulator, buyer):
+    bid = _pending(buyer)
+
+    testbids.test_bid_run(bid_id=bid.pk)
+    again = testbids.test_bid_run(bid_id=bid.pk)
+
+    assert again is not None and again.outcome == Outcome.ACCEPTED
+    assert len(simulator.requests(buyer.grid_id)) == 1
+    assert BidLog.objects.count() == 1
+
+
+def test_row_claimed_by_a_live_worker_is_left_alone(simulator, buyer):
+    bid = _pending(buyer, claimed_at=timezone.now())
+
+    result = testbids.test_bid_run(bid_id=bid.pk)
+
+    assert result is not None and result.outcome == Outcome.PENDING
+    assert simulator.requests(buyer.grid_id) == []
+
+
+def test_row_claimed_by_a_dead_worker_is_taken_over(simulator, buyer, settings):
+    settings.TEST_BID_STALE_SECONDS = 60
+    bid = _pending(buyer, claimed_at=timezone.now() - timedelta(seconds=61))
+
+    testbids.test_bid_run(bid_id=bid.pk)
+
+    bid.refresh_from_db()
+    assert bid.outcome == Outcome.ACCEPTED
+    assert len(simulator.requests(buyer.grid_id)) == 1
+
+
+def test_retry_after_a_5000_becomes_an_extra_row(simulator, buyer):
+    simulator.configure(buyer.grid_id, respond="fail_then_accept", fail_times=1)
+    bid = _pending(buyer)
+
+    testbids.test_bid_run(bid_id=bid.pk)
+
+    rows = list(BidLog.objects.order_by("attempt"))
+    assert [(r.pk == bid.pk, r.attempt, r.outcome) for r in rows] == [
+        (True, 1, Outcome.SYSTEM_ERROR),
+        (False, 2, Outcome.ACCEPTED),
+    ]
+    assert all(r.source == Source.TEST for r in rows)
+
+
+def test_exhausted_rate_limit_records_a_skip_and_sends_nothing(simulator, buyer):
+    buyer.rate_limit_per_minute = 1
+    buyer.save()
+    limits.rate_limit_take(grid_id=buyer.grid_id, per_minute=1)
+    bid = _pending(buyer)
+
+    testbids.test_bid_run(bid_id=bid.pk)
+
+    bid.refresh_from_db()
+    assert bid.outcome == Outcome.SKIPPED_RATE_LIMIT
+    assert "rate limit of 1/min" in bid.error
+    assert simulator.requests(buyer.grid_id) == []
+
+
+def test_missing_row_is_nothing_to_do(buyer):
+    assert testbids.test_bid_run(bid_id=987654) is None
+
+
+def test_stranded_lists_old_unclaimed_and_stale_claimed_rows_only(buyer, settings):
+    settings.TEST_BID_STALE_SECONDS = 60
+    now = timezone.now()
+    old = now - timedelta(seconds=120)
+    fresh = _pending(buyer, created_at=now)
+    lost = _pending(buyer, created_at=old)
+    dead = _pending(buyer, created_at=old, claimed_at=old)
+    working = _pending(buyer, created_at=old, claimed_at=now)
+    done = BidLogFactory(buyer=buyer, source=Source.TEST, created_at=old)
+
+    stranded = testbids.test_bids_stranded(now=now)
+
+    assert stranded == [lost.pk, dead.pk]
+    assert fresh.pk not in stranded and working.pk not in stranded and done.pk not in stranded

@@ -1,0 +1,129 @@
+"""``POST /api/v1/buyers/{id}/test-bid/``: a pending row, a queued task, or a clear refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from bidlog.choices import Outcome, Source
+from bidlog.models import BidLog
+from callgrid_portal.celery import app as celery_app
+from tests.conftest import _celery_reset
+from tests.factories import BuyerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _url(buyer_id: int) -> str:
+    return f"/api/v1/buyers/{buyer_id}/test-bid/"
+
+
+def _queued_messages(queue: str) -> list[tuple[str, list]]:
+    """Take every message off ``queue``: (task name, args) pairs."""
+    taken = []
+    with celery_app.connection_for_write() as connection, connection.SimpleQueue(queue) as q:
+        while True:
+            try:
+                message = q.get(timeout=0.5)
+            except q.Empty:
+                return taken
+            args = message.decode()[0]
+            taken.append((message.headers["task"], args))
+            message.ack()
+
+
+@pytest.fixture
+def broker_down():
+    """Point the app at a port where no broker listens, for the length of one test."""
+    previous = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    _celery_reset(celery_app)
+    yield
+    celery_app.conf.broker_url = previous
+    _celery_reset(celery_app)
+
+
+# Committed data, as in production: the task is published when the row's transaction commits,
+# which is at once outside a test transaction.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_operator_queues_a_test_bid_and_gets_202_with_the_pending_row(operator_api, celery_broker):
+    buyer = BuyerFactory(extra_params={"PublisherId": "pub1"})
+
+    response = operator_api.post(
+        _url(buyer.pk),
+        {"CallerId": "+1 (303) 555-1234", "InboundStateCode": "co", "CampaignType": "auto"},
+        format="json",
+    )
+
+    assert response.status_code == 202
+    bid = BidLog.objects.get()
+    assert response.json() == {
+        "id": bid.pk,
+        "outcome": "pending",
+        "url": f"http://testserver/api/v1/bids/{bid.pk}/",
+    }
+    assert bid.source == Source.TEST
+    assert bid.outcome == Outcome.PENDING
+    assert bid.request == {
+        "CallerId": "3035551234",
+        "InboundStateCode": "CO",
+        "PublisherId": "pub1",
+        "CampaignType": "auto",
+    }
+    assert _queued_messages(celery_broker.queue) == [("bidlog.send_test_bid", [bid.pk])]
+
+
+def test_empty_body_uses_the_buyers_health_check_caller_id(
+    operator_api, celery_broker, django_capture_on_commit_callbacks
+):
+    buyer = BuyerFactory(health_check_caller_id="7205550100")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_api.post(_url(buyer.pk))
+
+    assert response.status_code == 202
+    assert BidLog.objects.get().caller_id == "7205550100"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_broker_down_answers_503_and_leaves_no_pending_row(operator_api, broker_down):
+    buyer = BuyerFactory()
+
+    response = operator_api.post(_url(buyer.pk), {"CallerId": "3035551234"}, format="json")
+
+    assert response.status_code == 503
+    assert "task queue is not reachable" in response.json()["detail"]
+    assert not BidLog.objects.exists()
+
+
+def test_invalid_caller_id_is_400_with_code_4003_and_records_nothing(operator_api):
+    buyer = BuyerFactory()
+
+    response = operator_api.post(_url(buyer.pk), {"CallerId": "123"}, format="json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["field"] == "CallerId"
+    assert "4003" in body["detail"]
+    assert not BidLog.objects.exists()
+
+
+def test_nested_parameter_is_400(operator_api):
+    buyer = BuyerFactory()
+
+    response = operator_api.post(_url(buyer.pk), {"Tags": {"a": 1}}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "Tags"
+
+
+def test_viewer_may_not_send_test_bids(viewer_api):
+    buyer = BuyerFactory()
+
+    response = viewer_api.post(_url(buyer.pk))
+
+    assert response.status_code == 403
+    assert not BidLog.objects.exists()
+
+
+def test_unknown_buyer_is_404(operator_api):
+    assert operator_api.post(_url(999999)).status_code == 404
