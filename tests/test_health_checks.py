@@ -1,0 +1,188 @@
+"""Health checks: due buyers claimed once per interval, sent with the test caller ID, verdicts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from bidlog import health, limits
+from bidlog.choices import AlertRule, Outcome, Source
+from bidlog.models import Alert, BidLog
+from tests.factories import BidLogFactory, BuyerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def checked(simulator):
+    """A buyer checked every 5 minutes with its own test caller ID, at the simulator."""
+    buyer = BuyerFactory(
+        endpoint_url=simulator.endpoint,
+        health_check_minutes=5,
+        health_check_caller_id="7205550100",
+    )
+    limits.limits_reset(grid_id=buyer.grid_id)
+    return buyer
+
+
+def test_due_buyer_is_claimed_once_per_interval_however_often_beat_ticks(checked):
+    start = timezone.now()
+
+    first = health.health_checks_claim(now=start)
+    same_tick = health.health_checks_claim(now=start)
+    a_minute_later = health.health_checks_claim(now=start + timedelta(minutes=1))
+    next_interval = health.health_checks_claim(now=start + timedelta(minutes=5))
+
+    assert [buyer_id for buyer_id, _ in first] == [checked.pk]
+    assert same_tick == []
+    assert a_minute_later == []
+    assert next_interval == [(checked.pk, start + timedelta(minutes=5))]
+    checked.refresh_from_db()
+    assert checked.next_health_check_at == start + timedelta(minutes=10)
+
+
+def test_checks_that_fell_behind_restart_from_now(checked):
+    start = timezone.now()
+    health.health_checks_claim(now=start)
+
+    late = start + timedelta(minutes=23)
+    health.health_checks_claim(now=late)
+
+    checked.refresh_from_db()
+    assert checked.next_health_check_at == late + timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "paused"},
+        {"status": "disabled"},
+        {"health_check_minutes": 0},
+        {"health_check_caller_id": ""},
+    ],
+    ids=["paused", "disabled", "checks-off", "no-test-caller"],
+)
+def test_buyer_is_not_claimed_when_it_must_not_be_checked(checked, fields):
+    for name, value in fields.items():
+        setattr(checked, name, value)
+    checked.save()
+
+    assert health.health_checks_claim(now=timezone.now()) == []
+
+
+def test_check_uses_the_test_caller_id_and_is_logged_as_health(simulator, checked):
+    simulator.configure(checked.grid_id, respond="decline")
+
+    bid = health.health_check_run(buyer_id=checked.pk)
+
+    assert bid is not None
+    assert (bid.source, bid.outcome, bid.caller_id) == (
+        Source.HEALTH,
+        Outcome.DECLINED,
+        "7205550100",
+    )
+    [received] = simulator.requests(checked.grid_id)
+    assert received["body"]["CallerId"] == "7205550100"
+
+
+def test_check_near_the_rate_limit_is_skipped_and_logged(simulator, checked):
+    checked.rate_limit_per_minute = 10
+    checked.save()
+    for _ in range(8):  # live traffic took most of the minute's tokens
+        limits.rate_limit_take(grid_id=checked.grid_id, per_minute=10)
+
+    bid = health.health_check_run(buyer_id=checked.pk)
+
+    assert bid is not None
+    assert bid.outcome == Outcome.SKIPPED_RATE_LIMIT
+    assert bid.source == Source.HEALTH
+    assert "kept for live calls" in bid.error
+    assert simulator.requests(checked.grid_id) == []
+
+
+def test_paused_buyer_is_not_checked_even_if_a_task_was_queued(simulator, checked):
+    checked.status = "paused"
+    checked.save()
+
+    assert health.health_check_run(buyer_id=checked.pk) is None
+    assert simulator.requests(checked.grid_id) == []
+
+
+def test_redelivered_check_sends_nothing_the_second_time(simulator, checked):
+    due = timezone.now() - timedelta(seconds=1)
+
+    health.health_check_run(buyer_id=checked.pk, due_at=due)
+    again = health.health_check_run(buyer_id=checked.pk, due_at=due)
+
+    assert again is None
+    assert len(simulator.requests(checked.grid_id)) == 1
+
+
+def _answers(buyer, outcomes: list[str]) -> None:
+    """Write answers oldest first, a second apart, ending now."""
+    now = timezone.now()
+    for age, outcome in enumerate(reversed(outcomes)):
+        BidLogFactory(buyer=buyer, outcome=outcome, created_at=now - timedelta(seconds=age))
+
+
+def test_health_is_unknown_without_recent_answers():
+    buyer = BuyerFactory()
+    BidLogFactory(buyer=buyer, created_at=timezone.now() - timedelta(days=2))
+    BidLogFactory(buyer=buyer, outcome=Outcome.SKIPPED_RATE_LIMIT)
+
+    assert health.buyer_health(buyer) == "unknown"
+
+
+def test_health_is_healthy_when_answers_work_declines_included():
+    buyer = BuyerFactory()
+    _answers(buyer, [Outcome.ACCEPTED, Outcome.DECLINED, Outcome.NO_CAPACITY] * 3)
+
+    assert health.buyer_health(buyer) == "healthy"
+
+
+def test_health_is_degraded_when_a_fifth_of_recent_answers_failed():
+    buyer = BuyerFactory()
+    _answers(buyer, [Outcome.TIMEOUT, Outcome.SYSTEM_ERROR] + [Outcome.ACCEPTED] * 8)
+
+    assert health.buyer_health(buyer) == "degraded"
+
+
+def test_health_is_failing_after_three_failures_in_a_row():
+    buyer = BuyerFactory()
+    _answers(
+        buyer,
+        [Outcome.ACCEPTED] * 5 + [Outcome.TIMEOUT, Outcome.NETWORK_ERROR] + [Outcome.DISABLED],
+    )
+
+    assert health.buyer_health(buyer) == "failing"
+
+
+def test_health_is_failing_while_an_immediate_alert_is_open():
+    buyer = BuyerFactory()
+    _answers(buyer, [Outcome.ACCEPTED])
+    Alert.objects.create(buyer=buyer, rule=AlertRule.NO_NUMBERS, priority="immediate", title="x")
+
+    assert health.buyer_health(buyer) == "failing"
+
+
+def test_buyer_api_shows_the_health_verdict(viewer_api):
+    buyer = BuyerFactory()
+    _answers(buyer, [Outcome.TIMEOUT] * 3)
+
+    response = viewer_api.get(f"/api/v1/buyers/{buyer.pk}/")
+
+    assert response.status_code == 200
+    assert response.json()["health"] == "failing"
+
+
+def test_check_result_feeds_the_alert_rules(simulator, checked):
+    simulator.configure(checked.grid_id, respond="no_numbers")
+
+    health.health_check_run(buyer_id=checked.pk)
+
+    alert = Alert.objects.get(buyer=checked)
+    assert alert.rule == AlertRule.HEALTH_FAILING
+    assert alert.code == 4006
+    assert BidLog.objects.filter(buyer=checked, source=Source.HEALTH).count() == 1
