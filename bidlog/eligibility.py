@@ -243,11 +243,14 @@ def eligibility_check(
     state_code: str = "",
     now: datetime | None = None,
     include_limits: bool = False,
+    check_cooldown: bool = True,
 ) -> list[Eligibility]:
     """Every block between ``caller_id`` (normalized, 10 digits) and each buyer, in order.
 
     ``include_limits`` also peeks at the shared rate limit and concurrency cap without taking
-    anything, for the eligibility page; routing leaves them to the atomic acquire at send time.
+    anything, for the eligibility page. Routing passes ``check_cooldown=False`` because its
+    atomic admission at send time (:func:`limits.admit`) checks the cooldown in the same
+    round trip as the slot and the token.
     """
     now = now or timezone.now()
     buyers = list(buyers)
@@ -261,7 +264,11 @@ def eligibility_check(
         ):
             if block is not None:
                 blocks.append(block)
-        cooling = limits.cooldown_until(grid_id=buyer.grid_id, now=now.timestamp())
+        cooling = (
+            limits.cooldown_until(grid_id=buyer.grid_id, now=now.timestamp())
+            if check_cooldown
+            else None
+        )
         if cooling is not None:
             blocks.append(
                 Block(

@@ -40,9 +40,9 @@ from django.utils import timezone
 
 from bidlog import limits
 from bidlog.choices import Outcome, RoutingStrategy, Source
-from bidlog.eligibility import Block, eligibility_check
+from bidlog.eligibility import Block, eligibility_check, show_utc
 from bidlog.models import BidLog, Call
-from bidlog.services import bid_attempts_record, bid_skip_record
+from bidlog.services import _bid_from_attempt
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
@@ -172,53 +172,67 @@ def _clean_input(
 # --- sending ------------------------------------------------------------------------------
 
 
-def _take_limits(buyer: Buyer, lease_ttl: float) -> tuple[limits.Lease | None, Block | None]:
-    """A concurrency slot and a rate token for ``buyer``, or the block that refused them.
+def _admit(buyers: list[Buyer], lease_ttl: float) -> list[tuple[limits.Lease | None, Block | None]]:
+    """For each buyer, a concurrency slot and a rate token, or the block that refused them.
 
-    The slot is taken first: giving back a slot costs nothing, while a token taken for a
-    request that then cannot go out would be lost to the grid for a while.
+    One round trip to the shared store for the whole list (see :func:`limits.admit`).
     """
-    lease = limits.concurrency_acquire(
-        grid_id=buyer.grid_id, limit=buyer.max_concurrency, ttl_seconds=lease_ttl
+    admissions = limits.admit(
+        requests=[
+            limits.AdmissionRequest(
+                grid_id=b.grid_id,
+                max_concurrency=b.max_concurrency,
+                per_minute=b.rate_limit_per_minute,
+            )
+            for b in buyers
+        ],
+        ttl_seconds=lease_ttl,
     )
-    if lease is None:
-        return None, Block(
+    return [
+        (admission.lease, _refusal(buyer, admission))
+        for buyer, admission in zip(buyers, admissions, strict=True)
+    ]
+
+
+def _refusal(buyer: Buyer, admission: limits.Admission) -> Block | None:
+    if admission.admitted:
+        return None
+    if admission.refused == "cooldown" and admission.cooldown_until is not None:
+        return Block(
+            Outcome.SKIPPED_COOLDOWN,
+            f"answered 3000 No Capacity; cooling down until {show_utc(admission.cooldown_until)}",
+            admission.cooldown_until,
+        )
+    if admission.refused == "concurrency":
+        return Block(
             Outcome.SKIPPED_CONCURRENCY,
             f"all {buyer.max_concurrency} simultaneous requests to this grid are in flight",
         )
-    rate = limits.rate_limit_take(grid_id=buyer.grid_id, per_minute=buyer.rate_limit_per_minute)
-    if not rate.allowed:
-        limits.concurrency_release(lease)
-        until = timezone.now() + timedelta(seconds=rate.retry_after)
-        return None, Block(
-            Outcome.SKIPPED_RATE_LIMIT,
-            f"rate limit of {buyer.rate_limit_per_minute}/min reached; next slot in "
-            f"{rate.retry_after:.1f} s",
-            until,
-        )
-    return lease, None
+    until = timezone.now() + timedelta(seconds=admission.retry_after)
+    return Block(
+        Outcome.SKIPPED_RATE_LIMIT,
+        f"rate limit of {buyer.rate_limit_per_minute}/min reached; next slot in "
+        f"{admission.retry_after:.1f} s",
+        until,
+    )
 
 
 def _ask(
     *,
     target: BidTarget,
-    lease: limits.Lease,
     cooldown_seconds: int,
     caller_id: str,
     state_code: str,
     params: dict[str, Any],
     deadline: float,
 ) -> BidResult:
-    """Send one bid inside the deadline and give the slot back whatever happens."""
-    try:
-        result = send_bid(
-            target, caller_id, state_code or None, params, deadline=deadline, session=get_session()
-        )
-        if result.outcome == Outcome.NO_CAPACITY:
-            limits.cooldown_start(grid_id=target.grid_id, seconds=cooldown_seconds)
-        return result
-    finally:
-        limits.concurrency_release(lease)
+    """Send one bid inside the deadline; a 3000 starts the grid's cooldown for everyone."""
+    result = send_bid(
+        target, caller_id, state_code or None, params, deadline=deadline, session=get_session()
+    )
+    if result.outcome == Outcome.NO_CAPACITY:
+        limits.cooldown_start(grid_id=target.grid_id, seconds=cooldown_seconds)
+    return result
 
 
 def _not_waited_for(
@@ -276,22 +290,22 @@ def _waterfall(
                 )
             )
             continue
-        lease, refused = _take_limits(buyer, lease_ttl)
+        ((lease, refused),) = _admit([buyer], lease_ttl)
         if lease is None:
             answers.append(_Answer(buyer, block=refused))
             continue
-        answer = _Answer(
-            buyer,
-            result=_ask(
+        try:
+            result = _ask(
                 target=target,
-                lease=lease,
                 cooldown_seconds=buyer.capacity_cooldown_seconds,
                 caller_id=caller.ten_digit,
                 state_code=state,
                 params=params,
                 deadline=deadline,
-            ),
-        )
+            )
+        finally:
+            limits.concurrency_release(lease)
+        answer = _Answer(buyer, result=result)
         answers.append(answer)
         if _acceptable_amount(answer) is not None:
             return answers, answer
@@ -307,40 +321,45 @@ def _highest_bid(
     deadline: float,
     lease_ttl: float,
 ) -> tuple[list[_Answer], _Answer | None]:
-    answers: list[_Answer] = []
+    answers = [_Answer(buyer, block=block) for buyer, block in candidates]
+    asked = [answer for answer in answers if answer.block is None]
     running: dict[Future[BidResult], tuple[_Answer, BidTarget, limits.Lease]] = {}
     started = time.monotonic()
     pool = _executor()
-    for buyer, block in candidates:
-        answer = _Answer(buyer, block=block)
-        answers.append(answer)
-        if block is not None:
-            continue
-        lease, refused = _take_limits(buyer, lease_ttl)
+    for answer, (lease, refused) in zip(
+        asked, _admit([a.buyer for a in asked], lease_ttl), strict=True
+    ):
         if lease is None:
             answer.block = refused
             continue
-        target = buyer.as_bid_target()
-        future = pool.submit(
-            _ask,
-            target=target,
-            lease=lease,
-            cooldown_seconds=buyer.capacity_cooldown_seconds,
-            caller_id=caller.ten_digit,
-            state_code=state,
-            params=params,
-            deadline=deadline,
-        )
+        target = answer.buyer.as_bid_target()
+        try:
+            future = pool.submit(
+                _ask,
+                target=target,
+                cooldown_seconds=answer.buyer.capacity_cooldown_seconds,
+                caller_id=caller.ten_digit,
+                state_code=state,
+                params=params,
+                deadline=deadline,
+            )
+        except BaseException:
+            limits.concurrency_release_many([lease, *(held for _, _, held in running.values())])
+            raise
         running[future] = (answer, target, lease)
     if running:
         wait(running, timeout=max(deadline - time.monotonic(), 0.0))
+    finished: list[limits.Lease] = []
     for future, (answer, target, lease) in running.items():
-        if future.done():
+        if future.done() or future.cancel():
+            # Answered, or never started (pool saturated): the slot is free now.
+            finished.append(lease)
+        else:
+            # Still talking to the buyer: the slot stays taken until that request ends.
+            future.add_done_callback(lambda _f, held=lease: limits.concurrency_release(held))
+        if future.done() and not future.cancelled():
             answer.result = future.result()
             continue
-        if future.cancel():
-            # Never started (pool saturated): its finally will not run, so give the slot back.
-            limits.concurrency_release(lease)
         answer.result = _not_waited_for(
             target=target,
             caller=caller,
@@ -353,6 +372,7 @@ def _highest_bid(
         amount = _acceptable_amount(answer)
         if amount is not None and (winner is None or amount > _acceptable_amount(winner)):
             winner = answer
+    limits.concurrency_release_many(finished)
     return answers, winner
 
 
@@ -394,7 +414,11 @@ def call_route(
     candidates = [
         (e.buyer, e.first)
         for e in eligibility_check(
-            buyers=buyers, caller_id=caller.ten_digit, state_code=state, now=moment
+            buyers=buyers,
+            caller_id=caller.ten_digit,
+            state_code=state,
+            now=moment,
+            check_cooldown=False,
         )
     ]
     run = _waterfall if chosen == RoutingStrategy.WATERFALL else _highest_bid
@@ -448,30 +472,34 @@ def _record(
         duration_ms=duration_ms,
         source=source,
     )
+    # One INSERT for every row of the call: per-buyer inserts cost a round trip and an SQL
+    # compilation each, which is most of the overhead of a ten-buyer auction.
     rows: list[BidLog] = []
     for answer in answers:
         if answer.block is not None:
             target = answer.buyer.as_bid_target()
             rows.append(
-                bid_skip_record(
+                BidLog(
                     buyer=answer.buyer,
-                    outcome=answer.block.outcome,
+                    call=call,
                     source=source,
                     caller_id=caller.ten_digit,
                     state_code=state,
-                    reason=answer.block.reason,
-                    call=call,
                     request=build_request(
                         target, caller.formatted(target.caller_id_format), state, params
                     ),
+                    outcome=answer.block.outcome,
+                    error=answer.block.reason,
                 )
             )
         elif answer.result is not None:
             rows.extend(
-                bid_attempts_record(
-                    buyer=answer.buyer, result=answer.result, source=source, call=call
-                )
+                # The services' row builder, so routed attempts are stored exactly like test
+                # bids and health checks (clipping, amounts that do not fit).
+                _bid_from_attempt(buyer=answer.buyer, attempt=attempt, source=source, call=call)
+                for attempt in answer.result.attempts
             )
+    rows = BidLog.objects.bulk_create(rows)
     call.route_bids = rows  # type: ignore[attr-defined]
     return call
 

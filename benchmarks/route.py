@@ -1,0 +1,502 @@
+"""Benchmark ``POST /api/v1/route/`` through a real server, against the sequential baseline.
+
+What it does, all in one run:
+
+1. Starts the CallGrid simulator as its own process with N buyers (default 10), each
+   answering 1000 after a fixed latency L (default 50 ms) with a different amount.
+2. Creates a scratch PostgreSQL database, migrates it, adds the N buyers (limits wide open,
+   so the benchmark measures routing, not refusals) and an API token.
+3. Starts gunicorn (gthread workers) on that database, sharing limits through Redis when
+   ``--redis-url``/``REDIS_URL`` is given (the file cache otherwise).
+4. Latency: one client, sequential routes: p50/p95/p99 and the overhead over L.
+5. Throughput: C clients (default 32) for D seconds (default 20): routes/s, latency under load,
+   errors; then checks every attempt was logged (BidLog rows = routed calls x buyers asked).
+6. Baseline, in the same run: what the Bid API guide's sample waterfall loop does, i.e.
+   ``requests.post`` to each buyer in turn with no session (a new connection per bid). It asks
+   every buyer, as a sequential loop must to find the best bid, and we compare its p50 with
+   the portal's.
+
+Usage: ``python benchmarks/route.py`` (``--help`` for options). Needs PostgreSQL reachable at
+``--database-url`` (a server URL; the script creates and drops its own database there).
+It is a measurement, not a test: it prints numbers and exits 0 unless something broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark POST /api/v1/route/ (gunicorn + PostgreSQL + simulator) "
+        "against a sequential requests.post baseline."
+    )
+    parser.add_argument("--buyers", type=int, default=10, help="simulated buyers (default 10)")
+    parser.add_argument(
+        "--latency-ms", type=int, default=50, help="each buyer's answer time L (default 50)"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=["highest_bid", "waterfall"],
+        default="highest_bid",
+        help="routing strategy under test (default highest_bid)",
+    )
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (32)")
+    parser.add_argument("--duration", type=float, default=20.0, help="throughput seconds (20)")
+    parser.add_argument(
+        "--samples", type=int, default=200, help="sequential routes for the latency phase (200)"
+    )
+    parser.add_argument(
+        "--baseline-samples", type=int, default=30, help="baseline loops to time (30)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (2)")
+    parser.add_argument("--threads", type=int, default=16, help="threads per worker (16)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server to create the scratch database on (default $DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", ""),
+        help="Redis for shared limits (default $REDIS_URL; empty: file cache)",
+    )
+    parser.add_argument("--keep-database", action="store_true", help="do not drop it at the end")
+    return parser.parse_args(argv)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on port {port} after {timeout:.0f} s")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of ``values`` (ms)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, round(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def random_caller() -> str:
+    """A valid NANP number, random enough that duplicate windows never get in the way."""
+    return f"{random.randint(2, 9)}{random.randint(0, 99):02d}{random.randint(2, 9)}" + (
+        f"{random.randint(0, 999999):06d}"
+    )
+
+
+def grid_id(n: int) -> str:
+    return f"bench{n:04d}{uuid.uuid4().hex[:16]}"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@dataclass
+class Phase:
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    routed: int = 0
+    seconds: float = 0.0
+
+
+# --- the pieces ---------------------------------------------------------------------------
+
+
+def start_simulator(grids: list[str], latency_ms: int, port: int, workdir: Path):
+    scenario = {
+        "default": {"respond": "accept", "latency_ms": latency_ms},
+        "grids": {g: {"bid_amount": f"{20 + i}.00"} for i, g in enumerate(grids)},
+    }
+    path = workdir / "scenario.json"
+    path.write_text(json.dumps(scenario))
+    process = subprocess.Popen(
+        [PYTHON, "-c", _SIMULATOR_LAUNCHER, str(path), str(port)],
+        cwd=ROOT,
+        env=portal_env({}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_for_port(port)
+    return process
+
+
+# The simulator as its own process, with Nagle's algorithm off on its sockets. http.server
+# writes the headers and the body in two sends; with Nagle on, the body waits for the
+# client's delayed ACK of the headers (40 ms on Linux), a stall no production Bid API server
+# has and which would swamp the L we are measuring. Both the portal and the baseline talk to
+# this same simulator.
+_SIMULATOR_LAUNCHER = """
+import json, signal, sys, threading
+from callgrid_portal import simulator
+simulator._BidHandler.disable_nagle_algorithm = True
+server = simulator.Simulator(json.load(open(sys.argv[1])), port=int(sys.argv[2])).start()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stop.wait()
+server.stop()
+"""
+
+
+def portal_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "callgrid_portal.settings",
+            "DEBUG": "false",
+            "SECURE_SSL_REDIRECT": "false",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "CALLGRID_ENDPOINT_ALLOWLIST": "127.0.0.1",
+            "CALLGRID_INSECURE_HOSTS": "127.0.0.1",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.pop("REDIS_URL", None)
+    env.pop("CACHE_URL", None)
+    env.update(extra)
+    return env
+
+
+def create_database(server_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(server_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def prepare_portal(env: dict[str, str], grids: list[str], sim_port: int) -> str:
+    """Migrate, add the buyers and a user with a token; return the token."""
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    script = f"""
+import json
+from django.contrib.auth.models import User
+from knox.models import AuthToken
+from buyers.models import Buyer
+grids = {json.dumps(grids)}
+for i, grid in enumerate(grids):
+    Buyer.objects.create(
+        name=f"Bench buyer {{i + 1}}", grid_id=grid,
+        endpoint_url="http://127.0.0.1:{sim_port}/api/bid/",
+        priority=i + 1, min_bid="10.00", vertical="other", duplicate_window_days=30,
+        rate_limit_per_minute=10000, max_concurrency=1000, timeout_seconds=10,
+    )
+user = User.objects.create_superuser("bench", "bench@example.com", None)
+print(AuthToken.objects.create(user)[1])
+"""
+    done = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def count_rows(env: dict[str, str], since_call: int) -> tuple[int, int, int]:
+    """(calls, routed calls, bid rows) written after call id ``since_call``."""
+    script = f"""
+from bidlog.models import BidLog, Call
+calls = Call.objects.filter(pk__gt={since_call})
+print(calls.count(), calls.filter(routed=True).count(),
+      BidLog.objects.filter(call__pk__gt={since_call}).count())
+"""
+    done = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    calls, routed, bids = done.stdout.strip().splitlines()[-1].split()
+    return int(calls), int(routed), int(bids)
+
+
+def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int):
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "callgrid_portal.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_for_port(port)
+    return process
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+def route_once(session, url: str, token: str, strategy: str, phase: Phase) -> int | None:
+    import requests
+
+    started = time.perf_counter()
+    try:
+        response = session.post(
+            url,
+            json={"CallerId": random_caller(), "InboundStateCode": "CO", "strategy": strategy},
+            headers={"Authorization": f"Token {token}"},
+            timeout=30,
+        )
+    except requests.RequestException as exc:
+        phase.errors.append(type(exc).__name__)
+        return None
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status_code != 200:
+        phase.errors.append(f"HTTP {response.status_code}: {response.text[:120]}")
+        return None
+    body = response.json()
+    phase.latencies_ms.append(elapsed)
+    phase.routed += bool(body.get("routed"))
+    return int(body["call"])
+
+
+def latency_phase(url: str, token: str, strategy: str, samples: int) -> Phase:
+    import requests
+
+    phase = Phase()
+    session = requests.Session()
+    started = time.perf_counter()
+    for _ in range(samples):
+        route_once(session, url, token, strategy, phase)
+    phase.seconds = time.perf_counter() - started
+    return phase
+
+
+def throughput_phase(url: str, token: str, strategy: str, clients: int, duration: float) -> Phase:
+    import requests
+
+    phase = Phase()
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + duration
+
+    def client() -> None:
+        session = requests.Session()
+        local = Phase()
+        while time.perf_counter() < stop_at:
+            route_once(session, url, token, strategy, local)
+        with lock:
+            phase.latencies_ms.extend(local.latencies_ms)
+            phase.errors.extend(local.errors)
+            phase.routed += local.routed
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    phase.seconds = time.perf_counter() - started
+    return phase
+
+
+def baseline_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
+    """The guide's loop: requests.post to each buyer in turn, no session, no pooling."""
+    import requests
+
+    phase = Phase()
+    for _ in range(samples):
+        started = time.perf_counter()
+        best = None
+        try:
+            for grid in grids:
+                answer = requests.post(
+                    f"http://127.0.0.1:{sim_port}/api/bid/{grid}",
+                    json={"CallerId": random_caller(), "InboundStateCode": "CO"},
+                    headers={"Content-Type": "application/json", "Accept": "application/json"},
+                    timeout=10,
+                ).json()
+                if answer.get("code") == 1000 and (best is None or answer["bid_amount"] > best):
+                    best = answer["bid_amount"]
+        except requests.RequestException as exc:
+            phase.errors.append(type(exc).__name__)
+            continue
+        phase.latencies_ms.append((time.perf_counter() - started) * 1000)
+        phase.routed += best is not None
+    return phase
+
+
+def describe(label: str, phase: Phase, latency_ms: int) -> str:
+    lat = phase.latencies_ms
+    p50, p95, p99 = (percentile(lat, p) for p in (50, 95, 99))
+    lines = [
+        f"{label}",
+        f"  requests ok {len(lat)}, errors {len(phase.errors)}, routed {phase.routed}",
+        f"  latency ms  p50 {p50:7.1f}  p95 {p95:7.1f}  p99 {p99:7.1f}  "
+        f"max {max(lat) if lat else float('nan'):7.1f}  mean "
+        f"{statistics.fmean(lat) if lat else float('nan'):7.1f}",
+        f"  overhead over L ({latency_ms} ms): p50 {p50 - latency_ms:+.1f} ms, "
+        f"p99 {p99 - latency_ms:+.1f} ms",
+    ]
+    if phase.seconds:
+        lines.append(f"  rate {len(lat) / phase.seconds:7.1f} routes/s over {phase.seconds:.1f} s")
+    if phase.errors:
+        lines.append(f"  first errors: {phase.errors[:3]}")
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="callgrid-bench-"))
+    db_name = f"callgrid_bench_{os.getpid()}"
+    grids = [grid_id(n) for n in range(args.buyers)]
+    sim_port, web_port = free_port(), free_port()
+    extra = {
+        "DATABASE_URL": with_database(args.database_url, db_name),
+        "DATA_DIR": str(workdir / "data"),
+    }
+    if args.redis_url:
+        extra.update(
+            {
+                "REDIS_URL": args.redis_url,
+                "CACHE_URL": args.redis_url,
+                "CACHE_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
+            }
+        )
+    env = portal_env(extra)
+    processes: list[subprocess.Popen] = []
+    print(
+        f"route benchmark: {args.buyers} buyers, L={args.latency_ms} ms, "
+        f"strategy={args.strategy}, gunicorn {args.workers}x{args.threads} gthread, "
+        f"PostgreSQL, limits in {'Redis' if args.redis_url else 'the file cache'}, "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    try:
+        create_database(args.database_url, db_name)
+        processes.append(start_simulator(grids, args.latency_ms, sim_port, workdir))
+        token = prepare_portal(env, grids, sim_port)
+        processes.append(start_gunicorn(env, web_port, args.workers, args.threads))
+        url = f"http://127.0.0.1:{web_port}/api/v1/route/"
+
+        warm = latency_phase(url, token, args.strategy, 20)  # connections, imports, caches
+        if warm.errors:
+            print(f"warm-up failed: {warm.errors[:3]}")
+            return 1
+        latency = latency_phase(url, token, args.strategy, args.samples)
+        print(describe("1 client, sequential routes", latency, args.latency_ms), flush=True)
+
+        before = _last_call_id(env)
+        load = throughput_phase(url, token, args.strategy, args.clients, args.duration)
+        print(describe(f"{args.clients} clients for {args.duration:.0f} s", load, args.latency_ms))
+        calls, routed, bids = count_rows(env, before)
+        per_call = args.buyers if args.strategy == "highest_bid" else None
+        expected = f" (expected {calls * per_call})" if per_call else ""
+        print(
+            f"  logged: {calls} calls, {routed} routed, {bids} bid rows{expected}; "
+            f"answers received {len(load.latencies_ms)}",
+            flush=True,
+        )
+
+        baseline = baseline_phase(sim_port, grids, args.baseline_samples)
+        print(describe("baseline: sequential requests.post, no pooling", baseline, 0))
+        portal_p50 = percentile(latency.latencies_ms, 50)
+        base_p50 = percentile(baseline.latencies_ms, 50)
+        print(
+            f"ratio at p50: baseline {base_p50:.1f} ms / portal {portal_p50:.1f} ms = "
+            f"{base_p50 / portal_p50:.1f}x faster"
+        )
+        return 0
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if not args.keep_database:
+            try:
+                drop_database(args.database_url, db_name)
+            except Exception as exc:  # cleanup must not hide the result
+                print(f"could not drop {db_name}: {exc}")
+
+
+def _last_call_id(env: dict[str, str]) -> int:
+    done = subprocess.run(
+        [
+            PYTHON,
+            "manage.py",
+            "shell",
+            "-c",
+            "from bidlog.models import Call; print(Call.objects.order_by('-pk')"
+            ".values_list('pk', flat=True).first() or 0)",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
