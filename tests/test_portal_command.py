@@ -124,8 +124,10 @@ def test_embedded_defaults_fill_only_unset_variables():
 def test_child_commands_skip_the_simulator_when_asked():
     with_sim = portal.child_commands(host="127.0.0.1", port=1, sim_port=2, simulator=True)
     without = portal.child_commands(host="127.0.0.1", port=1, sim_port=2, simulator=False)
-    assert [c.name for c in with_sim] == ["simulator", "web"]
-    assert [c.name for c in without] == ["web"]
+    # Other children (the Celery worker and beat) may come and go; these two are the contract.
+    assert with_sim[0].name == "simulator"
+    assert "simulator" not in [c.name for c in without]
+    assert with_sim[-1].name == without[-1].name == "web"
     assert all(child.argv[0] == sys.executable for child in with_sim)
 
 
