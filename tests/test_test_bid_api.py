@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
 from callgrid_portal.celery import app as celery_app
+from callgrid_portal.roles import ROLES
 from tests.conftest import _celery_reset
 from tests.factories import BuyerFactory
 
@@ -31,20 +33,28 @@ def _queued_messages(queue: str) -> list[tuple[str, list]]:
             message.ack()
 
 
+@pytest.fixture(autouse=True)
+def _roles() -> None:
+    """The role groups, which a transactional test's flush removes along with everything else."""
+    for role in ROLES:
+        Group.objects.get_or_create(name=role)
+
+
 @pytest.fixture
 def broker_down():
     """Point the app at a port where no broker listens, for the length of one test."""
-    previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    # The write URL: Celery lets CELERY_BROKER_URL in the environment win over broker_url.
+    previous = celery_app.conf.get("broker_write_url")
+    celery_app.conf.broker_write_url = "redis://127.0.0.1:1/0"
     _celery_reset(celery_app)
     yield
-    celery_app.conf.broker_url = previous
+    celery_app.conf.broker_write_url = previous
     _celery_reset(celery_app)
 
 
 # Committed data, as in production: the task is published when the row's transaction commits,
 # which is at once outside a test transaction.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_operator_queues_a_test_bid_and_gets_202_with_the_pending_row(operator_api, celery_broker):
     buyer = BuyerFactory(extra_params={"PublisherId": "pub1"})
 
@@ -84,7 +94,7 @@ def test_empty_body_uses_the_buyers_health_check_caller_id(
     assert BidLog.objects.get().caller_id == "7205550100"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_broker_down_answers_503_and_leaves_no_pending_row(operator_api, broker_down):
     buyer = BuyerFactory()
 

@@ -83,10 +83,11 @@ def _local_address(host: str) -> str:
 
 
 def child_commands(*, host: str, port: int, sim_port: int, simulator: bool) -> list[Child]:
-    """The processes ``portal`` runs, in start order.
+    """The processes ``portal`` runs, in start order (they are stopped in reverse).
 
-    This is the one list to extend: the Celery issue adds ``celery worker`` and ``celery beat``
-    here (``[sys.executable, "-m", "celery", "-A", "callgrid_portal", "worker", ...]``).
+    A Celery worker (threads: its tasks wait on HTTP, and one process keeps SQLite writers
+    few) and beat run on the broker the settings name: the filesystem transport under
+    ``DATA_DIR/broker`` by default, so nothing else needs to be running.
     """
     children: list[Child] = []
     if simulator:
@@ -105,6 +106,14 @@ def child_commands(*, host: str, port: int, sim_port: int, simulator: bool) -> l
                 ready_url=f"http://127.0.0.1:{sim_port}/_sim/health",
             )
         )
+    celery = [sys.executable, "-m", "celery", "-A", "callgrid_portal"]
+    children.append(
+        Child(
+            name="worker",
+            argv=[*celery, "worker", "--pool=threads", "--concurrency=4", "--loglevel=WARNING"],
+        )
+    )
+    children.append(Child(name="beat", argv=[*celery, "beat", "--loglevel=WARNING"]))
     children.append(
         Child(
             name="web",
