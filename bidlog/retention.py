@@ -14,7 +14,14 @@ from datetime import datetime
 from django.utils import timezone
 
 from bidlog.models import BidLog, RollupBucket, RollupGrain
-from bidlog.rollups import HOUR, floor_hour, retention_floor, rollup_build_day, rollup_build_hour
+from bidlog.rollups import (
+    HOUR,
+    floor_hour,
+    hour_runs,
+    retention_floor,
+    rollup_build_day,
+    rollup_build_hours,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +47,14 @@ def retention_prune(*, now: datetime | None = None, batch_size: int = 10_000) ->
             grain=RollupGrain.HOUR, stale=False, bucket_start__gte=floor_hour(oldest)
         ).values_list("bucket_start", flat=True)
     )
-    hour, days = floor_hour(oldest), set()
+    hour, todo = floor_hour(oldest), []
     while hour < cutoff:
         if hour not in fresh:
-            rollup_build_hour(hour=hour, now=now, before_pruning=True)
-            days.add(hour.replace(hour=0))
+            todo.append(hour)
         hour += HOUR
-    for day in sorted(days):
+    for start, end in hour_runs(todo):
+        rollup_build_hours(start=start, end=end, now=now, before_pruning=True)
+    for day in sorted({hour.replace(hour=0) for hour in todo}):
         rollup_build_day(day=day, now=now)
     deleted = 0
     while True:
