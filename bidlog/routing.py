@@ -42,7 +42,7 @@ from bidlog import limits
 from bidlog.choices import Outcome, RoutingStrategy, Source
 from bidlog.eligibility import Block, eligibility_check, show_utc
 from bidlog.models import BidLog, Call
-from bidlog.services import _bid_from_attempt
+from bidlog.services import bid_from_attempt
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
@@ -496,7 +496,7 @@ def _record(
             rows.extend(
                 # The services' row builder, so routed attempts are stored exactly like test
                 # bids and health checks (clipping, amounts that do not fit).
-                _bid_from_attempt(buyer=answer.buyer, attempt=attempt, source=source, call=call)
+                bid_from_attempt(buyer=answer.buyer, attempt=attempt, source=source, call=call)
                 for attempt in answer.result.attempts
             )
     rows = BidLog.objects.bulk_create(rows)

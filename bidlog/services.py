@@ -56,7 +56,7 @@ def _normalized_or_raw(caller_id: str) -> str:
         return _clip(str(caller_id).strip(), "caller_id")
 
 
-def _bid_from_attempt(
+def bid_from_attempt(
     *, buyer: Buyer, attempt: BidAttempt, source: str, call: Call | None
 ) -> BidLog:
     amount, amount_note = _storable_amount(attempt.bid_amount)
@@ -94,7 +94,7 @@ def bid_attempts_record(
     amount that cannot fit the column is dropped and the reason appended to ``error``.
     """
     bids = [
-        _bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=call)
+        bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=call)
         for attempt in result.attempts
     ]
     return BidLog.objects.bulk_create(bids)

@@ -30,7 +30,7 @@ from kombu.exceptions import KombuError
 from bidlog import limits
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from bidlog.services import _bid_from_attempt
+from bidlog.services import bid_from_attempt
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import BidResult, build_request, get_session, send_bid
 from callgrid_portal.bidapi.phone import normalize_caller_id
@@ -211,7 +211,7 @@ def _fill(*, bid: BidLog, claimed_at: Any, sent: BidResult | LimitSkip) -> bool:
     if isinstance(sent, LimitSkip):
         return bool(mine.update(outcome=sent.outcome, error=sent.reason))
     first, *retries = [
-        _bid_from_attempt(buyer=bid.buyer, attempt=attempt, source=Source.TEST, call=None)
+        bid_from_attempt(buyer=bid.buyer, attempt=attempt, source=Source.TEST, call=None)
         for attempt in sent.attempts
     ]
     fields = {

@@ -348,6 +348,9 @@ class _BidHandler(BaseHTTPRequestHandler):
     sim: Simulator
     # HTTP/1.1 keeps connections alive, as CallGrid does, so the client's pool is exercised.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the second waits ~40 ms for the
+    # client's delayed ACK, which would add that to every simulated bid.
+    disable_nagle_algorithm = True
     server_version = "CallGridSimulator/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:

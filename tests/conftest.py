@@ -1,11 +1,14 @@
 """Shared fixtures: personas for each role and settings that let buyers point at the simulator."""
 
+import os
+import uuid
+
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from callgrid_portal.simulator import Simulator
-from tests.factories import UserFactory
+from tests.factories import BuyerFactory, UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -243,3 +246,47 @@ def celery_worker_factory(celery_broker, transactional_db):
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings, tmp_path):
+    """Limits start empty in every test: Redis under a fresh key prefix, else a private cache.
+
+    Buyers' Grid IDs repeat between tests (factory sequences) and parallel runs share one
+    Redis, so shared keys would leak tokens, slots and cooldowns from test to test.
+    """
+    redis_url = os.environ.get("REDIS_URL", "")
+    if redis_url:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_url,
+                "KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
+            }
+        }
+    else:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(tmp_path / "cache"),
+            }
+        }
+    settings.LIMITS_LOCK_DIR = tmp_path / "locks"
+
+
+@pytest.fixture
+def sim_buyer(db, simulator):
+    """Make a buyer whose endpoint is the simulator and set how its grid answers."""
+
+    def make(respond="accept", bid_amount="25.50", destination="13035551234", sim=None, **fields):
+        buyer = BuyerFactory(endpoint_url=simulator.endpoint, **fields)
+        simulator.configure(
+            buyer.grid_id,
+            respond=respond,
+            bid_amount=bid_amount,
+            destination=destination,
+            **(sim or {}),
+        )
+        return buyer
+
+    return make

@@ -6,11 +6,6 @@ from django.utils import timezone
 
 from bidlog.choices import Outcome
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
-from tests.test_routing import isolated_cache  # noqa: F401 (autouse fixture)
-from tests.test_routing import sim_buyer as _sim_buyer
-
-# Shared with test_routing (the fixture is module-level there, not in conftest).
-sim_buyer = _sim_buyer
 
 CALLS = "/api/v1/calls/"
 ROUTE = "/api/v1/route/"

@@ -14,7 +14,6 @@ from bidlog.eligibility import (
     local_month_bounds,
 )
 from tests.factories import BuyerFactory, CallFactory
-from tests.test_routing import isolated_cache  # noqa: F401 (autouse fixture)
 
 CALLER = "3035551234"
 OTHER_CALLER = "7205550100"  # never paid out, so only caps can block it

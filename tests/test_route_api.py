@@ -9,11 +9,6 @@ from django.utils import timezone
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
 from tests.factories import BuyerFactory, CallFactory
-from tests.test_routing import isolated_cache  # noqa: F401 (autouse fixture)
-from tests.test_routing import sim_buyer as _sim_buyer
-
-# Shared with test_routing (the fixture is module-level there, not in conftest).
-sim_buyer = _sim_buyer
 
 ROUTE = "/api/v1/route/"
 ELIGIBILITY = "/api/v1/buyers/eligibility/"

@@ -1,8 +1,6 @@
 """Routing over real HTTP to the simulator: winners, deadlines, skips and released slots."""
 
-import os
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,50 +14,6 @@ from bidlog.routing import RouteError, call_route
 from tests.factories import BuyerFactory, CallFactory
 
 CALLER = "3035551234"
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(settings, tmp_path):
-    """Limits start empty in every test: Redis under a fresh key prefix, else a private cache.
-
-    Buyers' Grid IDs repeat between tests (factory sequences), and other engineers' suites
-    share the same Redis, so shared keys would leak tokens and slots across tests.
-    """
-    redis_url = os.environ.get("REDIS_URL", "")
-    if redis_url:
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": redis_url,
-                "KEY_PREFIX": f"test-route-{uuid.uuid4().hex[:10]}",
-            }
-        }
-    else:
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                "LOCATION": str(tmp_path / "cache"),
-            }
-        }
-    settings.LIMITS_LOCK_DIR = tmp_path / "locks"
-
-
-@pytest.fixture
-def sim_buyer(db, simulator):
-    """Make a buyer whose endpoint is the simulator and set how its grid answers."""
-
-    def make(respond="accept", bid_amount="25.50", destination="13035551234", sim=None, **fields):
-        buyer = BuyerFactory(endpoint_url=simulator.endpoint, **fields)
-        simulator.configure(
-            buyer.grid_id,
-            respond=respond,
-            bid_amount=bid_amount,
-            destination=destination,
-            **(sim or {}),
-        )
-        return buyer
-
-    return make
 
 
 def outcomes(call: Call) -> dict[str, list[str]]:
