@@ -60,6 +60,7 @@ RESPONSES = frozenset(
         "rate_limit",
         "fail_then_accept",
         "dribble",
+        "dribble_headers",
         "malformed",
         "html_error",
         "oversized",
@@ -436,6 +437,8 @@ class _BidHandler(BaseHTTPRequestHandler):
             self._send_coded(respond, behaviour, body)
         elif respond == "dribble":
             self._dribble(behaviour, body)
+        elif respond == "dribble_headers":
+            self._dribble_headers(behaviour, body)
         elif respond == "malformed":
             self._send(200, "application/json", b'{"code": 1000, "message": "Bid accepted", "bid')
         elif respond == "html_error":
@@ -504,6 +507,26 @@ class _BidHandler(BaseHTTPRequestHandler):
                 time.sleep(float(behaviour["dribble_interval"]))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up, as it should
+
+    def _dribble_headers(self, behaviour: Mapping[str, Any], body: Any) -> None:
+        """Send the status line and headers one byte at a time, then a valid answer.
+
+        A read timeout per ``recv`` never fires on such a server; only a total deadline stops it.
+        """
+        data = _encode(self._payload(1000, "Bid accepted", behaviour, body, accepted=True))
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nX-Padding: {'x' * 40}\r\n\r\n"
+        ).encode()
+        self.close_connection = True
+        try:
+            for i in range(len(head)):
+                self.wfile.write(head[i : i + 1])
+                self.wfile.flush()
+                time.sleep(float(behaviour["dribble_interval"]))
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
 
     @staticmethod
     def _delay(behaviour: Mapping[str, Any]) -> None:

@@ -235,6 +235,30 @@ def test_dribbling_server_is_cut_off_at_the_buyer_timeout(simulator):
     assert result.final.http_status == 200
 
 
+def test_server_dribbling_its_headers_is_cut_off_at_the_buyer_timeout(simulator):
+    # Each byte of the status line arrives well inside a per-recv timeout; only a total
+    # deadline stops this server.
+    simulator.configure(GRID, respond="dribble_headers", dribble_interval=0.3)
+
+    start = time.monotonic()
+    result = send_bid(target_for(simulator, timeout_seconds=2), "3035551234")
+    elapsed = time.monotonic() - start
+
+    assert result.outcome == Outcome.TIMEOUT
+    assert 1.9 <= elapsed < 3.0
+    assert "within 2.0 s" in result.final.error
+    assert len(result.attempts) == 1
+
+
+def test_slow_headers_within_the_budget_are_read_normally(simulator):
+    simulator.configure(GRID, respond="dribble_headers", dribble_interval=0.005)
+
+    result = send_bid(target_for(simulator, timeout_seconds=5), "3035551234")
+
+    assert result.outcome == Outcome.ACCEPTED
+    assert result.final.bid_amount == Decimal("25.50")
+
+
 def test_dribbling_server_is_cut_off_at_the_call_deadline(simulator):
     simulator.configure(GRID, respond="dribble", dribble_interval=0.5)
 

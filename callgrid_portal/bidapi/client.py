@@ -15,8 +15,9 @@ Transport, in the manner of healthchecks' ``hc.lib.curl``:
 - A *total* budget per attempt of ``target.timeout_seconds``, further capped by ``deadline``
   (an absolute ``time.monotonic()`` value). The body is read with ``read1`` in small pieces and
   the socket timeout is shrunk to the time left before each piece, so a server that dribbles
-  one byte every half second still ends at the deadline. Limit: while the status line and
-  headers are read the budget is enforced per ``recv`` only (urllib3 exposes no hook there).
+  one byte every half second still ends at the deadline. While the status line and headers
+  are read, a watchdog thread shuts the socket down when the budget runs out, so a server
+  that dribbles its headers is cut off at the deadline too.
 - Bodies are capped at :data:`MAX_BODY_BYTES`; a larger answer is cut off and the connection
   closed.
 
@@ -44,7 +45,9 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import heapq
 import http.cookiejar
+import itertools
 import json
 import logging
 import math
@@ -61,6 +64,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
@@ -174,6 +179,105 @@ class BidResult:
         return self.final.acceptable
 
 
+# --- the deadline watchdog ----------------------------------------------------------------
+
+# The end of the running attempt's budget, per thread, read by the connections below.
+_budget = threading.local()
+
+
+class _Watchdog:
+    """One thread that shuts down sockets whose attempt has run out of time.
+
+    Socket timeouts bound each ``recv``, not the whole answer: a server sending its status line
+    one byte at a time would hold a bid for ever. Entries are disarmed lazily (the socket slot
+    is cleared) so arming and disarming cost a heap push and an assignment.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[list[Any]] = []
+        self._order = itertools.count()
+        self._pid = 0
+
+    def arm(self, sock: socket.socket, when: float) -> list[Any]:
+        entry: list[Any] = [when, next(self._order), sock]
+        with self._cond:
+            if self._pid != os.getpid():  # first use, or a forked child without the thread
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(target=self._run, name="bid-deadline", daemon=True).start()
+            heapq.heappush(self._heap, entry)
+            self._cond.notify()
+        return entry
+
+    @staticmethod
+    def disarm(entry: list[Any]) -> None:
+        entry[2] = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][2] is None:
+                    if self._heap:
+                        heapq.heappop(self._heap)
+                    else:
+                        self._cond.wait()
+                when, _order, sock = self._heap[0]
+                delay = when - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _DeadlineMixin:
+    """Arm the watchdog while the status line and headers of an answer are read."""
+
+    sock: socket.socket | None
+
+    def getresponse(self) -> Any:
+        end = getattr(_budget, "end", None)
+        if end is None or self.sock is None:
+            return super().getresponse()  # type: ignore[misc]
+        entry = _WATCHDOG.arm(self.sock, end)
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        finally:
+            _WATCHDOG.disarm(entry)
+
+
+class _DeadlineHTTPConnection(_DeadlineMixin, HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineMixin, HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """``HTTPAdapter`` whose connections honour the attempt's total budget."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _DeadlineHTTPPool,
+            "https": _DeadlineHTTPSPool,
+        }
+
+
 # --- the session -------------------------------------------------------------------------
 
 _session: requests.Session | None = None
@@ -187,7 +291,7 @@ def _new_session() -> requests.Session:
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     # max_retries=0: urllib3 must not resend a bid on its own; retries are decided here, per
     # CallGrid code, and each one is logged.
-    adapter = HTTPAdapter(
+    adapter = _DeadlineAdapter(
         pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE, max_retries=0
     )
     session.mount("http://", adapter)
@@ -347,6 +451,7 @@ def _send_once(
         "Accept": "application/json",
         "User-Agent": user_agent(),
     }
+    _budget.end = budget_end
     try:
         data = json.dumps(body, default=str).encode()
         response = http.post(
@@ -361,9 +466,15 @@ def _send_once(
         attempt.error = _describe_timeout(exc, target, budget_end - start)
         return finish()
     except (requests.exceptions.RequestException, Urllib3HTTPError, OSError) as exc:
+        if time.monotonic() >= budget_end:
+            # The watchdog shut the socket at the deadline: the server was too slow.
+            attempt.error = _describe_timeout(exc, target, budget_end - start)
+            return finish()
         attempt.outcome = Outcome.NETWORK_ERROR
         attempt.error = describe_network_error(exc)
         return finish()
+    finally:
+        _budget.end = None
 
     try:
         attempt.http_status = response.status_code
