@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import transaction
+import psycopg
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from bidlog.choices import Outcome, Source
 from bidlog.filters import parse_iso_datetime
@@ -66,6 +68,32 @@ FIELDS = frozenset(
 )
 
 
+# Every column an imported row writes, with the value a record may leave out.
+ROW_DEFAULTS: dict[str, Any] = {
+    "source": Source.IMPORT,
+    "http_status": None,
+    "code": None,
+    "message": "",
+    "bid_amount": None,
+    "destination": "",
+    "response_caller_id": "",
+    "duration_ms": 0,
+    "attempt": 1,
+    "error": "",
+    "raw_response": "",
+}
+COLUMNS = (
+    "buyer_id",
+    "created_at",
+    "caller_id",
+    "state_code",
+    "request",
+    "outcome",
+    "external_id",
+    *ROW_DEFAULTS,
+)
+
+
 class ImportRejected(Exception):
     """The batch was refused; ``errors`` maps a record's index to ``{field: [messages]}``."""
 
@@ -106,10 +134,10 @@ def _amount(value: Any) -> Decimal:
     return amount
 
 
-def _record_to_bid(
+def _record_to_row(
     record: Any, buyers: dict[str, Buyer], floor: datetime, latest: datetime
-) -> tuple[BidLog | None, dict[str, list[str]]]:
-    """Check one record and build its row; on failure, the errors by field."""
+) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+    """Check one record and build its row's column values; on failure, the errors by field."""
     if not isinstance(record, dict):
         return None, {"non_field_errors": ["Each record must be a JSON object."]}
     errors: dict[str, list[str]] = {}
@@ -200,18 +228,48 @@ def _record_to_bid(
     if errors:
         return None, errors
     return (
-        BidLog(
-            buyer=buyer,
-            source=Source.IMPORT,
-            created_at=created_at,
-            caller_id=caller_id,
-            state_code=state.upper(),
-            request=request,
-            outcome=outcome,
-            external_id=external_id,
+        {
+            **ROW_DEFAULTS,
             **values,
-        ),
+            "buyer_id": buyer.pk,
+            "created_at": created_at,
+            "caller_id": caller_id,
+            "state_code": state.upper(),
+            "request": request,
+            "outcome": outcome,
+            "external_id": external_id,
+        },
         {},
+    )
+
+
+def _insert(rows: list[dict[str, Any]]) -> None:
+    """Write new rows: ``COPY`` on PostgreSQL (several times faster than a multi-row INSERT).
+
+    If a concurrent import of the same records wins the race, the unique ``external_id``
+    stops the COPY; the rows are then written with ``ON CONFLICT DO NOTHING`` instead, so
+    each record still ends up once.
+    """
+    if connection.vendor == "postgresql" and rows:
+        quote = connection.ops.quote_name
+        sql = f"COPY {quote(BidLog._meta.db_table)} ({', '.join(map(quote, COLUMNS))}) FROM STDIN"
+        try:
+            with (
+                transaction.atomic(),
+                connection.cursor() as cursor,
+                cursor.cursor.copy(sql) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(
+                        [row[name] for name in COLUMNS[:4]]
+                        + [Jsonb(row["request"])]
+                        + [row[name] for name in COLUMNS[5:]]
+                    )
+            return
+        except (IntegrityError, psycopg.IntegrityError):
+            pass
+    BidLog.objects.bulk_create(
+        [BidLog(**row) for row in rows], batch_size=1000, ignore_conflicts=True
     )
 
 
@@ -234,27 +292,25 @@ def bids_import(*, records: list[Any], now: datetime | None = None) -> ImportRes
         for buyer in Buyer.objects.filter(grid_id__in=[g for g in grid_ids if isinstance(g, str)])
     }
     floor, latest = retention_floor(now=now), now + FUTURE_SLACK
-    bids: list[BidLog] = []
+    rows: list[dict[str, Any]] = []
     errors: dict[int, dict[str, list[str]]] = {}
     seen: set[str] = set()
     for index, record in enumerate(records):
-        bid, problems = _record_to_bid(record, buyers, floor, latest)
-        if bid is not None and bid.external_id in seen:
+        row, problems = _record_to_row(record, buyers, floor, latest)
+        if row is not None and row["external_id"] in seen:
             problems = {"external_id": ["Appears more than once in this batch."]}
         if problems:
             errors[index] = problems
-        elif bid is not None:
-            seen.add(bid.external_id)
-            bids.append(bid)
+        elif row is not None:
+            seen.add(row["external_id"])
+            rows.append(row)
     if errors:
         raise ImportRejected(errors)
     with transaction.atomic():
         existing = set(
             BidLog.objects.filter(external_id__in=list(seen)).values_list("external_id", flat=True)
         )
-        new = [bid for bid in bids if bid.external_id not in existing]
-        # ignore_conflicts: a concurrent import of the same records must not fail the batch;
-        # the unique external_id keeps one row each.
-        BidLog.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
-        rollup_mark_stale(moments=[bid.created_at for bid in new])
+        new = [row for row in rows if row["external_id"] not in existing]
+        _insert(new)
+        rollup_mark_stale(moments=[row["created_at"] for row in new])
     return ImportResult(created=len(new), existing=len(existing), received=len(records))

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
-from bidlog.imports import MAX_RECORDS
+from bidlog.imports import MAX_RECORDS, ROW_DEFAULTS, _insert
 from bidlog.models import BidLog, RollupBucket
 from bidlog.reports import report_summary
 from bidlog.rollups import floor_hour, rollup_build, rollup_refresh
@@ -162,3 +162,22 @@ def test_imported_rows_count_in_reports_at_once_and_after_the_rollup(operator_ap
         "latency_ms": summary["latency_ms"],
         "buyers": summary["buyers"],
     }
+
+
+def test_a_record_written_concurrently_is_kept_once(operator_api, buyer):
+    # As if another import of the same record committed between our check and our write.
+    operator_api.post(URL, {"records": [_record(buyer, 0)]}, format="json")
+    row = {
+        **ROW_DEFAULTS,
+        "buyer_id": buyer.pk,
+        "created_at": timezone.now() - timedelta(hours=1),
+        "caller_id": "3035551234",
+        "state_code": "CO",
+        "request": {},
+        "outcome": Outcome.DECLINED,
+    }
+
+    _insert([{**row, "external_id": "ext-0"}, {**row, "external_id": "ext-new"}])
+
+    assert BidLog.objects.filter(external_id="ext-0").count() == 1
+    assert BidLog.objects.filter(external_id="ext-new").exists()
