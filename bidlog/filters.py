@@ -101,8 +101,10 @@ class BidLogFilter(django_filters.FilterSet):
 
     buyer = django_filters.NumberFilter(field_name="buyer_id")
     grid_id = django_filters.CharFilter(field_name="buyer__grid_id")
+    # distinct=False: a bid has one outcome, and SELECT DISTINCT would make PostgreSQL sort
+    # every matching row before it can return the first page.
     outcome = django_filters.MultipleChoiceFilter(
-        choices=Outcome.choices, widget=CommaSeparatedSelectMultiple
+        choices=Outcome.choices, widget=CommaSeparatedSelectMultiple, distinct=False
     )
     outcome_class = django_filters.ChoiceFilter(
         choices=OutcomeClass.choices, method="filter_outcome_class"
