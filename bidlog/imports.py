@@ -25,6 +25,7 @@ from bidlog.filters import parse_iso_datetime
 from bidlog.models import BidLog
 from bidlog.rollups import retention_floor, rollup_mark_stale
 from buyers.models import Buyer
+from callgrid_portal.bidapi.client import CODE_OUTCOMES
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 
 MAX_RECORDS = 5000
@@ -32,21 +33,6 @@ MAX_RECORDS = 5000
 FUTURE_SLACK = timedelta(minutes=5)
 MAX_AMOUNT = Decimal("99999999.99")
 
-# The outcome a CallGrid code means when the record does not say (1000 is refined by min bid).
-CODE_OUTCOMES: dict[int, str] = {
-    1000: Outcome.ACCEPTED,
-    2000: Outcome.DECLINED,
-    3000: Outcome.NO_CAPACITY,
-    4000: Outcome.INVALID_REQUEST,
-    5000: Outcome.SYSTEM_ERROR,
-    4001: Outcome.DISABLED,
-    4002: Outcome.PAUSED,
-    4003: Outcome.INVALID_CALLER_ID,
-    4004: Outcome.CAPACITY_CHECK_FAILED,
-    4005: Outcome.DUPLICATE,
-    4006: Outcome.NO_NUMBERS,
-    5001: Outcome.RATE_LIMITED,
-}
 _STATE = re.compile(r"^[A-Z]{2}$")
 _TEXT_LIMITS = {"message": None, "destination": 32, "error": None, "response_caller_id": 32}
 FIELDS = frozenset(
