@@ -38,6 +38,8 @@ from callgrid_portal.bidapi.phone import normalize_caller_id
 logger = logging.getLogger(__name__)
 
 RESERVED_KEYS = frozenset({"CallerId", "InboundStateCode"})
+# The Bid API guide's sample number, for a test bid to a buyer with no test caller ID of its own.
+DEFAULT_TEST_CALLER_ID = "3035551234"
 # Three attempts of at most timeout_seconds each, plus backoff, fit in this; the task's soft
 # time limit (45 s) is above it, so the client always returns before Celery interrupts it.
 SEND_BUDGET_SECONDS = 35.0
@@ -119,6 +121,11 @@ def limited_bid_send(
         return result
     finally:
         limits.concurrency_release(lease)
+
+
+def caller_id_for_test_bids(buyer: Buyer) -> str:
+    """The number a test bid uses when none is given: the buyer's test caller ID, or a sample."""
+    return buyer.health_check_caller_id or DEFAULT_TEST_CALLER_ID
 
 
 def test_bid_queue(

@@ -4,6 +4,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers import services
@@ -31,7 +33,7 @@ class BuyerAdmin(SimpleHistoryAdmin):
     ordering = ("priority", "name")
     readonly_fields = ("created_at", "updated_at", "next_health_check_at")
     history_list_display = ("status", "min_bid", "priority")
-    actions = ("activate", "pause", "disable")
+    actions = ("send_test_bid", "activate", "pause", "disable")
     fieldsets = (
         (None, {"fields": ("name", "grid_id", "status", "priority", "vertical", "notes")}),
         (
@@ -103,3 +105,35 @@ class BuyerAdmin(SimpleHistoryAdmin):
     @admin.action(description="Disable selected buyers (stops all bids)", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Buyer]) -> None:
         self._set_status(request, queryset, BuyerStatus.DISABLED)
+
+    @admin.action(description="Send a test bid to selected buyers", permissions=["change"])
+    def send_test_bid(self, request: HttpRequest, queryset: QuerySet[Buyer]) -> None:
+        """Queue one test bid per buyer (its health-check caller ID, else a demo number).
+
+        The worker fills each ``pending`` row in; the message links to the rows to watch.
+        """
+        # Imported here: buyers sits below bidlog; only this page action needs it.
+        from bidlog import testbids
+
+        queued = []
+        for buyer in queryset:
+            try:
+                bid = testbids.test_bid_queue(
+                    buyer=buyer,
+                    caller_id=testbids.caller_id_for_test_bids(buyer),
+                    actor=request.user,
+                )
+            except testbids.BrokerUnavailable as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return
+            queued.append(bid)
+        links = format_html_join(
+            ", ",
+            '<a href="{}">#{}</a>',
+            ((reverse("admin:bidlog_bidlog_change", args=[bid.pk]), bid.pk) for bid in queued),
+        )
+        self.message_user(
+            request,
+            format_html("{} test bid(s) queued: {}", len(queued), links),
+            messages.SUCCESS,
+        )

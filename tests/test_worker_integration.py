@@ -130,3 +130,25 @@ def test_beat_tick_twice_queues_one_health_check(celery_worker_factory, simulato
         "7205550100",
         "3035551234",
     ]
+
+
+def test_admin_send_test_bid_action_is_answered_by_the_worker(
+    celery_worker_factory, simulator, buyer, admin_client
+):
+    simulator.configure(buyer.grid_id, respond="decline")
+    celery_worker_factory()
+
+    response = admin_client.post(
+        "/admin/buyers/buyer/",
+        {"action": "send_test_bid", "_selected_action": [buyer.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    bid = BidLog.objects.get(buyer=buyer, source=Source.TEST)
+    assert f"/admin/bidlog/bidlog/{bid.pk}/change/" in response.content.decode()
+    _wait_for(lambda: _finished(bid.pk), what="the worker to answer the admin's test bid")
+    bid.refresh_from_db()
+    assert bid.outcome == Outcome.DECLINED
+    [received] = simulator.requests(buyer.grid_id)
+    assert received["body"]["CallerId"] == "7205550100"  # the buyer's test number, not a caller

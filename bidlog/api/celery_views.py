@@ -21,8 +21,6 @@ from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
 
-DEFAULT_TEST_CALLER_ID = "3035551234"
-
 
 class TestBidInputSerializer(serializers.Serializer):
     """Body of a test bid; every key is optional and any other key is sent as a parameter."""
@@ -86,10 +84,8 @@ class TestBidView(APIView):
         incoming = TestBidInputSerializer(data=body)
         incoming.is_valid(raise_exception=True)
         params = _extra_params(body)
-        caller_id = (
-            incoming.validated_data.get("CallerId")
-            or buyer.health_check_caller_id
-            or DEFAULT_TEST_CALLER_ID
+        caller_id = incoming.validated_data.get("CallerId") or testbids.caller_id_for_test_bids(
+            buyer
         )
         try:
             bid = testbids.test_bid_queue(

@@ -20,10 +20,9 @@ from django.db.models import Q
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
 from bidlog.services import bid_send
+from bidlog.testbids import DEFAULT_TEST_CALLER_ID, caller_id_for_test_bids
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
-
-DEFAULT_CALLER_ID = "3035551234"
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -59,7 +58,7 @@ class Command(BaseCommand):
             "--caller-id",
             help=(
                 "caller ID to send (default: the buyer's health-check caller ID, "
-                f"else {DEFAULT_CALLER_ID})"
+                f"else {DEFAULT_TEST_CALLER_ID})"
             ),
         )
         parser.add_argument("--state", default="", help="two-letter InboundStateCode, e.g. CO")
@@ -73,7 +72,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         buyer = _find_buyer(options["buyer"].strip())
-        caller_id = options["caller_id"] or buyer.health_check_caller_id or DEFAULT_CALLER_ID
+        caller_id = options["caller_id"] or caller_id_for_test_bids(buyer)
         state = (options["state"] or "").strip().upper()
         if state and state not in US_STATE_CODES:
             raise CommandError(f"--state {options['state']!r} is not a US state code such as CO.")
