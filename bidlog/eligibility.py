@@ -18,12 +18,12 @@ aware UTC.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from bidlog import limits
@@ -130,31 +130,58 @@ def local_month_bounds(*, tz: ZoneInfo, now: datetime) -> tuple[datetime, dateti
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def cap_block(*, buyer: Buyer, now: datetime) -> Block | None:
+def cap_counts(*, buyers: Sequence[Buyer], now: datetime) -> dict[int, tuple[int, int]]:
+    """Routed calls so far in each capped buyer's own day and month: ``{pk: (day, month)}``.
+
+    One query for every buyer with a cap: each buyer's day and month start differ (its own
+    time zone), so the conditions are OR-ed per buyer inside one grouped count. Buyers without
+    caps are left out. Counts routed calls, paid out or not: the cap is about volume delivered.
+    """
+    capped = [b for b in buyers if b.daily_cap is not None or b.monthly_cap is not None]
+    if not capped:
+        return {}
+    in_month = Q(pk__in=[])
+    in_day = Q(pk__in=[])
+    for buyer in capped:
+        tz = ZoneInfo(buyer.timezone)
+        day_start = local_day_bounds(tz=tz, now=now)[0]
+        # A buyer with a daily cap only needs today's calls, not the month's.
+        since = (
+            local_month_bounds(tz=tz, now=now)[0] if buyer.monthly_cap is not None else day_start
+        )
+        in_month |= Q(winner_id=buyer.pk, created_at__gte=since)
+        in_day |= Q(winner_id=buyer.pk, created_at__gte=day_start)
+    rows = (
+        Call.objects.filter(in_month, routed=True, created_at__lte=now)
+        .values("winner_id")
+        .annotate(month=Count("id"), day=Count("id", filter=in_day))
+    )
+    counts = {row["winner_id"]: (row["day"], row["month"]) for row in rows}
+    return {b.pk: counts.get(b.pk, (0, 0)) for b in capped}
+
+
+def cap_block(
+    *, buyer: Buyer, now: datetime, counts: tuple[int, int] | None = None
+) -> Block | None:
     """A ``skipped_cap`` block when the buyer's routed calls reached its daily or monthly cap.
 
-    Counts routed calls (paid out or not: the cap is about volume delivered) in the buyer's
-    own day and month.
+    ``counts`` is the buyer's ``(day, month)`` from :func:`cap_counts`; without it this buyer's
+    own counts are read.
     """
     if buyer.daily_cap is None and buyer.monthly_cap is None:
         return None
     tz = ZoneInfo(buyer.timezone)
-    day_start, day_end = local_day_bounds(tz=tz, now=now)
-    month_start, month_end = local_month_bounds(tz=tz, now=now)
-    counts = Call.objects.filter(
-        winner=buyer,
-        routed=True,
-        created_at__gte=month_start if buyer.monthly_cap is not None else day_start,
-        created_at__lte=now,
-    ).aggregate(month=Count("id"), day=Count("id", filter=Q(created_at__gte=day_start)))
-    if buyer.monthly_cap is not None and counts["month"] >= buyer.monthly_cap:
+    day, month = counts if counts is not None else cap_counts(buyers=[buyer], now=now)[buyer.pk]
+    if buyer.monthly_cap is not None and month >= buyer.monthly_cap:
+        month_end = local_month_bounds(tz=tz, now=now)[1]
         return Block(
             Outcome.SKIPPED_CAP,
             f"monthly cap of {buyer.monthly_cap} routed calls reached "
             f"(resets {show_utc(month_end)})",
             month_end,
         )
-    if buyer.daily_cap is not None and counts["day"] >= buyer.daily_cap:
+    if buyer.daily_cap is not None and day >= buyer.daily_cap:
+        day_end = local_day_bounds(tz=tz, now=now)[1]
         return Block(
             Outcome.SKIPPED_CAP,
             f"daily cap of {buyer.daily_cap} routed calls reached (resets {show_utc(day_end)})",
@@ -190,6 +217,28 @@ def last_paid_calls(
         .annotate(last=Max("created_at"))
     )
     return {row["winner_id"]: row["last"] for row in rows}
+
+
+def buyers_with_last_paid(*, buyers: QuerySet[Buyer], caller_id: str, now: datetime) -> list[Buyer]:
+    """``buyers`` in priority order, each with ``last_paid_at``: this caller's latest paid call.
+
+    Routing reads the buyers and the duplicate window in one query instead of two: a
+    correlated subquery per buyer that walks the partial index on (winner, caller_id,
+    created_at) of routed calls backwards and stops at the first paid-out one. The latest paid
+    call is enough, since an earlier one can only end its window sooner.
+    """
+    latest = (
+        Call.objects.filter(
+            winner=OuterRef("pk"),
+            caller_id=caller_id,
+            routed=True,
+            paid_out=True,
+            created_at__lte=now,
+        )
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    return list(buyers.annotate(last_paid_at=Subquery(latest)).order_by("priority", "name", "pk"))
 
 
 def duplicate_block(*, buyer: Buyer, last_paid: datetime | None, now: datetime) -> Block | None:
@@ -244,22 +293,26 @@ def eligibility_check(
     now: datetime | None = None,
     include_limits: bool = False,
     check_cooldown: bool = True,
+    last_paid: Mapping[int, datetime | None] | None = None,
 ) -> list[Eligibility]:
     """Every block between ``caller_id`` (normalized, 10 digits) and each buyer, in order.
 
     ``include_limits`` also peeks at the shared rate limit and concurrency cap without taking
     anything, for the eligibility page. Routing passes ``check_cooldown=False`` because its
     atomic admission at send time (:func:`limits.admit`) checks the cooldown in the same
-    round trip as the slot and the token.
+    round trip as the slot and the token. ``last_paid`` (buyer pk to the caller's latest
+    paid-out call, from :func:`buyers_with_last_paid`) spares the duplicate-window query.
     """
     now = now or timezone.now()
     buyers = list(buyers)
-    last_paid = last_paid_calls(caller_id=caller_id, buyers=buyers, now=now)
+    if last_paid is None:
+        last_paid = last_paid_calls(caller_id=caller_id, buyers=buyers, now=now)
+    caps = cap_counts(buyers=buyers, now=now)
     answers: list[Eligibility] = []
     for buyer in buyers:
         blocks = config_blocks(buyer=buyer, state_code=state_code, now=now)
         for block in (
-            cap_block(buyer=buyer, now=now),
+            cap_block(buyer=buyer, now=now, counts=caps.get(buyer.pk)),
             duplicate_block(buyer=buyer, last_paid=last_paid.get(buyer.pk), now=now),
         ):
             if block is not None:

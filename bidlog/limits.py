@@ -392,11 +392,25 @@ class _RedisStore:
     def __init__(self, backend: RedisCache) -> None:
         self.backend = backend
 
+    def _client(self) -> Any:
+        """The cache's redis-py client for writes, built once per cache object.
+
+        Django's ``get_client`` builds a new ``Redis`` object on every call; over the same
+        connection pool that is pure overhead on the live path, so the first one is kept.
+        Cache objects are per thread, so the client is too.
+        """
+        inner = self.backend._cache
+        client = getattr(inner, "_callgrid_limits_client", None)
+        if client is None:
+            client = inner.get_client(None, write=True)
+            inner._callgrid_limits_client = client
+        return client
+
     def _run(self, name: str, lua: str, key: str, args: list[Any]) -> Any:
         full_key = self.backend.make_and_validate_key(key)
         # Django keeps its redis-py client private; it is the documented way to reach the
         # server for commands the cache API lacks (EVALSHA here), sharing its pool.
-        client = self.backend._cache.get_client(full_key, write=True)
+        client = self._client()
         script = _SCRIPTS.get(name)
         if script is None:
             with _SCRIPTS_LOCK:
@@ -425,14 +439,14 @@ class _RedisStore:
 
     def lease_release(self, key: str, *, lease_id: str) -> None:
         full_key = self.backend.make_and_validate_key(key)
-        self.backend._cache.get_client(full_key, write=True).zrem(full_key, lease_id)
+        self._client().zrem(full_key, lease_id)
 
     def lease_release_many(self, leases: list[Lease]) -> None:
         keys = [
             self.backend.make_and_validate_key(_LEASE_KEY.format(grid_id=lease.grid_id))
             for lease in leases
         ]
-        pipe = self.backend._cache.get_client(keys[0], write=True).pipeline(transaction=False)
+        pipe = self._client().pipeline(transaction=False)
         for key, lease in zip(keys, leases, strict=True):
             pipe.zrem(key, lease.lease_id)
         pipe.execute()
@@ -455,7 +469,7 @@ class _RedisStore:
                 repr(item.expires_at),
                 int((item.expires_at - now) * 1000) + 1000,
             ]
-        client = self.backend._cache.get_client(keys[0], write=True)
+        client = self._client()
         script = _SCRIPTS.get("admit")
         if script is None:
             with _SCRIPTS_LOCK:

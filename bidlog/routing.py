@@ -34,13 +34,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from bidlog import limits
 from bidlog.choices import Outcome, RoutingStrategy, Source
-from bidlog.eligibility import Block, eligibility_check, show_utc
+from bidlog.eligibility import Block, buyers_with_last_paid, eligibility_check, show_utc
 from bidlog.models import BidLog, Call
 from bidlog.services import bid_from_attempt
 from buyers.models import Buyer
@@ -117,6 +117,7 @@ def _clean_input(
     strategy: str | None,
     buyer_ids: Sequence[int] | None,
     deadline_seconds: float | None,
+    now: datetime,
 ) -> tuple[CallerId, str, dict[str, Any], str, list[Buyer], float]:
     try:
         number = normalize_caller_id(caller_id)
@@ -152,14 +153,16 @@ def _clean_input(
     if buyer_ids is not None:
         wanted = {int(pk) for pk in buyer_ids}
         buyers = buyers.filter(pk__in=wanted)
-        missing = wanted - {b.pk for b in buyers}
+    # One query for the buyers and this caller's duplicate windows with them.
+    ordered = buyers_with_last_paid(buyers=buyers, caller_id=number.ten_digit, now=now)
+    if buyer_ids is not None:
+        missing = wanted - {b.pk for b in ordered}
         if missing:
             raise RouteError(
                 code=4000,
                 message=f"No buyer with id {', '.join(str(pk) for pk in sorted(missing))}.",
                 field="buyers",
             )
-    ordered = list(buyers.order_by("priority", "name", "pk"))
     limit = float(deadline_seconds or settings.ROUTING_DEADLINE_SECONDS)
     if limit <= 0:
         raise RouteError(code=4000, message="The deadline must be positive.", field="deadline")
@@ -400,6 +403,7 @@ def call_route(
     it); the deadline always runs on the real monotonic clock.
     """
     started = time.monotonic()
+    moment = now or timezone.now()
     caller, state, extra, chosen, buyers, budget = _clean_input(
         caller_id=caller_id,
         state_code=state_code,
@@ -407,9 +411,9 @@ def call_route(
         strategy=strategy,
         buyer_ids=buyer_ids,
         deadline_seconds=deadline_seconds,
+        now=moment,
     )
     deadline = started + budget
-    moment = now or timezone.now()
     lease_ttl = budget + LEASE_MARGIN_SECONDS
     candidates = [
         (e.buyer, e.first)
@@ -419,6 +423,7 @@ def call_route(
             state_code=state,
             now=moment,
             check_cooldown=False,
+            last_paid={b.pk: b.last_paid_at for b in buyers},  # type: ignore[attr-defined]
         )
     ]
     run = _waterfall if chosen == RoutingStrategy.WATERFALL else _highest_bid
@@ -459,6 +464,10 @@ def _record(
 ) -> Call:
     """Write the call and one BidLog row per attempt or skip, all or nothing."""
     final = winner.result.final if winner and winner.result else None
+    if not settings.ROUTING_SYNCHRONOUS_COMMIT and connection.vendor == "postgresql":
+        # Only this transaction skips the wait for the disk flush; see the setting.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
     call = Call.objects.create(
         created_at=moment,
         caller_id=caller.ten_digit,

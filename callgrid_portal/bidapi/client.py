@@ -207,7 +207,11 @@ class _Watchdog:
                 self._heap = []
                 threading.Thread(target=self._run, name="bid-deadline", daemon=True).start()
             heapq.heappush(self._heap, entry)
-            self._cond.notify()
+            # Wake the thread only when this entry is due first; otherwise it already waits
+            # for an earlier moment and looks again then. Waking it for every bid of an
+            # auction costs each one a thread switch.
+            if self._heap[0] is entry:
+                self._cond.notify()
         return entry
 
     @staticmethod

@@ -1,0 +1,122 @@
+"""The live path of a route stays lean: a fixed number of queries, whatever the buyer count.
+
+These guard the work done for the benchmark targets of issue 3 (benchmarks/route.py): a
+regression that adds a query per buyer, or a query per request, fails here long before anyone
+reruns the benchmark.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from knox.models import AuthToken
+
+from bidlog.choices import Outcome
+from bidlog.eligibility import cap_block, cap_counts
+from bidlog.models import BidLog, Call
+from bidlog.routing import call_route
+from tests.factories import BuyerFactory, CallFactory
+
+CALLER = "3035551234"
+
+
+def _statements(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def test_auction_reads_buyers_and_duplicate_windows_in_one_query_for_any_buyer_count(
+    sim_buyer,
+):
+    for priority in range(1, 4):
+        sim_buyer(priority=priority, duplicate_window_days=30)
+    with CaptureQueriesContext(connection) as three:
+        call_route(caller_id=CALLER, strategy="highest_bid")
+    for priority in range(4, 11):
+        sim_buyer(priority=priority, duplicate_window_days=30)
+    with CaptureQueriesContext(connection) as ten:
+        call = call_route(caller_id="3035551235", strategy="highest_bid")
+
+    assert BidLog.objects.filter(call=call).count() == 10
+    assert len(ten.captured_queries) == len(three.captured_queries)
+    reads = [sql for sql in _statements(ten) if sql.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1, reads
+    assert "bidlog_call" in reads[0]  # the duplicate window rides along with the buyers
+
+
+def test_caps_of_every_capped_buyer_are_counted_in_one_query(db):
+    now = timezone.now()
+    daily = BuyerFactory(daily_cap=2, timezone="America/Los_Angeles")
+    monthly = BuyerFactory(monthly_cap=3, timezone="Asia/Tokyo")
+    uncapped = BuyerFactory()
+    for _ in range(2):
+        CallFactory(winner=daily, routed=True, created_at=now - timedelta(minutes=5))
+    CallFactory(winner=monthly, routed=True, created_at=now - timedelta(minutes=5))
+    CallFactory(winner=monthly, routed=False, created_at=now - timedelta(minutes=5))
+
+    with CaptureQueriesContext(connection) as queries:
+        counts = cap_counts(buyers=[daily, monthly, uncapped], now=now)
+
+    assert len(queries.captured_queries) == 1
+    assert counts == {daily.pk: (2, 2), monthly.pk: (1, 1)}
+    block = cap_block(buyer=daily, now=now, counts=counts[daily.pk])
+    assert block is not None and block.outcome == Outcome.SKIPPED_CAP
+    assert cap_block(buyer=monthly, now=now, counts=counts[monthly.pk]) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_asynchronous_commit_setting_applies_to_the_routing_transaction_only(sim_buyer, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is a PostgreSQL setting; SQLite ignores it")
+    sim_buyer()
+    settings.ROUTING_SYNCHRONOUS_COMMIT = False
+    with CaptureQueriesContext(connection) as relaxed:
+        call = call_route(caller_id=CALLER, strategy="highest_bid")
+    settings.ROUTING_SYNCHRONOUS_COMMIT = True
+    with CaptureQueriesContext(connection) as strict:
+        call_route(caller_id="3035551235", strategy="highest_bid")
+
+    assert any("SET LOCAL synchronous_commit TO OFF" in sql for sql in _statements(relaxed))
+    assert not any("synchronous_commit" in sql for sql in _statements(strict))
+    assert Call.objects.filter(pk=call.pk, routed=True).exists()
+    with connection.cursor() as cursor:  # SET LOCAL ended with the transaction
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+
+
+def _route(api_client, token: str):
+    return api_client.post(
+        "/api/v1/route/",
+        {"CallerId": CALLER, "strategy": "highest_bid"},
+        format="json",
+        HTTP_AUTHORIZATION=f"Token {token}",
+    )
+
+
+def test_route_api_with_a_token_does_not_sweep_the_users_other_tokens(api_client, bob, sim_buyer):
+    sim_buyer()
+    _, token = AuthToken.objects.create(bob)
+    stale, _ = AuthToken.objects.create(bob, expiry=timedelta(days=1))
+    AuthToken.objects.filter(pk=stale.pk).update(expiry=timezone.now() - timedelta(days=1))
+
+    with CaptureQueriesContext(connection) as queries:
+        response = _route(api_client, token)
+
+    assert response.status_code == 200, response.content
+    token_reads = [sql for sql in _statements(queries) if "knox_authtoken" in sql]
+    assert len(token_reads) == 1, token_reads
+    # Housekeeping is left to the other API requests, which still do it.
+    assert AuthToken.objects.filter(pk=stale.pk).exists()
+
+
+def test_route_api_refuses_and_deletes_an_expired_token(api_client, bob, sim_buyer, simulator):
+    buyer = sim_buyer()
+    instance, token = AuthToken.objects.create(bob, expiry=timedelta(days=1))
+    AuthToken.objects.filter(pk=instance.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+
+    response = _route(api_client, token)
+
+    assert response.status_code == 401
+    assert not AuthToken.objects.filter(pk=instance.pk).exists()
+    assert simulator.requests(buyer.grid_id) == []
