@@ -11,13 +11,25 @@ What it does, all in one run:
 4. Latency: one client, sequential routes: p50/p95/p99 and the overhead over L.
 5. Throughput: C clients (default 32) for D seconds (default 20): routes/s, latency under load,
    errors; then checks every attempt was logged (BidLog rows = routed calls x buyers asked).
+   The load comes from ``wrk`` (a small C load generator, ``apt-get install wrk``) with a Lua
+   script that posts a fresh caller per request over C keep-alive connections; without
+   ``wrk`` (or with ``--load-generator python``) from C Python threads, each with its own
+   ``requests`` session. The load generator shares the machine's CPUs with the system under
+   test, and the Python one takes a large share of them, so the report says which one ran and
+   how much CPU each process used.
 6. Baseline, in the same run: what the Bid API guide's sample waterfall loop does, i.e.
    ``requests.post`` to each buyer in turn with no session (a new connection per bid). It asks
    every buyer, as a sequential loop must to find the best bid, and we compare its p50 with
    the portal's.
 
-Usage: ``python benchmarks/route.py`` (``--help`` for options). Needs PostgreSQL reachable at
-``--database-url`` (a server URL; the script creates and drops its own database there).
+Usage: ``python benchmarks/route.py`` (``--help`` for options); the throughput target of
+issue 3 is measured with ``--buyers 3 --latency-ms 20``. Needs PostgreSQL reachable at
+``--database-url`` (a server URL; the script creates and drops its own database there) and,
+for the C load generator, ``wrk`` on the PATH (Debian/Ubuntu: ``apt-get install wrk``).
+
+gunicorn runs with ``--worker-connections`` equal to its threads, so a worker stops accepting
+once each thread has a connection: with keep-alive clients and no proxy in front, one gthread
+worker would otherwise accept every connection and leave the others idle.
 It is a measurement, not a test: it prints numbers and exits 0 unless something broke.
 """
 
@@ -27,6 +39,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -78,6 +91,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--redis-url",
         default=os.environ.get("REDIS_URL", ""),
         help="Redis for shared limits (default $REDIS_URL; empty: file cache)",
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="throughput load: wrk (C) or python threads; auto uses wrk when installed",
+    )
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="run the portal with ROUTING_SYNCHRONOUS_COMMIT=false (see settings.py)",
     )
     parser.add_argument("--keep-database", action="store_true", help="do not drop it at the end")
     return parser.parse_args(argv)
@@ -133,6 +157,26 @@ class Phase:
     errors: list[str] = field(default_factory=list)
     routed: int = 0
     seconds: float = 0.0
+    # Set when the load generator reports a distribution instead of every sample (wrk).
+    answered: int | None = None
+    summary_ms: dict[str, float] | None = None
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies_ms) if self.answered is None else self.answered
+
+    def stat(self, name: str) -> float:
+        """p50/p95/p99/max/mean in ms, from the samples or the generator's summary."""
+        if self.summary_ms is not None:
+            return self.summary_ms[name]
+        lat = self.latencies_ms
+        if not lat:
+            return float("nan")
+        if name == "max":
+            return max(lat)
+        if name == "mean":
+            return statistics.fmean(lat)
+        return percentile(lat, float(name[1:]))
 
 
 # --- the pieces ---------------------------------------------------------------------------
@@ -275,6 +319,10 @@ def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int):
             "gthread",
             "--threads",
             str(threads),
+            # One connection per thread: keep-alive clients spread over every worker instead
+            # of piling onto the one that happened to wake first.
+            "--worker-connections",
+            str(threads),
             "--backlog",
             "2048",
             "--log-level",
@@ -381,20 +429,148 @@ def baseline_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
     return phase
 
 
+# wrk runs this in each of its threads. Every request carries a fresh caller (as the Python
+# clients do); done() sums the threads' counters and prints one line for us to parse.
+_WRK_SCRIPT = r"""
+local token = os.getenv("ROUTE_TOKEN")
+local strategy = os.getenv("ROUTE_STRATEGY")
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Token " .. token
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("id", next_id)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  routed = 0
+  bad = 0
+  math.randomseed(os.time() * 1000 + id)
+end
+
+function request()
+  local caller = string.format("%d%02d%d%06d", math.random(2, 9), math.random(0, 99),
+    math.random(2, 9), math.random(0, 999999))
+  local body = '{"CallerId": "' .. caller .. '", "InboundStateCode": "CO", "strategy": "'
+    .. strategy .. '"}'
+  return wrk.format(nil, nil, nil, body)
+end
+
+function response(status, headers, body)
+  if status ~= 200 then
+    bad = bad + 1
+  elseif string.find(body, '"routed":true', 1, true) then
+    routed = routed + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local r, b = 0, 0
+  for _, thread in ipairs(threads) do
+    r = r + thread:get("routed")
+    b = b + thread:get("bad")
+  end
+  local e = summary.errors
+  io.write(string.format("WRK %d %d %d %d %d %.6f %.3f %.3f %.3f %.3f %.3f\n",
+    summary.requests, b, r, e.connect + e.read + e.write, e.timeout,
+    summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, latency.mean / 1000))
+end
+"""
+
+
+def wrk_phase(
+    url: str, token: str, strategy: str, clients: int, duration: float, workdir: Path
+) -> Phase:
+    """C clients on keep-alive connections from wrk."""
+    script = workdir / "route.lua"
+    script.write_text(_WRK_SCRIPT)
+    process = subprocess.Popen(
+        [
+            "wrk",
+            f"--threads={min(2, clients)}",
+            f"--connections={clients}",
+            f"--duration={max(round(duration), 1)}s",
+            "--timeout=30s",
+            f"--script={script}",
+            url,
+        ],
+        env={**os.environ, "ROUTE_TOKEN": token, "ROUTE_STRATEGY": strategy},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = process.communicate()
+    lines = [line for line in out.splitlines() if line.startswith("WRK ")]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {err.strip() or out.strip()}")
+    fields = lines[-1].split()[1:]
+    requests_done, bad, routed, socket_errors, timeouts = (int(v) for v in fields[:5])
+    seconds, p50, p95, p99, worst, mean = (float(v) for v in fields[5:])
+    phase = Phase(routed=routed, seconds=seconds, answered=requests_done - bad)
+    phase.summary_ms = {"p50": p50, "p95": p95, "p99": p99, "max": worst, "mean": mean}
+    phase.errors = [f"HTTP status other than 200 ({bad})"] * bad
+    phase.errors += ["socket error"] * socket_errors + ["timeout"] * timeouts
+    return phase
+
+
+# --- CPU accounting -----------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _database_backends(db_name: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f" {db_name} ".encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each named group of processes."""
+    return {name: sum(_proc_cpu(pid) for pid in pids) for name, pids in groups.items()}
+
+
 def describe(label: str, phase: Phase, latency_ms: int) -> str:
-    lat = phase.latencies_ms
-    p50, p95, p99 = (percentile(lat, p) for p in (50, 95, 99))
+    p50, p95, p99 = (phase.stat(p) for p in ("p50", "p95", "p99"))
     lines = [
         f"{label}",
-        f"  requests ok {len(lat)}, errors {len(phase.errors)}, routed {phase.routed}",
+        f"  requests ok {phase.ok}, errors {len(phase.errors)}, routed {phase.routed}",
         f"  latency ms  p50 {p50:7.1f}  p95 {p95:7.1f}  p99 {p99:7.1f}  "
-        f"max {max(lat) if lat else float('nan'):7.1f}  mean "
-        f"{statistics.fmean(lat) if lat else float('nan'):7.1f}",
+        f"max {phase.stat('max'):7.1f}  mean {phase.stat('mean'):7.1f}",
         f"  overhead over L ({latency_ms} ms): p50 {p50 - latency_ms:+.1f} ms, "
         f"p99 {p99 - latency_ms:+.1f} ms",
     ]
     if phase.seconds:
-        lines.append(f"  rate {len(lat) / phase.seconds:7.1f} routes/s over {phase.seconds:.1f} s")
+        lines.append(f"  rate {phase.ok / phase.seconds:7.1f} routes/s over {phase.seconds:.1f} s")
     if phase.errors:
         lines.append(f"  first errors: {phase.errors[:3]}")
     return "\n".join(lines)
@@ -421,13 +597,22 @@ def main(argv: list[str] | None = None) -> int:
                 "CACHE_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
             }
         )
+    if args.async_commit:
+        extra["ROUTING_SYNCHRONOUS_COMMIT"] = "false"
     env = portal_env(extra)
     processes: list[subprocess.Popen] = []
+    generator = args.load_generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "python"
+    elif generator == "wrk" and not shutil.which("wrk"):
+        print("wrk is not installed (apt-get install wrk); use --load-generator python")
+        return 2
     print(
         f"route benchmark: {args.buyers} buyers, L={args.latency_ms} ms, "
         f"strategy={args.strategy}, gunicorn {args.workers}x{args.threads} gthread, "
-        f"PostgreSQL, limits in {'Redis' if args.redis_url else 'the file cache'}, "
-        f"{os.cpu_count()} CPUs",
+        f"PostgreSQL ({'asynchronous' if args.async_commit else 'synchronous'} commit), "
+        f"limits in {'Redis' if args.redis_url else 'the file cache'}, "
+        f"{os.cpu_count()} CPUs, load from {generator}",
         flush=True,
     )
     try:
@@ -445,14 +630,38 @@ def main(argv: list[str] | None = None) -> int:
         print(describe("1 client, sequential routes", latency, args.latency_ms), flush=True)
 
         before = _last_call_id(env)
-        load = throughput_phase(url, token, args.strategy, args.clients, args.duration)
+        groups = {
+            "gunicorn": [processes[1].pid, *_children(processes[1].pid)],
+            "simulator": [processes[0].pid],
+            "postgres": _database_backends(db_name),
+        }
+        cpu_before = cpu_snapshot(groups)
+        own_before, waited_before = sum(os.times()[:2]), sum(os.times()[2:4])
+        if generator == "wrk":
+            load = wrk_phase(url, token, args.strategy, args.clients, args.duration, workdir)
+            # wrk has exited and been waited for: the kernel added its CPU to our children's.
+            load_cpu = sum(os.times()[2:4]) - waited_before
+        else:
+            load = throughput_phase(url, token, args.strategy, args.clients, args.duration)
+            load_cpu = sum(os.times()[:2]) - own_before
+        groups["postgres"] = sorted(set(groups["postgres"]) | set(_database_backends(db_name)))
+        cpu_after = cpu_snapshot(groups)
         print(describe(f"{args.clients} clients for {args.duration:.0f} s", load, args.latency_ms))
+        used = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+        used[f"load generator ({generator})"] = load_cpu
+        print(
+            "  CPU seconds: "
+            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items())
+            + f" (of {load.seconds * (os.cpu_count() or 1):.0f} available)"
+        )
+        # Routes the load generator stopped waiting for at the end still finish and log.
+        time.sleep(min(args.latency_ms / 1000 * 4 + 1.0, 11.0))
         calls, routed, bids = count_rows(env, before)
         per_call = args.buyers if args.strategy == "highest_bid" else None
         expected = f" (expected {calls * per_call})" if per_call else ""
         print(
             f"  logged: {calls} calls, {routed} routed, {bids} bid rows{expected}; "
-            f"answers received {len(load.latencies_ms)}",
+            f"answers received {load.ok}",
             flush=True,
         )
 
