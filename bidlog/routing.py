@@ -35,14 +35,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from bidlog import limits
 from bidlog.choices import Outcome, RoutingStrategy, Source
 from bidlog.eligibility import Block, buyers_with_last_paid, eligibility_check, show_utc
+from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
-from bidlog.services import bid_from_attempt
+from bidlog.selectors import call_list
+from bidlog.services import bid_from_attempt, call_paid_out_set
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
@@ -57,24 +58,13 @@ from callgrid_portal.bidapi.phone import CallerId, InvalidCallerId, normalize_ca
 
 logger = logging.getLogger(__name__)
 
+# Their homes are the selectors and services; importing them from here keeps working.
+__all__ = ["RouteError", "call_list", "call_paid_out_set", "call_route"]
+
 RESERVED_KEYS = frozenset({"CallerId", "InboundStateCode"})
 # A slot outlives the longest request it can cover (deadline <= 10 s) by a wide margin; it
 # only matters if this process dies while holding it.
 LEASE_MARGIN_SECONDS = 50.0
-
-
-class RouteError(Exception):
-    """The route request itself is wrong; nothing was sent and no call was recorded.
-
-    ``code`` is CallGrid's (4003 for a caller ID that is not a NANP number, 4000 for any other
-    bad field) and ``field`` names the request field at fault.
-    """
-
-    def __init__(self, *, code: int, message: str, field: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 @dataclass
@@ -529,28 +519,4 @@ def _record(
             )
     rows = BidLog.objects.bulk_create(rows)
     call.route_bids = rows  # type: ignore[attr-defined]
-    return call
-
-
-# --- calls after the fact -----------------------------------------------------------------
-
-
-def call_list() -> QuerySet[Call]:
-    """Routing decisions, newest first, with the winner joined (every listing shows it)."""
-    return Call.objects.select_related("winner").order_by("-created_at", "-id")
-
-
-@transaction.atomic
-def call_paid_out_set(*, call: Call, paid_out: bool) -> Call:
-    """Mark a routed call paid out or not; ``False`` frees the caller for that buyer again.
-
-    Only a routed call has a buyer whose duplicate window it could count against, so an
-    unrouted call refuses the change.
-    """
-    if not call.routed:
-        raise RouteError(
-            code=4000, message="Only a routed call can be marked paid out.", field="paid_out"
-        )
-    Call.objects.filter(pk=call.pk).update(paid_out=paid_out)
-    call.paid_out = paid_out
     return call

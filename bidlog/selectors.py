@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from bidlog.filters import BidLogFilter
-from bidlog.models import BidLog
+from bidlog.models import BidLog, Call
 
 
 def _bids() -> QuerySet[BidLog]:
@@ -37,3 +37,8 @@ def bid_get(bid_id: int | str) -> BidLog | None:
         return _bids().get(pk=bid_id)
     except (BidLog.DoesNotExist, ValueError, TypeError):
         return None
+
+
+def call_list() -> QuerySet[Call]:
+    """Routing decisions, newest first, with the winner joined (every listing shows it)."""
+    return Call.objects.select_related("winner").order_by("-created_at", "-id")

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from bidlog.choices import Outcome
+from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from buyers.models import Buyer
 from callgrid_portal.bidapi import client
@@ -156,3 +157,19 @@ def bid_send(
         deadline=deadline,
     )
     return bid_attempts_record(buyer=buyer, result=result, source=source, call=call)
+
+
+@transaction.atomic
+def call_paid_out_set(*, call: Call, paid_out: bool) -> Call:
+    """Mark a routed call paid out or not; ``False`` frees the caller for that buyer again.
+
+    Only a routed call has a buyer whose duplicate window it could count against, so an
+    unrouted call refuses the change (a :class:`RouteError` on ``paid_out``).
+    """
+    if not call.routed:
+        raise RouteError(
+            code=4000, message="Only a routed call can be marked paid out.", field="paid_out"
+        )
+    Call.objects.filter(pk=call.pk).update(paid_out=paid_out)
+    call.paid_out = paid_out
+    return call

@@ -26,9 +26,12 @@ from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_calle
 from bidlog.api.views import BidCursorPagination
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
 from bidlog.eligibility import eligibility_check
+from bidlog.errors import RouteError
 from bidlog.filters import CallerIdFilter, IsoDateTimeFilter
 from bidlog.models import BidLog, Call
-from bidlog.routing import RouteError, call_list, call_paid_out_set, call_route
+from bidlog.routing import call_route
+from bidlog.selectors import call_list
+from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
