@@ -114,14 +114,21 @@ class CeleryBroker:
 
 
 @pytest.fixture
-def celery_broker(tmp_path):
-    """Point the Celery app at a fresh queue (and filesystem folder) for this test."""
+def celery_broker(request, tmp_path):
+    """Point the Celery app at a fresh queue (and filesystem folder) for this test.
+
+    The broker is the configured one (Redis in CI), or kombu's filesystem transport when the
+    test asks for it with ``@pytest.mark.parametrize("celery_broker", ["filesystem"],
+    indirect=True)``, so CI proves the embedded default's broker as well.
+    """
     from callgrid_portal.celery import app
 
+    force_filesystem = getattr(request, "param", "configured") == "filesystem"
     queue = f"cgp-test-{_uuid.uuid4().hex[:12]}"
     changes: dict[str, object] = {"task_default_queue": queue}
     env = {}
-    if app.conf.broker_url.startswith("filesystem"):
+    filesystem = force_filesystem or app.conf.broker_url.startswith("filesystem")
+    if filesystem:
         folder = tmp_path / "broker"
         for sub in ("in", "processed", "control"):
             (folder / sub).mkdir(parents=True)
@@ -134,11 +141,16 @@ def celery_broker(tmp_path):
             "polling_interval": 0.05,
         }
         env = {"CELERY_BROKER_DIR": str(folder), "CELERY_BROKER_POLL_SECONDS": "0.05"}
+    if force_filesystem:
+        # Celery lets CELERY_BROKER_URL win over broker_url, but not over broker_write_url;
+        # the worker is told by an empty CELERY_BROKER_URL (settings then pick the folders).
+        changes["broker_write_url"] = "filesystem://"
+        env["CELERY_BROKER_URL"] = ""
     previous = {key: app.conf[key] for key in changes}
     app.conf.update(changes)
     _celery_reset(app)
     yield CeleryBroker(queue=queue, env=env)
-    if not app.conf.broker_url.startswith("filesystem"):
+    if not filesystem:
         with app.connection_for_write() as connection:
             connection.default_channel.queue_delete(queue)
     app.conf.update(previous)

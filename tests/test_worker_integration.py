@@ -39,11 +39,15 @@ def buyer(simulator):
     return made
 
 
+# "configured" is Redis in CI; "filesystem" is the embedded default's server-less broker.
+@pytest.mark.parametrize("celery_broker", ["configured", "filesystem"], indirect=True)
 def test_queued_test_bid_reaches_the_simulator_and_fills_its_row(
-    celery_worker_factory, simulator, buyer
+    celery_broker, celery_worker_factory, simulator, buyer
 ):
     simulator.configure(buyer.grid_id, respond="accept", bid_amount="31.25")
-    celery_worker_factory()
+    worker = celery_worker_factory()
+    if celery_broker.env.get("CELERY_BROKER_URL") == "":
+        assert any("filesystem://" in line for line in worker.log), worker.log
 
     bid = testbids.test_bid_queue(buyer=buyer, caller_id="(303) 555-1234", state_code="CO")
 
