@@ -1,7 +1,14 @@
 """Shared fixtures: personas for each role and settings that let buyers point at the simulator."""
 
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -83,17 +90,6 @@ def admin_api(charlie) -> APIClient:
 # Tests publish to a queue of their own (and, on the filesystem broker, to a folder of their
 # own), so concurrent test runs sharing one Redis never take each other's messages.
 
-import os as _os  # noqa: E402
-import signal as _signal  # noqa: E402
-import subprocess as _subprocess  # noqa: E402
-import sys as _sys  # noqa: E402
-import threading as _threading  # noqa: E402
-import time as _time  # noqa: E402
-import uuid as _uuid  # noqa: E402
-from dataclasses import dataclass as _dataclass  # noqa: E402
-from dataclasses import field as _field  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-
 
 def _celery_reset(app) -> None:
     """Drop the app's cached pools and queue declarations after a config change.
@@ -105,7 +101,7 @@ def _celery_reset(app) -> None:
     app.__dict__.pop("amqp", None)
 
 
-@_dataclass
+@dataclass
 class CeleryBroker:
     """Where this test's messages go: the queue name and the variables a worker needs."""
 
@@ -124,7 +120,7 @@ def celery_broker(request, tmp_path):
     from callgrid_portal.celery import app
 
     force_filesystem = getattr(request, "param", "configured") == "filesystem"
-    queue = f"cgp-test-{_uuid.uuid4().hex[:12]}"
+    queue = f"cgp-test-{uuid.uuid4().hex[:12]}"
     changes: dict[str, object] = {"task_default_queue": queue}
     env = {}
     filesystem = force_filesystem or app.conf.broker_url.startswith("filesystem")
@@ -157,16 +153,16 @@ def celery_broker(request, tmp_path):
     _celery_reset(app)
 
 
-@_dataclass
+@dataclass
 class WorkerProcess:
     """A ``celery worker`` subprocess and the log it has written so far."""
 
-    process: _subprocess.Popen
-    log: list[str] = _field(default_factory=list)
+    process: subprocess.Popen
+    log: list[str] = field(default_factory=list)
 
     def kill(self) -> None:
         """SIGKILL: the worker gets no chance to give back what it holds."""
-        self.process.send_signal(_signal.SIGKILL)
+        self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
@@ -201,7 +197,7 @@ def celery_worker_factory(celery_broker, transactional_db):
 
     def start(**extra_env: str) -> WorkerProcess:
         env = {
-            **_os.environ,
+            **os.environ,
             "DJANGO_SETTINGS_MODULE": "callgrid_portal.settings",
             "CALLGRID_ENDPOINT_ALLOWLIST": "bid.callgrid.com,127.0.0.1,localhost",
             "CALLGRID_INSECURE_HOSTS": "127.0.0.1,localhost",
@@ -212,7 +208,7 @@ def celery_worker_factory(celery_broker, transactional_db):
         if not env.get("DATABASE_URL"):
             env.pop("DATABASE_URL", None)
         argv = [
-            _sys.executable,
+            sys.executable,
             "-m",
             "celery",
             "-A",
@@ -228,17 +224,17 @@ def celery_worker_factory(celery_broker, transactional_db):
             "--without-heartbeat",
             "--loglevel=INFO",
         ]
-        process = _subprocess.Popen(
+        process = subprocess.Popen(
             argv,
-            cwd=_Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parent.parent,
             env=env,
-            stdout=_subprocess.PIPE,
-            stderr=_subprocess.STDOUT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         worker = WorkerProcess(process)
         workers.append(worker)
-        ready = _threading.Event()
+        ready = threading.Event()
 
         def pump() -> None:
             assert process.stdout is not None
@@ -247,10 +243,10 @@ def celery_worker_factory(celery_broker, transactional_db):
                 if " ready." in line:
                     ready.set()
 
-        _threading.Thread(target=pump, daemon=True).start()
-        deadline = _time.monotonic() + 30
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + 30
         while not ready.wait(0.05):
-            if process.poll() is not None or _time.monotonic() > deadline:
+            if process.poll() is not None or time.monotonic() > deadline:
                 worker.stop()
                 raise RuntimeError("celery worker did not start:\n" + "".join(worker.log))
         return worker
