@@ -7,9 +7,10 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -18,6 +19,44 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The shape of every API error (see :func:`exception_handler`)."""
+
+    detail = serializers.CharField(help_text="What went wrong, in one sentence.")
+    field = serializers.CharField(allow_null=True, help_text="The request field at fault, or null.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Every field at fault with its messages (validation errors only).",
+    )
+
+
+class PortalAutoSchema(AutoSchema):
+    """drf-spectacular's schema, plus the error answers every endpoint can give.
+
+    Without them the OpenAPI document only shows successes, and a client generated from it
+    cannot read our ``{"detail", "field", "errors"}`` errors.
+    """
+
+    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)  # type: ignore[arg-type]
+        if direction != "response":
+            return responses
+        errors = {"400": "Bad input; `field` names the field at fault."}
+        if self.get_auth():
+            errors["401"] = "No valid token or session."
+            errors["403"] = "Your role does not allow this."
+            errors["429"] = "Too many requests (API_THROTTLE_RATE)."
+        if "{" in self.path:
+            errors["404"] = "No such object."
+        for code, description in errors.items():
+            if code not in responses:
+                response = self._get_response_for_code(ErrorSerializer, code)
+                response["description"] = description
+                responses[code] = response
+        return responses
 
 
 def _first_field(detail: Any) -> str | None:

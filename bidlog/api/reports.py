@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -66,6 +68,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
 class IsoDateTime(serializers.Field):
     """ISO 8601 date or date-time; naive means UTC (the bids list reads it the same way)."""
 
@@ -168,6 +171,10 @@ SUMMARY_COLUMNS = [
 class ReportSummaryView(_ReportView):
     """Totals, breakdowns by outcome, class and code, latency, revenue and per-buyer rows."""
 
+    @extend_schema(
+        parameters=[ReportQuerySerializer],
+        responses=OpenApiResponse(OpenApiTypes.OBJECT, "The summary; README 'Reports' defines it."),
+    )
     def get(self, request: Request) -> Response:
         summary = report_summary(**_query(ReportQuerySerializer, request))
         if not self.wants_csv(request):
@@ -218,6 +225,10 @@ SERIES_COLUMNS = [
 class ReportTimeseriesView(_ReportView):
     """One row per hour or day bucket in the asked time zone."""
 
+    @extend_schema(
+        parameters=[TimeseriesQuerySerializer],
+        responses=OpenApiResponse(OpenApiTypes.OBJECT, "{bucket, tz, results: [rows]}"),
+    )
     def get(self, request: Request) -> Response:
         query = _query(TimeseriesQuerySerializer, request)
         rows = report_timeseries(**query)
@@ -233,6 +244,10 @@ STATE_COLUMNS = ["state_code", "attempts", "bids", "accepted", "acceptance_rate"
 class ReportStatesView(_ReportView):
     """Attempts, bids and acceptance per inbound state."""
 
+    @extend_schema(
+        parameters=[ReportQuerySerializer],
+        responses=OpenApiResponse(OpenApiTypes.OBJECT, "{results: [rows per state]}"),
+    )
     def get(self, request: Request) -> Response:
         rows = report_states(**_query(ReportQuerySerializer, request))
         if not self.wants_csv(request):
@@ -251,6 +266,10 @@ class BidImportView(APIView):
 
     write_role = OPERATOR
 
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "{created, existing, received}")},
+    )
     def post(self, request: Request) -> Response:
         records = request.data.get("records") if isinstance(request.data, dict) else None
         if not isinstance(records, list):

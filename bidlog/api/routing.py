@@ -12,7 +12,9 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from knox.signals import token_expired
@@ -212,6 +214,16 @@ class RouteTokenAuthentication(TokenAuthentication):
         return False
 
 
+class RouteTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Document the route's token authentication as the API's usual ``Token`` header."""
+
+    target_class = RouteTokenAuthentication
+    name = "routeToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": "Authorization"}
+
+
 class RouteView(APIView):
     """``POST /route/``: decide where one inbound call goes, within the call's deadline."""
 
@@ -295,7 +307,10 @@ class EligibilityView(APIView):
             OpenApiParameter("caller_id", str, required=True),
             OpenApiParameter("state_code", str),
             OpenApiParameter("buyer", int, many=True),
-        ]
+        ],
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT, "For each buyer: eligible now or not, why, and until when."
+        ),
     )
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("caller_id", "")
