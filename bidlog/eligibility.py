@@ -56,6 +56,7 @@ class Eligibility:
 
     buyer: Buyer
     blocks: list[Block] = field(default_factory=list)
+    caps: tuple[int, int] | None = None  # (day, month) routed calls, for capped buyers
 
     @property
     def eligible(self) -> bool:
@@ -190,6 +191,59 @@ def cap_block(
     return None
 
 
+def cap_counters(
+    *, buyer: Buyer, now: datetime, counts: tuple[int, int] | None
+) -> tuple[limits.CapCounter, ...]:
+    """The buyer's caps as shared counters to reserve against, month first like the block.
+
+    Keys name the buyer's own calendar day or month, so midnight in its zone starts a fresh
+    counter (seeded from ``counts``, the database's ``(day, month)``) without any reset job.
+    A key lives one day past its period, so it is never seeded twice within the period.
+    """
+    if buyer.daily_cap is None and buyer.monthly_cap is None:
+        return ()
+    tz = ZoneInfo(buyer.timezone)
+    local = now.astimezone(tz)
+    day, month = counts or (0, 0)
+    counters: list[limits.CapCounter] = []
+    if buyer.monthly_cap is not None:
+        end = local_month_bounds(tz=tz, now=now)[1]
+        counters.append(
+            limits.CapCounter(
+                key=limits.cap_key(buyer_id=buyer.pk, period=f"m{local:%Y-%m}"),
+                limit=buyer.monthly_cap,
+                seed=month,
+                ttl_seconds=(end - now).total_seconds() + 86400,
+            )
+        )
+    if buyer.daily_cap is not None:
+        end = local_day_bounds(tz=tz, now=now)[1]
+        counters.append(
+            limits.CapCounter(
+                key=limits.cap_key(buyer_id=buyer.pk, period=f"d{local:%Y-%m-%d}"),
+                limit=buyer.daily_cap,
+                seed=day,
+                ttl_seconds=(end - now).total_seconds() + 86400,
+            )
+        )
+    return tuple(counters)
+
+
+def reserved_cap_block(*, buyer: Buyer, now: datetime, cap_index: int, total: int) -> Block:
+    """The ``skipped_cap`` block of a cap found full at admission, routes in flight counted."""
+    monthly_first = buyer.monthly_cap is not None
+    is_month = monthly_first and cap_index == 0
+    counts = (0, total) if is_month else (total, 0)
+    block = cap_block(buyer=buyer, now=now, counts=counts)
+    if block is None:  # the cap changed in between; say what was seen
+        return Block(Outcome.SKIPPED_CAP, f"cap reached with {total} calls routed or in flight")
+    return Block(
+        block.outcome,
+        block.reason.replace(" reached", " reached with routes in flight"),
+        block.until,
+    )
+
+
 # --- duplicate window ---------------------------------------------------------------------
 
 
@@ -239,6 +293,14 @@ def buyers_with_last_paid(*, buyers: QuerySet[Buyer], caller_id: str, now: datet
         .values("created_at")[:1]
     )
     return list(buyers.annotate(last_paid_at=Subquery(latest)).order_by("priority", "name", "pk"))
+
+
+def in_flight_duplicate_block() -> Block:
+    """The ``skipped_duplicate`` block of a caller another route is selling to this buyer now."""
+    return Block(
+        Outcome.SKIPPED_DUPLICATE,
+        "another route for this caller is being sold to this buyer right now",
+    )
 
 
 def duplicate_block(*, buyer: Buyer, last_paid: datetime | None, now: datetime) -> Block | None:
@@ -332,7 +394,7 @@ def eligibility_check(
             )
         if include_limits:
             blocks.extend(_limit_blocks(buyer))
-        answers.append(Eligibility(buyer=buyer, blocks=blocks))
+        answers.append(Eligibility(buyer=buyer, blocks=blocks, caps=caps.get(buyer.pk)))
     return answers
 
 

@@ -22,6 +22,21 @@ whole counter.
 
 Cooldown. After a 3000 No Capacity the grid is skipped for ``capacity_cooldown_seconds``; a
 plain cache entry with that timeout is enough (last writer wins, which is what we want).
+
+Reservations. Daily and monthly caps and the duplicate window are decided by the database,
+but a database read cannot see the routes still in flight, so concurrent routes could overshoot
+a cap or sell one caller twice. Admission therefore also *reserves*, in the same atomic step as
+the slot and the token:
+
+- a cap: per buyer, a committed count per local day and month (seeded add-if-absent from the
+  database count, so two processes seeding at once agree) plus a set of in-flight reservations
+  with expiries. A reservation fits when committed + in flight stays under every cap. The
+  winner *keeps* it (moved from in flight to committed); every other route gives it back.
+  An in-flight entry of a process that dies expires with its lease, so nothing leaks.
+- a duplicate window: one key per (buyer, caller), added only if absent, holding ``pending``
+  while the route runs and ``won:<call id>`` for a short hold after the winner's call is
+  written, which covers routes that read the database just before that write. After the hold
+  the database is the only truth again.
 """
 
 from __future__ import annotations
@@ -34,7 +49,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +65,12 @@ DEFAULT_LEASE_TTL_SECONDS = 60.0
 _RATE_KEY = "limits:rate:{grid_id}"
 _LEASE_KEY = "limits:leases:{grid_id}"
 _COOLDOWN_KEY = "limits:cooldown:{grid_id}"
+# Caps and duplicate windows belong to a buyer (its calls), not to its grid.
+_CAP_KEY = "limits:cap:{buyer_id}:{period}"
+_CAP_INFLIGHT_KEY = "limits:cap:{buyer_id}:inflight"
+_DUPLICATE_KEY = "limits:dup:{buyer_id}:{caller_id}"
+_PENDING = "pending:"
+_WON = "won:"
 
 
 @dataclass(frozen=True)
@@ -171,6 +192,70 @@ def cooldown_until(*, grid_id: str, now: float | None = None) -> datetime | None
     return datetime.fromtimestamp(int(until_ms) / 1000, tz=UTC)
 
 
+def cap_key(*, buyer_id: int, period: str) -> str:
+    """The committed-count key of one buyer's cap period (``d2026-06-10``, ``m2026-06``)."""
+    return _CAP_KEY.format(buyer_id=buyer_id, period=period)
+
+
+def duplicate_key(*, buyer_id: int, caller_id: str) -> str:
+    """The key that holds one caller's duplicate window with one buyer while it is racy."""
+    return _DUPLICATE_KEY.format(buyer_id=buyer_id, caller_id=caller_id)
+
+
+@dataclass(frozen=True)
+class CapCounter:
+    """One cap to reserve against: its key, its limit and the database count to seed it."""
+
+    key: str
+    limit: int
+    seed: int
+    ttl_seconds: float  # outlives the period, so the key is never re-seeded mid-period
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    """What a route must reserve with a buyer besides the grid's slot and token.
+
+    ``duplicate_key`` is empty for a buyer without a duplicate window. ``duplicate_expect`` is
+    a ``won:`` value the caller has checked against the database and found stale (the call was
+    marked not paid out), which may then be replaced; otherwise the key must be absent.
+    """
+
+    buyer_id: int
+    caps: tuple[CapCounter, ...] = ()
+    duplicate_key: str = ""
+    duplicate_expect: str = ""
+
+
+@dataclass(eq=False)
+class Reservation:
+    """Caps and a duplicate window held for one route with one buyer.
+
+    ``state`` moves ``held`` -> ``released``, or ``held`` -> ``kept`` -> ``confirmed`` (or
+    back to ``released`` when the call could not be written). The moves are guarded here, so
+    a counter is never given back twice whatever path an exception takes.
+    """
+
+    buyer_id: int
+    token: str
+    expires_at: float
+    cap_keys: tuple[str, ...] = ()
+    duplicate_key: str = ""
+    state: str = "held"
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def pending_value(self) -> str:
+        return _PENDING + self.token
+
+    def _move(self, allowed: tuple[str, ...], to: str) -> bool:
+        with self.lock:
+            if self.state not in allowed:
+                return False
+            self.state = to
+            return True
+
+
 @dataclass(frozen=True)
 class AdmissionRequest:
     """One grid a call wants to ask, with the limits that grid has."""
@@ -178,21 +263,28 @@ class AdmissionRequest:
     grid_id: str
     max_concurrency: int
     per_minute: int
+    reserve: ReservationRequest | None = None
 
 
 @dataclass(frozen=True)
 class Admission:
-    """Whether one grid may be asked now; when it may, the slot it holds.
+    """Whether one grid may be asked now; when it may, the slot (and reservation) it holds.
 
-    ``refused`` is ``""`` when admitted, else ``cooldown``, ``concurrency`` or ``rate_limit``
-    (checked in that order, and nothing is taken from a grid that is refused).
+    ``refused`` is ``""`` when admitted, else ``cooldown``, ``duplicate``, ``cap``,
+    ``concurrency`` or ``rate_limit`` (checked in that order, and nothing is taken from a grid
+    that is refused). ``holder`` is the value found in the duplicate key; ``cap_index`` and
+    ``cap_total`` say which cap was full and at what count, routes in flight included.
     """
 
     grid_id: str
     lease: Lease | None = None
+    reservation: Reservation | None = None
     refused: str = ""
     cooldown_until: datetime | None = None
     retry_after: float = 0.0
+    holder: str = ""
+    cap_index: int = -1
+    cap_total: int = 0
 
     @property
     def admitted(self) -> bool:
@@ -227,11 +319,96 @@ def admit(
     return _store().admit(items, now=current)
 
 
+def _reservation_for(item: _AdmitItem) -> Reservation | None:
+    reserve = item.request.reserve
+    if reserve is None or not (reserve.caps or reserve.duplicate_key):
+        return None
+    return Reservation(
+        buyer_id=reserve.buyer_id,
+        # The lease id doubles as the reservation's token: one id per admitted grid.
+        token=item.lease_id,
+        expires_at=item.expires_at,
+        cap_keys=tuple(cap.key for cap in reserve.caps),
+        duplicate_key=reserve.duplicate_key,
+    )
+
+
 def concurrency_release_many(leases: Iterable[Lease]) -> None:
     """Give several slots back at once (one pipelined round trip on Redis)."""
     leases = list(leases)
     if leases:
         _store().lease_release_many(leases)
+
+
+def admission_settle(
+    *,
+    leases: Iterable[Lease] = (),
+    release: Iterable[Reservation] = (),
+    keep: Iterable[Reservation] = (),
+) -> None:
+    """Give slots back, give reservations back and keep the winner's, in one round trip.
+
+    ``release`` accepts reservations in any state: a held one leaves the in-flight set, a kept
+    one (the winner whose call could not be written) takes its count back, a released or
+    confirmed one is left alone. Every step is safe to run in a ``finally``.
+    """
+    ops: list[tuple[str, Reservation]] = []
+    for reservation in keep:
+        if reservation._move(("held",), "kept"):
+            ops.append(("keep", reservation))
+    for reservation in release:
+        if reservation._move(("held",), "released"):
+            ops.append(("release", reservation))
+        elif reservation._move(("kept",), "released"):
+            ops.append(("give_back", reservation))
+    leases = list(leases)
+    if leases or ops:
+        _store().settle(leases, ops)
+
+
+def reservation_confirm(reservation: Reservation, *, call_id: int, hold_seconds: float) -> None:
+    """Mark the winner's duplicate key as sold once its call is written; it lapses after a hold.
+
+    The hold only has to outlast a route that read the database just before the call was
+    written (at most one deadline); later routes find the call in the database.
+    """
+    if not reservation._move(("kept",), "confirmed") or not reservation.duplicate_key:
+        return
+    _store().duplicate_swap(
+        reservation.duplicate_key,
+        expect=reservation.pending_value,
+        value=f"{_WON}{call_id}",
+        ttl_seconds=hold_seconds,
+    )
+
+
+def duplicate_forget(*, buyer_id: int, caller_id: str, call_id: int) -> None:
+    """Drop the hold a call left on its caller (the call was marked not paid out).
+
+    Only that call's own ``won:`` value is removed: a route in flight for the same caller
+    keeps its ``pending`` value.
+    """
+    _store().duplicate_swap(
+        duplicate_key(buyer_id=buyer_id, caller_id=caller_id),
+        expect=f"{_WON}{call_id}",
+        value="",
+        ttl_seconds=0,
+    )
+
+
+def duplicate_holder_call(holder: str) -> int | None:
+    """The call id in a ``won:`` value, or ``None`` for a route still in flight."""
+    if holder.startswith(_WON):
+        try:
+            return int(holder[len(_WON) :])
+        except ValueError:
+            return None
+    return None
+
+
+def cap_reserved(*, buyer_id: int, key: str, now: float | None = None) -> int:
+    """Committed count plus routes in flight for one cap key (tests and the eligibility page)."""
+    return _store().cap_total(buyer_id, key, now=time.time() if now is None else now)
 
 
 def limits_reset(*, grid_id: str) -> None:
@@ -308,61 +485,187 @@ class _AdmitItem:
     refill: float
 
 
-# One script for a whole auction: per grid, cooldown, then a slot, then a token. A refused grid
-# keeps its slot count and tokens unchanged. Replies {status, detail} per grid: 0 admitted,
-# 1 cooling down (detail: until, ms), 2 no slot free, 3 no token (detail: tokens left).
+# One script for a whole auction: per grid, cooldown, duplicate window, caps, a slot, then a
+# token. A refused grid keeps its slots, tokens and reservations unchanged. Replies
+# {status, detail} per grid: 0 admitted, 1 cooling down (detail: until, ms), 2 no slot free,
+# 3 no token (detail: tokens left), 4 duplicate key held (detail: its value), 5 a cap is full
+# (detail: "<cap number>:<total>").
+# Per grid, KEYS: cooldown, leases, bucket, [duplicate], [in-flight set, cap counters...];
+# ARGV: lease id, limit, capacity, refill, expiry, lease ttl ms, has duplicate, duplicate
+# value, duplicate expected, cap count, then per cap: limit, seed, ttl ms.
 _ADMIT_LUA = """
 local now = tonumber(ARGV[1])
 local out = {}
-local grids = #KEYS / 3
-for i = 0, grids - 1 do
-  local cooldown_key, lease_key, bucket_key = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-  local a = 1 + i * 6
-  local lease_id = ARGV[a + 1]
-  local limit = tonumber(ARGV[a + 2])
-  local capacity = tonumber(ARGV[a + 3])
-  local refill = tonumber(ARGV[a + 4])
-  local expires_at = ARGV[a + 5]
-  local ttl_ms = tonumber(ARGV[a + 6])
+local k = 1
+local a = 2
+while a <= #ARGV do
+  local cooldown_key, lease_key, bucket_key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  k = k + 3
+  local lease_id = ARGV[a]
+  local limit = tonumber(ARGV[a + 1])
+  local capacity = tonumber(ARGV[a + 2])
+  local refill = tonumber(ARGV[a + 3])
+  local expires_at = ARGV[a + 4]
+  local ttl_ms = tonumber(ARGV[a + 5])
+  local has_dup = ARGV[a + 6] == '1'
+  local dup_value = ARGV[a + 7]
+  local dup_expect = ARGV[a + 8]
+  local n_caps = tonumber(ARGV[a + 9])
+  a = a + 10
+  local dup_key = nil
+  if has_dup then
+    dup_key = KEYS[k]
+    k = k + 1
+  end
+  local inflight_key = nil
+  local caps = {}
+  if n_caps > 0 then
+    inflight_key = KEYS[k]
+    k = k + 1
+    for c = 1, n_caps do
+      caps[c] = {KEYS[k], tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2]}
+      k = k + 1
+      a = a + 3
+    end
+  end
+  local status = 0
+  local detail = '0'
   local cooling = redis.call('GET', cooldown_key)
   if cooling and tonumber(cooling) > now * 1000 then
-    out[#out + 1] = {1, cooling}
-  else
+    status = 1
+    detail = cooling
+  end
+  if status == 0 and dup_key then
+    local held = redis.call('GET', dup_key)
+    if held and held ~= dup_expect then
+      status = 4
+      detail = held
+    end
+  end
+  if status == 0 and inflight_key then
+    redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', ARGV[1])
+    local pending = redis.call('ZCARD', inflight_key)
+    for c = 1, n_caps do
+      redis.call('SET', caps[c][1], caps[c][3], 'NX', 'PX', caps[c][4])
+      local total = tonumber(redis.call('GET', caps[c][1])) + pending
+      if status == 0 and total >= caps[c][2] then
+        status = 5
+        detail = c .. ':' .. total
+      end
+    end
+  end
+  if status == 0 then
     redis.call('ZREMRANGEBYSCORE', lease_key, '-inf', ARGV[1])
     if redis.call('ZCARD', lease_key) >= limit then
-      out[#out + 1] = {2, '0'}
-    else
-      local state = redis.call('HMGET', bucket_key, 'tokens', 'ts')
-      local tokens = tonumber(state[1])
-      local ts = tonumber(state[2])
-      if tokens == nil or ts == nil then
-        tokens = capacity
-        ts = now
+      status = 2
+    end
+  end
+  if status == 0 then
+    local state = redis.call('HMGET', bucket_key, 'tokens', 'ts')
+    local tokens = tonumber(state[1])
+    local ts = tonumber(state[2])
+    if tokens == nil or ts == nil then
+      tokens = capacity
+      ts = now
+    end
+    if now > ts then
+      tokens = math.min(capacity, tokens + (now - ts) * refill)
+      ts = now
+    end
+    status = 3
+    if tokens - 1 >= -1e-9 then
+      tokens = tokens - 1
+      status = 0
+      redis.call('ZADD', lease_key, expires_at, lease_id)
+      redis.call('PEXPIRE', lease_key, ttl_ms)
+      if dup_key then
+        redis.call('SET', dup_key, dup_value, 'PX', ttl_ms)
       end
-      if now > ts then
-        tokens = math.min(capacity, tokens + (now - ts) * refill)
-        ts = now
+      if inflight_key then
+        redis.call('ZADD', inflight_key, expires_at, lease_id)
+        redis.call('PEXPIRE', inflight_key, ttl_ms)
       end
-      local status = 3
-      if tokens - 1 >= -1e-9 then
-        tokens = tokens - 1
-        status = 0
-        redis.call('ZADD', lease_key, expires_at, lease_id)
-        redis.call('PEXPIRE', lease_key, ttl_ms)
+    end
+    detail = string.format('%.17g', tokens)
+    redis.call('HSET', bucket_key, 'tokens', detail, 'ts', string.format('%.17g', ts))
+    redis.call('PEXPIRE', bucket_key, math.ceil(capacity / refill * 1000) + 1000)
+  end
+  out[#out + 1] = {status, detail}
+end
+return out
+"""
+
+# Settle one reservation. ARGV: op (keep, release, give_back), token, pending value, has
+# in-flight set, has duplicate key; KEYS: [in-flight set], [duplicate], cap counters...
+# A counter that expired is not re-created: its next seed comes from the database.
+_SETTLE_LUA = """
+local op, token, pending = ARGV[1], ARGV[2], ARGV[3]
+local k = 1
+local inflight, dup = nil, nil
+if ARGV[4] == '1' then
+  inflight = KEYS[k]
+  k = k + 1
+end
+if ARGV[5] == '1' then
+  dup = KEYS[k]
+  k = k + 1
+end
+if op == 'keep' then
+  if inflight and redis.call('ZREM', inflight, token) == 1 then
+    for i = k, #KEYS do
+      if redis.call('EXISTS', KEYS[i]) == 1 then
+        redis.call('INCR', KEYS[i])
       end
-      local tokens_text = string.format('%.17g', tokens)
-      redis.call('HSET', bucket_key, 'tokens', tokens_text, 'ts', string.format('%.17g', ts))
-      redis.call('PEXPIRE', bucket_key, math.ceil(capacity / refill * 1000) + 1000)
-      out[#out + 1] = {status, tokens_text}
+    end
+  end
+  return 1
+end
+if op == 'release' then
+  if inflight then
+    redis.call('ZREM', inflight, token)
+  end
+else
+  for i = k, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      redis.call('DECR', KEYS[i])
     end
   end
 end
-return out
+if dup and redis.call('GET', dup) == pending then
+  redis.call('DEL', dup)
+end
+return 1
+"""
+
+# Compare and swap one duplicate key: replace (or delete, for an empty value) only when it
+# still holds the expected value, so nobody clears a hold that another route has taken since.
+_SWAP_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[2] == '' then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  end
+  return 1
+end
+return 0
+"""
+
+_CAP_TOTAL_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return (tonumber(redis.call('GET', KEYS[2])) or 0) + redis.call('ZCARD', KEYS[1])
 """
 
 
 def _refused_admission(item: _AdmitItem, status: int, detail: str) -> Admission:
     grid_id = item.request.grid_id
+    if status == 4:
+        return Admission(grid_id=grid_id, refused="duplicate", holder=detail)
+    if status == 5:
+        index, total = detail.split(":")
+        return Admission(
+            grid_id=grid_id, refused="cap", cap_index=int(index) - 1, cap_total=int(total)
+        )
     if status == 1:
         until = datetime.fromtimestamp(int(float(detail)) / 1000, tz=UTC)
         return Admission(grid_id=grid_id, refused="cooldown", cooldown_until=until)
@@ -461,6 +764,9 @@ class _RedisStore:
                 self.backend.make_and_validate_key(_LEASE_KEY.format(grid_id=grid_id)),
                 self.backend.make_and_validate_key(_RATE_KEY.format(grid_id=grid_id)),
             ]
+            reserve = item.request.reserve
+            caps = reserve.caps if reserve else ()
+            dup = reserve.duplicate_key if reserve else ""
             args += [
                 item.lease_id,
                 max(int(item.request.max_concurrency), 1),
@@ -468,22 +774,79 @@ class _RedisStore:
                 item.refill,
                 repr(item.expires_at),
                 int((item.expires_at - now) * 1000) + 1000,
+                "1" if dup else "0",
+                _PENDING + item.lease_id,
+                reserve.duplicate_expect if reserve else "",
+                len(caps),
             ]
-        client = self._client()
-        script = _SCRIPTS.get("admit")
-        if script is None:
-            with _SCRIPTS_LOCK:
-                script = _SCRIPTS.setdefault("admit", client.register_script(_ADMIT_LUA))
-        replies = script(keys=keys, args=args, client=client)
+            if dup:
+                keys.append(self.backend.make_and_validate_key(dup))
+            if caps:
+                buyer_id = reserve.buyer_id  # type: ignore[union-attr]
+                keys.append(self._key(_CAP_INFLIGHT_KEY.format(buyer_id=buyer_id)))
+                for cap in caps:
+                    keys.append(self._key(cap.key))
+                    args += [cap.limit, cap.seed, max(int(cap.ttl_seconds * 1000), 1000)]
+        replies = self._script("admit", _ADMIT_LUA)(keys=keys, args=args, client=self._client())
         admissions: list[Admission] = []
         for item, (status, detail) in zip(items, replies, strict=True):
             detail = detail.decode() if isinstance(detail, bytes) else str(detail)
             if int(status) == 0:
                 lease = Lease(item.request.grid_id, item.lease_id, item.expires_at)
-                admissions.append(Admission(grid_id=item.request.grid_id, lease=lease))
+                admissions.append(
+                    Admission(
+                        grid_id=item.request.grid_id,
+                        lease=lease,
+                        reservation=_reservation_for(item),
+                    )
+                )
             else:
                 admissions.append(_refused_admission(item, int(status), detail))
         return admissions
+
+    def _key(self, key: str) -> str:
+        return self.backend.make_and_validate_key(key)
+
+    def _script(self, name: str, lua: str) -> Any:
+        script = _SCRIPTS.get(name)
+        if script is None:
+            with _SCRIPTS_LOCK:
+                script = _SCRIPTS.setdefault(name, self._client().register_script(lua))
+        return script
+
+    def settle(self, leases: list[Lease], ops: list[tuple[str, Reservation]]) -> None:
+        pipe = self._client().pipeline(transaction=False)
+        for lease in leases:
+            pipe.zrem(self._key(_LEASE_KEY.format(grid_id=lease.grid_id)), lease.lease_id)
+        settle = self._script("settle", _SETTLE_LUA)
+        for op, reservation in ops:
+            keys: list[str] = []
+            if reservation.cap_keys:
+                keys.append(self._key(_CAP_INFLIGHT_KEY.format(buyer_id=reservation.buyer_id)))
+            if reservation.duplicate_key:
+                keys.append(self._key(reservation.duplicate_key))
+            keys += [self._key(key) for key in reservation.cap_keys]
+            args = [
+                op,
+                reservation.token,
+                reservation.pending_value,
+                "1" if reservation.cap_keys else "0",
+                "1" if reservation.duplicate_key else "0",
+            ]
+            settle(keys=keys, args=args, client=pipe)
+        pipe.execute()
+
+    def duplicate_swap(self, key: str, *, expect: str, value: str, ttl_seconds: float) -> None:
+        self._script("swap", _SWAP_LUA)(
+            keys=[self._key(key)],
+            args=[expect, value, max(int(ttl_seconds * 1000), 1)],
+            client=self._client(),
+        )
+
+    def cap_total(self, buyer_id: int, key: str, *, now: float) -> int:
+        inflight = self._key(_CAP_INFLIGHT_KEY.format(buyer_id=buyer_id))
+        script = self._script("cap_total", _CAP_TOTAL_LUA)
+        return int(script(keys=[inflight, self._key(key)], args=[repr(now)], client=self._client()))
 
     def lease_count(self, key: str, *, now: float) -> int:
         return int(self._run("lease_count", _LEASE_COUNT_LUA, key, [repr(now)]))
@@ -532,6 +895,12 @@ def _file_lock(key: str) -> _FileLock:
         if lock is None:
             lock = _FILE_LOCKS[path] = _FileLock(path)
         return lock
+
+
+def _buyer_lock(buyer_id: int) -> _FileLock:
+    # One lock per buyer for its caps and duplicate keys: a reservation touches several keys
+    # of one buyer at once, and they must change together.
+    return _file_lock(f"limits:reserve:{buyer_id}")
 
 
 class _LockedCacheStore:
@@ -589,8 +958,9 @@ class _LockedCacheStore:
             self.lease_release(_LEASE_KEY.format(grid_id=lease.grid_id), lease_id=lease.lease_id)
 
     def admit(self, items: list[_AdmitItem], *, now: float) -> list[Admission]:
-        # Grid by grid: each step is atomic under its key's lock, and a grid refused at the
-        # token step gives its slot straight back, so nothing leaks between the steps.
+        # Grid by grid: each step is atomic under its key's lock (never two locks at once, so
+        # stripes cannot deadlock), and a grid refused at a later step gives back what the
+        # earlier steps took, so nothing leaks between the steps.
         admissions: list[Admission] = []
         for item in items:
             grid_id = item.request.grid_id
@@ -598,6 +968,12 @@ class _LockedCacheStore:
             if cooling is not None and int(cooling) > now * 1000:
                 admissions.append(_refused_admission(item, 1, str(cooling)))
                 continue
+            reservation = _reservation_for(item)
+            if reservation is not None:
+                status, detail = self._reserve(item, now=now)
+                if status:
+                    admissions.append(_refused_admission(item, status, detail))
+                    continue
             lease_key = _LEASE_KEY.format(grid_id=grid_id)
             if not self.lease_acquire(
                 lease_key,
@@ -606,6 +982,8 @@ class _LockedCacheStore:
                 now=now,
                 expires_at=item.expires_at,
             ):
+                if reservation is not None:
+                    self.settle([], [("release", reservation)])
                 admissions.append(_refused_admission(item, 2, "0"))
                 continue
             rate = self.bucket(
@@ -618,11 +996,91 @@ class _LockedCacheStore:
             )
             if not rate.allowed:
                 self.lease_release(lease_key, lease_id=item.lease_id)
+                if reservation is not None:
+                    self.settle([], [("release", reservation)])
                 admissions.append(_refused_admission(item, 3, repr(rate.tokens)))
                 continue
             lease = Lease(grid_id, item.lease_id, item.expires_at)
-            admissions.append(Admission(grid_id=grid_id, lease=lease))
+            admissions.append(Admission(grid_id=grid_id, lease=lease, reservation=reservation))
         return admissions
+
+    def _reserve(self, item: _AdmitItem, *, now: float) -> tuple[int, str]:
+        """The duplicate and cap steps of the admission script, under the buyer's lock."""
+        reserve = item.request.reserve
+        assert reserve is not None
+        ttl = int(item.expires_at - now) + 2
+        inflight_key = _CAP_INFLIGHT_KEY.format(buyer_id=reserve.buyer_id)
+        with _buyer_lock(reserve.buyer_id).held():
+            if reserve.duplicate_key:
+                held = self.backend.get(reserve.duplicate_key)
+                if held is not None and held != reserve.duplicate_expect:
+                    return 4, str(held)
+            if reserve.caps:
+                inflight = self._inflight(inflight_key, now)
+                for number, cap in enumerate(reserve.caps, start=1):
+                    committed = self._counter(cap.key)
+                    if committed is None:
+                        committed = int(cap.seed)
+                        self._counter_set(cap.key, committed, until=now + cap.ttl_seconds)
+                    total = committed + len(inflight)
+                    if total >= cap.limit:
+                        return 5, f"{number}:{total}"
+                inflight[item.lease_id] = item.expires_at
+                self.backend.set(inflight_key, inflight, timeout=ttl)
+            if reserve.duplicate_key:
+                self.backend.set(reserve.duplicate_key, _PENDING + item.lease_id, timeout=ttl)
+        return 0, ""
+
+    def _inflight(self, key: str, now: float) -> dict[str, float]:
+        held = self.backend.get(key) or {}
+        return {token: expiry for token, expiry in held.items() if expiry > now}
+
+    def settle(self, leases: list[Lease], ops: list[tuple[str, Reservation]]) -> None:
+        self.lease_release_many(leases)
+        for op, reservation in ops:
+            inflight_key = _CAP_INFLIGHT_KEY.format(buyer_id=reservation.buyer_id)
+            with _buyer_lock(reservation.buyer_id).held():
+                now = time.time()
+                inflight = self._inflight(inflight_key, now) if reservation.cap_keys else {}
+                was_in_flight = inflight.pop(reservation.token, None) is not None
+                if reservation.cap_keys and op in ("keep", "release"):
+                    if inflight:
+                        timeout = int(max(inflight.values()) - now) + 2
+                        self.backend.set(inflight_key, inflight, timeout=timeout)
+                    else:
+                        self.backend.delete(inflight_key)
+                step = {"keep": 1 if was_in_flight else 0, "give_back": -1}.get(op, 0)
+                for key in reservation.cap_keys if step else ():
+                    state = self.backend.get(key)
+                    if state is not None:  # expired: the next seed comes from the database
+                        self._counter_set(key, int(state[0]) + step, until=float(state[1]))
+                dup = reservation.duplicate_key
+                if op != "keep" and dup and self.backend.get(dup) == reservation.pending_value:
+                    self.backend.delete(dup)
+
+    def duplicate_swap(self, key: str, *, expect: str, value: str, ttl_seconds: float) -> None:
+        buyer_id = int(key.split(":")[2])
+        with _buyer_lock(buyer_id).held():
+            if self.backend.get(key) != expect:
+                return
+            if value:
+                self.backend.set(key, value, timeout=max(int(ttl_seconds), 1))
+            else:
+                self.backend.delete(key)
+
+    def cap_total(self, buyer_id: int, key: str, *, now: float) -> int:
+        inflight = self._inflight(_CAP_INFLIGHT_KEY.format(buyer_id=buyer_id), now)
+        return (self._counter(key) or 0) + len(inflight)
+
+    def _counter(self, key: str) -> int | None:
+        state = self.backend.get(key)
+        return None if state is None else int(state[0])
+
+    def _counter_set(self, key: str, count: int, *, until: float) -> None:
+        # The expiry travels with the count: the file cache cannot tell a key's remaining
+        # time, and a plain set would restart it (Django's incr does exactly that).
+        timeout = max(int(until - time.time()), 1)
+        self.backend.set(key, (count, until), timeout=timeout)
 
     def _live(self, key: str, now: float) -> dict[str, float]:
         leases = self.backend.get(key) or {}

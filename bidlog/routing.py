@@ -16,6 +16,12 @@ Before a request goes out, :mod:`bidlog.eligibility` rules out buyers that would
 call anyway, and :mod:`bidlog.limits` takes a concurrency slot and a rate-limit token shared by
 every process. Every decision becomes a BidLog row (``skipped_*`` ones send nothing).
 
+The database alone cannot hold caps and duplicate windows against routes running at the same
+time in other processes, so admission also reserves them in the shared cache: one place under
+each capped buyer's daily and monthly cap, and the (buyer, caller) pair of a buyer with a
+duplicate window. The winner keeps its reservation; every other buyer's is given back as soon
+as it is out of the running, and all of them when the route fails or its log cannot be written.
+
 Threads do HTTP only. All database work happens on the calling thread after the answer is
 decided, so worker threads never hold a connection that nobody closes.
 """
@@ -28,7 +34,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -39,7 +45,17 @@ from django.utils import timezone
 
 from bidlog import limits
 from bidlog.choices import Outcome, RoutingStrategy, Source
-from bidlog.eligibility import Block, buyers_with_last_paid, eligibility_check, show_utc
+from bidlog.eligibility import (
+    Block,
+    buyers_with_last_paid,
+    cap_counters,
+    duplicate_block,
+    eligibility_check,
+    in_flight_duplicate_block,
+    last_paid_calls,
+    reserved_cap_block,
+    show_utc,
+)
 from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_list
@@ -74,6 +90,26 @@ class _Answer:
     buyer: Buyer
     block: Block | None = None
     result: BidResult | None = None
+    reservation: limits.Reservation | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A buyer in the running, the first block found before admission, and its cap counts."""
+
+    buyer: Buyer
+    block: Block | None
+    caps: tuple[int, int] | None
+
+
+@dataclass
+class _Route:
+    """What admission needs to know about the call, and every reservation it has taken."""
+
+    caller_id: str
+    moment: datetime
+    lease_ttl: float
+    held: list[limits.Reservation]
 
 
 # --- the thread pool ----------------------------------------------------------------------
@@ -165,31 +201,93 @@ def _clean_input(
 # --- sending ------------------------------------------------------------------------------
 
 
-def _admit(buyers: list[Buyer], lease_ttl: float) -> list[tuple[limits.Lease | None, Block | None]]:
-    """For each buyer, a concurrency slot and a rate token, or the block that refused them.
-
-    One round trip to the shared store for the whole list (see :func:`limits.admit`).
-    """
-    admissions = limits.admit(
-        requests=[
-            limits.AdmissionRequest(
-                grid_id=b.grid_id,
-                max_concurrency=b.max_concurrency,
-                per_minute=b.rate_limit_per_minute,
-            )
-            for b in buyers
-        ],
-        ttl_seconds=lease_ttl,
+def _reservation_request(candidate: _Candidate, route: _Route) -> limits.ReservationRequest | None:
+    """What must be reserved with this buyer: its caps, and the caller's duplicate window."""
+    buyer = candidate.buyer
+    caps = cap_counters(buyer=buyer, now=route.moment, counts=candidate.caps)
+    dup = (
+        limits.duplicate_key(buyer_id=buyer.pk, caller_id=route.caller_id)
+        if buyer.duplicate_window_days
+        else ""
     )
-    return [
-        (admission.lease, _refusal(buyer, admission))
-        for buyer, admission in zip(buyers, admissions, strict=True)
+    if not caps and not dup:
+        return None
+    return limits.ReservationRequest(buyer_id=buyer.pk, caps=caps, duplicate_key=dup)
+
+
+def _admit(
+    candidates: list[_Candidate], route: _Route
+) -> list[tuple[limits.Lease | None, limits.Reservation | None, Block | None]]:
+    """For each buyer, a slot, a rate token and its reservations, or the block that refused it.
+
+    One round trip to the shared store for the whole list (see :func:`limits.admit`). A
+    duplicate key left by an earlier winner is checked against the database (one query, only
+    then): if that call no longer counts (marked not paid out), the key is taken over.
+    """
+    requests = [
+        limits.AdmissionRequest(
+            grid_id=c.buyer.grid_id,
+            max_concurrency=c.buyer.max_concurrency,
+            per_minute=c.buyer.rate_limit_per_minute,
+            reserve=_reservation_request(c, route),
+        )
+        for c in candidates
     ]
+    admissions = limits.admit(requests=requests, ttl_seconds=route.lease_ttl)
+    decided: dict[int, Block] = {}
+    sold = [
+        i
+        for i, a in enumerate(admissions)
+        if a.refused == "duplicate" and limits.duplicate_holder_call(a.holder) is not None
+    ]
+    if sold:
+        paid = last_paid_calls(
+            caller_id=route.caller_id,
+            buyers=[candidates[i].buyer for i in sold],
+            now=route.moment,
+        )
+        retry: list[int] = []
+        for i in sold:
+            buyer = candidates[i].buyer
+            block = duplicate_block(buyer=buyer, last_paid=paid.get(buyer.pk), now=route.moment)
+            if block is None:
+                retry.append(i)
+            else:
+                decided[i] = block
+        if retry:
+            again = limits.admit(
+                requests=[
+                    replace(
+                        requests[i],
+                        reserve=replace(
+                            requests[i].reserve,  # type: ignore[type-var]
+                            duplicate_expect=admissions[i].holder,
+                        ),
+                    )
+                    for i in retry
+                ],
+                ttl_seconds=route.lease_ttl,
+            )
+            for i, admission in zip(retry, again, strict=True):
+                admissions[i] = admission
+    out: list[tuple[limits.Lease | None, limits.Reservation | None, Block | None]] = []
+    for i, (candidate, admission) in enumerate(zip(candidates, admissions, strict=True)):
+        if admission.reservation is not None:
+            route.held.append(admission.reservation)
+        block = decided.get(i) or _refusal(candidate.buyer, admission, route.moment)
+        out.append((admission.lease, admission.reservation, block))
+    return out
 
 
-def _refusal(buyer: Buyer, admission: limits.Admission) -> Block | None:
+def _refusal(buyer: Buyer, admission: limits.Admission, moment: datetime) -> Block | None:
     if admission.admitted:
         return None
+    if admission.refused == "duplicate":
+        return in_flight_duplicate_block()
+    if admission.refused == "cap":
+        return reserved_cap_block(
+            buyer=buyer, now=moment, cap_index=admission.cap_index, total=admission.cap_total
+        )
     if admission.refused == "cooldown" and admission.cooldown_until is not None:
         return Block(
             Outcome.SKIPPED_COOLDOWN,
@@ -260,15 +358,16 @@ def _acceptable_amount(answer: _Answer) -> Decimal | None:
 
 def _waterfall(
     *,
-    candidates: list[tuple[Buyer, Block | None]],
+    candidates: list[_Candidate],
     caller: CallerId,
     state: str,
     params: dict[str, Any],
     deadline: float,
-    lease_ttl: float,
+    route: _Route,
 ) -> tuple[list[_Answer], _Answer | None]:
     answers: list[_Answer] = []
-    for buyer, block in candidates:
+    for candidate in candidates:
+        buyer, block = candidate.buyer, candidate.block
         if block is not None:
             answers.append(_Answer(buyer, block=block))
             continue
@@ -283,7 +382,7 @@ def _waterfall(
                 )
             )
             continue
-        ((lease, refused),) = _admit([buyer], lease_ttl)
+        ((lease, reservation, refused),) = _admit([candidate], route)
         if lease is None:
             answers.append(_Answer(buyer, block=refused))
             continue
@@ -296,35 +395,45 @@ def _waterfall(
                 params=params,
                 deadline=deadline,
             )
-        finally:
+        except BaseException:
+            # The reservation goes back with the others in call_route's handler.
             limits.concurrency_release(lease)
-        answer = _Answer(buyer, result=result)
+            raise
+        answer = _Answer(buyer, result=result, reservation=reservation)
         answers.append(answer)
-        if _acceptable_amount(answer) is not None:
+        won = _acceptable_amount(answer) is not None
+        # The slot, and this buyer's reservation unless it won, go back in one round trip so
+        # a buyer that declined is free for other routes while this one goes on.
+        held = [reservation] if reservation is not None else []
+        limits.admission_settle(
+            leases=[lease], release=[] if won else held, keep=held if won else []
+        )
+        if won:
             return answers, answer
     return answers, None
 
 
 def _highest_bid(
     *,
-    candidates: list[tuple[Buyer, Block | None]],
+    candidates: list[_Candidate],
     caller: CallerId,
     state: str,
     params: dict[str, Any],
     deadline: float,
-    lease_ttl: float,
+    route: _Route,
 ) -> tuple[list[_Answer], _Answer | None]:
-    answers = [_Answer(buyer, block=block) for buyer, block in candidates]
-    asked = [answer for answer in answers if answer.block is None]
+    answers = [_Answer(c.buyer, block=c.block) for c in candidates]
+    asked = [(answer, c) for answer, c in zip(answers, candidates, strict=True) if c.block is None]
     running: dict[Future[BidResult], tuple[_Answer, BidTarget, limits.Lease]] = {}
     started = time.monotonic()
     admitted: list[tuple[_Answer, BidTarget, limits.Lease]] = []
-    for answer, (lease, refused) in zip(
-        asked, _admit([a.buyer for a in asked], lease_ttl), strict=True
+    for (answer, _), (lease, reservation, refused) in zip(
+        asked, _admit([c for _, c in asked], route), strict=True
     ):
         if lease is None:
             answer.block = refused
         else:
+            answer.reservation = reservation
             admitted.append((answer, answer.buyer.as_bid_target(), lease))
     # The calling thread asks the first buyer itself instead of only waiting: one thread
     # hand-off fewer per auction (none at all with one buyer), which under load is CPU the
@@ -354,6 +463,7 @@ def _highest_bid(
                 deadline=deadline,
             )
     except BaseException:
+        # Reservations go back with the others in call_route's handler.
         limits.concurrency_release_many(lease for _, _, lease in admitted)
         raise
     if running:
@@ -384,7 +494,13 @@ def _highest_bid(
         amount = _acceptable_amount(answer)
         if amount is not None and (winner is None or amount > _acceptable_amount(winner)):
             winner = answer
-    limits.concurrency_release_many(finished)
+    # Slots of finished requests, the losers' reservations (timed-out buyers included: they
+    # cannot win any more) and the winner's, kept: one round trip.
+    reserved = [a.reservation for a in answers if a.reservation is not None]
+    kept = [winner.reservation] if winner is not None and winner.reservation else []
+    limits.admission_settle(
+        leases=finished, release=[r for r in reserved if r not in kept], keep=kept
+    )
     return answers, winner
 
 
@@ -409,7 +525,9 @@ def call_route(
     attribute lists the BidLog rows written for it, in buyer priority order.
 
     ``now`` is the routing clock for duplicate windows, operating hours and caps (tests move
-    it); the deadline always runs on the real monotonic clock.
+    it); the deadline always runs on the real monotonic clock. Call it outside a transaction:
+    it commits its own, and other processes must see the call once the caller's duplicate key
+    names it.
     """
     started = time.monotonic()
     moment = now or timezone.now()
@@ -425,7 +543,7 @@ def call_route(
     deadline = started + budget
     lease_ttl = budget + LEASE_MARGIN_SECONDS
     candidates = [
-        (e.buyer, e.first)
+        _Candidate(e.buyer, e.first, e.caps)
         for e in eligibility_check(
             buyers=buyers,
             caller_id=caller.ten_digit,
@@ -435,27 +553,39 @@ def call_route(
             last_paid={b.pk: b.last_paid_at for b in buyers},  # type: ignore[attr-defined]
         )
     ]
+    route = _Route(caller_id=caller.ten_digit, moment=moment, lease_ttl=lease_ttl, held=[])
     run = _waterfall if chosen == RoutingStrategy.WATERFALL else _highest_bid
-    answers, winner = run(
-        candidates=candidates,
-        caller=caller,
-        state=state,
-        params=extra,
-        deadline=deadline,
-        lease_ttl=lease_ttl,
-    )
-    duration_ms = int((time.monotonic() - started) * 1000)
-    return _record(
-        caller=caller,
-        state=state,
-        params=extra,
-        strategy=chosen,
-        source=source,
-        moment=moment,
-        answers=answers,
-        winner=winner,
-        duration_ms=duration_ms,
-    )
+    try:
+        answers, winner = run(
+            candidates=candidates,
+            caller=caller,
+            state=state,
+            params=extra,
+            deadline=deadline,
+            route=route,
+        )
+        duration_ms = int((time.monotonic() - started) * 1000)
+        call = _record(
+            caller=caller,
+            state=state,
+            params=extra,
+            strategy=chosen,
+            source=source,
+            moment=moment,
+            answers=answers,
+            winner=winner,
+            duration_ms=duration_ms,
+        )
+    except BaseException:
+        # Whatever failed (a bug, the database, an interrupt), no call was written: every
+        # reservation goes back, the winner's included, so no cap place or caller is lost.
+        if route.held:
+            limits.admission_settle(release=route.held)
+        raise
+    if winner is not None and winner.reservation is not None:
+        # Written: the caller's duplicate key now names the call, for a short hold.
+        limits.reservation_confirm(winner.reservation, call_id=call.pk, hold_seconds=lease_ttl)
+    return call
 
 
 @transaction.atomic

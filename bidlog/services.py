@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
+from bidlog import limits
 from bidlog.choices import Outcome
 from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
@@ -172,4 +173,8 @@ def call_paid_out_set(*, call: Call, paid_out: bool) -> Call:
         )
     Call.objects.filter(pk=call.pk).update(paid_out=paid_out)
     call.paid_out = paid_out
+    if not paid_out and call.winner_id is not None:
+        # The route that sold the call may still hold the caller in the shared cache for a
+        # short while (see bidlog.limits); drop it so the very next route may sell again.
+        limits.duplicate_forget(buyer_id=call.winner_id, caller_id=call.caller_id, call_id=call.pk)
     return call
