@@ -14,18 +14,24 @@ import pytest
 REDIS_URL = os.environ.get("REDIS_URL", "")
 ROOT = Path(__file__).resolve().parent.parent
 
-# Each worker waits for a common start time, then races: every round tries to take a
+# Each worker warms up (imports, connection, scripts), says it is ready, waits for a common
+# start time given once every worker is ready, then races: every round tries to take a
 # concurrency slot (kept, never released) and a rate-limit token.
 _RACER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys, time, uuid
     import django
     django.setup()
     from bidlog import limits
 
-    grid_id, start_at, rounds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    grid_id, rounds = sys.argv[1], int(sys.argv[2])
+    warm_up = uuid.uuid4().hex[:24]
+    limits.concurrency_acquire(grid_id=warm_up, limit=1)
+    limits.rate_limit_take(grid_id=warm_up, per_minute=1)
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
     while time.time() < start_at:
-        time.sleep(0.001)
+        pass
     slots = tokens = 0
     for _ in range(rounds):
         slots += limits.concurrency_acquire(grid_id=grid_id, limit=7) is not None
@@ -72,19 +78,27 @@ def store(request) -> str:
 def test_two_processes_share_the_concurrency_cap_and_rate_limit(store, tmp_path):
     grid_id = uuid.uuid4().hex[:24]
     env = _environment(store, tmp_path)
-    start_at = time.time() + 2.0  # both interpreters are up and importing by then
     racers = [
         subprocess.Popen(
-            [sys.executable, "-c", _RACER, grid_id, str(start_at), "60"],
+            [sys.executable, "-c", _RACER, grid_id, "60"],
             env=env,
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
+    # Start only once both are warm: a cold interpreter (a fresh clone compiles every module)
+    # can take seconds, and a late starter would find everything taken.
+    for racer in racers:
+        assert racer.stdout.readline().strip() == "ready", racer.stderr.read()
+    start_at = time.time() + 0.2
     results = []
+    for racer in racers:
+        racer.stdin.write(f"{start_at}\n")
+        racer.stdin.flush()
     for racer in racers:
         out, err = racer.communicate(timeout=60)
         assert racer.returncode == 0, err
