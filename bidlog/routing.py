@@ -28,6 +28,7 @@ decided, so worker threads never hold a connection that nobody closes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -308,6 +309,18 @@ def _refusal(buyer: Buyer, admission: limits.Admission, moment: datetime) -> Blo
     )
 
 
+def _call_kwargs(
+    *, caller: CallerId, state: str, params: dict[str, Any], deadline: float
+) -> dict[str, Any]:
+    """What every bid of one call shares, in :func:`_ask`'s terms."""
+    return {
+        "caller_id": caller.ten_digit,
+        "state_code": state,
+        "params": params,
+        "deadline": deadline,
+    }
+
+
 def _ask(
     *,
     target: BidTarget,
@@ -390,10 +403,7 @@ def _waterfall(
             result = _ask(
                 target=target,
                 cooldown_seconds=buyer.capacity_cooldown_seconds,
-                caller_id=caller.ten_digit,
-                state_code=state,
-                params=params,
-                deadline=deadline,
+                **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline),
             )
         except BaseException:
             # The reservation goes back with the others in call_route's handler.
@@ -440,28 +450,18 @@ def _highest_bid(
     # server keeps for routing.
     own, others = (admitted[0], admitted[1:]) if admitted else (None, [])
     own_result: BidResult | None = None
+    ask = functools.partial(
+        _ask, **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline)
+    )
     try:
         pool = _executor() if others else None
         for answer, target, lease in others:
             future = pool.submit(  # type: ignore[union-attr]
-                _ask,
-                target=target,
-                cooldown_seconds=answer.buyer.capacity_cooldown_seconds,
-                caller_id=caller.ten_digit,
-                state_code=state,
-                params=params,
-                deadline=deadline,
+                ask, target=target, cooldown_seconds=answer.buyer.capacity_cooldown_seconds
             )
             running[future] = (answer, target, lease)
         if own is not None:
-            own_result = _ask(
-                target=own[1],
-                cooldown_seconds=own[0].buyer.capacity_cooldown_seconds,
-                caller_id=caller.ten_digit,
-                state_code=state,
-                params=params,
-                deadline=deadline,
-            )
+            own_result = ask(target=own[1], cooldown_seconds=own[0].buyer.capacity_cooldown_seconds)
     except BaseException:
         # Reservations go back with the others in call_route's handler.
         limits.concurrency_release_many(lease for _, _, lease in admitted)
