@@ -57,6 +57,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import NoScriptError
 
 # A crashed process frees its slot after this long; every live request ends well before it
 # (the call deadline is at most 10 s and the client never retries past it).
@@ -815,6 +816,22 @@ class _RedisStore:
         return script
 
     def settle(self, leases: list[Lease], ops: list[tuple[str, Reservation]]) -> None:
+        try:
+            self._settle(leases, ops, by_sha=True)
+        except NoScriptError:
+            # Redis lost its scripts (restart, SCRIPT FLUSH). Every step is safe to repeat:
+            # a slot or reservation already given back is simply not found again.
+            self._settle(leases, ops, by_sha=False)
+
+    def _settle(
+        self, leases: list[Lease], ops: list[tuple[str, Reservation]], *, by_sha: bool
+    ) -> None:
+        """One pipelined round trip; ``by_sha`` skips redis-py's SCRIPT EXISTS check first.
+
+        A pipeline running a registered script asks the server whether it is loaded before
+        every execution, a second round trip on each route; EVALSHA alone answers NOSCRIPT
+        in the rare case it is not, and :meth:`settle` then goes the checked way.
+        """
         pipe = self._client().pipeline(transaction=False)
         for lease in leases:
             pipe.zrem(self._key(_LEASE_KEY.format(grid_id=lease.grid_id)), lease.lease_id)
@@ -833,7 +850,10 @@ class _RedisStore:
                 "1" if reservation.cap_keys else "0",
                 "1" if reservation.duplicate_key else "0",
             ]
-            settle(keys=keys, args=args, client=pipe)
+            if by_sha:
+                pipe.evalsha(settle.sha, len(keys), *keys, *args)
+            else:
+                settle(keys=keys, args=args, client=pipe)
         pipe.execute()
 
     def duplicate_swap(self, key: str, *, expect: str, value: str, ttl_seconds: float) -> None:
