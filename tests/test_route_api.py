@@ -193,3 +193,24 @@ def test_eligibility_can_be_limited_to_some_buyers(viewer_api, db):
     body = viewer_api.get(ELIGIBILITY, {"caller_id": "3035551234", "buyer": wanted.pk}).json()
 
     assert [row["buyer"] for row in body["buyers"]] == [wanted.pk]
+
+
+@pytest.mark.parametrize(
+    ("amounts", "responds"),
+    [
+        (("25.50", "31.05"), ("accept", "accept")),  # routed, the higher bid wins
+        (("7.10", "0.01"), ("accept", "decline")),  # below min and a decline: not routed
+    ],
+)
+def test_route_answer_matches_the_documented_serializer(sim_buyer, amounts, responds):
+    # The live path builds the answer without the serializer; the OpenAPI document describes
+    # the serializer, so the two must give the same JSON.
+    from bidlog.api.routing import RouteOutputSerializer, route_answer
+    from bidlog.routing import call_route
+
+    for amount, respond in zip(amounts, responds, strict=True):
+        sim_buyer(respond=respond, bid_amount=amount, min_bid=Decimal("10.00"))
+    call = call_route(caller_id="3035551234", state_code="CO", strategy="highest_bid")
+
+    assert route_answer(call) == RouteOutputSerializer(call).data
+    assert len(route_answer(call)["bids"]) == 2
