@@ -431,23 +431,42 @@ def _store() -> _RedisStore | _LockedCacheStore:
 
 
 # Lua runs atomically inside Redis: no other client sees the state half-updated.
-_BUCKET_LUA = """
+
+# The token bucket, shared by the single-take script and the auction's admission script: read
+# it refilled up to ``now``, and write it back with an expiry of one full refill.
+_BUCKET_FUNCTIONS_LUA = """
+local function bucket_read(key, capacity, refill, now)
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if tokens == nil or ts == nil then
+    tokens = capacity
+    ts = now
+  end
+  if now > ts then
+    tokens = math.min(capacity, tokens + (now - ts) * refill)
+    ts = now
+  end
+  return tokens, ts
+end
+
+local function bucket_write(key, tokens, ts, capacity, refill)
+  local tokens_text = string.format('%.17g', tokens)
+  redis.call('HSET', key, 'tokens', tokens_text, 'ts', string.format('%.17g', ts))
+  redis.call('PEXPIRE', key, math.ceil(capacity / refill * 1000) + 1000)
+  return tokens_text
+end
+"""
+
+_BUCKET_LUA = (
+    _BUCKET_FUNCTIONS_LUA
+    + """
 local capacity = tonumber(ARGV[1])
 local refill = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local keep = tonumber(ARGV[5])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = capacity
-  ts = now
-end
-if now > ts then
-  tokens = math.min(capacity, tokens + (now - ts) * refill)
-  ts = now
-end
+local tokens, ts = bucket_read(KEYS[1], capacity, refill, now)
 local allowed = 0
 if cost > 0 and tokens - cost >= keep - 1e-9 then
   tokens = tokens - cost
@@ -455,11 +474,9 @@ if cost > 0 and tokens - cost >= keep - 1e-9 then
 elseif cost == 0 and tokens >= 1 - 1e-9 then
   allowed = 1
 end
-local tokens_text = string.format('%.17g', tokens)
-redis.call('HSET', KEYS[1], 'tokens', tokens_text, 'ts', string.format('%.17g', ts))
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / refill * 1000) + 1000)
-return {allowed, tokens_text}
+return {allowed, bucket_write(KEYS[1], tokens, ts, capacity, refill)}
 """
+)
 
 _LEASE_ACQUIRE_LUA = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
@@ -494,7 +511,9 @@ class _AdmitItem:
 # Per grid, KEYS: cooldown, leases, bucket, [duplicate], [in-flight set, cap counters...];
 # ARGV: lease id, limit, capacity, refill, expiry, lease ttl ms, has duplicate, duplicate
 # value, duplicate expected, cap count, then per cap: limit, seed, ttl ms.
-_ADMIT_LUA = """
+_ADMIT_LUA = (
+    _BUCKET_FUNCTIONS_LUA
+    + """
 local now = tonumber(ARGV[1])
 local out = {}
 local k = 1
@@ -562,17 +581,7 @@ while a <= #ARGV do
     end
   end
   if status == 0 then
-    local state = redis.call('HMGET', bucket_key, 'tokens', 'ts')
-    local tokens = tonumber(state[1])
-    local ts = tonumber(state[2])
-    if tokens == nil or ts == nil then
-      tokens = capacity
-      ts = now
-    end
-    if now > ts then
-      tokens = math.min(capacity, tokens + (now - ts) * refill)
-      ts = now
-    end
+    local tokens, ts = bucket_read(bucket_key, capacity, refill, now)
     status = 3
     if tokens - 1 >= -1e-9 then
       tokens = tokens - 1
@@ -587,14 +596,13 @@ while a <= #ARGV do
         redis.call('PEXPIRE', inflight_key, ttl_ms)
       end
     end
-    detail = string.format('%.17g', tokens)
-    redis.call('HSET', bucket_key, 'tokens', detail, 'ts', string.format('%.17g', ts))
-    redis.call('PEXPIRE', bucket_key, math.ceil(capacity / refill * 1000) + 1000)
+    detail = bucket_write(bucket_key, tokens, ts, capacity, refill)
   end
   out[#out + 1] = {status, detail}
 end
 return out
 """
+)
 
 # Settle one reservation. ARGV: op (keep, release, give_back), token, pending value, has
 # in-flight set, has duplicate key; KEYS: [in-flight set], [duplicate], cap counters...
