@@ -58,9 +58,30 @@ def _normalized_or_raw(caller_id: str) -> str:
         return _clip(str(caller_id).strip(), "caller_id")
 
 
+# The BidLog fields an attempt fills in (everything but who, where from and bookkeeping).
+ATTEMPT_FIELDS = (
+    "created_at",
+    "caller_id",
+    "state_code",
+    "request",
+    "http_status",
+    "code",
+    "message",
+    "bid_amount",
+    "destination",
+    "response_caller_id",
+    "duration_ms",
+    "attempt",
+    "outcome",
+    "error",
+    "raw_response",
+)
+
+
 def bid_from_attempt(
     *, buyer: Buyer, attempt: BidAttempt, source: str, call: Call | None
 ) -> BidLog:
+    """An unsaved BidLog row holding ``attempt``: its :data:`ATTEMPT_FIELDS` and the owner."""
     amount, amount_note = _storable_amount(attempt.bid_amount)
     error = "; ".join(part for part in (attempt.error, amount_note) if part)
     return BidLog(

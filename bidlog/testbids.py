@@ -30,7 +30,7 @@ from kombu.exceptions import KombuError
 from bidlog import limits
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from bidlog.services import bid_from_attempt
+from bidlog.services import ATTEMPT_FIELDS, bid_from_attempt
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import BidResult, build_request, get_session, send_bid
 from callgrid_portal.bidapi.phone import normalize_caller_id
@@ -221,26 +221,7 @@ def _fill(*, bid: BidLog, claimed_at: Any, sent: BidResult | LimitSkip) -> bool:
         bid_from_attempt(buyer=bid.buyer, attempt=attempt, source=Source.TEST, call=None)
         for attempt in sent.attempts
     ]
-    fields = {
-        name: getattr(first, name)
-        for name in (
-            "created_at",
-            "caller_id",
-            "state_code",
-            "request",
-            "http_status",
-            "code",
-            "message",
-            "bid_amount",
-            "destination",
-            "response_caller_id",
-            "duration_ms",
-            "attempt",
-            "outcome",
-            "error",
-            "raw_response",
-        )
-    }
+    fields = {name: getattr(first, name) for name in ATTEMPT_FIELDS}
     if not mine.update(**fields):
         return False
     BidLog.objects.bulk_create(retries)

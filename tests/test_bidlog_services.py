@@ -242,3 +242,15 @@ def test_bid_send_logs_the_local_4003_for_an_invalid_caller_id_and_sends_nothing
     bid.refresh_from_db()
     assert (bid.outcome, bid.code, bid.http_status) == (Outcome.INVALID_CALLER_ID, 4003, None)
     assert bid.error
+
+
+def test_attempt_fields_cover_every_bid_log_field_an_attempt_fills():
+    # A test bid copies ATTEMPT_FIELDS into its pending row: a new BidLog field must be listed
+    # there or among the owner/bookkeeping fields, or a filled-in test bid would lose it.
+    from bidlog.models import BidLog
+    from bidlog.services import ATTEMPT_FIELDS
+
+    owner_and_bookkeeping = {"id", "buyer", "call", "source", "external_id", "claimed_at"}
+    model_fields = {f.name for f in BidLog._meta.concrete_fields}
+    assert set(ATTEMPT_FIELDS) | owner_and_bookkeeping == model_fields
+    assert not set(ATTEMPT_FIELDS) & owner_and_bookkeeping
