@@ -5,7 +5,7 @@ regression that adds a query per buyer, or a query per request, fails here long 
 reruns the benchmark.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -46,7 +46,9 @@ def test_auction_reads_buyers_and_duplicate_windows_in_one_query_for_any_buyer_c
 
 
 def test_caps_of_every_capped_buyer_are_counted_in_one_query(db):
-    now = timezone.now()
+    # A fixed instant well inside the day in both zones: five minutes earlier is the same
+    # local day in Los Angeles and in Tokyo whenever the suite runs.
+    now = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
     daily = BuyerFactory(daily_cap=2, timezone="America/Los_Angeles")
     monthly = BuyerFactory(monthly_cap=3, timezone="Asia/Tokyo")
     uncapped = BuyerFactory()
