@@ -346,25 +346,36 @@ def admission_settle(
     leases: Iterable[Lease] = (),
     release: Iterable[Reservation] = (),
     keep: Iterable[Reservation] = (),
+    call_id: int | None = None,
+    hold_seconds: float = 0.0,
 ) -> None:
     """Give slots back, give reservations back and keep the winner's, in one round trip.
 
     ``release`` accepts reservations in any state: a held one leaves the in-flight set, a kept
     one (the winner whose call could not be written) takes its count back, a released or
     confirmed one is left alone. Every step is safe to run in a ``finally``.
+
+    With ``call_id`` (the winner's call is written), a kept reservation is confirmed in the
+    same round trip: its duplicate key names the call for ``hold_seconds`` (see
+    :func:`reservation_confirm`).
     """
-    ops: list[tuple[str, Reservation]] = []
+    won = f"{_WON}{call_id}" if call_id is not None else ""
+    ops: list[tuple[str, Reservation, str, int]] = []
     for reservation in keep:
-        if reservation._move(("held",), "kept"):
-            ops.append(("keep", reservation))
+        if reservation._move(("held",), "confirmed" if won else "kept"):
+            ops.append(("keep", reservation, won, _hold_ms(hold_seconds)))
     for reservation in release:
         if reservation._move(("held",), "released"):
-            ops.append(("release", reservation))
+            ops.append(("release", reservation, "", 0))
         elif reservation._move(("kept",), "released"):
-            ops.append(("give_back", reservation))
+            ops.append(("give_back", reservation, "", 0))
     leases = list(leases)
     if leases or ops:
         _store().settle(leases, ops)
+
+
+def _hold_ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
 
 
 def reservation_confirm(reservation: Reservation, *, call_id: int, hold_seconds: float) -> None:
@@ -605,7 +616,8 @@ return out
 )
 
 # Settle one reservation. ARGV: op (keep, release, give_back), token, pending value, has
-# in-flight set, has duplicate key; KEYS: [in-flight set], [duplicate], cap counters...
+# in-flight set, has duplicate key, won value ("" unless a kept call is written), its hold in
+# ms; KEYS: [in-flight set], [duplicate], cap counters...
 # A counter that expired is not re-created: its next seed comes from the database.
 _SETTLE_LUA = """
 local op, token, pending = ARGV[1], ARGV[2], ARGV[3]
@@ -626,6 +638,9 @@ if op == 'keep' then
         redis.call('INCR', KEYS[i])
       end
     end
+  end
+  if dup and ARGV[6] ~= '' and redis.call('GET', dup) == pending then
+    redis.call('SET', dup, ARGV[6], 'PX', ARGV[7])
   end
   return 1
 end
@@ -719,7 +734,7 @@ class _RedisStore:
         return client
 
     def _run(self, name: str, lua: str, key: str, args: list[Any]) -> Any:
-        full_key = self.backend.make_and_validate_key(key)
+        full_key = self._key(key)
         # Django keeps its redis-py client private; it is the documented way to reach the
         # server for commands the cache API lacks (EVALSHA here), sharing its pool.
         client = self._client()
@@ -750,12 +765,12 @@ class _RedisStore:
         return bool(int(taken))
 
     def lease_release(self, key: str, *, lease_id: str) -> None:
-        full_key = self.backend.make_and_validate_key(key)
+        full_key = self._key(key)
         self._client().zrem(full_key, lease_id)
 
     def lease_release_many(self, leases: list[Lease]) -> None:
         keys = [
-            self.backend.make_and_validate_key(_LEASE_KEY.format(grid_id=lease.grid_id))
+            self._key(_LEASE_KEY.format(grid_id=lease.grid_id))
             for lease in leases
         ]
         pipe = self._client().pipeline(transaction=False)
@@ -769,9 +784,9 @@ class _RedisStore:
         for item in items:
             grid_id = item.request.grid_id
             keys += [
-                self.backend.make_and_validate_key(_COOLDOWN_KEY.format(grid_id=grid_id)),
-                self.backend.make_and_validate_key(_LEASE_KEY.format(grid_id=grid_id)),
-                self.backend.make_and_validate_key(_RATE_KEY.format(grid_id=grid_id)),
+                self._key(_COOLDOWN_KEY.format(grid_id=grid_id)),
+                self._key(_LEASE_KEY.format(grid_id=grid_id)),
+                self._key(_RATE_KEY.format(grid_id=grid_id)),
             ]
             reserve = item.request.reserve
             caps = reserve.caps if reserve else ()
@@ -789,7 +804,7 @@ class _RedisStore:
                 len(caps),
             ]
             if dup:
-                keys.append(self.backend.make_and_validate_key(dup))
+                keys.append(self._key(dup))
             if caps:
                 buyer_id = reserve.buyer_id  # type: ignore[union-attr]
                 keys.append(self._key(_CAP_INFLIGHT_KEY.format(buyer_id=buyer_id)))
@@ -814,7 +829,10 @@ class _RedisStore:
         return admissions
 
     def _key(self, key: str) -> str:
-        return self.backend.make_and_validate_key(key)
+        # The keys are built here from grid IDs (letters and digits) and numbers, so the
+        # memcached-safety scan of make_and_validate_key (a loop over every character, for
+        # every key of an auction) would never find anything.
+        return self.backend.make_key(key)
 
     def _script(self, name: str, lua: str) -> Any:
         script = _SCRIPTS.get(name)
@@ -823,7 +841,7 @@ class _RedisStore:
                 script = _SCRIPTS.setdefault(name, self._client().register_script(lua))
         return script
 
-    def settle(self, leases: list[Lease], ops: list[tuple[str, Reservation]]) -> None:
+    def settle(self, leases: list[Lease], ops: list[tuple[str, Reservation, str, int]]) -> None:
         try:
             self._settle(leases, ops, by_sha=True)
         except NoScriptError:
@@ -832,7 +850,7 @@ class _RedisStore:
             self._settle(leases, ops, by_sha=False)
 
     def _settle(
-        self, leases: list[Lease], ops: list[tuple[str, Reservation]], *, by_sha: bool
+        self, leases: list[Lease], ops: list[tuple[str, Reservation, str, int]], *, by_sha: bool
     ) -> None:
         """One pipelined round trip; ``by_sha`` skips redis-py's SCRIPT EXISTS check first.
 
@@ -844,7 +862,7 @@ class _RedisStore:
         for lease in leases:
             pipe.zrem(self._key(_LEASE_KEY.format(grid_id=lease.grid_id)), lease.lease_id)
         settle = self._script("settle", _SETTLE_LUA)
-        for op, reservation in ops:
+        for op, reservation, won, hold_ms in ops:
             keys: list[str] = []
             if reservation.cap_keys:
                 keys.append(self._key(_CAP_INFLIGHT_KEY.format(buyer_id=reservation.buyer_id)))
@@ -857,6 +875,8 @@ class _RedisStore:
                 reservation.pending_value,
                 "1" if reservation.cap_keys else "0",
                 "1" if reservation.duplicate_key else "0",
+                won,
+                hold_ms,
             ]
             if by_sha:
                 pipe.evalsha(settle.sha, len(keys), *keys, *args)
@@ -1011,7 +1031,7 @@ class _LockedCacheStore:
                 expires_at=item.expires_at,
             ):
                 if reservation is not None:
-                    self.settle([], [("release", reservation)])
+                    self.settle([], [("release", reservation, "", 0)])
                 admissions.append(_refused_admission(item, 2, "0"))
                 continue
             rate = self.bucket(
@@ -1025,7 +1045,7 @@ class _LockedCacheStore:
             if not rate.allowed:
                 self.lease_release(lease_key, lease_id=item.lease_id)
                 if reservation is not None:
-                    self.settle([], [("release", reservation)])
+                    self.settle([], [("release", reservation, "", 0)])
                 admissions.append(_refused_admission(item, 3, repr(rate.tokens)))
                 continue
             lease = Lease(grid_id, item.lease_id, item.expires_at)
@@ -1063,9 +1083,9 @@ class _LockedCacheStore:
         held = self.backend.get(key) or {}
         return {token: expiry for token, expiry in held.items() if expiry > now}
 
-    def settle(self, leases: list[Lease], ops: list[tuple[str, Reservation]]) -> None:
+    def settle(self, leases: list[Lease], ops: list[tuple[str, Reservation, str, int]]) -> None:
         self.lease_release_many(leases)
-        for op, reservation in ops:
+        for op, reservation, won, hold_ms in ops:
             inflight_key = _CAP_INFLIGHT_KEY.format(buyer_id=reservation.buyer_id)
             with _buyer_lock(reservation.buyer_id).held():
                 now = time.time()
@@ -1083,8 +1103,12 @@ class _LockedCacheStore:
                     if state is not None:  # expired: the next seed comes from the database
                         self._counter_set(key, int(state[0]) + step, until=float(state[1]))
                 dup = reservation.duplicate_key
-                if op != "keep" and dup and self.backend.get(dup) == reservation.pending_value:
+                if not dup or self.backend.get(dup) != reservation.pending_value:
+                    continue
+                if op != "keep":
                     self.backend.delete(dup)
+                elif won:
+                    self.backend.set(dup, won, timeout=max(hold_ms // 1000, 1))
 
     def duplicate_swap(self, key: str, *, expect: str, value: str, ttl_seconds: float) -> None:
         buyer_id = int(key.split(":")[2])

@@ -33,15 +33,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 
 from bidlog import limits
@@ -60,7 +59,7 @@ from bidlog.eligibility import (
 from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_list
-from bidlog.services import bid_from_attempt, call_paid_out_set
+from bidlog.services import bid_from_attempt, call_paid_out_set, call_with_bids_create
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
@@ -111,6 +110,8 @@ class _Route:
     moment: datetime
     lease_ttl: float
     held: list[limits.Reservation]
+    # Slots of requests that have ended, given back with the route's last settle.
+    finished: list[limits.Lease] = field(default_factory=list)
 
 
 # --- the thread pool ----------------------------------------------------------------------
@@ -411,15 +412,15 @@ def _waterfall(
             raise
         answer = _Answer(buyer, result=result, reservation=reservation)
         answers.append(answer)
-        won = _acceptable_amount(answer) is not None
-        # The slot, and this buyer's reservation unless it won, go back in one round trip so
-        # a buyer that declined is free for other routes while this one goes on.
-        held = [reservation] if reservation is not None else []
-        limits.admission_settle(
-            leases=[lease], release=[] if won else held, keep=held if won else []
-        )
-        if won:
+        if _acceptable_amount(answer) is not None:
+            # The winner's slot goes back with the route's last settle, after the log.
+            route.finished.append(lease)
             return answers, answer
+        # The slot and this buyer's reservation go back in one round trip now, so a buyer
+        # that declined is free for other routes while this one goes on.
+        limits.admission_settle(
+            leases=[lease], release=[reservation] if reservation is not None else []
+        )
     return answers, None
 
 
@@ -494,13 +495,9 @@ def _highest_bid(
         amount = _acceptable_amount(answer)
         if amount is not None and (winner is None or amount > _acceptable_amount(winner)):
             winner = answer
-    # Slots of finished requests, the losers' reservations (timed-out buyers included: they
-    # cannot win any more) and the winner's, kept: one round trip.
-    reserved = [a.reservation for a in answers if a.reservation is not None]
-    kept = [winner.reservation] if winner is not None and winner.reservation else []
-    limits.admission_settle(
-        leases=finished, release=[r for r in reserved if r not in kept], keep=kept
-    )
+    # The slots of finished requests go back with the losers' reservations (timed-out buyers
+    # included: they cannot win any more) in the route's last settle, after the log.
+    route.finished.extend(finished)
     return answers, winner
 
 
@@ -517,6 +514,7 @@ def call_route(
     source: str = Source.LIVE,
     deadline_seconds: float | None = None,
     now: datetime | None = None,
+    defer: Callable[[Callable[[], None]], None] | None = None,
 ) -> Call:
     """Route one inbound call and record the decision with every attempt behind it.
 
@@ -528,6 +526,11 @@ def call_route(
     it); the deadline always runs on the real monotonic clock. Call it outside a transaction:
     it commits its own, and other processes must see the call once the caller's duplicate key
     names it.
+
+    Once the call is written, one round trip to the shared store gives back the slots still
+    held, gives back the losers' reservations and confirms the winner's. ``defer`` receives
+    that step instead of it running here: the API view runs it after the answer has gone
+    out, so the live call does not wait for it. Whoever takes it must run it.
     """
     started = time.monotonic()
     moment = now or timezone.now()
@@ -578,17 +581,27 @@ def call_route(
         )
     except BaseException:
         # Whatever failed (a bug, the database, an interrupt), no call was written: every
-        # reservation goes back, the winner's included, so no cap place or caller is lost.
-        if route.held:
-            limits.admission_settle(release=route.held)
+        # slot and reservation goes back, the winner's included, so no cap place or caller
+        # is lost.
+        limits.admission_settle(leases=route.finished, release=route.held)
         raise
-    if winner is not None and winner.reservation is not None:
+    kept = winner.reservation if winner is not None else None
+    settle = functools.partial(
+        limits.admission_settle,
+        leases=route.finished,
+        release=[r for r in route.held if r is not kept],
+        keep=[kept] if kept is not None else [],
         # Written: the caller's duplicate key now names the call, for a short hold.
-        limits.reservation_confirm(winner.reservation, call_id=call.pk, hold_seconds=lease_ttl)
+        call_id=call.pk,
+        hold_seconds=lease_ttl,
+    )
+    if defer is None:
+        settle()
+    else:
+        defer(settle)
     return call
 
 
-@transaction.atomic
 def _record(
     *,
     caller: CallerId,
@@ -603,11 +616,7 @@ def _record(
 ) -> Call:
     """Write the call and one BidLog row per attempt or skip, all or nothing."""
     final = winner.result.final if winner and winner.result else None
-    if not settings.ROUTING_SYNCHRONOUS_COMMIT and connection.vendor == "postgresql":
-        # Only this transaction skips the wait for the disk flush; see the setting.
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-    call = Call.objects.create(
+    call = Call(
         created_at=moment,
         caller_id=caller.ten_digit,
         state_code=state,
@@ -620,8 +629,6 @@ def _record(
         duration_ms=duration_ms,
         source=source,
     )
-    # One INSERT for every row of the call: per-buyer inserts cost a round trip and an SQL
-    # compilation each, which is most of the overhead of a ten-buyer auction.
     rows: list[BidLog] = []
     for answer in answers:
         if answer.block is not None:
@@ -629,7 +636,6 @@ def _record(
             rows.append(
                 BidLog(
                     buyer=answer.buyer,
-                    call=call,
                     source=source,
                     caller_id=caller.ten_digit,
                     state_code=state,
@@ -644,9 +650,12 @@ def _record(
             rows.extend(
                 # The services' row builder, so routed attempts are stored exactly like test
                 # bids and health checks (clipping, amounts that do not fit).
-                bid_from_attempt(buyer=answer.buyer, attempt=attempt, source=source, call=call)
+                bid_from_attempt(buyer=answer.buyer, attempt=attempt, source=source, call=None)
                 for attempt in answer.result.attempts
             )
-    rows = BidLog.objects.bulk_create(rows)
-    call.route_bids = rows  # type: ignore[attr-defined]
+    # One statement for the call and every row on PostgreSQL: per-row inserts cost a round
+    # trip and an SQL compilation each, which was most of a ten-buyer auction's overhead.
+    call.route_bids = call_with_bids_create(  # type: ignore[attr-defined]
+        call=call, bids=rows, synchronous_commit=settings.ROUTING_SYNCHRONOUS_COMMIT
+    )
     return call

@@ -4,10 +4,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from bidlog.choices import Outcome, Source
-from bidlog.models import BidLog
-from bidlog.services import bid_attempts_record, bid_send, bid_skip_record
+from bidlog.models import BidLog, Call
+from bidlog.services import (
+    bid_attempts_record,
+    bid_from_attempt,
+    bid_send,
+    bid_skip_record,
+    call_with_bids_create,
+)
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from tests.factories import BuyerFactory, CallFactory
 
@@ -254,3 +262,84 @@ def test_attempt_fields_cover_every_bid_log_field_an_attempt_fills():
     model_fields = {f.name for f in BidLog._meta.concrete_fields}
     assert set(ATTEMPT_FIELDS) | owner_and_bookkeeping == model_fields
     assert not set(ATTEMPT_FIELDS) & owner_and_bookkeeping
+
+
+# --- a call and its rows in one write ---------------------------------------------------------
+
+
+def _unsaved_call(winner=None) -> Call:
+    return Call(
+        caller_id="3035551234",
+        state_code="CO",
+        params={"PublisherId": "pub1"},
+        strategy="highest_bid",
+        winner=winner,
+        bid_amount=Decimal("25.50") if winner else None,
+        destination="13035551234" if winner else "",
+        routed=winner is not None,
+        duration_ms=61,
+    )
+
+
+def _rows_for(buyers, result: BidResult) -> list[BidLog]:
+    rows = []
+    for buyer in buyers:
+        rows += [
+            bid_from_attempt(buyer=buyer, attempt=a, source=Source.LIVE, call=None)
+            for a in result.attempts
+        ]
+    return rows
+
+
+def test_call_with_bids_create_gives_every_row_its_own_id_and_the_call():
+    first, second = BuyerFactory(), BuyerFactory()
+    call = _unsaved_call(winner=second)
+    rows = _rows_for([first, second], _system_error_then_accept())
+
+    written = call_with_bids_create(call=call, bids=rows)
+
+    assert call.pk is not None
+    assert written == rows
+    stored = {b.pk: b for b in BidLog.objects.filter(call=call)}
+    assert set(stored) == {row.pk for row in rows}
+    for row in rows:
+        # Each id belongs to the row with the same buyer and attempt, whatever the order.
+        assert (stored[row.pk].buyer_id, stored[row.pk].attempt) == (row.buyer_id, row.attempt)
+        assert stored[row.pk].outcome == row.outcome
+        assert row.call_id == call.pk and not row._state.adding
+    saved = Call.objects.get(pk=call.pk)
+    assert (saved.winner, saved.bid_amount, saved.params) == (
+        second,
+        Decimal("25.50"),
+        {"PublisherId": "pub1"},
+    )
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the one-statement write is PostgreSQL's"
+)
+@pytest.mark.parametrize("synchronous_commit", [True, False])
+def test_call_with_bids_create_is_one_statement_on_postgresql(synchronous_commit):
+    buyers = [BuyerFactory() for _ in range(3)]
+    call = _unsaved_call()
+    rows = _rows_for(buyers, _system_error_then_accept())
+
+    with CaptureQueriesContext(connection) as queries:
+        call_with_bids_create(call=call, bids=rows, synchronous_commit=synchronous_commit)
+
+    writes = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"]]
+    assert len(writes) == 1
+    assert BidLog.objects.filter(call=call).count() == 6
+
+
+def test_call_with_bids_create_writes_nothing_when_one_row_is_refused():
+    buyer = BuyerFactory()
+    rows = _rows_for([buyer], _system_error_then_accept())
+    rows[1].outcome = "not_an_outcome"  # the database's check constraint refuses it
+    calls_before = Call.objects.count()
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        call_with_bids_create(call=_unsaved_call(), bids=rows)
+
+    assert Call.objects.count() == calls_before
+    assert not BidLog.objects.filter(buyer=buyer).exists()

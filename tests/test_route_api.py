@@ -2,10 +2,14 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIRequestFactory, force_authenticate
 
+from bidlog import limits
+from bidlog.api.routing import RouteView
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
 from tests.factories import BuyerFactory, CallFactory
@@ -214,3 +218,69 @@ def test_route_answer_matches_the_documented_serializer(sim_buyer, amounts, resp
 
     assert route_answer(call) == RouteOutputSerializer(call).data
     assert len(route_answer(call)["bids"]) == 2
+
+
+def _duplicate_holder(buyer, caller_id: str) -> str:
+    """What the shared store holds for the caller with the buyer ("" when nothing)."""
+    (admission,) = limits.admit(
+        requests=[
+            limits.AdmissionRequest(
+                grid_id=f"probe-{buyer.pk}",
+                max_concurrency=1,
+                per_minute=60,
+                reserve=limits.ReservationRequest(
+                    buyer_id=buyer.pk,
+                    duplicate_key=limits.duplicate_key(buyer_id=buyer.pk, caller_id=caller_id),
+                ),
+            )
+        ]
+    )
+    if admission.admitted:
+        limits.admission_settle(leases=[admission.lease], release=[admission.reservation])
+    return admission.holder
+
+
+def test_route_gives_slots_back_and_confirms_the_winner_after_the_answer_is_sent(
+    bob, sim_buyer, simulator
+):
+    loser = sim_buyer(name="loser", priority=1, bid_amount="12.00", duplicate_window_days=30)
+    winner = sim_buyer(name="winner", priority=2, bid_amount="30.00", duplicate_window_days=30)
+    request = APIRequestFactory().post(
+        ROUTE, {"CallerId": "3035551234", "strategy": "highest_bid"}, format="json"
+    )
+    force_authenticate(request, user=bob)
+
+    response = RouteView.as_view()(request)
+
+    # The answer is complete, but the server has not closed it yet: the route's slots and
+    # the winner's pending hold are still taken.
+    assert response.status_code == 200 and response.data["buyer"] == winner.pk
+    assert limits.concurrency_in_flight(grid_id=winner.grid_id) == 1
+    assert limits.concurrency_in_flight(grid_id=loser.grid_id) == 1
+    assert _duplicate_holder(winner, "3035551234").startswith("pending:")
+
+    response.close()  # what the WSGI server does once the body is written
+
+    assert limits.concurrency_in_flight(grid_id=winner.grid_id) == 0
+    assert limits.concurrency_in_flight(grid_id=loser.grid_id) == 0
+    assert _duplicate_holder(winner, "3035551234") == f"won:{response.data['call']}"
+    assert _duplicate_holder(loser, "3035551234") == ""
+
+
+def test_a_failure_after_the_answer_is_logged_and_the_answer_stands(
+    bob, sim_buyer, simulator, caplog
+):
+    sim_buyer(priority=1)
+    request = APIRequestFactory().post(ROUTE, {"CallerId": "3035551234"}, format="json")
+    force_authenticate(request, user=bob)
+    response = RouteView.as_view()(request)
+    assert Call.objects.get(pk=response.data["call"]).routed  # written before the answer
+
+    # close() ends the request as a server would (Django then lets go of its connection).
+    with mock.patch.object(
+        limits, "_store", autospec=True, side_effect=ConnectionError("redis went away")
+    ):
+        response.close()
+
+    assert response.status_code == 200 and response.data["routed"] is True
+    assert "the step after the answer failed" in caplog.text

@@ -7,6 +7,8 @@ itself would phrase it: ``400 {"code": 4003, "message": ..., "field": "CallerId"
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any
 
@@ -38,6 +40,8 @@ from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
+
+logger = logging.getLogger(__name__)
 
 # Keys of the route request that steer routing; every other key is forwarded to buyers.
 _CONTROL_KEYS = ("CallerId", "InboundStateCode", "strategy", "buyers")
@@ -274,6 +278,44 @@ class RouteTokenAuthenticationScheme(OpenApiAuthenticationExtension):
         return {"type": "apiKey", "in": "header", "name": "Authorization"}
 
 
+class _AfterResponse:
+    """Work the route hands over to run once its answer has been sent (see ``call_route``)."""
+
+    def __init__(self) -> None:
+        self._steps: list[Callable[[], None]] = []
+
+    def add(self, step: Callable[[], None]) -> None:
+        self._steps.append(step)
+
+    def run(self) -> None:
+        steps, self._steps = self._steps, []
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                # The answer is out; the slots and holds a failed step leaves lapse on their
+                # own (see bidlog.limits), and the error must reach the log, not the caller.
+                logger.exception("routing: the step after the answer failed")
+
+
+class RouteResponse(Response):
+    """The route's answer; the WSGI server's ``close()`` runs the deferred steps.
+
+    Every WSGI server calls ``close()`` once the body is written (PEP 3333), also when the
+    client has gone away, so the steps run exactly once, off the live call's clock.
+    """
+
+    def __init__(self, data: dict[str, Any], *, after: _AfterResponse) -> None:
+        super().__init__(data)
+        self._after = after
+
+    def close(self) -> None:
+        try:
+            self._after.run()
+        finally:
+            super().close()
+
+
 class RouteView(APIView):
     """``POST /route/``: decide where one inbound call goes, within the call's deadline."""
 
@@ -298,6 +340,7 @@ class RouteView(APIView):
         state = data.get("InboundStateCode") or ""
         if not isinstance(state, str):
             return _bad_field("InboundStateCode", "InboundStateCode must be a two-letter code.")
+        after = _AfterResponse()
         try:
             call = call_route(
                 caller_id=data.get("CallerId"),
@@ -306,10 +349,15 @@ class RouteView(APIView):
                 strategy=controls.validated_data.get("strategy"),
                 buyer_ids=controls.validated_data.get("buyers"),
                 source=Source.LIVE,
+                defer=after.add,
             )
         except RouteError as exc:
             return _route_error(exc)
-        return Response(route_answer(call))
+        try:
+            return RouteResponse(route_answer(call), after=after)
+        except BaseException:
+            after.run()
+            raise
 
 
 class CallViewSet(
