@@ -769,10 +769,7 @@ class _RedisStore:
         self._client().zrem(full_key, lease_id)
 
     def lease_release_many(self, leases: list[Lease]) -> None:
-        keys = [
-            self._key(_LEASE_KEY.format(grid_id=lease.grid_id))
-            for lease in leases
-        ]
+        keys = [self._key(_LEASE_KEY.format(grid_id=lease.grid_id)) for lease in leases]
         pipe = self._client().pipeline(transaction=False)
         for key, lease in zip(keys, leases, strict=True):
             pipe.zrem(key, lease.lease_id)
