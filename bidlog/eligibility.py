@@ -237,6 +237,10 @@ def reserved_cap_block(*, buyer: Buyer, now: datetime, cap_index: int, total: in
     block = cap_block(buyer=buyer, now=now, counts=counts)
     if block is None:  # the cap changed in between; say what was seen
         return Block(Outcome.SKIPPED_CAP, f"cap reached with {total} calls routed or in flight")
+    return _with_routes_in_flight(block)
+
+
+def _with_routes_in_flight(block: Block) -> Block:
     return Block(
         block.outcome,
         block.reason.replace(" reached", " reached with routes in flight"),
@@ -393,9 +397,38 @@ def eligibility_check(
                 )
             )
         if include_limits:
+            blocks.extend(_in_flight_blocks(buyer, caller_id, now, caps.get(buyer.pk), blocks))
             blocks.extend(_limit_blocks(buyer))
         answers.append(Eligibility(buyer=buyer, blocks=blocks, caps=caps.get(buyer.pk)))
     return answers
+
+
+def _in_flight_blocks(
+    buyer: Buyer,
+    caller_id: str,
+    now: datetime,
+    counts: tuple[int, int] | None,
+    found: list[Block],
+) -> list[Block]:
+    """Blocks that routes running right now (in any process) would add to the database's.
+
+    A cap counts the places those routes hold, and a caller another route is selling to the
+    buyer is taken until that route ends. Read from the shared store without taking anything.
+    """
+    seen = {block.outcome for block in found}
+    blocks: list[Block] = []
+    if counts is not None and Outcome.SKIPPED_CAP not in seen:
+        in_flight = limits.cap_in_flight(buyer_id=buyer.pk, now=now.timestamp())
+        if in_flight:
+            day, month = counts
+            block = cap_block(buyer=buyer, now=now, counts=(day + in_flight, month + in_flight))
+            if block is not None:
+                blocks.append(_with_routes_in_flight(block))
+    if buyer.duplicate_window_days and Outcome.SKIPPED_DUPLICATE not in seen:
+        holder = limits.duplicate_holder(buyer_id=buyer.pk, caller_id=caller_id)
+        if limits.duplicate_in_flight(holder):
+            blocks.append(in_flight_duplicate_block())
+    return blocks
 
 
 def _limit_blocks(buyer: Buyer) -> list[Block]:

@@ -418,6 +418,23 @@ def duplicate_holder_call(holder: str) -> int | None:
     return None
 
 
+def cap_in_flight(*, buyer_id: int, now: float | None = None) -> int:
+    """Routes in flight holding a place under the buyer's caps, across all processes."""
+    key = _CAP_INFLIGHT_KEY.format(buyer_id=buyer_id)
+    return _store().in_flight_count(key, now=time.time() if now is None else now)
+
+
+def duplicate_holder(*, buyer_id: int, caller_id: str) -> str:
+    """What holds the caller with the buyer right now: ``pending:...`` (a route selling it),
+    ``won:<call id>`` (a call just written) or ``""``."""
+    return _store().duplicate_value(duplicate_key(buyer_id=buyer_id, caller_id=caller_id))
+
+
+def duplicate_in_flight(holder: str) -> bool:
+    """Whether a :func:`duplicate_holder` value is a route still selling the caller."""
+    return holder.startswith(_PENDING)
+
+
 def cap_reserved(*, buyer_id: int, key: str, now: float | None = None) -> int:
     """Committed count plus routes in flight for one cap key (tests and the eligibility page)."""
     return _store().cap_total(buyer_id, key, now=time.time() if now is None else now)
@@ -896,6 +913,14 @@ class _RedisStore:
     def lease_count(self, key: str, *, now: float) -> int:
         return int(self._run("lease_count", _LEASE_COUNT_LUA, key, [repr(now)]))
 
+    def in_flight_count(self, key: str, *, now: float) -> int:
+        # The cap's in-flight set is scored by expiry like a grid's slots.
+        return self.lease_count(key, now=now)
+
+    def duplicate_value(self, key: str) -> str:
+        value = self._client().get(self._key(key))
+        return value.decode() if isinstance(value, bytes) else str(value or "")
+
 
 class _FileLock:
     """An exclusive lock shared by the threads of this process and by other processes.
@@ -997,6 +1022,12 @@ class _LockedCacheStore:
 
     def lease_count(self, key: str, *, now: float) -> int:
         return len(self._live(key, now))
+
+    def in_flight_count(self, key: str, *, now: float) -> int:
+        return len(self._inflight(key, now))
+
+    def duplicate_value(self, key: str) -> str:
+        return str(self.backend.get(key) or "")
 
     def lease_release_many(self, leases: list[Lease]) -> None:
         for lease in leases:

@@ -11,11 +11,13 @@ from rest_framework.test import APIRequestFactory, force_authenticate
 from bidlog import limits
 from bidlog.api.routing import RouteView
 from bidlog.choices import Outcome
+from bidlog.eligibility import cap_counters
 from bidlog.models import BidLog, Call
 from tests.factories import BuyerFactory, CallFactory
 
 ROUTE = "/api/v1/route/"
 ELIGIBILITY = "/api/v1/buyers/eligibility/"
+CALLER = "3035551234"
 
 
 def test_route_answers_with_the_winner_and_every_bid(operator_api, sim_buyer, simulator):
@@ -284,3 +286,49 @@ def test_a_failure_after_the_answer_is_logged_and_the_answer_stands(
 
     assert response.status_code == 200 and response.data["routed"] is True
     assert "the step after the answer failed" in caplog.text
+
+
+def _route_in_flight(buyer, caller_id: str) -> limits.Admission:
+    """Take what a route takes before asking ``buyer``: a slot, a cap place and the caller."""
+    (admission,) = limits.admit(
+        requests=[
+            limits.AdmissionRequest(
+                grid_id=buyer.grid_id,
+                max_concurrency=buyer.max_concurrency,
+                per_minute=buyer.rate_limit_per_minute,
+                reserve=limits.ReservationRequest(
+                    buyer_id=buyer.pk,
+                    caps=cap_counters(buyer=buyer, now=timezone.now(), counts=(0, 0)),
+                    duplicate_key=limits.duplicate_key(buyer_id=buyer.pk, caller_id=caller_id),
+                ),
+            )
+        ]
+    )
+    assert admission.admitted
+    return admission
+
+
+def test_eligibility_counts_routes_in_flight_in_caps_and_duplicate_windows(viewer_api, db):
+    buyer = BuyerFactory(daily_cap=1, duplicate_window_days=30, max_concurrency=5)
+    other_caller = "7205550100"
+    running = _route_in_flight(buyer, CALLER)
+
+    same = viewer_api.get(ELIGIBILITY, {"caller_id": CALLER}).json()["buyers"][0]
+    other = viewer_api.get(ELIGIBILITY, {"caller_id": other_caller}).json()["buyers"][0]
+
+    assert same["eligible"] is False
+    assert [r["outcome"] for r in same["reasons"]] == [
+        Outcome.SKIPPED_CAP,
+        Outcome.SKIPPED_DUPLICATE,
+    ]
+    assert (
+        "daily cap of 1 routed calls reached with routes in flight" in same["reasons"][0]["reason"]
+    )
+    assert "being sold to this buyer right now" in same["reasons"][1]["reason"]
+    # Another caller is only kept out by the cap place the running route holds.
+    assert [r["outcome"] for r in other["reasons"]] == [Outcome.SKIPPED_CAP]
+
+    limits.admission_settle(leases=[running.lease], release=[running.reservation])
+
+    after = viewer_api.get(ELIGIBILITY, {"caller_id": CALLER}).json()["buyers"][0]
+    assert after["eligible"] is True and after["reasons"] == []
