@@ -18,12 +18,14 @@ aware UTC.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from bidlog import limits
@@ -277,26 +279,98 @@ def last_paid_calls(
     return {row["winner_id"]: row["last"] for row in rows}
 
 
-def buyers_with_last_paid(*, buyers: QuerySet[Buyer], caller_id: str, now: datetime) -> list[Buyer]:
-    """``buyers`` in priority order, each with ``last_paid_at``: this caller's latest paid call.
+def buyers_with_last_paid(
+    *, buyer_ids: Collection[int] | None, caller_id: str, now: datetime
+) -> list[Buyer]:
+    """Buyers (all, or ``buyer_ids``) in priority order, each with ``last_paid_at``: this
+    caller's latest paid call with it.
 
     Routing reads the buyers and the duplicate window in one query instead of two: a
     correlated subquery per buyer that walks the partial index on (winner, caller_id,
     created_at) of routed calls backwards and stops at the first paid-out one. The latest paid
     call is enough, since an earlier one can only end its window sooner.
+
+    This runs before every route's first bid, so the ORM compiles the statement once per
+    shape (all buyers, or N of them) and later calls only bind the values: compiling it cost
+    more than running it.
     """
+    ids = sorted(set(buyer_ids)) if buyer_ids is not None else None
+    if ids == []:
+        return []
+    statement = _buyers_statement(connection.vendor, None if ids is None else len(ids))
+    params = statement.bind(caller_id=caller_id, now=now, ids=ids or [])
+    buyers = list(Buyer.objects.raw(statement.sql, params))
+    paid_at = Call._meta.get_field("created_at")
+    column = paid_at.get_col(Call._meta.db_table)
+    converters = [
+        *connection.ops.get_db_converters(column),
+        *paid_at.get_db_converters(connection),
+    ]
+    for buyer in buyers:
+        value = buyer.last_paid_at  # type: ignore[attr-defined]
+        if value is not None:
+            for convert in converters:
+                value = convert(value, column, connection)
+        buyer.last_paid_at = value  # type: ignore[attr-defined]
+    return buyers
+
+
+# Stand-ins compiled into the statement, found again among its parameters by value.
+_CALLER_STAND_IN = "\x00caller"
+_NOW_STAND_IN = datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A compiled query and, per parameter, where its value comes from."""
+
+    sql: str
+    sources: tuple[tuple[str, object], ...]  # ("caller"|"now"|"id", index) or ("const", value)
+
+    def bind(self, *, caller_id: str, now: datetime, ids: Sequence[int]) -> list[object]:
+        moment = _db_moment(now)
+        values = {"caller": caller_id, "now": moment}
+        return [
+            ids[ref] if kind == "id" else ref if kind == "const" else values[kind]  # type: ignore[index]
+            for kind, ref in self.sources
+        ]
+
+
+def _db_moment(moment: datetime) -> object:
+    return Call._meta.get_field("created_at").get_db_prep_value(moment, connection)
+
+
+@functools.lru_cache(maxsize=64)
+def _buyers_statement(vendor: str, id_count: int | None) -> _Statement:
+    stand_in_ids = [-(n + 1) for n in range(id_count or 0)]
+    buyers = Buyer.objects.all()
+    if id_count is not None:
+        buyers = buyers.filter(pk__in=stand_in_ids)
     latest = (
         Call.objects.filter(
             winner=OuterRef("pk"),
-            caller_id=caller_id,
+            caller_id=_CALLER_STAND_IN,
             routed=True,
             paid_out=True,
-            created_at__lte=now,
+            created_at__lte=_NOW_STAND_IN,
         )
         .order_by("-created_at")
         .values("created_at")[:1]
     )
-    return list(buyers.annotate(last_paid_at=Subquery(latest)).order_by("priority", "name", "pk"))
+    query = buyers.annotate(last_paid_at=Subquery(latest)).order_by("priority", "name", "pk")
+    sql, params = query.query.sql_with_params()
+    now_value = _db_moment(_NOW_STAND_IN)
+    sources: list[tuple[str, object]] = []
+    for value in params:
+        if value == _CALLER_STAND_IN:
+            sources.append(("caller", 0))
+        elif value == now_value:
+            sources.append(("now", 0))
+        elif isinstance(value, int) and not isinstance(value, bool) and value in stand_in_ids:
+            sources.append(("id", -value - 1))
+        else:
+            sources.append(("const", value))
+    return _Statement(sql=sql, sources=tuple(sources))
 
 
 def in_flight_duplicate_block() -> Block:

@@ -177,13 +177,10 @@ def _clean_input(
                 field=str(key),
             )
         extra[str(key)] = value
-    buyers = Buyer.objects.all()
-    if buyer_ids is not None:
-        wanted = {int(pk) for pk in buyer_ids}
-        buyers = buyers.filter(pk__in=wanted)
+    wanted = {int(pk) for pk in buyer_ids} if buyer_ids is not None else None
     # One query for the buyers and this caller's duplicate windows with them.
-    ordered = buyers_with_last_paid(buyers=buyers, caller_id=number.ten_digit, now=now)
-    if buyer_ids is not None:
+    ordered = buyers_with_last_paid(buyer_ids=wanted, caller_id=number.ten_digit, now=now)
+    if wanted is not None:
         missing = wanted - {b.pk for b in ordered}
         if missing:
             raise RouteError(

@@ -14,7 +14,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from bidlog.choices import Outcome
-from bidlog.eligibility import cap_block, cap_counts
+from bidlog.eligibility import _buyers_statement, buyers_with_last_paid, cap_block, cap_counts
 from bidlog.models import BidLog, Call
 from bidlog.routing import call_route
 from tests.factories import BuyerFactory, CallFactory
@@ -122,3 +122,36 @@ def test_route_api_refuses_and_deletes_an_expired_token(api_client, bob, sim_buy
     assert response.status_code == 401
     assert not AuthToken.objects.filter(pk=instance.pk).exists()
     assert simulator.requests(buyer.grid_id) == []
+
+
+def test_buyers_with_last_paid_binds_new_values_into_the_statement_compiled_once(db):
+    first, second = BuyerFactory(priority=1), BuyerFactory(priority=2)
+    now = timezone.now()
+    a, b = "3035551234", "7205550100"
+    CallFactory(winner=first, routed=True, caller_id=a, created_at=now - timedelta(days=3))
+    CallFactory(winner=second, routed=True, caller_id=a, created_at=now - timedelta(days=1))
+    CallFactory(winner=second, routed=True, caller_id=b, created_at=now - timedelta(days=2))
+    CallFactory(  # marked not paid out: does not count
+        winner=first, routed=True, paid_out=False, caller_id=b, created_at=now - timedelta(hours=1)
+    )
+
+    def last_paid(caller: str, at: datetime, ids=None) -> dict[int, datetime | None]:
+        rows = buyers_with_last_paid(buyer_ids=ids, caller_id=caller, now=at)
+        return {buyer.pk: buyer.last_paid_at for buyer in rows}
+
+    assert last_paid(a, now) == {
+        first.pk: now - timedelta(days=3),
+        second.pk: now - timedelta(days=1),
+    }
+    compiled = _buyers_statement.cache_info().misses
+    assert last_paid(b, now) == {first.pk: None, second.pk: now - timedelta(days=2)}
+    # The clock is bound too: two days ago, caller a's latest call with the second buyer
+    # had not happened yet.
+    assert last_paid(a, now - timedelta(days=2)) == {
+        first.pk: now - timedelta(days=3),
+        second.pk: None,
+    }
+    assert _buyers_statement.cache_info().misses == compiled
+    assert last_paid(a, now, ids=[second.pk]) == {second.pk: now - timedelta(days=1)}
+    assert last_paid(a, now, ids=[]) == {}
+    assert all(value is None or value.tzinfo is not None for value in last_paid(a, now).values())
