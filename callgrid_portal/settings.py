@@ -300,6 +300,11 @@ LIMITS_LOCK_DIR = Path(env_str("LIMITS_LOCK_DIR", str(DATA_DIR / "locks")))
 # can lose the calls committed in the last ~0.6 s (3 x wal_writer_delay) even though their
 # answers went out. It saves the wait for one disk flush per call. No effect on SQLite.
 ROUTING_SYNCHRONOUS_COMMIT = env_bool("ROUTING_SYNCHRONOUS_COMMIT", True)
+# How long a process trusts an API token it has just checked for POST /api/v1/route/, the
+# live path (every other endpoint checks on each request). A revoked token, or a user made
+# inactive or given another role, takes effect on routes within this many seconds; an expired
+# token is refused at once. 0 checks on every route.
+ROUTE_TOKEN_CACHE_SECONDS = env_float("ROUTE_TOKEN_CACHE_SECONDS", 1.0, minimum=0.0)
 # --- end of call routing -------------------------------------------------------------------
 
 # --- Celery (callgrid_portal/celery.py, bidlog/tasks.py) -------------------------------------

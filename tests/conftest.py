@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from bidlog.api.routing import _checked_tokens
 from callgrid_portal.simulator import Simulator
 from tests.factories import BuyerFactory, UserFactory
 
@@ -280,6 +281,8 @@ def isolated_cache(settings, tmp_path):
             }
         }
     settings.LIMITS_LOCK_DIR = tmp_path / "locks"
+    # Tokens the route view has checked are remembered per process; start every test afresh.
+    _checked_tokens.clear()
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ regression that adds a query per buyer, or a query per request, fails here long 
 reruns the benchmark.
 """
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from freezegun import freeze_time
 from knox.models import AuthToken
 
 from bidlog.choices import Outcome
@@ -155,3 +157,49 @@ def test_buyers_with_last_paid_binds_new_values_into_the_statement_compiled_once
     assert last_paid(a, now, ids=[second.pk]) == {second.pk: now - timedelta(days=1)}
     assert last_paid(a, now, ids=[]) == {}
     assert all(value is None or value.tzinfo is not None for value in last_paid(a, now).values())
+
+
+def _token_reads(queries: CaptureQueriesContext) -> list[str]:
+    return [sql for sql in _statements(queries) if "knox_authtoken" in sql]
+
+
+def test_route_trusts_a_token_it_has_just_checked_and_drops_it_when_revoked(
+    api_client, bob, sim_buyer, settings
+):
+    settings.ROUTE_TOKEN_CACHE_SECONDS = 0.3
+    sim_buyer()
+    instance, token = AuthToken.objects.create(bob)
+    assert _route(api_client, token).status_code == 200
+
+    with CaptureQueriesContext(connection) as again:
+        assert _route(api_client, token).status_code == 200
+    assert _token_reads(again) == []
+    # The operator's role came with the cached user: no group query either.
+    assert not [sql for sql in _statements(again) if "auth_group" in sql]
+
+    instance.delete()  # revoked: trusted no longer than the window
+    time.sleep(0.35)
+    assert _route(api_client, token).status_code == 401
+
+
+def test_route_refuses_a_cached_token_the_moment_it_expires(api_client, bob, sim_buyer):
+    sim_buyer()
+    _, token = AuthToken.objects.create(bob, expiry=timedelta(minutes=5))
+    assert _route(api_client, token).status_code == 200
+
+    with freeze_time(timezone.now() + timedelta(minutes=6)):
+        response = _route(api_client, token)
+
+    assert response.status_code == 401
+
+
+def test_route_token_cache_off_checks_every_route(api_client, bob, sim_buyer, settings):
+    settings.ROUTE_TOKEN_CACHE_SECONDS = 0
+    sim_buyer()
+    _, token = AuthToken.objects.create(bob)
+    _route(api_client, token)
+
+    with CaptureQueriesContext(connection) as again:
+        assert _route(api_client, token).status_code == 200
+
+    assert len(_token_reads(again)) == 1

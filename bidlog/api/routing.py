@@ -7,18 +7,24 @@ itself would phrase it: ``400 {"code": 4003, "message": ..., "field": "CallerId"
 
 from __future__ import annotations
 
+import binascii
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from knox.auth import TokenAuthentication
+from knox.crypto import hash_token
 from knox.models import AuthToken
 from knox.signals import token_expired
 from rest_framework import mixins, serializers, status, viewsets
@@ -250,14 +256,71 @@ def route_answer(call: Call) -> dict[str, Any]:
 # --- views --------------------------------------------------------------------------------
 
 
+class _CheckedTokens:
+    """Tokens this process has just checked, for ``ROUTE_TOKEN_CACHE_SECONDS``.
+
+    Keyed by the token's digest (what knox stores), never by the token itself; bounded, the
+    oldest entry going first.
+    """
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, Any, AuthToken]] = OrderedDict()
+
+    def get(self, digest: str, *, max_age: float) -> tuple[Any, AuthToken] | None:
+        with self._lock:
+            entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        checked_at, user, auth_token = entry
+        if time.monotonic() - checked_at >= max_age or (
+            auth_token.expiry is not None and auth_token.expiry <= timezone.now()
+        ):
+            return None
+        return user, auth_token
+
+    def put(self, digest: str, user: Any, auth_token: AuthToken) -> None:
+        with self._lock:
+            self._entries[digest] = (time.monotonic(), user, auth_token)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.SIZE:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_checked_tokens = _CheckedTokens()
+
+
 class RouteTokenAuthentication(TokenAuthentication):
-    """Knox token authentication without the sweep of the user's other tokens.
+    """Knox token authentication for the live path: no token sweep, a short memory.
 
     Knox reads every token of the user on each request to delete the expired ones. That
     housekeeping is a query on the live path of each call; every other API request still does
     it. The token presented is checked exactly as before: an expired one is deleted and
-    refused.
+    refused. A token found good is trusted for ``ROUTE_TOKEN_CACHE_SECONDS`` by this process
+    (the telephony platform routes every call with the same token), together with its user
+    and role; expiry is still checked on every route.
     """
+
+    def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
+        max_age = settings.ROUTE_TOKEN_CACHE_SECONDS
+        if max_age <= 0:
+            return super().authenticate_credentials(token)
+        try:
+            digest = hash_token(token.decode("utf-8"))
+        except (TypeError, UnicodeDecodeError, binascii.Error):
+            return super().authenticate_credentials(token)  # knox words the refusal
+        known = _checked_tokens.get(digest, max_age=max_age)
+        if known is not None:
+            return known
+        user, auth_token = super().authenticate_credentials(token)
+        _checked_tokens.put(digest, user, auth_token)
+        return user, auth_token
 
     def _cleanup_token(self, auth_token: AuthToken) -> bool:
         if auth_token.expiry is not None and auth_token.expiry < timezone.now():
