@@ -59,7 +59,12 @@ from bidlog.eligibility import (
 from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_list
-from bidlog.services import bid_from_attempt, call_paid_out_set, call_with_bids_create
+from bidlog.services import (
+    bid_from_attempt,
+    bid_rows_prepare,
+    call_paid_out_set,
+    call_with_bids_create,
+)
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
@@ -91,6 +96,8 @@ class _Answer:
     block: Block | None = None
     result: BidResult | None = None
     reservation: limits.Reservation | None = None
+    # The result's bid rows, built where the answer arrived (see _ask).
+    rows: list[BidLog] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,7 @@ class _Route:
     moment: datetime
     lease_ttl: float
     held: list[limits.Reservation]
+    source: str = Source.LIVE
     # Slots of requests that have ended, given back with the route's last settle.
     finished: list[limits.Lease] = field(default_factory=list)
 
@@ -321,20 +329,25 @@ def _call_kwargs(
 
 def _ask(
     *,
+    buyer: Buyer,
     target: BidTarget,
-    cooldown_seconds: int,
+    source: str,
     caller_id: str,
     state_code: str,
     params: dict[str, Any],
     deadline: float,
-) -> BidResult:
-    """Send one bid inside the deadline; a 3000 starts the grid's cooldown for everyone."""
+) -> tuple[BidResult, list[BidLog]]:
+    """Send one bid inside the deadline; a 3000 starts the grid's cooldown for everyone.
+
+    Also returns the result's bid rows, ready to insert: in an auction they are built on the
+    worker thread while other buyers are still answering, instead of after the last answer.
+    """
     result = send_bid(
         target, caller_id, state_code or None, params, deadline=deadline, session=get_session()
     )
     if result.outcome == Outcome.NO_CAPACITY:
-        limits.cooldown_start(grid_id=target.grid_id, seconds=cooldown_seconds)
-    return result
+        limits.cooldown_start(grid_id=target.grid_id, seconds=buyer.capacity_cooldown_seconds)
+    return result, bid_rows_prepare(buyer=buyer, result=result, source=source)
 
 
 def _not_waited_for(
@@ -398,16 +411,17 @@ def _waterfall(
             answers.append(_Answer(buyer, block=refused))
             continue
         try:
-            result = _ask(
+            result, rows = _ask(
+                buyer=buyer,
                 target=target,
-                cooldown_seconds=buyer.capacity_cooldown_seconds,
+                source=route.source,
                 **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline),
             )
         except BaseException:
             # The reservation goes back with the others in call_route's handler.
             limits.concurrency_release(lease)
             raise
-        answer = _Answer(buyer, result=result, reservation=reservation)
+        answer = _Answer(buyer, result=result, reservation=reservation, rows=rows)
         answers.append(answer)
         if _acceptable_amount(answer) is not None:
             # The winner's slot goes back with the route's last settle, after the log.
@@ -432,7 +446,8 @@ def _highest_bid(
 ) -> tuple[list[_Answer], _Answer | None]:
     answers = [_Answer(c.buyer, block=c.block) for c in candidates]
     asked = [(answer, c) for answer, c in zip(answers, candidates, strict=True) if c.block is None]
-    running: dict[Future[BidResult], tuple[_Answer, BidTarget, limits.Lease]] = {}
+    running: dict[Future[tuple[BidResult, list[BidLog]]], tuple[_Answer, BidTarget, limits.Lease]]
+    running = {}
     started = time.monotonic()
     admitted: list[tuple[_Answer, BidTarget, limits.Lease]] = []
     for (answer, _), (lease, reservation, refused) in zip(
@@ -447,19 +462,19 @@ def _highest_bid(
     # hand-off fewer per auction (none at all with one buyer), which under load is CPU the
     # server keeps for routing.
     own, others = (admitted[0], admitted[1:]) if admitted else (None, [])
-    own_result: BidResult | None = None
+    own_result: tuple[BidResult, list[BidLog]] | None = None
     ask = functools.partial(
-        _ask, **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline)
+        _ask,
+        source=route.source,
+        **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline),
     )
     try:
         pool = _executor() if others else None
         for answer, target, lease in others:
-            future = pool.submit(  # type: ignore[union-attr]
-                ask, target=target, cooldown_seconds=answer.buyer.capacity_cooldown_seconds
-            )
+            future = pool.submit(ask, buyer=answer.buyer, target=target)  # type: ignore[union-attr]
             running[future] = (answer, target, lease)
         if own is not None:
-            own_result = ask(target=own[1], cooldown_seconds=own[0].buyer.capacity_cooldown_seconds)
+            own_result = ask(buyer=own[0].buyer, target=own[1])
     except BaseException:
         # Reservations go back with the others in call_route's handler.
         limits.concurrency_release_many(lease for _, _, lease in admitted)
@@ -467,8 +482,8 @@ def _highest_bid(
     if running:
         wait(running, timeout=max(deadline - time.monotonic(), 0.0))
     finished: list[limits.Lease] = []
-    if own is not None:
-        own[0].result = own_result
+    if own is not None and own_result is not None:
+        own[0].result, own[0].rows = own_result
         finished.append(own[2])
     for future, (answer, target, lease) in running.items():
         if future.done() or future.cancel():
@@ -478,7 +493,7 @@ def _highest_bid(
             # Still talking to the buyer: the slot stays taken until that request ends.
             future.add_done_callback(lambda _f, held=lease: limits.concurrency_release(held))
         if future.done() and not future.cancelled():
-            answer.result = future.result()
+            answer.result, answer.rows = future.result()
             continue
         answer.result = _not_waited_for(
             target=target,
@@ -553,7 +568,9 @@ def call_route(
             last_paid={b.pk: b.last_paid_at for b in buyers},  # type: ignore[attr-defined]
         )
     ]
-    route = _Route(caller_id=caller.ten_digit, moment=moment, lease_ttl=lease_ttl, held=[])
+    route = _Route(
+        caller_id=caller.ten_digit, moment=moment, lease_ttl=lease_ttl, held=[], source=source
+    )
     run = _waterfall if chosen == RoutingStrategy.WATERFALL else _highest_bid
     try:
         answers, winner = run(
@@ -643,6 +660,8 @@ def _record(
                     error=answer.block.reason,
                 )
             )
+        elif answer.rows is not None:
+            rows.extend(answer.rows)
         elif answer.result is not None:
             rows.extend(
                 # The services' row builder, so routed attempts are stored exactly like test

@@ -139,6 +139,24 @@ def call_with_bids_create(
     return bids
 
 
+def bid_rows_prepare(*, buyer: Buyer, result: BidResult, source: str) -> list[BidLog]:
+    """The unsaved rows of ``result``'s attempts, ready for :func:`call_with_bids_create`.
+
+    Routing builds them on the thread that received the answer, so the work is done while
+    other buyers of an auction are still answering rather than after the last one. On
+    PostgreSQL each row also carries its column values for the insert.
+    """
+    rows = [
+        bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=None)
+        for attempt in result.attempts
+    ]
+    if connection.vendor == "postgresql":
+        fields = _insert_fields(BidLog, "call")
+        for row in rows:
+            row._callgrid_insert_values = _db_values(fields, row)  # type: ignore[attr-defined]
+    return rows
+
+
 @functools.cache
 def _insert_fields(model: type[models.Model], exclude: str = "") -> tuple[models.Field, ...]:
     return tuple(
@@ -177,7 +195,13 @@ def _db_values(fields: tuple[models.Field, ...], obj: models.Model) -> list[Any]
 
 def _call_with_bids_insert(call: Call, bids: list[BidLog]) -> None:
     bid_fields = _insert_fields(BidLog, "call")
-    columns = zip(*(_db_values(bid_fields, bid) for bid in bids), strict=True)
+    columns = zip(
+        *(
+            getattr(bid, "_callgrid_insert_values", None) or _db_values(bid_fields, bid)
+            for bid in bids
+        ),
+        strict=True,
+    )
     params = [*_db_values(_insert_fields(Call), call), *(list(column) for column in columns)]
     with connection.cursor() as cursor:
         cursor.execute(_call_with_bids_sql(), params)

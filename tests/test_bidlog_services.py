@@ -10,8 +10,10 @@ from django.test.utils import CaptureQueriesContext
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog, Call
 from bidlog.services import (
+    ATTEMPT_FIELDS,
     bid_attempts_record,
     bid_from_attempt,
+    bid_rows_prepare,
     bid_send,
     bid_skip_record,
     call_with_bids_create,
@@ -343,3 +345,21 @@ def test_call_with_bids_create_writes_nothing_when_one_row_is_refused():
 
     assert Call.objects.count() == calls_before
     assert not BidLog.objects.filter(buyer=buyer).exists()
+
+
+def test_prepared_rows_are_stored_exactly_like_rows_built_at_write_time():
+    buyer = BuyerFactory()
+    result = _system_error_then_accept()
+    prepared = bid_rows_prepare(buyer=buyer, result=result, source=Source.LIVE)
+    plain = _rows_for([buyer], result)
+
+    call_with_bids_create(call=_unsaved_call(), bids=prepared)
+    call_with_bids_create(call=_unsaved_call(), bids=plain)
+
+    def stored(rows):
+        return [
+            {f: getattr(BidLog.objects.get(pk=row.pk), f) for f in ATTEMPT_FIELDS} for row in rows
+        ]
+
+    assert stored(prepared) == stored(plain)
+    assert [row.attempt for row in prepared] == [1, 2]
