@@ -232,9 +232,10 @@ class ReservationRequest:
 class Reservation:
     """Caps and a duplicate window held for one route with one buyer.
 
-    ``state`` moves ``held`` -> ``released``, or ``held`` -> ``kept`` -> ``confirmed`` (or
-    back to ``released`` when the call could not be written). The moves are guarded here, so
-    a counter is never given back twice whatever path an exception takes.
+    ``state`` moves ``held`` -> ``released``, ``held`` -> ``confirmed`` (kept with its call
+    written), or ``held`` -> ``kept`` (kept before any call, then back to ``released`` when
+    it cannot be written). The moves are guarded here, so a counter is never given back twice
+    whatever path an exception takes.
     """
 
     buyer_id: int
@@ -356,8 +357,9 @@ def admission_settle(
     confirmed one is left alone. Every step is safe to run in a ``finally``.
 
     With ``call_id`` (the winner's call is written), a kept reservation is confirmed in the
-    same round trip: its duplicate key names the call for ``hold_seconds`` (see
-    :func:`reservation_confirm`).
+    same round trip: its duplicate key names the call for ``hold_seconds``. The hold only has
+    to outlast a route that read the database just before the call was written (at most one
+    deadline); later routes find the call in the database.
     """
     won = f"{_WON}{call_id}" if call_id is not None else ""
     ops: list[tuple[str, Reservation, str, int]] = []
@@ -376,22 +378,6 @@ def admission_settle(
 
 def _hold_ms(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
-
-
-def reservation_confirm(reservation: Reservation, *, call_id: int, hold_seconds: float) -> None:
-    """Mark the winner's duplicate key as sold once its call is written; it lapses after a hold.
-
-    The hold only has to outlast a route that read the database just before the call was
-    written (at most one deadline); later routes find the call in the database.
-    """
-    if not reservation._move(("kept",), "confirmed") or not reservation.duplicate_key:
-        return
-    _store().duplicate_swap(
-        reservation.duplicate_key,
-        expect=reservation.pending_value,
-        value=f"{_WON}{call_id}",
-        ttl_seconds=hold_seconds,
-    )
 
 
 def duplicate_forget(*, buyer_id: int, caller_id: str, call_id: int) -> None:

@@ -22,8 +22,10 @@ each capped buyer's daily and monthly cap, and the (buyer, caller) pair of a buy
 duplicate window. The winner keeps its reservation; every other buyer's is given back as soon
 as it is out of the running, and all of them when the route fails or its log cannot be written.
 
-Threads do HTTP only. All database work happens on the calling thread after the answer is
-decided, so worker threads never hold a connection that nobody closes.
+Threads do HTTP and build the bid rows of the answer they received; every query runs on the
+calling thread, so worker threads never hold a database connection that nobody closes. The
+call and its rows are written in one statement before the answer goes out; the slots and
+reservations are settled after it (see :func:`call_route`'s ``defer``).
 """
 
 from __future__ import annotations
