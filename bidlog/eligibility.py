@@ -22,6 +22,7 @@ import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import connection
@@ -298,20 +299,20 @@ def buyers_with_last_paid(
     if ids == []:
         return []
     statement = _buyers_statement(connection.vendor, None if ids is None else len(ids))
-    params = statement.bind(caller_id=caller_id, now=now, ids=ids or [])
-    buyers = list(Buyer.objects.raw(statement.sql, params))
-    paid_at = Call._meta.get_field("created_at")
-    column = paid_at.get_col(Call._meta.db_table)
-    converters = [
-        *connection.ops.get_db_converters(column),
-        *paid_at.get_db_converters(connection),
-    ]
-    for buyer in buyers:
-        value = buyer.last_paid_at  # type: ignore[attr-defined]
-        if value is not None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, statement.bind(caller_id=caller_id, now=now, ids=ids or []))
+        rows = cursor.fetchall()
+    buyers: list[Buyer] = []
+    for row in rows:
+        values = list(row)
+        for position, converters, expression in statement.converters:
+            value = values[position]
             for convert in converters:
-                value = convert(value, column, connection)
-        buyer.last_paid_at = value  # type: ignore[attr-defined]
+                value = convert(value, expression, connection)
+            values[position] = value
+        buyer = Buyer.from_db(connection.alias, statement.fields, values[: len(statement.fields)])
+        buyer.last_paid_at = values[statement.last_paid_index]  # type: ignore[attr-defined]
+        buyers.append(buyer)
     return buyers
 
 
@@ -322,10 +323,17 @@ _NOW_STAND_IN = datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class _Statement:
-    """A compiled query and, per parameter, where its value comes from."""
+    """A compiled query, where each parameter's value comes from, and how to read its rows.
+
+    The rows are read the way the ORM reads them (the compiler's converters, then
+    ``Model.from_db``), minus the per-call work of finding the columns and converters again.
+    """
 
     sql: str
     sources: tuple[tuple[str, object], ...]  # ("caller"|"now"|"id", index) or ("const", value)
+    fields: tuple[str, ...]  # attnames of the buyer's columns, first in each row
+    last_paid_index: int
+    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (position, converters, expression)
 
     def bind(self, *, caller_id: str, now: datetime, ids: Sequence[int]) -> list[object]:
         moment = _db_moment(now)
@@ -358,7 +366,18 @@ def _buyers_statement(vendor: str, id_count: int | None) -> _Statement:
         .values("created_at")[:1]
     )
     query = buyers.annotate(last_paid_at=Subquery(latest)).order_by("priority", "name", "pk")
-    sql, params = query.query.sql_with_params()
+    compiler = query.query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    selected = [expression for expression, _sql, _alias in compiler.select]
+    fields = tuple(
+        compiler.select[i][0].target.attname for i in compiler.klass_info["select_fields"]
+    )
+    if list(compiler.klass_info["select_fields"]) != list(range(len(fields))):
+        raise RuntimeError("buyer columns are expected first in the routing statement")
+    converters = tuple(
+        (position, tuple(found), expression)
+        for position, (found, expression) in compiler.get_converters(selected).items()
+    )
     now_value = _db_moment(_NOW_STAND_IN)
     sources: list[tuple[str, object]] = []
     for value in params:
@@ -370,7 +389,13 @@ def _buyers_statement(vendor: str, id_count: int | None) -> _Statement:
             sources.append(("id", -value - 1))
         else:
             sources.append(("const", value))
-    return _Statement(sql=sql, sources=tuple(sources))
+    return _Statement(
+        sql=sql,
+        sources=tuple(sources),
+        fields=fields,
+        last_paid_index=compiler.annotation_col_map["last_paid_at"],
+        converters=converters,
+    )
 
 
 def in_flight_duplicate_block() -> Block:

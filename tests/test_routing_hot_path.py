@@ -19,6 +19,7 @@ from bidlog.choices import Outcome
 from bidlog.eligibility import _buyers_statement, buyers_with_last_paid, cap_block, cap_counts
 from bidlog.models import BidLog, Call
 from bidlog.routing import call_route
+from buyers.models import Buyer
 from tests.factories import BuyerFactory, CallFactory
 
 CALLER = "3035551234"
@@ -157,6 +158,27 @@ def test_buyers_with_last_paid_binds_new_values_into_the_statement_compiled_once
     assert last_paid(a, now, ids=[second.pk]) == {second.pk: now - timedelta(days=1)}
     assert last_paid(a, now, ids=[]) == {}
     assert all(value is None or value.tzinfo is not None for value in last_paid(a, now).values())
+
+
+def test_buyers_read_for_routing_equal_the_orms_field_for_field(db):
+    BuyerFactory(
+        priority=1,
+        accepted_states=["CO", "TX"],
+        extra_params={"PublisherId": "pub1"},
+        operating_hours={"mon": [["09:00", "17:00"]]},
+        min_bid="12.34",
+        daily_cap=5,
+    )
+    BuyerFactory(priority=2)
+
+    fast = buyers_with_last_paid(buyer_ids=None, caller_id="3035551234", now=timezone.now())
+    orm = list(Buyer.objects.order_by("priority", "name", "pk"))
+
+    def fields(buyer):
+        return {f.attname: getattr(buyer, f.attname) for f in Buyer._meta.concrete_fields}
+
+    assert [fields(b) for b in fast] == [fields(b) for b in orm]
+    assert not fast[0]._state.adding and fast[0].accepted_states == ["CO", "TX"]
 
 
 def _token_reads(queries: CaptureQueriesContext) -> list[str]:
