@@ -567,6 +567,58 @@ def test_unresolvable_host_is_a_network_error():
     assert "resolve" in result.final.error
 
 
+def test_a_server_that_never_accepts_is_a_connect_timeout_within_the_budget():
+    # A listener with a full backlog: the kernel drops further SYNs, so connecting hangs.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(8):  # fill the accept queue (its size varies by kernel)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        time.sleep(0.1)
+        target = BidTarget(
+            grid_id=GRID, endpoint_url=f"http://127.0.0.1:{port}/api/bid/", timeout_seconds=1.0
+        )
+        started = time.monotonic()
+
+        result = send_bid(target, "3035551234")
+
+        elapsed = time.monotonic() - started
+        for filler in fillers:
+            filler.close()
+    assert result.outcome == Outcome.TIMEOUT
+    assert result.final.error == f"could not connect to 127.0.0.1:{port} within 1.0 s"
+    assert elapsed < 1.5
+
+
+def test_a_tls_failure_is_a_network_error_naming_tls():
+    # Something that is not a TLS server on the other end of an https endpoint.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(5)
+        port = listener.getsockname()[1]
+
+        def garbage() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                time.sleep(0.2)
+
+        server = threading.Thread(target=garbage, daemon=True)
+        server.start()
+        target = BidTarget(grid_id=GRID, endpoint_url=f"https://127.0.0.1:{port}/api/bid/")
+
+        result = send_bid(target, "3035551234")
+
+        server.join(timeout=5)
+    assert result.outcome == Outcome.NETWORK_ERROR
+    assert result.final.error.startswith("TLS error: ")
+
+
 # --- parsing details (the same code the HTTP path runs) --------------------------------------
 
 
