@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import functools
 import heapq
 import http.cookiejar
 import itertools
@@ -65,11 +64,21 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import Retry
+from urllib3.util import Timeout as Urllib3Timeout
 
 from callgrid_portal.bidapi.outcomes import Outcome
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
@@ -476,10 +485,13 @@ def _send_once(
         _budget.end = None
 
     try:
-        attempt.http_status = response.status_code
+        attempt.http_status = response.status
         raw, why = _read_body(response, budget_end)
     finally:
+        # A complete answer has already given its connection back to the pool; one cut off
+        # (deadline, size cap, broken) is closed rather than reused.
         response.close()
+        response.release_conn()
     if why == "timeout":
         attempt.outcome = Outcome.TIMEOUT
         attempt.error = (
@@ -495,16 +507,8 @@ def _send_once(
         attempt.error = f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap; reading stopped"
         attempt.raw_response = _raw_text(raw)
         return finish()
-    parse_response(attempt, response.status_code, response.headers, raw, target.min_bid)
+    parse_response(attempt, response.status, response.headers, raw, target.min_bid)
     return finish()
-
-
-@functools.lru_cache(maxsize=1024)
-def _prepared_url(url: str) -> str:
-    """``url`` as requests would send it (IDNA host, quoted path), worked out once per URL."""
-    request = requests.PreparedRequest()
-    request.prepare_url(url, None)
-    return request.url  # type: ignore[return-value]
 
 
 def _post(
@@ -513,40 +517,93 @@ def _post(
     data: bytes,
     headers: dict[str, str],
     timeout: tuple[float, float],
-) -> requests.Response:
-    """POST a bid through the session's adapter (its pool), skipping the session layer.
+) -> BaseHTTPResponse:
+    """POST a bid on the session's connection pool, below requests' session and adapter.
 
     ``Session.post`` merges cookies, hooks and default headers and looks for a redirect on
-    every call. A bid wants none of it: cookies are refused, redirects are not followed, and
-    the headers are ours. On an auction's fan-out that layer was about a third of the client's
-    CPU. The session still decides the adapter (its mounts), proxies, TLS verification and
-    client certificate. Without requests' default ``Accept-Encoding: gzip`` the buyer answers
-    uncompressed, which is what the body reader expects (it reads raw bytes).
+    every call, and ``HTTPAdapter.send`` finds the pool again and wraps the answer in a
+    ``Response`` (cookies extracted, encoding guessed). A bid wants none of it: cookies are
+    refused, redirects are not followed, the headers are ours and the body is read raw. On an
+    auction's fan-out that layer was a third of the client's CPU, spent one bid after the
+    other under the GIL. The pool still comes from the session's adapter (its mounts, TLS
+    verification and client certificate), once per URL; urllib3's errors are raised as the
+    ``requests`` exceptions the adapter would raise. Without ``Accept-Encoding: gzip`` the
+    buyer answers uncompressed, which is what the body reader expects.
     """
-    request = requests.PreparedRequest()
-    request.method = "POST"
-    request.url = _prepared_url(url)
-    request.headers = CaseInsensitiveDict(headers)
-    request.headers["Content-Length"] = str(len(data))
-    request.body = data
-    request.hooks = {"response": []}
-    return http.get_adapter(request.url).send(
-        request,
-        stream=True,
-        timeout=timeout,
-        verify=http.verify,
-        cert=http.cert,
-        proxies=http.proxies,
+    pool, target = _pool_for(http, url)
+    options = {
+        "body": data,
+        "headers": {**headers, "Content-Length": str(len(data))},
+        "redirect": False,
+        "assert_same_host": False,
+        "preload_content": False,
+        "decode_content": False,
+        "retries": _NO_RETRIES,
+        "timeout": Urllib3Timeout(connect=timeout[0], read=timeout[1]),
+        "chunked": False,
+    }
+    try:
+        try:
+            return pool.urlopen("POST", target, **options)
+        except ClosedPoolError:
+            # The pool manager dropped this host's pool (it keeps POOL_CONNECTIONS hosts)
+            # after we looked it up: look again, once.
+            pool, target = _pool_for(http, url, fresh=True)
+            return pool.urlopen("POST", target, **options)
+    except (ProtocolError, OSError) as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
+    except MaxRetryError as exc:
+        reason = exc.reason
+        if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+            raise requests.exceptions.ConnectTimeout(exc) from exc
+        if isinstance(reason, Urllib3SSLError):
+            raise requests.exceptions.SSLError(exc) from exc
+        raise requests.exceptions.ConnectionError(exc) from exc
+    except ClosedPoolError as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
+    except Urllib3SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+    except ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from exc
+
+
+# urllib3 must not resend a bid on its own: retries are decided per CallGrid code, and logged.
+_NO_RETRIES = Retry(0, read=False, redirect=False)
+
+
+def _pool_for(
+    http: requests.Session, url: str, *, fresh: bool = False
+) -> tuple[HTTPConnectionPool, str]:
+    """The session's connection pool for ``url`` and the target to ask it for.
+
+    Found through the adapter exactly as ``HTTPAdapter.send`` finds it, then remembered on the
+    session until the pool manager closes that pool.
+    """
+    known: dict[str, tuple[HTTPConnectionPool, str]] = http.__dict__.setdefault(
+        "_callgrid_pools", {}
     )
+    found = None if fresh else known.get(url)
+    if found is not None and found[0].pool is not None:
+        return found
+    request = requests.PreparedRequest()
+    request.prepare_url(url, None)
+    request.prepare_headers({})
+    adapter = http.get_adapter(request.url)  # type: ignore[arg-type]
+    pool = adapter.get_connection_with_tls_context(  # type: ignore[attr-defined]
+        request, http.verify, proxies=http.proxies, cert=http.cert
+    )
+    adapter.cert_verify(pool, request.url, http.verify, http.cert)  # type: ignore[attr-defined]
+    found = (pool, adapter.request_url(request, http.proxies))  # type: ignore[attr-defined]
+    known[url] = found
+    return found
 
 
-def _read_body(response: requests.Response, budget_end: float) -> tuple[bytes, str]:
+def _read_body(raw: BaseHTTPResponse, budget_end: float) -> tuple[bytes, str]:
     """Read the body within the budget and the size cap.
 
     Returns the bytes and why reading stopped: ``""`` (complete), ``timeout``, ``oversized`` or
     ``network``.
     """
-    raw = response.raw
     chunks: list[bytes] = []
     size = 0
     while True:
