@@ -97,14 +97,39 @@ def is_failure(bid: BidLog) -> bool:
     return bid.outcome in FAILURE_OUTCOMES
 
 
-def buyer_health(buyer: Buyer, *, now: datetime | None = None) -> str:
-    """``healthy``, ``degraded``, ``failing`` or ``unknown``, from recent answers and alerts."""
+def open_alert_priorities() -> dict[int, set[str]]:
+    """The priorities of the open alerts of every buyer that has any, in one query.
+
+    Open alerts are few (one per buyer and rule at most), so a list of buyers reads them all
+    at once instead of once per buyer.
+    """
+    found: dict[int, set[str]] = {}
+    rows = Alert.objects.filter(status=AlertStatus.OPEN).values_list("buyer_id", "priority")
+    for buyer_id, priority in rows:
+        found.setdefault(buyer_id, set()).add(priority)
+    return found
+
+
+def buyer_health(
+    buyer: Buyer,
+    *,
+    now: datetime | None = None,
+    open_alerts: dict[int, set[str]] | None = None,
+) -> str:
+    """``healthy``, ``degraded``, ``failing`` or ``unknown``, from recent answers and alerts.
+
+    ``open_alerts`` (from :func:`open_alert_priorities`) spares the alert query when many
+    buyers are judged at once.
+    """
     answers = answers_recent(buyer=buyer, now=now)
-    open_priorities = set(
-        Alert.objects.filter(buyer=buyer, status=AlertStatus.OPEN).values_list(
-            "priority", flat=True
+    if open_alerts is None:
+        open_priorities = set(
+            Alert.objects.filter(buyer=buyer, status=AlertStatus.OPEN).values_list(
+                "priority", flat=True
+            )
         )
-    )
+    else:
+        open_priorities = open_alerts.get(buyer.pk, set())
     if Priority.IMMEDIATE in open_priorities:
         return FAILING
     if not answers:

@@ -31,13 +31,21 @@ def buyer_get(buyer_id: int) -> Buyer:
     return Buyer.objects.get(pk=buyer_id)
 
 
-def buyer_health(buyer: Buyer) -> str:
+def buyer_health(buyer: Buyer, *, open_alerts: dict[int, set[str]] | None = None) -> str:
     """The buyer's health badge: ``healthy``, ``degraded``, ``failing`` or ``unknown``.
 
-    Computed by :func:`bidlog.health.buyer_health` from recent answers and open alerts.
+    Computed by :func:`bidlog.health.buyer_health` from recent answers and open alerts;
+    ``open_alerts`` comes from :func:`buyers_open_alerts` when a list of buyers is shown.
     """
-    # Imported here: models and services import one way (buyers <- bidlog), and only this read
-    # needs the bid log.
+    # Imported here: models and services import one way (buyers <- bidlog), and only these
+    # reads need the bid log.
     from bidlog.health import buyer_health as health_of
 
-    return health_of(buyer)
+    return health_of(buyer, open_alerts=open_alerts)
+
+
+def buyers_open_alerts() -> dict[int, set[str]]:
+    """Priorities of every buyer's open alerts, read once for a whole list of buyers."""
+    from bidlog.health import open_alert_priorities
+
+    return open_alert_priorities()

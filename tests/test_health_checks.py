@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bidlog import health, limits
@@ -175,6 +177,25 @@ def test_buyer_api_shows_the_health_verdict(viewer_api):
 
     assert response.status_code == 200
     assert response.json()["health"] == "failing"
+
+
+def test_buyers_list_reads_open_alerts_once_for_all_buyers(viewer_api):
+    for n in range(6):
+        buyer = BuyerFactory()
+        _answers(buyer, [Outcome.ACCEPTED])
+        if n % 2:
+            Alert.objects.create(
+                buyer=buyer, rule=AlertRule.NO_NUMBERS, priority="immediate", title="x"
+            )
+
+    with CaptureQueriesContext(connection) as queries:
+        response = viewer_api.get("/api/v1/buyers/")
+
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len([sql for sql in statements if '"bidlog_alert"' in sql]) == 1
+    # What is left per buyer is one query for its latest answers.
+    assert len([sql for sql in statements if '"bidlog_bidlog"' in sql]) == 6
+    assert sorted(row["health"] for row in response.json()) == ["failing"] * 3 + ["healthy"] * 3
 
 
 def test_check_result_feeds_the_alert_rules(simulator, checked):

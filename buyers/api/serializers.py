@@ -10,7 +10,7 @@ from rest_framework.settings import api_settings
 
 from buyers import services
 from buyers.models import Buyer
-from buyers.selectors import buyer_health
+from buyers.selectors import buyer_health, buyers_open_alerts
 
 # Field kwargs DRF derives from the model's validators. The model checks these itself in
 # full_clean; leaving them here would run every rule twice, with two wordings.
@@ -94,7 +94,10 @@ class BuyerSerializer(serializers.ModelSerializer):
         return field_class, field_kwargs
 
     def get_health(self, buyer: Buyer) -> str:
-        return buyer_health(buyer)
+        # A list shares one context: its open alerts are read once, not once per buyer.
+        if "open_alerts" not in self.context:
+            self.context["open_alerts"] = buyers_open_alerts()
+        return buyer_health(buyer, open_alerts=self.context["open_alerts"])
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Validate the buyer as the model does, once, and keep it ready to save."""
