@@ -257,19 +257,21 @@ def celery_worker_factory(celery_broker, transactional_db):
         worker.stop()
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(settings, tmp_path):
-    """Limits start empty in every test: Redis under a fresh key prefix, else a private cache.
+REDIS_URL = os.environ.get("REDIS_URL", "")
 
-    Buyers' Grid IDs repeat between tests (factory sequences) and parallel runs share one
-    Redis, so shared keys would leak tokens, slots and cooldowns from test to test.
+
+def use_cache(settings, tmp_path: Path, store: str) -> None:
+    """Point Django's cache (and so the shared limits) at ``store``: ``redis`` or ``file``.
+
+    Redis gets a fresh key prefix, the file cache a private folder: buyers' Grid IDs repeat
+    between tests (factory sequences) and parallel runs share one Redis, so shared keys would
+    leak tokens, slots and cooldowns from test to test.
     """
-    redis_url = os.environ.get("REDIS_URL", "")
-    if redis_url:
+    if store == "redis":
         settings.CACHES = {
             "default": {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": redis_url,
+                "LOCATION": REDIS_URL,
                 "KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
             }
         }
@@ -281,8 +283,23 @@ def isolated_cache(settings, tmp_path):
             }
         }
     settings.LIMITS_LOCK_DIR = tmp_path / "locks"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings, tmp_path):
+    """Limits start empty in every test, on Redis when REDIS_URL is set, else the file cache."""
+    use_cache(settings, tmp_path, "redis" if REDIS_URL else "file")
     # Tokens the route view has checked are remembered per process; start every test afresh.
     _checked_tokens.clear()
+
+
+@pytest.fixture(params=["file", "redis"])
+def any_store(request, settings, tmp_path):
+    """Run the test once on the file cache and once on Redis (when REDIS_URL is set)."""
+    if request.param == "redis" and not REDIS_URL:
+        pytest.skip("REDIS_URL is not set; the Redis store is tested where it is (CI)")
+    use_cache(settings, tmp_path, request.param)
+    return request.param
 
 
 @pytest.fixture

@@ -313,21 +313,6 @@ def test_winner_hold_blocks_a_route_that_read_the_database_before_the_call_was_w
 # --- the reservation itself, on both stores ------------------------------------------------
 
 
-@pytest.fixture(params=["file", "redis"])
-def any_store(request, settings, tmp_path):
-    if request.param == "redis":
-        if not REDIS_URL:
-            pytest.skip("REDIS_URL is not set; the Redis store is tested where it is (CI)")
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": REDIS_URL,
-                "KEY_PREFIX": f"test-res-{uuid.uuid4().hex[:8]}",
-            }
-        }
-    return request.param
-
-
 def _request(grid_id: str, *, cap: int, seed: int, dup: str) -> limits.AdmissionRequest:
     return limits.AdmissionRequest(
         grid_id=grid_id,

@@ -1,37 +1,10 @@
 """Per-grid limits on both stores: the file cache (embedded default) and Redis (fleet)."""
 
-import os
 import uuid
 
 import pytest
 
 from bidlog import limits
-
-REDIS_URL = os.environ.get("REDIS_URL", "")
-
-
-@pytest.fixture(params=["file", "redis"])
-def limits_cache(request, settings, tmp_path):
-    """Run each test once on the file cache and once on Redis (when REDIS_URL is set)."""
-    if request.param == "redis":
-        if not REDIS_URL:
-            pytest.skip("REDIS_URL is not set; the Redis store is tested where it is (CI)")
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": REDIS_URL,
-                "KEY_PREFIX": f"test-limits-{uuid.uuid4().hex[:8]}",
-            }
-        }
-    else:
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                "LOCATION": str(tmp_path / "cache"),
-            }
-        }
-        settings.LIMITS_LOCK_DIR = tmp_path / "locks"
-    return request.param
 
 
 @pytest.fixture
@@ -43,7 +16,7 @@ def test_bucket_shape_holds_one_minute_of_tokens():
     assert limits.bucket_shape(120) == (120.0, 2.0)
 
 
-def test_rate_limit_allows_a_full_minute_at_once_then_refuses(limits_cache, grid_id):
+def test_rate_limit_allows_a_full_minute_at_once_then_refuses(any_store, grid_id):
     now = 1_000_000.0
     taken = [
         limits.rate_limit_take(grid_id=grid_id, per_minute=10, now=now).allowed for _ in range(12)
@@ -54,7 +27,7 @@ def test_rate_limit_allows_a_full_minute_at_once_then_refuses(limits_cache, grid
     assert refused.retry_after == pytest.approx(6.0)
 
 
-def test_rate_limit_refills_at_the_sustained_rate(limits_cache, grid_id):
+def test_rate_limit_refills_at_the_sustained_rate(any_store, grid_id):
     now = 1_000_000.0
     for _ in range(10):
         limits.rate_limit_take(grid_id=grid_id, per_minute=10, now=now)
@@ -65,7 +38,7 @@ def test_rate_limit_refills_at_the_sustained_rate(limits_cache, grid_id):
     assert not limits.rate_limit_take(grid_id=grid_id, per_minute=10, now=now + 6.1).allowed
 
 
-def test_rate_limit_never_passes_twice_the_rate_in_any_minute(limits_cache, grid_id):
+def test_rate_limit_never_passes_twice_the_rate_in_any_minute(any_store, grid_id):
     start = 1_000_000.0
     allowed = 0
     # Hammer the grid every 100 ms for one minute.
@@ -77,7 +50,7 @@ def test_rate_limit_never_passes_twice_the_rate_in_any_minute(limits_cache, grid
     assert 58 <= allowed <= 60
 
 
-def test_rate_limit_headroom_refuses_monitoring_before_live_traffic(limits_cache, grid_id):
+def test_rate_limit_headroom_refuses_monitoring_before_live_traffic(any_store, grid_id):
     now = 1_000_000.0
     for _ in range(8):
         limits.rate_limit_take(grid_id=grid_id, per_minute=10, now=now)
@@ -89,7 +62,7 @@ def test_rate_limit_headroom_refuses_monitoring_before_live_traffic(limits_cache
     assert live.allowed
 
 
-def test_rate_limit_peek_takes_nothing(limits_cache, grid_id):
+def test_rate_limit_peek_takes_nothing(any_store, grid_id):
     now = 1_000_000.0
     for _ in range(3):
         assert limits.rate_limit_peek(grid_id=grid_id, per_minute=1, now=now).allowed
@@ -100,7 +73,7 @@ def test_rate_limit_peek_takes_nothing(limits_cache, grid_id):
     assert peek.retry_after == pytest.approx(60.0)
 
 
-def test_concurrency_cap_refuses_beyond_limit_and_release_frees_a_slot(limits_cache, grid_id):
+def test_concurrency_cap_refuses_beyond_limit_and_release_frees_a_slot(any_store, grid_id):
     held = [limits.concurrency_acquire(grid_id=grid_id, limit=3) for _ in range(3)]
 
     assert all(held)
@@ -114,7 +87,7 @@ def test_concurrency_cap_refuses_beyond_limit_and_release_frees_a_slot(limits_ca
     assert limits.concurrency_acquire(grid_id=grid_id, limit=3) is not None
 
 
-def test_concurrency_slot_is_released_when_the_request_fails(limits_cache, grid_id):
+def test_concurrency_slot_is_released_when_the_request_fails(any_store, grid_id):
     with (
         pytest.raises(RuntimeError),
         limits.concurrency_slot(grid_id=grid_id, limit=1) as lease,
@@ -127,7 +100,7 @@ def test_concurrency_slot_is_released_when_the_request_fails(limits_cache, grid_
     assert limits.concurrency_acquire(grid_id=grid_id, limit=1) is not None
 
 
-def test_concurrency_lease_of_a_dead_process_expires_alone(limits_cache, grid_id):
+def test_concurrency_lease_of_a_dead_process_expires_alone(any_store, grid_id):
     # A lease nobody releases (its process died) frees only its own slot when it expires.
     limits.concurrency_acquire(grid_id=grid_id, limit=2, ttl_seconds=0.2)
     survivor = limits.concurrency_acquire(grid_id=grid_id, limit=2, ttl_seconds=60)
@@ -142,7 +115,7 @@ def test_concurrency_lease_of_a_dead_process_expires_alone(limits_cache, grid_id
     assert survivor is not None
 
 
-def test_cooldown_lasts_its_seconds_and_zero_turns_it_off(limits_cache, grid_id):
+def test_cooldown_lasts_its_seconds_and_zero_turns_it_off(any_store, grid_id):
     now = 2_000_000_000.0
     limits.cooldown_start(grid_id=grid_id, seconds=0, now=now)
     assert limits.cooldown_until(grid_id=grid_id, now=now) is None
@@ -155,7 +128,7 @@ def test_cooldown_lasts_its_seconds_and_zero_turns_it_off(limits_cache, grid_id)
     assert limits.cooldown_until(grid_id=grid_id, now=now + 90) is None
 
 
-def test_limits_reset_forgets_bucket_slots_and_cooldown(limits_cache, grid_id):
+def test_limits_reset_forgets_bucket_slots_and_cooldown(any_store, grid_id):
     limits.rate_limit_take(grid_id=grid_id, per_minute=1)
     limits.concurrency_acquire(grid_id=grid_id, limit=1)
     limits.cooldown_start(grid_id=grid_id, seconds=60)
