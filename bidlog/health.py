@@ -97,15 +97,17 @@ def is_failure(bid: BidLog) -> bool:
     return bid.outcome in FAILURE_OUTCOMES
 
 
-def open_alert_priorities() -> dict[int, set[str]]:
-    """The priorities of the open alerts of every buyer that has any, in one query.
+def open_alert_priorities(*, buyer_ids: list[int] | None = None) -> dict[int, set[str]]:
+    """The priorities of the open alerts of each buyer that has any, in one query.
 
     Open alerts are few (one per buyer and rule at most), so a list of buyers reads them all
-    at once instead of once per buyer.
+    at once (``buyer_ids`` None) instead of once per buyer.
     """
+    alerts = Alert.objects.filter(status=AlertStatus.OPEN)
+    if buyer_ids is not None:
+        alerts = alerts.filter(buyer_id__in=buyer_ids)
     found: dict[int, set[str]] = {}
-    rows = Alert.objects.filter(status=AlertStatus.OPEN).values_list("buyer_id", "priority")
-    for buyer_id, priority in rows:
+    for buyer_id, priority in alerts.values_list("buyer_id", "priority"):
         found.setdefault(buyer_id, set()).add(priority)
     return found
 
@@ -123,13 +125,8 @@ def buyer_health(
     """
     answers = answers_recent(buyer=buyer, now=now)
     if open_alerts is None:
-        open_priorities = set(
-            Alert.objects.filter(buyer=buyer, status=AlertStatus.OPEN).values_list(
-                "priority", flat=True
-            )
-        )
-    else:
-        open_priorities = open_alerts.get(buyer.pk, set())
+        open_alerts = open_alert_priorities(buyer_ids=[buyer.pk])
+    open_priorities = open_alerts.get(buyer.pk, set())
     if Priority.IMMEDIATE in open_priorities:
         return FAILING
     if not answers:
