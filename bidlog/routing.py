@@ -62,7 +62,6 @@ from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_list
 from bidlog.services import (
-    bid_from_attempt,
     bid_rows_prepare,
     call_paid_out_set,
     call_with_bids_create,
@@ -664,13 +663,8 @@ def _record(
             )
         elif answer.rows is not None:
             rows.extend(answer.rows)
-        elif answer.result is not None:
-            rows.extend(
-                # The services' row builder, so routed attempts are stored exactly like test
-                # bids and health checks (clipping, amounts that do not fit).
-                bid_from_attempt(buyer=answer.buyer, attempt=attempt, source=source, call=None)
-                for attempt in answer.result.attempts
-            )
+        elif answer.result is not None:  # a buyer not waited for: its timeout row
+            rows.extend(bid_rows_prepare(buyer=answer.buyer, result=answer.result, source=source))
     # One statement for the call and every row on PostgreSQL: per-row inserts cost a round
     # trip and an SQL compilation each, which was most of a ten-buyer auction's overhead.
     call.route_bids = call_with_bids_create(  # type: ignore[attr-defined]

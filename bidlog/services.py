@@ -142,9 +142,10 @@ def call_with_bids_create(
 def bid_rows_prepare(*, buyer: Buyer, result: BidResult, source: str) -> list[BidLog]:
     """The unsaved rows of ``result``'s attempts, ready for :func:`call_with_bids_create`.
 
-    Routing builds them on the thread that received the answer, so the work is done while
-    other buyers of an auction are still answering rather than after the last one. On
-    PostgreSQL each row also carries its column values for the insert.
+    Rows are built by :func:`bid_from_attempt`, so routed attempts are stored exactly like test
+    bids and health checks. In an auction this runs on the thread that received each answer,
+    while other buyers are still answering rather than after the last one. On PostgreSQL each
+    row also carries its column values for the insert.
     """
     rows = [
         bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=None)
