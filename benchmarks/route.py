@@ -285,6 +285,11 @@ for i, grid in enumerate(grids):
 user = User.objects.create_superuser("bench", "bench@example.com", None)
 print(AuthToken.objects.create(user)[1])
 """
+    return shell_output(env, script)
+
+
+def shell_output(env: dict[str, str], script: str) -> str:
+    """Run ``script`` in ``manage.py shell`` with the portal's environment; its last line."""
     done = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", script],
         cwd=ROOT,
@@ -304,15 +309,7 @@ calls = Call.objects.filter(pk__gt={since_call})
 print(calls.count(), calls.filter(routed=True).count(),
       BidLog.objects.filter(call__pk__gt={since_call}).count())
 """
-    done = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", script],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    calls, routed, bids = done.stdout.strip().splitlines()[-1].split()
+    calls, routed, bids = shell_output(env, script).split()
     return int(calls), int(routed), int(bids)
 
 
@@ -727,22 +724,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _last_call_id(env: dict[str, str]) -> int:
-    done = subprocess.run(
-        [
-            PYTHON,
-            "manage.py",
-            "shell",
-            "-c",
-            "from bidlog.models import Call; print(Call.objects.order_by('-pk')"
-            ".values_list('pk', flat=True).first() or 0)",
-        ],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+    script = (
+        "from bidlog.models import Call; "
+        "print(Call.objects.order_by('-pk').values_list('pk', flat=True).first() or 0)"
     )
-    return int(done.stdout.strip().splitlines()[-1])
+    return int(shell_output(env, script))
 
 
 if __name__ == "__main__":
