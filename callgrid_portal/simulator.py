@@ -27,6 +27,7 @@ and the file ends in ``.yaml``/``.yml``)::
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -34,7 +35,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -354,6 +355,15 @@ class _BidHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "CallGridSimulator/1.0"
 
+    # When the request line of the exchange being handled arrived (see parse_request).
+    _arrived = 0.0
+
+    def parse_request(self) -> bool:
+        # Called as soon as the request line is in, before the headers are read: latency is
+        # counted from here, as a remote buyer's would be from the moment the request reached it.
+        self._arrived = time.monotonic()
+        return super().parse_request()
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
@@ -412,46 +422,52 @@ class _BidHandler(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", errors="replace")
         headers = {key: value for key, value in self.headers.items()}
         behaviour, count, limited_for = self.sim._record(grid_id, body, headers, received_at)
+        # The answer is ready before the wait, so the only thing after it is the write: a
+        # buyer's latency L is L from the request's arrival, not L plus this server's work.
+        answer = self._answer_for(behaviour, body, count, limited_for)
         self._delay(behaviour)
+        answer()
+
+    def _answer_for(
+        self, behaviour: Mapping[str, Any], body: Any, count: int, limited_for: float | None
+    ) -> Callable[[], None]:
+        """What to write once the behaviour's latency has passed."""
         if limited_for is not None:
-            self._send_coded("rate_limit", behaviour, body, retry_after=math.ceil(limited_for))
-            return
+            return self._coded("rate_limit", behaviour, body, retry_after=math.ceil(limited_for))
         if not isinstance(body, dict):
-            self._send_coded(
+            return self._coded(
                 "invalid_request",
                 behaviour,
                 body,
                 message="Invalid request - body is not a JSON object",
             )
-            return
         caller_id = body.get("CallerId")
         digits = caller_id[1:] if isinstance(caller_id, str) and caller_id[:1] == "+" else caller_id
         if not isinstance(digits, str) or not digits.isdigit() or not digits.isascii():
             # CallGrid itself refuses a missing or formatted caller ID (error-code reference).
-            self._send_coded("invalid_caller_id", behaviour, body)
-            return
+            return self._coded("invalid_caller_id", behaviour, body)
         respond = behaviour["respond"]
         if respond == "fail_then_accept":
             respond = "system_error" if count <= behaviour["fail_times"] else "accept"
         if respond in CODED_ANSWERS:
-            self._send_coded(respond, behaviour, body)
-        elif respond == "dribble":
-            self._dribble(behaviour, body)
-        elif respond == "dribble_headers":
-            self._dribble_headers(behaviour, body)
-        elif respond == "malformed":
-            self._send(200, "application/json", b'{"code": 1000, "message": "Bid accepted", "bid')
-        elif respond == "html_error":
-            self._send(502, "text/html", HTML_ERROR_PAGE)
-        elif respond == "oversized":
-            payload = self._payload(1000, "Bid accepted", behaviour, body, accepted=True)
+            return self._coded(respond, behaviour, body)
+        if respond == "dribble":
+            return functools.partial(self._dribble, behaviour, body)
+        if respond == "dribble_headers":
+            return functools.partial(self._dribble_headers, behaviour, body)
+        if respond == "malformed":
+            broken = b'{"code": 1000, "message": "Bid accepted", "bid'
+            return functools.partial(self._send, 200, "application/json", broken)
+        if respond == "html_error":
+            return functools.partial(self._send, 502, "text/html", HTML_ERROR_PAGE)
+        payload = self._payload(1000, "Bid accepted", behaviour, body, accepted=True)
+        if respond == "oversized":
             payload["padding"] = "x" * OVERSIZED_BYTES
-            self._send(200, "application/json", _encode(payload))
-        elif respond == "wrong_shape":
-            payload = self._payload(1000, "Bid accepted", behaviour, body, accepted=True)
-            self._send(200, "application/json", _encode([payload]))
+            return functools.partial(self._send, 200, "application/json", _encode(payload))
+        # wrong_shape: a valid answer inside a JSON list.
+        return functools.partial(self._send, 200, "application/json", _encode([payload]))
 
-    def _send_coded(
+    def _coded(
         self,
         respond: str,
         behaviour: Mapping[str, Any],
@@ -459,7 +475,7 @@ class _BidHandler(BaseHTTPRequestHandler):
         *,
         message: str | None = None,
         retry_after: int | None = None,
-    ) -> None:
+    ) -> Callable[[], None]:
         code, status, default_message = CODED_ANSWERS[respond]
         text = message or behaviour["message"] or default_message
         payload = self._payload(code, text, behaviour, body, accepted=code == 1000)
@@ -467,8 +483,12 @@ class _BidHandler(BaseHTTPRequestHandler):
         if code == 5001:
             wait = retry_after if retry_after is not None else behaviour["retry_after"]
             headers["Retry-After"] = str(wait)
-        self._send(
-            behaviour["http_status"] or status, "application/json", _encode(payload), headers
+        return functools.partial(
+            self._send,
+            behaviour["http_status"] or status,
+            "application/json",
+            _encode(payload),
+            headers,
         )
 
     @staticmethod
@@ -528,14 +548,15 @@ class _BidHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up, as it should
 
-    @staticmethod
-    def _delay(behaviour: Mapping[str, Any]) -> None:
+    def _delay(self, behaviour: Mapping[str, Any]) -> None:
+        """Wait until the behaviour's latency (plus jitter) has passed since the request came."""
         delay_ms = float(behaviour["latency_ms"])
         jitter = float(behaviour["latency_jitter_ms"])
         if jitter:
             delay_ms += random.uniform(0, jitter)
-        if delay_ms > 0:
-            time.sleep(delay_ms / 1000)
+        remaining = self._arrived + delay_ms / 1000 - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -556,14 +577,23 @@ class _BidHandler(BaseHTTPRequestHandler):
         data: bytes,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        """Write the status line, headers and body in one send, as a production server does.
+
+        ``send_response``/``end_headers`` would put the body in a second segment: the client
+        then wakes twice per answer, and with Nagle's algorithm on the body would wait for the
+        client's delayed ACK.
+        """
+        lines = [
+            f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(data)}",
+            *(f"{key}: {value}" for key, value in (headers or {}).items()),
+        ]
+        self.log_request(status, len(data))
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

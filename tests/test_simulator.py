@@ -2,6 +2,7 @@
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,6 +98,37 @@ def test_latency_delays_the_answer(simulator):
     bid(simulator)
 
     assert time.monotonic() - start >= 0.3
+
+
+def _raw_bid(simulator, *, pause_before_body: float = 0.0) -> tuple[float, bytes, float]:
+    """Send a bid over a bare socket, its body ``pause_before_body`` after the headers.
+
+    Returns when the request line went out, the first ``recv`` of the answer, and its time.
+    """
+    body = json.dumps({"CallerId": "3035551234", "InboundStateCode": "CO"}).encode()
+    host, port = simulator.host, simulator.port
+    head = (
+        f"POST /api/bid/{GRID} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sent = time.monotonic()
+        sock.sendall(head)
+        time.sleep(pause_before_body)
+        sock.sendall(body)
+        first = sock.recv(65536)
+        return sent, first, time.monotonic()
+
+
+def test_latency_counts_from_the_request_s_arrival(simulator):
+    # A buyer's L is L from when the request reached it: time the server spends reading the
+    # rest of the request, or its own work, is not added on top.
+    simulator.configure(GRID, respond="accept", latency_ms=400)
+
+    sent, _, answered = _raw_bid(simulator, pause_before_body=0.25)
+
+    assert 0.4 <= answered - sent < 0.6
 
 
 def test_broken_answers_are_broken_in_the_promised_way(simulator):
