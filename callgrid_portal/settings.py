@@ -146,6 +146,8 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, checking only connections that have sat idle (postgresql/base.py).
+        DATABASES["default"]["ENGINE"] = "callgrid_portal.postgresql"
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
@@ -170,6 +172,9 @@ else:
             },
         }
     }
+# On PostgreSQL, a persistent connection used by a request that ended less than this many
+# seconds ago is trusted without a health check (SELECT 1) on the next; 0 checks every request.
+DB_HEALTH_CHECK_IDLE_SECONDS = env_float("DB_HEALTH_CHECK_IDLE_SECONDS", 5.0, minimum=0.0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
