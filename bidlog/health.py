@@ -31,7 +31,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db import connection
+from django.db.models import F, OuterRef, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from bidlog.choices import AlertStatus, Outcome, Source
@@ -75,21 +77,67 @@ FAILURE_OUTCOMES = frozenset(
 ANSWER_SOURCES = (Source.LIVE, Source.TEST, Source.HEALTH)
 
 
-def answers_recent(
-    *, buyer: Buyer, now: datetime | None = None, limit: int = SAMPLE
-) -> list[BidLog]:
-    """The buyer's latest answers (sent bids of live, test and health sources), newest first."""
-    moment = now or timezone.now()
-    return list(
+def _answers(moment: datetime) -> QuerySet[BidLog]:
+    """Answers (sent bids of live, test and health sources) of the health window, newest first."""
+    return (
         BidLog.objects.filter(
-            buyer=buyer,
             source__in=ANSWER_SOURCES,
             created_at__gte=moment - HEALTH_WINDOW,
             created_at__lte=moment,
         )
         .exclude(outcome__in=LOCAL_OUTCOMES)
-        .order_by("-created_at", "-id")[:limit]
+        .order_by("-created_at", "-id")
     )
+
+
+def answers_recent(
+    *, buyer: Buyer, now: datetime | None = None, limit: int = SAMPLE
+) -> list[BidLog]:
+    """The buyer's latest answers (sent bids of live, test and health sources), newest first."""
+    return list(_answers(now or timezone.now()).filter(buyer=buyer)[:limit])
+
+
+def answer_outcomes_recent(
+    *, buyer_ids: list[int], now: datetime | None = None, limit: int = SAMPLE
+) -> dict[int, list[str]]:
+    """The outcomes of each buyer's latest answers, newest first, in one query for all.
+
+    On PostgreSQL each buyer's list is a correlated ``ARRAY(... LIMIT n)`` that walks the
+    (buyer, created_at) index, so the cost stays per buyer however many rows the day holds.
+    Elsewhere (the embedded SQLite) a window function ranks the window's answers per buyer.
+    """
+    moment = now or timezone.now()
+    found: dict[int, list[str]] = {pk: [] for pk in buyer_ids}
+    if not buyer_ids:
+        return found
+    answers = _answers(moment)
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.expressions import ArraySubquery
+
+        latest = answers.filter(buyer=OuterRef("pk")).values("outcome")[:limit]
+        rows = (
+            Buyer.objects.filter(pk__in=buyer_ids)
+            .annotate(outcomes=ArraySubquery(latest))
+            .values_list("pk", "outcomes")
+        )
+        found.update((pk, list(outcomes)) for pk, outcomes in rows)
+        return found
+    ranked = (
+        answers.filter(buyer_id__in=buyer_ids)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=F("buyer_id"),
+                order_by=[F("created_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(rank__lte=limit)
+        .order_by("buyer_id", "rank")
+        .values_list("buyer_id", "outcome")
+    )
+    for buyer_id, outcome in ranked:
+        found[buyer_id].append(outcome)
+    return found
 
 
 def is_failure(bid: BidLog) -> bool:
@@ -117,25 +165,28 @@ def buyer_health(
     *,
     now: datetime | None = None,
     open_alerts: dict[int, set[str]] | None = None,
+    outcomes: list[str] | None = None,
 ) -> str:
     """``healthy``, ``degraded``, ``failing`` or ``unknown``, from recent answers and alerts.
 
-    ``open_alerts`` (from :func:`open_alert_priorities`) spares the alert query when many
-    buyers are judged at once.
+    When many buyers are judged at once, ``open_alerts`` (from :func:`open_alert_priorities`)
+    and ``outcomes`` (this buyer's list from :func:`answer_outcomes_recent`) spare the queries
+    this would otherwise make for the one buyer.
     """
-    answers = answers_recent(buyer=buyer, now=now)
+    if outcomes is None:
+        outcomes = [bid.outcome for bid in answers_recent(buyer=buyer, now=now)]
     if open_alerts is None:
         open_alerts = open_alert_priorities(buyer_ids=[buyer.pk])
     open_priorities = open_alerts.get(buyer.pk, set())
     if Priority.IMMEDIATE in open_priorities:
         return FAILING
-    if not answers:
+    if not outcomes:
         return DEGRADED if open_priorities else UNKNOWN
-    latest = answers[:FAILING_STREAK]
-    if len(latest) == FAILING_STREAK and all(is_failure(bid) for bid in latest):
+    latest = outcomes[:FAILING_STREAK]
+    if len(latest) == FAILING_STREAK and all(o in FAILURE_OUTCOMES for o in latest):
         return FAILING
-    failures = sum(1 for bid in answers if is_failure(bid))
-    if open_priorities or failures / len(answers) >= DEGRADED_SHARE:
+    failures = sum(1 for outcome in outcomes if outcome in FAILURE_OUTCOMES)
+    if open_priorities or failures / len(outcomes) >= DEGRADED_SHARE:
         return DEGRADED
     return HEALTHY
 

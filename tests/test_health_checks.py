@@ -193,9 +193,32 @@ def test_buyers_list_reads_open_alerts_once_for_all_buyers(viewer_api):
 
     statements = [q["sql"] for q in queries.captured_queries]
     assert len([sql for sql in statements if '"bidlog_alert"' in sql]) == 1
-    # What is left per buyer is one query for its latest answers.
-    assert len([sql for sql in statements if '"bidlog_bidlog"' in sql]) == 6
+    # The latest answers of every buyer come in one query too.
+    assert len([sql for sql in statements if '"bidlog_bidlog"' in sql]) == 1
     assert sorted(row["health"] for row in response.json()) == ["failing"] * 3 + ["healthy"] * 3
+
+
+def test_answers_read_for_many_buyers_are_each_buyer_s_own_latest_answers():
+    now = timezone.now()
+    failing, degraded, stale, silent, busy = (BuyerFactory() for _ in range(5))
+    _answers(failing, [Outcome.ACCEPTED] * 9 + [Outcome.TIMEOUT] * 3)
+    _answers(degraded, [Outcome.TIMEOUT] * 2 + [Outcome.ACCEPTED] * 8)
+    BidLogFactory(buyer=stale, outcome=Outcome.TIMEOUT, created_at=now - timedelta(days=2))
+    _answers(busy, [Outcome.DECLINED, Outcome.SYSTEM_ERROR, Outcome.ACCEPTED] * 5)
+    # Newer than every answer, yet not answers: skips are never sent.
+    BidLogFactory(buyer=busy, outcome=Outcome.SKIPPED_RATE_LIMIT, created_at=now)
+    buyers = [failing, degraded, stale, silent, busy]
+
+    read = health.answer_outcomes_recent(buyer_ids=[b.pk for b in buyers])
+
+    for buyer in buyers:
+        own = [bid.outcome for bid in health.answers_recent(buyer=buyer)]
+        assert read[buyer.pk] == own
+        assert health.buyer_health(buyer, outcomes=read[buyer.pk]) == health.buyer_health(buyer)
+    assert len(read[busy.pk]) == health.SAMPLE
+    assert read[stale.pk] == read[silent.pk] == []
+    verdicts = [health.buyer_health(b, outcomes=read[b.pk]) for b in buyers]
+    assert verdicts == ["failing", "degraded", "unknown", "unknown", "degraded"]
 
 
 def test_check_result_feeds_the_alert_rules(simulator, checked):

@@ -10,7 +10,7 @@ from rest_framework.settings import api_settings
 
 from buyers import services
 from buyers.models import Buyer
-from buyers.selectors import buyer_health, buyers_open_alerts
+from buyers.selectors import buyer_health, buyers_open_alerts, buyers_recent_outcomes
 
 # Field kwargs DRF derives from the model's validators. The model checks these itself in
 # full_clean; leaving them here would run every rule twice, with two wordings.
@@ -29,6 +29,15 @@ def to_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
         }
         return serializers.ValidationError(detail)
     return serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
+
+
+class BuyerListSerializer(serializers.ListSerializer):
+    """A list of buyers whose health badges read the bid log once for the whole list."""
+
+    def to_representation(self, data: Any) -> list[dict[str, Any]]:
+        buyers = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        self.context["recent_outcomes"] = buyers_recent_outcomes([b.pk for b in buyers])
+        return super().to_representation(buyers)
 
 
 class BuyerSerializer(serializers.ModelSerializer):
@@ -52,6 +61,7 @@ class BuyerSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Buyer
+        list_serializer_class = BuyerListSerializer
         fields = [
             "id",
             "name",
@@ -94,10 +104,11 @@ class BuyerSerializer(serializers.ModelSerializer):
         return field_class, field_kwargs
 
     def get_health(self, buyer: Buyer) -> str:
-        # A list shares one context: its open alerts are read once, not once per buyer.
+        # A list shares one context: its open alerts and answers are read once, not per buyer.
         if "open_alerts" not in self.context:
             self.context["open_alerts"] = buyers_open_alerts()
-        return buyer_health(buyer, open_alerts=self.context["open_alerts"])
+        outcomes = self.context.get("recent_outcomes", {}).get(buyer.pk)
+        return buyer_health(buyer, open_alerts=self.context["open_alerts"], outcomes=outcomes)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Validate the buyer as the model does, once, and keep it ready to save."""
