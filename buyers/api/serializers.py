@@ -32,10 +32,11 @@ def to_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
 
 
 class BuyerListSerializer(serializers.ListSerializer):
-    """A list of buyers whose health badges read the bid log once for the whole list."""
+    """A list of buyers whose health badges read alerts and answers once for the whole list."""
 
     def to_representation(self, data: Any) -> list[dict[str, Any]]:
         buyers = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        self.context["open_alerts"] = buyers_open_alerts()
         self.context["recent_outcomes"] = buyers_recent_outcomes([b.pk for b in buyers])
         return super().to_representation(buyers)
 
@@ -104,11 +105,13 @@ class BuyerSerializer(serializers.ModelSerializer):
         return field_class, field_kwargs
 
     def get_health(self, buyer: Buyer) -> str:
-        # A list shares one context: its open alerts and answers are read once, not per buyer.
-        if "open_alerts" not in self.context:
-            self.context["open_alerts"] = buyers_open_alerts()
-        outcomes = self.context.get("recent_outcomes", {}).get(buyer.pk)
-        return buyer_health(buyer, open_alerts=self.context["open_alerts"], outcomes=outcomes)
+        # In a list, BuyerListSerializer has read alerts and answers for every buyer at once;
+        # one buyer alone reads its own.
+        return buyer_health(
+            buyer,
+            open_alerts=self.context.get("open_alerts"),
+            outcomes=self.context.get("recent_outcomes", {}).get(buyer.pk),
+        )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Validate the buyer as the model does, once, and keep it ready to save."""
