@@ -7,11 +7,14 @@ it with limits (rate, concurrency, cooldown) without a second path that forgets 
 from __future__ import annotations
 
 import functools
+import json
 from collections import defaultdict, deque
+from datetime import date, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django.db import connection, models, transaction
+from psycopg.types.json import Json, Jsonb
 
 from bidlog import limits
 from bidlog.choices import Outcome
@@ -145,16 +148,15 @@ def bid_rows_prepare(*, buyer: Buyer, result: BidResult, source: str) -> list[Bi
     Rows are built by :func:`bid_from_attempt`, so routed attempts are stored exactly like test
     bids and health checks. In an auction this runs on the thread that received each answer,
     while other buyers are still answering rather than after the last one. On PostgreSQL each
-    row also carries its column values for the insert.
+    row also carries its part of the insert: its column values as one JSON object.
     """
     rows = [
         bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=None)
         for attempt in result.attempts
     ]
     if connection.vendor == "postgresql":
-        fields = _insert_fields(BidLog, "call")
         for row in rows:
-            row._callgrid_insert_values = _db_values(fields, row)  # type: ignore[attr-defined]
+            row._callgrid_insert_json = _row_json(row)  # type: ignore[attr-defined]
     return rows
 
 
@@ -169,23 +171,27 @@ def _insert_fields(model: type[models.Model], exclude: str = "") -> tuple[models
 
 @functools.cache
 def _call_with_bids_sql() -> str:
-    """The statement: the call in a CTE, the rows as one array per column against its id.
+    """The statement: the call in a CTE, the rows as one JSON array of objects against its id.
 
-    Arrays keep the statement the same whatever the number of rows, so psycopg's parse of
-    it and PostgreSQL's plan are reused instead of redone for a long VALUES list each time.
+    One parameter holds every row, whatever their number, so PostgreSQL's plan is reused, and
+    the client sends a string ``json.dumps`` wrote instead of adapting one array per column
+    value by value (that adaptation took longer than PostgreSQL took to insert the rows).
+    ``json_populate_recordset`` reads each object as a ``bidlog_bidlog`` row, converting each
+    value with the column type's own input function.
     """
     quote = connection.ops.quote_name
     call_fields = _insert_fields(Call)
     bid_fields = _insert_fields(BidLog, "call")
     bid_columns = ", ".join(quote(f.column) for f in bid_fields)
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in bid_fields)
+    row_columns = ", ".join(f"rows.{quote(f.column)}" for f in bid_fields)
     return (
         f"WITH new_call AS (INSERT INTO {quote(Call._meta.db_table)} "
         f"({', '.join(quote(f.column) for f in call_fields)}) "
         f"VALUES ({', '.join(['%s'] * len(call_fields))}) RETURNING {quote('id')}) "
         f"INSERT INTO {quote(BidLog._meta.db_table)} ({quote('call_id')}, {bid_columns}) "
-        f"SELECT new_call.{quote('id')}, {bid_columns} FROM new_call, "
-        f"unnest({arrays}) WITH ORDINALITY AS rows ({bid_columns}, ord) ORDER BY rows.ord "
+        f"SELECT new_call.{quote('id')}, {row_columns} FROM new_call, "
+        f"json_populate_recordset(NULL::{quote(BidLog._meta.db_table)}, %s::json) "
+        f"WITH ORDINALITY AS rows ORDER BY rows.ordinality "
         f"RETURNING {quote('id')}, {quote('call_id')}, {quote('buyer_id')}, {quote('attempt')}"
     )
 
@@ -194,16 +200,47 @@ def _db_values(fields: tuple[models.Field, ...], obj: models.Model) -> list[Any]
     return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
 
 
+def _json_value(value: Any) -> Any:
+    """A database value ``json.dumps`` cannot write, as PostgreSQL's input functions read it."""
+    if isinstance(value, Json | Jsonb):  # a JSONField's value, wrapped for psycopg
+        if value.dumps is None or value.dumps is json.dumps:
+            return value.obj
+        return json.loads(value.dumps(value.obj))  # written by the field's own encoder
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be written as a bid log column")
+
+
+def _row_json(row: BidLog) -> str:
+    """One bid row's column values (the call's id aside) as a JSON object.
+
+    A string, an integer or None is what every field's ``get_db_prep_save`` would hand the
+    database unchanged, so only other values (amounts, moments, JSON) go through the field.
+    That skips most of the field machinery on the live path, where each answer's row is built
+    while other answers wait for the GIL.
+    """
+    values: dict[str, Any] = {}
+    for field in _insert_fields(BidLog, "call"):
+        value = field.pre_save(row, True)
+        if value is not None and type(value) not in _STORED_AS_IS:
+            value = field.get_db_prep_save(value, connection)
+        values[field.column] = value
+    return json.dumps(values, default=_json_value, ensure_ascii=False, separators=(",", ":"))
+
+
+# Exact types, not subclasses: a bool is an int to isinstance, and a str enum member is a str.
+_STORED_AS_IS = frozenset({str, int})
+
+
 def _call_with_bids_insert(call: Call, bids: list[BidLog]) -> None:
-    bid_fields = _insert_fields(BidLog, "call")
-    columns = zip(
-        *(
-            getattr(bid, "_callgrid_insert_values", None) or _db_values(bid_fields, bid)
-            for bid in bids
-        ),
-        strict=True,
+    rows = (
+        "["
+        + ",".join(getattr(bid, "_callgrid_insert_json", None) or _row_json(bid) for bid in bids)
+        + "]"
     )
-    params = [*_db_values(_insert_fields(Call), call), *(list(column) for column in columns)]
+    params = [*_db_values(_insert_fields(Call), call), rows]
     with connection.cursor() as cursor:
         cursor.execute(_call_with_bids_sql(), params)
         returned = cursor.fetchall()

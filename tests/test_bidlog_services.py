@@ -347,6 +347,40 @@ def test_call_with_bids_create_writes_nothing_when_one_row_is_refused():
     assert not BidLog.objects.filter(buyer=buyer).exists()
 
 
+def test_call_with_bids_create_stores_awkward_values_exactly():
+    # On PostgreSQL the rows travel as one JSON document: text that needs escaping, nested
+    # JSON, amounts and moments must come back exactly as they went in.
+    buyer = BuyerFactory()
+    attempt = BidAttempt(
+        attempt=1,
+        outcome=Outcome.DECLINED,
+        started_at=datetime(2026, 3, 8, 9, 59, 59, 123456, tzinfo=UTC),
+        request={
+            "CallerId": "3035551234",
+            "Nested": {"list": [1, 2.5, None, True], "quote": 'say "hi"'},
+            "Unicode": "café ☎",
+        },
+        caller_id="3035551234",
+        state_code="CO",
+        http_status=200,
+        code=2000,
+        message='Declined: "no"\nline two\ttab \\ backslash, café, 😀',
+        bid_amount=Decimal("0.01"),
+        response_caller_id="+1 (303) 555-1234",
+        duration_ms=7,
+        error="",
+        raw_response='{"code": 2000, "message": "Declined: \\"no\\""}',
+    )
+    rows = bid_rows_prepare(buyer=buyer, result=BidResult([attempt]), source=Source.TEST)
+
+    call_with_bids_create(call=_unsaved_call(), bids=rows)
+
+    stored = BidLog.objects.get(pk=rows[0].pk)
+    for field in [*ATTEMPT_FIELDS, "source", "buyer_id", "external_id", "claimed_at"]:
+        assert getattr(stored, field) == getattr(rows[0], field), field
+    assert stored.request["Nested"] == {"list": [1, 2.5, None, True], "quote": 'say "hi"'}
+
+
 def test_prepared_rows_are_stored_exactly_like_rows_built_at_write_time():
     buyer = BuyerFactory()
     result = _system_error_then_accept()
