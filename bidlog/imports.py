@@ -27,6 +27,7 @@ from bidlog.rollups import retention_floor, rollup_mark_stale
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import CODE_OUTCOMES
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
 MAX_RECORDS = 5000
 # A clock a little ahead of ours is fine; a bid from tomorrow is a mistake.
@@ -78,6 +79,8 @@ COLUMNS = (
     "external_id",
     *ROW_DEFAULTS,
 )
+
+_NUL_ERROR = f"{NUL_MESSAGE.capitalize()}."
 
 
 class ImportRejected(Exception):
@@ -138,6 +141,8 @@ def _record_to_row(
         fail("external_id", "This field is required.")
     elif len(external_id) > 100:
         fail("external_id", "Must be at most 100 characters.")
+    elif contains_nul(external_id):
+        fail("external_id", _NUL_ERROR)
     buyer = buyers.get(record.get("grid_id")) if isinstance(record.get("grid_id"), str) else None
     if buyer is None:
         fail("grid_id", "No buyer has this Grid ID.")
@@ -178,6 +183,8 @@ def _record_to_row(
             value = ""
         if not isinstance(value, str):
             fail(name, "Must be a string.")
+        elif contains_nul(value):
+            fail(name, _NUL_ERROR)
         elif limit and len(value) > limit:
             fail(name, f"Must be at most {limit} characters.")
         else:
@@ -188,6 +195,8 @@ def _record_to_row(
     request = record.get("request", {})
     if not isinstance(request, dict):
         fail("request", "Must be a JSON object.")
+    elif contains_nul(request):
+        fail("request", f"Keys and values {NUL_MESSAGE}.")
     outcome = record.get("outcome")
     code = values.get("code")
     if outcome is None:

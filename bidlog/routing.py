@@ -77,6 +77,7 @@ from callgrid_portal.bidapi.client import (
     send_bid,
 )
 from callgrid_portal.bidapi.phone import CallerId, InvalidCallerId, normalize_caller_id
+from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,10 @@ def _clean_input(
                 code=4000,
                 message=f"Parameter {key} must be a string or number, not a nested value.",
                 field=str(key),
+            )
+        if contains_nul(key) or contains_nul(value):
+            raise RouteError(
+                code=4000, message=f"Parameter {key!r}: {NUL_MESSAGE}.", field=str(key)
             )
         extra[str(key)] = value
     wanted = {int(pk) for pk in buyer_ids} if buyer_ids is not None else None

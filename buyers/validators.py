@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 
 from buyers.choices import DUPLICATE_WINDOW_DAYS, Vertical
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
 GRID_ID_RE = re.compile(r"^[a-z0-9]{20,40}$")
 
@@ -104,6 +105,10 @@ def validate_extra_params(value: Any) -> None:
             raise ValidationError(
                 f"Parameter {key} must be a string (got {type(item).__name__}).",
                 code="not_a_string",
+            )
+        if contains_nul(key) or contains_nul(item):
+            raise ValidationError(
+                f"Parameter {key!r}: names and values {NUL_MESSAGE}.", code="nul_character"
             )
 
 

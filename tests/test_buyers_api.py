@@ -297,3 +297,16 @@ def test_api_create_and_delete_record_author_in_history(operator_api, admin_api,
         ("+", bob),
         ("-", charlie),
     ]
+
+
+def test_extra_params_with_a_nul_character_are_400_and_change_nothing(admin_api):
+    buyer = BuyerFactory(extra_params={"PublisherId": "pub1"})
+
+    response = admin_api.patch(
+        detail_url(buyer), {"extra_params": {"PublisherId": "p\u0000b"}}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "extra_params"
+    buyer.refresh_from_db()
+    assert buyer.extra_params == {"PublisherId": "pub1"}

@@ -747,3 +747,24 @@ def test_client_imports_and_sends_without_django_settings(simulator):
 
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["accepted", "CallGridPortal/0.1"]
+
+
+def test_nul_characters_in_an_answer_are_replaced_so_the_answer_can_be_stored(simulator):
+    # PostgreSQL's text refuses U+0000; the buyer's answer is kept with U+FFFD in its place.
+    simulator.configure(GRID, respond="decline", message="No\u0000thanks")
+
+    result = send_bid(target_for(simulator), "3035551234")
+
+    assert result.outcome == Outcome.DECLINED
+    assert result.final.message == "No\ufffdthanks"
+
+
+def test_destination_with_a_control_character_is_a_bad_response(simulator):
+    simulator.configure(GRID, destination="1303555\u00001234")
+
+    result = send_bid(target_for(simulator), "3035551234")
+
+    assert result.outcome == Outcome.BAD_RESPONSE
+    assert result.final.error == "destination contains control characters"
+    assert "\x00" not in result.final.raw_response
+    assert not result.acceptable

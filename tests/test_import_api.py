@@ -181,3 +181,22 @@ def test_a_record_written_concurrently_is_kept_once(operator_api, buyer):
 
     assert BidLog.objects.filter(external_id="ext-0").count() == 1
     assert BidLog.objects.filter(external_id="ext-new").exists()
+
+
+def test_nul_characters_reject_the_record_naming_the_field(operator_api, buyer):
+    records = [
+        _record(buyer, 0, message="bad\u0000"),
+        _record(buyer, 1, request={"Key\u0000": "v"}),
+        _record(buyer, 2, external_id="ext\u00002"),
+    ]
+
+    response = operator_api.post(URL, {"records": records}, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]["records"]
+    assert ("message" in errors["0"], "request" in errors["1"], "external_id" in errors["2"]) == (
+        True,
+        True,
+        True,
+    )
+    assert not BidLog.objects.exists()

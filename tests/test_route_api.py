@@ -332,3 +332,37 @@ def test_eligibility_counts_routes_in_flight_in_caps_and_duplicate_windows(viewe
 
     after = viewer_api.get(ELIGIBILITY, {"caller_id": CALLER}).json()["buyers"][0]
     assert after["eligible"] is True and after["reasons"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"Source": "web\u0000"}, "Source"), ({"Bad\u0000Key": "x"}, "Bad\u0000Key")],
+)
+def test_nul_character_in_a_forwarded_param_answers_400_and_sends_nothing(
+    operator_api, sim_buyer, simulator, params, field
+):
+    sim_buyer()
+
+    response = operator_api.post(ROUTE, {"CallerId": CALLER, **params}, format="json")
+
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == (4000, field)
+    assert "NUL" in response.json()["message"]
+    assert simulator.requests() == []
+    assert not Call.objects.exists()
+
+
+def test_a_buyer_answering_with_nul_characters_is_logged_and_the_call_routed(
+    operator_api, sim_buyer
+):
+    sim_buyer(name="odd", priority=1, respond="decline", sim={"message": "no\u0000pe"})
+    winner = sim_buyer(name="plain", priority=2)
+
+    response = operator_api.post(
+        ROUTE, {"CallerId": CALLER, "strategy": "highest_bid"}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["buyer"] == winner.pk
+    odd = BidLog.objects.get(call_id=response.json()["call"], buyer__name="odd")
+    assert (odd.outcome, odd.message) == (Outcome.DECLINED, "no\ufffdpe")

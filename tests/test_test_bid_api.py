@@ -137,3 +137,13 @@ def test_viewer_may_not_send_test_bids(viewer_api):
 
 def test_unknown_buyer_is_404(operator_api):
     assert operator_api.post(_url(999999)).status_code == 404
+
+
+def test_parameter_with_a_nul_character_is_400(operator_api):
+    buyer = BuyerFactory()
+
+    response = operator_api.post(_url(buyer.pk), {"Source": "a\u0000b"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "Source"
+    assert not BidLog.objects.exists()

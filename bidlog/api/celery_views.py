@@ -20,6 +20,7 @@ from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
+from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
 
 class TestBidInputSerializer(serializers.Serializer):
@@ -63,6 +64,8 @@ def _extra_params(data: Any) -> dict[str, Any]:
             raise serializers.ValidationError(
                 {key: ["Parameters must be strings or numbers, not nested values."]}
             )
+        if contains_nul(key) or contains_nul(value):
+            raise serializers.ValidationError({str(key): [f"Parameters {NUL_MESSAGE}."]})
         params[str(key)] = value
     return params
 

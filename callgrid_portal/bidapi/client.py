@@ -82,6 +82,7 @@ from urllib3.util import Timeout as Urllib3Timeout
 
 from callgrid_portal.bidapi.outcomes import Outcome
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.text import nul_replaced
 
 logger = logging.getLogger(__name__)
 
@@ -704,7 +705,7 @@ def parse_response(
         _no_json(attempt, http_status, raw, f"no integer code (code={payload.get('code')!r})")
         return
     attempt.code = code if 0 <= code <= MAX_STORED_CODE else None
-    attempt.message = str(payload.get("message") or "")[:MAX_MESSAGE_CHARS]
+    attempt.message = nul_replaced(str(payload.get("message") or "")[:MAX_MESSAGE_CHARS])
     attempt.response_caller_id = _short(payload.get("caller_id"))
     # HTTP 429 is a rate limit whatever the body says (error-code reference, 5001).
     outcome = Outcome.RATE_LIMITED if http_status == 429 else CODE_OUTCOMES.get(code)
@@ -749,6 +750,12 @@ def _read_accept(
         attempt.raw_response = _raw_text(raw)
         return
     destination = destination.strip()
+    if not destination.isprintable():
+        # A control character (NUL, newline, ...) cannot be part of a number to send a call to.
+        attempt.outcome = Outcome.BAD_RESPONSE
+        attempt.error = "destination contains control characters"
+        attempt.raw_response = _raw_text(raw)
+        return
     if len(destination) > MAX_FIELD_CHARS:
         attempt.outcome = Outcome.BAD_RESPONSE
         attempt.error = f"destination longer than {MAX_FIELD_CHARS} characters"
@@ -844,13 +851,13 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _raw_text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")[:RAW_RESPONSE_KEEP]
+    return nul_replaced(raw.decode("utf-8", errors="replace")[:RAW_RESPONSE_KEEP])
 
 
 def _short(value: Any) -> str:
     if value is None or isinstance(value, bool | dict | list):
         return ""
-    return str(value)[:MAX_FIELD_CHARS]
+    return nul_replaced(str(value)[:MAX_FIELD_CHARS])
 
 
 def _join(first: str, second: str) -> str:

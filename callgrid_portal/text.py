@@ -1,0 +1,31 @@
+"""Text the database can store.
+
+PostgreSQL's ``text`` and ``jsonb`` types refuse the NUL character (U+0000), and an insert
+carrying one fails as a whole: a whole call's log, or a whole import batch. What we are sent
+is refused with the field named (:func:`contains_nul`); what a buyer answers is kept, with each
+NUL replaced by U+FFFD (:func:`nul_replaced`), so its answer is never lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a string, or any key or string inside a JSON-like value, holds a NUL."""
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
+def nul_replaced(text: str) -> str:
+    """``text`` with each NUL replaced by U+FFFD, the mark of an unreadable character."""
+    return text.replace(NUL, REPLACEMENT) if NUL in text else text
