@@ -1,5 +1,6 @@
 """``POST /api/v1/route/`` and ``GET /api/v1/buyers/eligibility/`` over real HTTP to buyers."""
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
@@ -242,7 +243,7 @@ def _duplicate_holder(buyer, caller_id: str) -> str:
     return admission.holder
 
 
-def test_route_gives_slots_back_and_confirms_the_winner_after_the_answer_is_sent(
+def test_route_gives_slots_back_and_confirms_the_winner_by_the_time_the_server_closes(
     bob, sim_buyer, simulator
 ):
     loser = sim_buyer(name="loser", priority=1, bid_amount="12.00", duplicate_window_days=30)
@@ -253,14 +254,7 @@ def test_route_gives_slots_back_and_confirms_the_winner_after_the_answer_is_sent
     force_authenticate(request, user=bob)
 
     response = RouteView.as_view()(request)
-
-    # The answer is complete, but the server has not closed it yet: the route's slots and
-    # the winner's pending hold are still taken.
     assert response.status_code == 200 and response.data["buyer"] == winner.pk
-    assert limits.concurrency_in_flight(grid_id=winner.grid_id) == 1
-    assert limits.concurrency_in_flight(grid_id=loser.grid_id) == 1
-    assert _duplicate_holder(winner, "3035551234").startswith("pending:")
-
     response.close()  # what the WSGI server does once the body is written
 
     assert limits.concurrency_in_flight(grid_id=winner.grid_id) == 0
@@ -269,19 +263,48 @@ def test_route_gives_slots_back_and_confirms_the_winner_after_the_answer_is_sent
     assert _duplicate_holder(loser, "3035551234") == ""
 
 
+def test_the_settle_runs_beside_the_answer_and_close_waits_for_it(bob, sim_buyer, simulator):
+    winner = sim_buyer(duplicate_window_days=30)
+    started, release = threading.Event(), threading.Event()
+    settle = limits.admission_settle
+    waited: list[bool] = []
+
+    def slow_settle(**kwargs):
+        started.set()
+        # Held until the test has the answer: a view waiting for it would never get one.
+        waited.append(release.wait(timeout=5))
+        settle(**kwargs)
+
+    request = APIRequestFactory().post(ROUTE, {"CallerId": "3035551234"}, format="json")
+    force_authenticate(request, user=bob)
+    with mock.patch.object(limits, "admission_settle", slow_settle):
+        response = RouteView.as_view()(request)
+        assert response.status_code == 200 and response.data["buyer"] == winner.pk
+        assert waited == []  # the settle is still held: the answer came first
+        # It started without waiting for the server to close the response, so the server's
+        # thread (and the client's keep-alive connection) is not held for its round trip.
+        assert started.wait(timeout=5)
+        assert limits.concurrency_in_flight(grid_id=winner.grid_id) == 1
+        release.set()
+        response.close()
+
+    assert waited == [True]
+    assert limits.concurrency_in_flight(grid_id=winner.grid_id) == 0
+    assert _duplicate_holder(winner, "3035551234") == f"won:{response.data['call']}"
+
+
 def test_a_failure_after_the_answer_is_logged_and_the_answer_stands(
     bob, sim_buyer, simulator, caplog
 ):
     sim_buyer(priority=1)
     request = APIRequestFactory().post(ROUTE, {"CallerId": "3035551234"}, format="json")
     force_authenticate(request, user=bob)
-    response = RouteView.as_view()(request)
-    assert Call.objects.get(pk=response.data["call"]).routed  # written before the answer
-
-    # close() ends the request as a server would (Django then lets go of its connection).
     with mock.patch.object(
-        limits, "_store", autospec=True, side_effect=ConnectionError("redis went away")
+        limits, "admission_settle", side_effect=ConnectionError("redis went away")
     ):
+        response = RouteView.as_view()(request)
+        assert Call.objects.get(pk=response.data["call"]).routed  # written before the answer
+        # close() ends the request as a server would (Django then lets go of its connection).
         response.close()
 
     assert response.status_code == 200 and response.data["routed"] is True

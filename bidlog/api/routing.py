@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import binascii
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Context, Decimal
 from typing import Any
 
@@ -341,31 +343,72 @@ class RouteTokenAuthenticationScheme(OpenApiAuthenticationExtension):
         return {"type": "apiKey", "in": "header", "name": "Authorization"}
 
 
+# One thread per process runs what routes hand over once their call is written.
+_settler: ThreadPoolExecutor | None = None
+_settler_pid = 0
+_settler_lock = threading.Lock()
+
+
+def _settle_executor() -> ThreadPoolExecutor:
+    """The process's settle thread, created on first use (and again in a forked child)."""
+    global _settler, _settler_pid
+    if _settler is None or _settler_pid != os.getpid():
+        with _settler_lock:
+            if _settler is None or _settler_pid != os.getpid():
+                _settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="route-settle")
+                _settler_pid = os.getpid()
+    return _settler
+
+
 class _AfterResponse:
-    """Work the route hands over to run once its answer has been sent (see ``call_route``)."""
+    """Work the route hands over once its call is written (see ``call_route``'s ``defer``).
+
+    Each step starts at once on the settle thread, while this thread builds and sends the
+    answer, and :meth:`run` (the response's ``close()``) waits for them. The step is a round
+    trip to the shared store; run inside ``close()`` it held the server's thread, and with it
+    the client's keep-alive connection, for that round trip after every answer, so the
+    client's next request waited for it.
+    """
 
     def __init__(self) -> None:
-        self._steps: list[Callable[[], None]] = []
+        self._running: list[Future[None]] = []
 
     def add(self, step: Callable[[], None]) -> None:
-        self._steps.append(step)
+        try:
+            self._running.append(_settle_executor().submit(step))
+        except RuntimeError:
+            # The interpreter is shutting down and takes no new threads: run it here.
+            self._running.append(_done(step))
 
     def run(self) -> None:
-        steps, self._steps = self._steps, []
-        for step in steps:
+        running, self._running = self._running, []
+        for future in running:
             try:
-                step()
+                future.result()
             except Exception:
                 # The answer is out; the slots and holds a failed step leaves lapse on their
                 # own (see bidlog.limits), and the error must reach the log, not the caller.
                 logger.exception("routing: the step after the answer failed")
 
 
+def _done(step: Callable[[], None]) -> Future[None]:
+    """``step`` run on this thread, as a finished future."""
+    future: Future[None] = Future()
+    try:
+        step()
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(None)
+    return future
+
+
 class RouteResponse(Response):
-    """The route's answer; the WSGI server's ``close()`` runs the deferred steps.
+    """The route's answer; the WSGI server's ``close()`` waits for the deferred steps.
 
     Every WSGI server calls ``close()`` once the body is written (PEP 3333), also when the
-    client has gone away, so the steps run exactly once, off the live call's clock.
+    client has gone away, so each step has finished, or its failure is logged, when the
+    server is done with the request; none of them delays the answer.
     """
 
     def __init__(self, data: dict[str, Any], *, after: _AfterResponse) -> None:
