@@ -13,7 +13,7 @@ from datetime import date, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from psycopg.types.json import Json, Jsonb
 
 from bidlog import limits
@@ -197,7 +197,8 @@ def _call_with_bids_sql() -> str:
 
 
 def _db_values(fields: tuple[models.Field, ...], obj: models.Model) -> list[Any]:
-    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    db = connections[DEFAULT_DB_ALIAS]
+    return [field.get_db_prep_save(field.pre_save(obj, True), db) for field in fields]
 
 
 def _json_value(value: Any) -> Any:
@@ -221,11 +222,12 @@ def _row_json(row: BidLog) -> str:
     That skips most of the field machinery on the live path, where each answer's row is built
     while other answers wait for the GIL.
     """
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's connection, found once, not per field
     values: dict[str, Any] = {}
     for field in _insert_fields(BidLog, "call"):
         value = field.pre_save(row, True)
         if value is not None and type(value) not in _STORED_AS_IS:
-            value = field.get_db_prep_save(value, connection)
+            value = field.get_db_prep_save(value, db)
         values[field.column] = value
     return json.dumps(values, default=_json_value, ensure_ascii=False, separators=(",", ":"))
 
