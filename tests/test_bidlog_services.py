@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog, Call
@@ -379,6 +380,39 @@ def test_call_with_bids_create_stores_awkward_values_exactly():
     for field in [*ATTEMPT_FIELDS, "source", "buyer_id", "external_id", "claimed_at"]:
         assert getattr(stored, field) == getattr(rows[0], field), field
     assert stored.request["Nested"] == {"list": [1, 2.5, None, True], "quote": 'say "hi"'}
+
+
+def test_a_value_json_cannot_take_as_is_is_written_the_way_its_field_writes_it(settings):
+    # A naive moment goes through DateTimeField, which reads it in the current time zone
+    # (PostgreSQL alone would read it in the connection's, UTC).
+    settings.TIME_ZONE = "America/Denver"
+    buyer = BuyerFactory()
+    (row,) = _rows_for([buyer], BidResult([_system_error_then_accept().attempts[0]]))
+    row.created_at = datetime(2025, 5, 1, 12, 0, 0)
+
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        call_with_bids_create(call=_unsaved_call(), bids=[row])
+
+    stored = BidLog.objects.get(pk=row.pk).created_at
+    assert stored == timezone.make_aware(datetime(2025, 5, 1, 12, 0, 0))
+    assert stored == datetime(2025, 5, 1, 18, 0, 0, tzinfo=UTC)
+
+
+def test_a_row_built_from_an_attempt_knows_its_buyer_and_call_without_a_query():
+    buyer, call = BuyerFactory(), CallFactory()
+    attempt = _system_error_then_accept().attempts[1]
+
+    with CaptureQueriesContext(connection) as queries:
+        row = bid_from_attempt(buyer=buyer, attempt=attempt, source=Source.LIVE, call=call)
+        assert (row.buyer, row.call, row.buyer_id, row.call_id) == (buyer, call, buyer.pk, call.pk)
+
+    assert queries.captured_queries == []
+    assert (row.pk, row.external_id, row.claimed_at, row.bid_amount) == (
+        None,
+        None,
+        None,
+        Decimal("25.50"),
+    )
 
 
 def test_prepared_rows_are_stored_exactly_like_rows_built_at_write_time():
