@@ -84,6 +84,23 @@ class CommaSeparatedSelectMultiple(forms.SelectMultiple):
         return [value for value in values if value] or None
 
 
+# The largest id a bigint column holds; beyond it SQLite cannot even compare (OverflowError).
+MAX_ID = 2**63 - 1
+
+
+class IdField(forms.IntegerField):
+    """A row id: a whole number from 1 to :data:`MAX_ID`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+class IdFilter(django_filters.NumberFilter):
+    field_class = IdField
+
+
 class IsoDateTimeFilter(django_filters.Filter):
     field_class = IsoDateTimeField
 
@@ -99,7 +116,7 @@ class BidLogFilter(django_filters.FilterSet):
     twice. ``outcome`` takes several values; ``outcome_class`` selects every outcome of a class.
     """
 
-    buyer = django_filters.NumberFilter(field_name="buyer_id")
+    buyer = IdFilter(field_name="buyer_id")
     grid_id = django_filters.CharFilter(field_name="buyer__grid_id")
     # distinct=False: a bid has one outcome, and SELECT DISTINCT would make PostgreSQL sort
     # every matching row before it can return the first page.
@@ -112,7 +129,7 @@ class BidLogFilter(django_filters.FilterSet):
     code = django_filters.NumberFilter()
     source = django_filters.ChoiceFilter(choices=Source.choices)
     caller_id = CallerIdFilter()
-    call = django_filters.NumberFilter(field_name="call_id")
+    call = IdFilter(field_name="call_id")
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -281,11 +281,15 @@ def bids_import(*, records: list[Any], now: datetime | None = None) -> ImportRes
             {MAX_RECORDS: {"non_field_errors": [f"At most {MAX_RECORDS} records per request."]}}
         )
     now = now or timezone.now()
-    grid_ids = {r.get("grid_id") for r in records if isinstance(r, dict)}
-    buyers = {
-        buyer.grid_id: buyer
-        for buyer in Buyer.objects.filter(grid_id__in=[g for g in grid_ids if isinstance(g, str)])
+    # Only strings can name a buyer; anything else is reported per record below.
+    grid_ids = {
+        grid_id
+        for record in records
+        if isinstance(record, dict)
+        and isinstance(grid_id := record.get("grid_id"), str)
+        and not contains_nul(grid_id)
     }
+    buyers = {buyer.grid_id: buyer for buyer in Buyer.objects.filter(grid_id__in=grid_ids)}
     floor, latest = retention_floor(now=now), now + FUTURE_SLACK
     rows: list[dict[str, Any]] = []
     errors: dict[int, dict[str, list[str]]] = {}

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from bidlog import testbids
 from bidlog.alerts import alert_list
 from bidlog.choices import AlertStatus
+from bidlog.filters import MAX_ID
 from bidlog.models import Alert
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
@@ -153,6 +154,6 @@ class AlertListView(generics.ListAPIView):
                 {"status": [f"Use one of: {', '.join(AlertStatus.values)}."]}
             )
         buyer = params.get("buyer") or None
-        if buyer is not None and not buyer.isdigit():
+        if buyer is not None and not (buyer.isdigit() and int(buyer) <= MAX_ID):
             raise serializers.ValidationError({"buyer": ["A buyer id is a whole number."]})
         return alert_list(status_filter=wanted, buyer_id=int(buyer) if buyer else None)

@@ -21,6 +21,7 @@ from typing import Any
 
 import django_filters
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -41,7 +42,7 @@ from bidlog.api.views import BidCursorPagination
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
 from bidlog.eligibility import eligibility_check
 from bidlog.errors import RouteError
-from bidlog.filters import CallerIdFilter, IsoDateTimeFilter
+from bidlog.filters import CallerIdFilter, IdField, IdFilter, IsoDateTimeFilter
 from bidlog.models import BidLog, Call
 from bidlog.routing import call_route
 from bidlog.selectors import call_list
@@ -221,7 +222,7 @@ class CallFilter(django_filters.FilterSet):
 
     routed = django_filters.BooleanFilter()
     paid_out = django_filters.BooleanFilter()
-    winner = django_filters.NumberFilter(field_name="winner_id")
+    winner = IdFilter(field_name="winner_id")
     grid_id = django_filters.CharFilter(field_name="winner__grid_id")
     strategy = django_filters.ChoiceFilter(choices=RoutingStrategy.choices)
     source = django_filters.ChoiceFilter(choices=Source.choices)
@@ -554,8 +555,8 @@ class EligibilityView(APIView):
         wanted = request.query_params.getlist("buyer")
         if wanted:
             try:
-                buyers = buyers.filter(pk__in=[int(pk) for pk in wanted])
-            except ValueError:
+                buyers = buyers.filter(pk__in=[IdField().clean(pk) for pk in wanted])
+            except ValidationError:
                 return _bad_field("buyer", "buyer must be a buyer id (a number).")
         now = timezone.now()
         answers = eligibility_check(

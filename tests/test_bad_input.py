@@ -1,0 +1,242 @@
+"""Bad input never answers 500: a sweep of odd values over every endpoint that takes input.
+
+Each request must be answered below 500, and a refusal must be JSON (the API's error shape),
+never Django's HTML error page. The values are the ones that broke endpoints before: the NUL
+character PostgreSQL cannot store, numbers past a bigint (SQLite cannot even compare them),
+lists and objects where a string belongs, and bodies that are not JSON at all.
+"""
+
+import itertools
+
+import pytest
+
+from tests.factories import CallFactory
+
+pytestmark = pytest.mark.django_db
+
+ODD_VALUES = [
+    None,
+    True,
+    -1,
+    0,
+    2**63,
+    1.5,
+    "",
+    "x" * 5000,
+    "a\u0000b",
+    "é😀",
+    [],
+    ["x"],
+    {},
+    {"a": {"b": []}},
+    "2026-13-45",
+    "NaN",
+    "9" * 40,
+]
+ODD_QUERY_VALUES = ["", "x", "-1", "0", "9" * 40, "2026-13-45", "a\u0000b", "1e999", "[]"]
+
+LIST_FILTERS = {
+    "/api/v1/bids/": [
+        "buyer",
+        "grid_id",
+        "outcome",
+        "outcome_class",
+        "code",
+        "source",
+        "caller_id",
+        "call",
+        "since",
+        "until",
+        "cursor",
+    ],
+    "/api/v1/calls/": [
+        "routed",
+        "paid_out",
+        "winner",
+        "grid_id",
+        "strategy",
+        "source",
+        "caller_id",
+        "since",
+        "until",
+        "cursor",
+    ],
+    "/api/v1/buyers/": ["status", "vertical", "q", "grid_id", "page"],
+    "/api/v1/buyers/eligibility/": ["caller_id", "state_code", "buyer"],
+    "/api/v1/reports/summary/": ["since", "until", "buyer", "grid_id", "source"],
+    "/api/v1/reports/timeseries/": ["since", "until", "buyer", "interval"],
+    "/api/v1/reports/states/": ["since", "until", "buyer"],
+    "/api/v1/alerts/": ["status", "buyer"],
+}
+BUYER_FIELDS = [
+    "name",
+    "grid_id",
+    "endpoint_url",
+    "min_bid",
+    "status",
+    "vertical",
+    "timeout_seconds",
+    "duplicate_window_days",
+    "max_concurrency",
+    "rate_limit_per_minute",
+    "priority",
+    "accepted_states",
+    "caller_id_format",
+    "extra_params",
+    "health_check_minutes",
+    "health_check_caller_id",
+    "capacity_cooldown_seconds",
+    "timezone",
+    "operating_hours",
+    "daily_cap",
+    "monthly_cap",
+    "auto_pause",
+    "notes",
+]
+IMPORT_FIELDS = [
+    "external_id",
+    "grid_id",
+    "created_at",
+    "caller_id",
+    "state_code",
+    "code",
+    "http_status",
+    "bid_amount",
+    "destination",
+    "duration_ms",
+    "attempt",
+    "outcome",
+    "message",
+    "request",
+]
+
+
+@pytest.fixture
+def api(admin_api):
+    admin_api.raise_request_exception = False  # a crash must show as the 500 it would be
+    return admin_api
+
+
+def _refused_properly(response) -> bool:
+    if response.status_code >= 500:
+        return False
+    return response.status_code < 400 or response["Content-Type"].startswith("application/json")
+
+
+def _sweep(requests) -> list:
+    return [what for what, response in requests if not _refused_properly(response)]
+
+
+def test_list_filters_and_lookups_never_answer_500(api, sim_buyer):
+    sim_buyer()
+    requests = []
+    for url, names in LIST_FILTERS.items():
+        for name, value in itertools.product(names, ODD_QUERY_VALUES):
+            params = {name: value}
+            if url.endswith("eligibility/") and name != "caller_id":
+                params["caller_id"] = "3035551234"
+            requests.append(((url, params), api.get(url, params)))
+    for code in ["x", "-1", "9" * 40, "%00"]:
+        requests.append((code, api.get(f"/api/v1/error-codes/{code}/")))
+    assert _sweep(requests) == []
+
+
+def test_buyer_writes_never_answer_500(api, sim_buyer):
+    buyer = sim_buyer()
+    requests = []
+    for field, value in itertools.product(BUYER_FIELDS, ODD_VALUES):
+        what = (field, repr(value)[:30])
+        requests.append(
+            (
+                ("patch", *what),
+                api.patch(f"/api/v1/buyers/{buyer.pk}/", {field: value}, format="json"),
+            )
+        )
+        body = {
+            "name": "New",
+            "grid_id": "cm97s8hmv000ijt06r4djmiz1",
+            "endpoint_url": buyer.endpoint_url,
+            field: value,
+        }
+        requests.append((("create", *what), api.post("/api/v1/buyers/", body, format="json")))
+    assert _sweep(requests) == []
+
+
+def test_route_test_bid_and_call_writes_never_answer_500(api, sim_buyer):
+    buyer = sim_buyer()
+    call = CallFactory()
+    requests = []
+    for key, value in itertools.product(
+        ["CallerId", "InboundStateCode", "strategy", "buyers", "Extra"], ODD_VALUES
+    ):
+        body = {"CallerId": "3035551234", key: value}
+        what = (key, repr(value)[:30])
+        requests.append((("route", *what), api.post("/api/v1/route/", body, format="json")))
+        requests.append(
+            (
+                ("test bid", *what),
+                api.post(f"/api/v1/buyers/{buyer.pk}/test-bid/", body, format="json"),
+            )
+        )
+    for value in ODD_VALUES:
+        requests.append(
+            (
+                ("paid_out", repr(value)[:30]),
+                api.patch(f"/api/v1/calls/{call.pk}/", {"paid_out": value}, format="json"),
+            )
+        )
+        requests.append(
+            (("route body", repr(value)[:30]), api.post("/api/v1/route/", value, format="json"))
+        )
+    assert _sweep(requests) == []
+
+
+def test_imports_never_answer_500(api, sim_buyer):
+    buyer = sim_buyer()
+    record = {
+        "external_id": "e1",
+        "grid_id": buyer.grid_id,
+        "caller_id": "3035551234",
+        "created_at": "2026-11-29T10:00:00Z",
+        "code": 1000,
+    }
+    requests = []
+    for value in ODD_VALUES:
+        requests.append(
+            (
+                ("records", repr(value)[:30]),
+                api.post("/api/v1/bids/import/", {"records": value}, format="json"),
+            )
+        )
+    for field, value in itertools.product(IMPORT_FIELDS, ODD_VALUES):
+        requests.append(
+            (
+                (field, repr(value)[:30]),
+                api.post(
+                    "/api/v1/bids/import/", {"records": [{**record, field: value}]}, format="json"
+                ),
+            )
+        )
+    assert _sweep(requests) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b"{", "application/json"),
+        (b"\xff\xfe", "application/json"),
+        (b"", "application/json"),
+        (b"a=1", "application/x-www-form-urlencoded"),
+        (b"[1,2", "text/plain"),
+    ],
+)
+def test_bodies_that_are_not_json_never_answer_500(api, sim_buyer, raw, content_type):
+    buyer = sim_buyer()
+    urls = [
+        "/api/v1/route/",
+        "/api/v1/buyers/",
+        f"/api/v1/buyers/{buyer.pk}/test-bid/",
+        "/api/v1/bids/import/",
+    ]
+    requests = [(url, api.generic("POST", url, raw, content_type=content_type)) for url in urls]
+    assert _sweep(requests) == []
