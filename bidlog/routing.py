@@ -126,22 +126,31 @@ class _Route:
 
 # --- the thread pool ----------------------------------------------------------------------
 
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
+
+class ProcessThreadPool:
+    """A thread pool made on first use in each process: its threads do not survive a fork
+    (gunicorn and Celery workers are forked), so a child makes its own."""
+
+    def __init__(self, *, name: str, max_workers: Callable[[], int]) -> None:
+        self._name = name
+        self._max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def get(self) -> ThreadPoolExecutor:
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=self._max_workers(), thread_name_prefix=self._name
+                    )
+                    self._pid = os.getpid()
+        return self._pool
 
 
-def _executor() -> ThreadPoolExecutor:
-    """The process's auction pool, created on first use (and again in a forked child)."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():
-        with _pool_lock:
-            if _pool is None or _pool_pid != os.getpid():
-                _pool = ThreadPoolExecutor(
-                    max_workers=settings.ROUTING_MAX_WORKERS, thread_name_prefix="route"
-                )
-                _pool_pid = os.getpid()
-    return _pool
+# The auction's pool: every buyer of a highest-bid route but the first is asked from it.
+_auction_pool = ProcessThreadPool(name="route", max_workers=lambda: settings.ROUTING_MAX_WORKERS)
 
 
 # --- input --------------------------------------------------------------------------------
@@ -475,7 +484,7 @@ def _highest_bid(
         **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline),
     )
     try:
-        pool = _executor() if others else None
+        pool = _auction_pool.get() if others else None
         for answer, target, lease in others:
             future = pool.submit(ask, buyer=answer.buyer, target=target)  # type: ignore[union-attr]
             running[future] = (answer, target, lease)

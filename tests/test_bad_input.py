@@ -10,6 +10,8 @@ import itertools
 
 import pytest
 
+from bidlog.imports import FIELDS
+from buyers.api.serializers import BuyerSerializer
 from tests.factories import CallFactory
 
 pytestmark = pytest.mark.django_db
@@ -68,47 +70,9 @@ LIST_FILTERS = {
     "/api/v1/reports/states/": ["since", "until", "buyer"],
     "/api/v1/alerts/": ["status", "buyer"],
 }
-BUYER_FIELDS = [
-    "name",
-    "grid_id",
-    "endpoint_url",
-    "min_bid",
-    "status",
-    "vertical",
-    "timeout_seconds",
-    "duplicate_window_days",
-    "max_concurrency",
-    "rate_limit_per_minute",
-    "priority",
-    "accepted_states",
-    "caller_id_format",
-    "extra_params",
-    "health_check_minutes",
-    "health_check_caller_id",
-    "capacity_cooldown_seconds",
-    "timezone",
-    "operating_hours",
-    "daily_cap",
-    "monthly_cap",
-    "auto_pause",
-    "notes",
-]
-IMPORT_FIELDS = [
-    "external_id",
-    "grid_id",
-    "created_at",
-    "caller_id",
-    "state_code",
-    "code",
-    "http_status",
-    "bid_amount",
-    "destination",
-    "duration_ms",
-    "attempt",
-    "outcome",
-    "message",
-    "request",
-]
+# Every field the API declares, read-only ones included (they must be ignored, not crash).
+BUYER_FIELDS = [name for name in BuyerSerializer.Meta.fields if name != "id"]
+IMPORT_FIELDS = sorted(FIELDS)
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ from __future__ import annotations
 import binascii
 import functools
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from decimal import Context, Decimal
 from typing import Any
 
@@ -44,7 +43,7 @@ from bidlog.eligibility import eligibility_check
 from bidlog.errors import RouteError
 from bidlog.filters import CallerIdFilter, IdField, IdFilter, IsoDateTimeFilter
 from bidlog.models import BidLog, Call
-from bidlog.routing import call_route
+from bidlog.routing import ProcessThreadPool, call_route
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
@@ -370,20 +369,7 @@ class RouteTokenAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 # One thread per process runs what routes hand over once their call is written.
-_settler: ThreadPoolExecutor | None = None
-_settler_pid = 0
-_settler_lock = threading.Lock()
-
-
-def _settle_executor() -> ThreadPoolExecutor:
-    """The process's settle thread, created on first use (and again in a forked child)."""
-    global _settler, _settler_pid
-    if _settler is None or _settler_pid != os.getpid():
-        with _settler_lock:
-            if _settler is None or _settler_pid != os.getpid():
-                _settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="route-settle")
-                _settler_pid = os.getpid()
-    return _settler
+_settle_pool = ProcessThreadPool(name="route-settle", max_workers=lambda: 1)
 
 
 class _AfterResponse:
@@ -401,7 +387,7 @@ class _AfterResponse:
 
     def add(self, step: Callable[[], None]) -> None:
         try:
-            self._running.append(_settle_executor().submit(step))
+            self._running.append(_settle_pool.get().submit(step))
         except RuntimeError:
             # The interpreter is shutting down and takes no new threads: run it here.
             self._running.append(_done(step))
