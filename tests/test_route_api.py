@@ -296,6 +296,40 @@ def test_the_settle_runs_beside_the_answer_and_close_waits_for_it(bob, sim_buyer
     assert _duplicate_holder(winner, "3035551234") == f"won:{response.data['call']}"
 
 
+def test_a_stuck_settle_does_not_hold_up_the_next_routes_settle(bob, sim_buyer, simulator):
+    first, second = sim_buyer(name="first"), sim_buyer(name="second")
+    release = threading.Event()
+    settle = limits.admission_settle
+    calls: list[str] = []
+
+    def settle_first_slowly(**kwargs):
+        calls.append("start")
+        if len(calls) == 1:
+            release.wait(timeout=10)  # the store hangs for this route's step
+        settle(**kwargs)
+
+    def route(buyer):
+        request = APIRequestFactory().post(
+            ROUTE, {"CallerId": "3035551234", "buyers": [buyer.pk]}, format="json"
+        )
+        force_authenticate(request, user=bob)
+        return RouteView.as_view()(request)
+
+    try:
+        with mock.patch.object(limits, "admission_settle", settle_first_slowly):
+            stuck = route(first)
+            done = route(second)
+            done.close()  # returns while the first route's step is still stuck
+
+            assert not release.is_set() and calls == ["start", "start"]
+            assert limits.concurrency_in_flight(grid_id=second.grid_id) == 0
+            assert limits.concurrency_in_flight(grid_id=first.grid_id) == 1
+    finally:
+        release.set()
+    stuck.close()
+    assert limits.concurrency_in_flight(grid_id=first.grid_id) == 0
+
+
 def test_a_failure_after_the_answer_is_logged_and_the_answer_stands(
     bob, sim_buyer, simulator, caplog
 ):

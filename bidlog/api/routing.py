@@ -368,14 +368,17 @@ class RouteTokenAuthenticationScheme(OpenApiAuthenticationExtension):
         return {"type": "apiKey", "in": "header", "name": "Authorization"}
 
 
-# One thread per process runs what routes hand over once their call is written.
-_settle_pool = ProcessThreadPool(name="route-settle", max_workers=lambda: 1)
+# The threads that run what routes hand over once their call is written. One is all a
+# healthy shared store needs; more start only while earlier steps are still running, so a
+# slow store holds each route's own close() for its own step, not for a queue of others'.
+SETTLE_THREADS = 32
+_settle_pool = ProcessThreadPool(name="route-settle", max_workers=lambda: SETTLE_THREADS)
 
 
 class _AfterResponse:
     """Work the route hands over once its call is written (see ``call_route``'s ``defer``).
 
-    Each step starts at once on the settle thread, while this thread builds and sends the
+    Each step starts at once on a settle thread, while this thread builds and sends the
     answer, and :meth:`run` (the response's ``close()``) waits for them. The step is a round
     trip to the shared store; run inside ``close()`` it held the server's thread, and with it
     the client's keep-alive connection, for that round trip after every answer, so the
