@@ -18,7 +18,9 @@ What it does, all in one run:
    ``requests`` session. The load generator shares the machine's CPUs with the system under
    test, and the Python one takes a large share of them, so the report says which one ran and
    how much CPU each process used.
-6. Baseline, in the same run: what the Bid API guide's sample waterfall loop does, i.e.
+6. Floor, in the same run: the fan-out alone, every buyer asked at once from a thread each on
+   pooled urllib3 (no portal, database or limits), and the portal's own share of the p50 over it.
+7. Baseline, in the same run: what the Bid API guide's sample waterfall loop does, i.e.
    ``requests.post`` to each buyer in turn with no session (a new connection per bid). It asks
    every buyer, as a sequential loop must to find the best bid, and we compare its p50 with
    the portal's.
@@ -463,6 +465,45 @@ def baseline_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
     return phase
 
 
+def floor_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
+    """The fan-out alone: every buyer asked at once from a thread each, on pooled urllib3.
+
+    No portal, no database, no limits: what the auction's HTTP costs a Python process on this
+    machine with this simulator, so the report can say how much of the route is the portal's.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import urllib3
+
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", sim_port, maxsize=len(grids))
+    phase = Phase()
+
+    def ask(grid: str, caller: str) -> dict:
+        body = json.dumps({"CallerId": caller, "InboundStateCode": "CO"}).encode()
+        answer = pool.urlopen(
+            "POST",
+            f"/api/bid/{grid}",
+            body=body,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            retries=False,
+        )
+        return json.loads(answer.data)
+
+    with ThreadPoolExecutor(max_workers=len(grids)) as threads:
+        for round_no in range(samples + 5):  # the first rounds open the connections
+            caller = random_caller()
+            started = time.perf_counter()
+            try:
+                answers = list(threads.map(ask, grids, [caller] * len(grids)))
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                phase.errors.append(type(exc).__name__)
+                continue
+            if round_no >= 5:
+                phase.latencies_ms.append((time.perf_counter() - started) * 1000)
+                phase.routed += any(a.get("code") == 1000 for a in answers)
+    return phase
+
+
 # wrk runs this in each of its threads. Every request carries a fresh caller (as the Python
 # clients do); done() sums the threads' counters and prints one line for us to parse.
 _WRK_SCRIPT = r"""
@@ -697,6 +738,22 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  logged: {calls} calls, {routed} routed, {bids} bid rows{expected}; "
             f"answers received {load.ok}",
+            flush=True,
+        )
+
+        floor = floor_phase(sim_port, grids, args.samples)
+        print(
+            describe(
+                f"floor: the fan-out alone ({args.buyers} threads, pooled urllib3, no portal)",
+                floor,
+                args.latency_ms,
+            )
+        )
+        print(
+            f"  the portal's own share at p50: {percentile(latency.latencies_ms, 50):.1f} - "
+            f"{percentile(floor.latencies_ms, 50):.1f} = "
+            f"{percentile(latency.latencies_ms, 50) - percentile(floor.latencies_ms, 50):.1f} ms "
+            "(server, database, limits, log)",
             flush=True,
         )
 
