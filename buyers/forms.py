@@ -8,6 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from buyers.models import Buyer
+from callgrid_portal.jsondepth import TOO_DEEP_MESSAGE, too_deep
 
 _STATE_SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -71,7 +72,13 @@ class JSONObjectField(forms.JSONField):
     def to_python(self, value: Any) -> Any:
         if value in self.empty_values:
             return {}
-        return super().to_python(value)
+        try:
+            parsed = super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError(TOO_DEEP_MESSAGE, code="too_deep") from None
+        if too_deep(parsed):
+            raise forms.ValidationError(TOO_DEEP_MESSAGE, code="too_deep")
+        return parsed
 
 
 class BuyerForm(forms.ModelForm):

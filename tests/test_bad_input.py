@@ -7,6 +7,7 @@ lists and objects where a string belongs, and bodies that are not JSON at all.
 """
 
 import itertools
+import json
 
 import pytest
 
@@ -204,3 +205,38 @@ def test_bodies_that_are_not_json_never_answer_500(api, sim_buyer, raw, content_
     ]
     requests = [(url, api.generic("POST", url, raw, content_type=content_type)) for url in urls]
     assert _sweep(requests) == []
+
+
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_json_nested_too_deeply_is_a_400_naming_the_problem(api, depth):
+    # 100,000 levels crash Python's parser (RecursionError); 40 parse, but every walk over the
+    # value (validators, the encoder that stores it) would meet the same limit sooner or later.
+    body = "[" * depth + "]" * depth
+    urls = ["/api/v1/route/", "/api/v1/buyers/", "/api/v1/bids/import/"]
+
+    for url in urls:
+        response = api.generic("POST", url, body, content_type="application/json")
+
+        assert response.status_code == 400, url
+        assert "nested more than 32 levels" in response.json()["detail"]
+
+
+def test_json_nested_within_the_limit_still_parses(api):
+    body = {"records": [{"request": json.loads("[" * 20 + "]" * 20)}]}
+
+    response = api.post("/api/v1/bids/import/", body, format="json")
+
+    assert response.status_code == 400  # the record is incomplete, not the JSON refused
+    assert "nested" not in response.content.decode()
+
+
+def test_the_admin_form_refuses_json_nested_too_deeply():
+    from django import forms
+
+    from buyers.forms import JSONObjectField
+
+    field = JSONObjectField(example='{"PublisherId": "pub1"}')
+    for depth in (40, 100_000):
+        with pytest.raises(forms.ValidationError, match="nested more than 32 levels"):
+            field.clean("[" * depth + "]" * depth)
+    assert field.clean('{"a": [1, {"b": 2}]}') == {"a": [1, {"b": 2}]}
