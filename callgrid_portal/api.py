@@ -5,8 +5,12 @@ import os
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -82,12 +86,36 @@ def _first_message(detail: Any) -> str:
     return str(detail)
 
 
+def request_refusal(exc: Exception) -> str:
+    """What was wrong with a request Django refused as a whole, in a sentence."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return f"The request body is larger than {limit:,} bytes; send less at a time."
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return f"The request has more than {limit:,} query or form fields."
+    return "The request was refused as malformed."
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 view (``handler400``): JSON under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": request_refusal(exception), "field": None}, status=400)
+    return defaults.bad_request(request, exception)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Answer every API error as JSON with a message and, for bad input, the field at fault.
 
     Shape: ``{"detail": "...", "field": "min_bid" | null, "errors": {field: [messages]}}``.
     DRF's own per-field dictionary stays under ``errors`` so clients can show every problem.
     """
+    if isinstance(exc, SuspiciousOperation):
+        # Django's refusals of a request as a whole (a body past DATA_UPLOAD_MAX_MEMORY_SIZE,
+        # too many fields) would otherwise reach its HTML 400 page, which says nothing.
+        return Response(
+            {"detail": request_refusal(exc), "field": None}, status=status.HTTP_400_BAD_REQUEST
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

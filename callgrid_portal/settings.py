@@ -258,6 +258,9 @@ REST_FRAMEWORK = {
     ],
 }
 
+# A bid import takes up to 5,000 records in one body; Django's default of 2.5 MB refused
+# full batches with long messages or raw answers.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 16 * 1024 * 1024, minimum=1024)
 API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 365, minimum=0)
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",

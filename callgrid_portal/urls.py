@@ -24,3 +24,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
 ]
+
+# A request refused as a whole before any view (a body too large, too many fields) is
+# answered in JSON under /api/ like every other API error.
+handler400 = "callgrid_portal.api.bad_request"

@@ -240,3 +240,34 @@ def test_the_admin_form_refuses_json_nested_too_deeply():
         with pytest.raises(forms.ValidationError, match="nested more than 32 levels"):
             field.clean("[" * depth + "]" * depth)
     assert field.clean('{"a": [1, {"b": 2}]}') == {"a": [1, {"b": 2}]}
+
+
+def test_a_body_past_the_upload_limit_is_a_json_400_saying_so(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"CallerId": "3035551234", "Note": "x" * 5000})
+
+    for url in ["/api/v1/route/", "/api/v1/bids/import/", "/api/v1/buyers/"]:
+        response = api.generic("POST", url, body, content_type="application/json")
+
+        assert response.status_code == 400, url
+        assert response.json()["detail"].startswith("The request body is larger than 1,000 bytes")
+
+
+def test_too_many_query_fields_is_a_json_400_saying_so(api):
+    response = api.get("/api/v1/bids/?" + "&".join(["outcome=accepted"] * 1500))
+
+    assert response.status_code == 400
+    assert "more than 1,000 query or form fields" in response.json()["detail"]
+
+
+def test_outside_the_api_django_answers_its_own_400_page(rf):
+    from django.core.exceptions import RequestDataTooBig
+
+    from callgrid_portal.api import bad_request
+
+    page = bad_request(rf.get("/admin/"), RequestDataTooBig())
+    api_answer = bad_request(rf.get("/api/v1/bids/"), RequestDataTooBig())
+
+    assert page.status_code == api_answer.status_code == 400
+    assert page["Content-Type"].startswith("text/html")
+    assert api_answer["Content-Type"] == "application/json"

@@ -1,5 +1,6 @@
 """Bulk import: operator only, all or nothing, idempotent by external_id, counted in reports."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -200,3 +201,15 @@ def test_nul_characters_reject_the_record_naming_the_field(operator_api, buyer):
         True,
     )
     assert not BidLog.objects.exists()
+
+
+def test_a_full_batch_past_djangos_default_upload_limit_is_accepted(operator_api, buyer):
+    # 5,000 records with long messages weigh more than Django's default 2.5 MB body limit.
+    records = [_record(buyer, n, message="m" * 500) for n in range(MAX_RECORDS)]
+    body = json.dumps({"records": records})
+    assert len(body) > 2.5 * 1024 * 1024
+
+    response = operator_api.generic("POST", URL, body, content_type="application/json")
+
+    assert response.status_code == 201, response.content[:200]
+    assert response.json()["created"] == MAX_RECORDS
