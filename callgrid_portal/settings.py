@@ -238,7 +238,7 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "callgrid-portal@localhost")
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "6000/minute")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        "callgrid_portal.authentication.PortalTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["callgrid_portal.permissions.RolePermission"],

@@ -271,3 +271,15 @@ def test_outside_the_api_django_answers_its_own_400_page(rf):
     assert page.status_code == api_answer.status_code == 400
     assert page["Content-Type"].startswith("text/html")
     assert api_answer["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("token", ["é", "a\u0000b", "x" * 5000])
+def test_a_malformed_token_is_a_401_not_a_crash(token):
+    from rest_framework.test import APIClient
+
+    client = APIClient(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token}")
+    for method, url in [("POST", "/api/v1/route/"), ("GET", "/api/v1/bids/")]:
+        response = client.generic(method, url, "{}", content_type="application/json")
+
+        assert response.status_code == 401, (url, response.content[:120])
+        assert response.json()["detail"] == "Invalid token."

@@ -26,7 +26,6 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from knox.auth import TokenAuthentication
 from knox.crypto import hash_token
 from knox.models import AuthToken
 from knox.signals import token_expired
@@ -47,6 +46,7 @@ from bidlog.routing import ProcessThreadPool, call_route
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
+from callgrid_portal.authentication import PortalTokenAuthentication
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
 
@@ -323,7 +323,7 @@ class _CheckedTokens:
 _checked_tokens = _CheckedTokens()
 
 
-class RouteTokenAuthentication(TokenAuthentication):
+class RouteTokenAuthentication(PortalTokenAuthentication):
     """Knox token authentication for the live path: no token sweep, a short memory.
 
     Knox reads every token of the user on each request to delete the expired ones. That
