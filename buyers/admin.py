@@ -1,9 +1,10 @@
 """Django admin for buyers, with the change history of every buyer."""
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
@@ -33,6 +34,18 @@ class BuyerAdmin(SimpleHistoryAdmin):
     ordering = ("priority", "name")
     readonly_fields = ("created_at", "updated_at", "next_health_check_at")
     history_list_display = ("status", "min_bid", "priority")
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        # simple-history looks the id up as it is given: "x" raised ValueError (a 500) where
+        # every other admin page of a buyer answers 404.
+        try:
+            Buyer._meta.pk.to_python(unquote(object_id))
+        except ValidationError:
+            raise Http404(f"No buyer with id {object_id!r}.") from None
+        return super().history_view(request, object_id, extra_context)
+
     actions = ("send_test_bid", "activate", "pause", "disable")
     fieldsets = (
         (None, {"fields": ("name", "grid_id", "status", "priority", "vertical", "notes")}),

@@ -283,3 +283,12 @@ def test_a_malformed_token_is_a_401_not_a_crash(token):
 
         assert response.status_code == 401, (url, response.content[:120])
         assert response.json()["detail"] == "Invalid token."
+
+
+def test_a_query_parameter_holding_a_nul_is_a_json_400_naming_it(api):
+    for url in ["/api/v1/bids/", "/api/v1/reports/summary/", "/api/v1/buyers/eligibility/"]:
+        response = api.get(url, {"caller_id": "3035551234", "grid_id": "a\u0000b"})
+
+        assert response.status_code == 400, url
+        assert response.json()["field"] == "grid_id"
+        assert "NUL" in response.json()["detail"]

@@ -100,3 +100,21 @@ def test_admin_delete_of_buyer_with_bids_is_blocked(admin_client):
     assert response.status_code == 200  # the "cannot delete" page, not a redirect
     assert "Cannot delete buyer" in response.content.decode()
     assert Buyer.objects.filter(pk=bid.buyer_id).exists()
+
+
+@pytest.mark.parametrize("object_id", ["x", "%00", "12abc"])
+def test_history_of_an_id_that_is_not_a_number_is_a_404(admin_client, object_id):
+    admin_client.raise_request_exception = False
+
+    response = admin_client.get(f"/admin/buyers/buyer/{object_id}/history/")
+
+    assert response.status_code == 404
+
+
+def test_a_list_filter_value_holding_a_nul_is_a_400_naming_it(admin_client):
+    admin_client.raise_request_exception = False
+
+    response = admin_client.get(reverse("admin:bidlog_bidlog_changelist"), {"outcome": "a\0b"})
+
+    assert response.status_code == 400
+    assert "Query parameter 'outcome'" in response.content.decode()
