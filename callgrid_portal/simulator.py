@@ -127,7 +127,7 @@ def validate_behaviour(behaviour: Mapping[str, Any]) -> dict[str, Any]:
         raise ScenarioError(f"unknown behaviour keys: {', '.join(sorted(unknown))}")
     clean = dict(behaviour)
     respond = clean.get("respond", "accept")
-    if respond not in RESPONSES:
+    if not isinstance(respond, str) or respond not in RESPONSES:
         raise ScenarioError(f"respond must be one of {', '.join(sorted(RESPONSES))}")
     amount = clean.get("bid_amount")
     if amount is not None:
@@ -136,11 +136,9 @@ def validate_behaviour(behaviour: Mapping[str, Any]) -> dict[str, Any]:
         except InvalidOperation:
             raise ScenarioError(f"bid_amount {amount!r} is not a decimal number") from None
         clean["bid_amount"] = str(amount)
-    for key in ("latency_ms", "latency_jitter_ms", "retry_after", "fail_times"):
-        if key in clean and not _non_negative(clean[key]):
-            raise ScenarioError(f"{key} must be a number >= 0")
-    if "dribble_interval" in clean and not _non_negative(clean["dribble_interval"]):
-        raise ScenarioError("dribble_interval must be a number >= 0")
+    for key, most in _MOST.items():
+        if key in clean and not (_non_negative(clean[key]) and clean[key] <= most):
+            raise ScenarioError(f"{key} must be a number from 0 to {most:,}")
     limit = clean.get("rate_limit_per_minute")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ScenarioError("rate_limit_per_minute must be a positive integer or null")
@@ -186,6 +184,17 @@ def load_scenario(path: str | Path) -> dict[str, Any]:
         except json.JSONDecodeError as exc:
             raise ScenarioError(f"{path}: not valid JSON ({exc})") from None
     return validate_scenario(data)
+
+
+# The largest value of each numeric behaviour: a wait longer than an hour tests nothing, and
+# past what time.sleep can take the handler itself would crash.
+_MOST: dict[str, int] = {
+    "latency_ms": 3_600_000,
+    "latency_jitter_ms": 3_600_000,
+    "retry_after": 86_400,
+    "fail_times": 1_000_000,
+    "dribble_interval": 3_600,
+}
 
 
 def _non_negative(value: Any) -> bool:

@@ -278,6 +278,32 @@ def test_put_grid_endpoint_refuses_bad_behaviour(simulator):
     assert "respond must be one of" in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("behaviour", "message"),
+    [
+        ({"respond": ["accept"]}, "respond must be one of"),
+        ({"respond": {"a": 1}}, "respond must be one of"),
+        ({"latency_ms": 1e308}, "latency_ms must be a number from 0 to 3,600,000"),
+        ({"latency_jitter_ms": 2**70}, "latency_jitter_ms must be a number from 0"),
+        ({"retry_after": -1}, "retry_after must be a number from 0"),
+        ({"dribble_interval": float("inf")}, "dribble_interval must be a number from 0"),
+    ],
+)
+def test_put_grid_endpoint_refuses_values_that_would_crash_a_handler(simulator, behaviour, message):
+    # A list is unhashable and a sleep of 1e308 s overflows: the handler used to crash and
+    # drop the connection, on the PUT or on the next bid.
+    response = requests.put(
+        simulator.url + f"/_sim/grids/{GRID}",
+        data=json.dumps(behaviour),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert bid(simulator).json()["code"] == 1000  # the grid still answers as before
+
+
 def test_reset_endpoint_clears_requests(simulator):
     bid(simulator)
 
