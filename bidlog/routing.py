@@ -74,10 +74,10 @@ from callgrid_portal.bidapi.client import (
     BidTarget,
     build_request,
     get_session,
+    param_problem,
     send_bid,
 )
 from callgrid_portal.bidapi.phone import CallerId, InvalidCallerId, normalize_caller_id
-from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
 logger = logging.getLogger(__name__)
 
@@ -189,16 +189,9 @@ def _clean_input(
     for key, value in (params or {}).items():
         if key in RESERVED_KEYS:
             continue
-        if not isinstance(value, str | int | float | bool) and value is not None:
-            raise RouteError(
-                code=4000,
-                message=f"Parameter {key} must be a string or number, not a nested value.",
-                field=str(key),
-            )
-        if contains_nul(key) or contains_nul(value):
-            raise RouteError(
-                code=4000, message=f"Parameter {key!r}: {NUL_MESSAGE}.", field=str(key)
-            )
+        problem = param_problem(key, value)
+        if problem is not None:
+            raise RouteError(code=4000, message=problem, field=str(key))
         extra[str(key)] = value
     wanted = {int(pk) for pk in buyer_ids} if buyer_ids is not None else None
     # One query for the buyers and this caller's duplicate windows with them.

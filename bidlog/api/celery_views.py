@@ -19,9 +19,9 @@ from bidlog.filters import MAX_ID
 from bidlog.models import Alert
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
+from callgrid_portal.bidapi.client import param_problem
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
-from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
 
 class TestBidInputSerializer(serializers.Serializer):
@@ -61,12 +61,9 @@ def _extra_params(data: Any) -> dict[str, Any]:
     for key, value in data.items():
         if key in testbids.RESERVED_KEYS:
             continue
-        if value is not None and not isinstance(value, str | int | float | bool):
-            raise serializers.ValidationError(
-                {key: ["Parameters must be strings or numbers, not nested values."]}
-            )
-        if contains_nul(key) or contains_nul(value):
-            raise serializers.ValidationError({str(key): [f"Parameters {NUL_MESSAGE}."]})
+        problem = param_problem(key, value)
+        if problem is not None:
+            raise serializers.ValidationError({str(key): [problem]})
         params[str(key)] = value
     return params
 

@@ -341,7 +341,7 @@ class RouteTokenAuthentication(PortalTokenAuthentication):
         try:
             digest = hash_token(token.decode("utf-8"))
         except (TypeError, UnicodeDecodeError, binascii.Error):
-            return super().authenticate_credentials(token)  # knox words the refusal
+            return super().authenticate_credentials(token)  # refused there, as invalid
         known = _checked_tokens.get(digest, max_age=max_age)
         if known is not None:
             return known

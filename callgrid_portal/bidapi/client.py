@@ -82,7 +82,7 @@ from urllib3.util import Timeout as Urllib3Timeout
 
 from callgrid_portal.bidapi.outcomes import Outcome
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
-from callgrid_portal.text import nul_replaced
+from callgrid_portal.text import NUL_MESSAGE, contains_nul, nul_replaced
 
 logger = logging.getLogger(__name__)
 
@@ -394,6 +394,20 @@ def send_bid(
         failed.attempt = len(attempts) + 1
         attempts.append(failed)
     return BidResult(attempts)
+
+
+def param_problem(key: object, value: object) -> str | None:
+    """Why a call parameter cannot be forwarded to buyers, or ``None`` when it can.
+
+    A bid's parameters are flat: strings, numbers, booleans or null; and no text may hold the
+    NUL character, which the bid log (PostgreSQL) cannot store. Routing and test bids check
+    the parameters they are given with this, each answering in its own error shape.
+    """
+    if value is not None and not isinstance(value, str | int | float | bool):
+        return f"Parameter {key!r} must be a string or a number, not a nested value."
+    if contains_nul(key) or contains_nul(value):
+        return f"Parameter {key!r} {NUL_MESSAGE}."
+    return None
 
 
 def build_request(
