@@ -8,6 +8,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from buyers.models import Buyer
+from buyers.validators import US_STATE_CODES
+from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.jsondepth import TOO_DEEP_MESSAGE, too_deep
 
 _STATE_SEPARATORS = re.compile(r"[\s,;]+")
@@ -136,3 +138,33 @@ class BuyerForm(forms.ModelForm):
         widgets = {
             "notes": forms.Textarea(attrs={"rows": 3, "cols": 60}),
         }
+
+
+class EligibilityForm(forms.Form):
+    """A caller ID (and the call's state) to check against one buyer's rules and limits."""
+
+    caller_id = forms.CharField(
+        label="Caller ID",
+        max_length=40,
+        help_text="10 digits, or 11 starting with 1; spaces, dashes and brackets are fine.",
+    )
+    state_code = forms.CharField(
+        label="Caller's state",
+        max_length=2,
+        required=False,
+        help_text="Two letters, like CO; empty when unknown.",
+    )
+
+    def clean_caller_id(self) -> str:
+        try:
+            return normalize_caller_id(self.cleaned_data["caller_id"]).ten_digit
+        except InvalidCallerId as exc:
+            raise ValidationError(f"Invalid caller ID: {exc.reason}.", code="invalid") from None
+
+    def clean_state_code(self) -> str:
+        state = self.cleaned_data["state_code"].strip().upper()
+        if state and state not in US_STATE_CODES:
+            raise ValidationError(
+                f"{state!r} is not a US state code; use two letters like CO.", code="invalid"
+            )
+        return state

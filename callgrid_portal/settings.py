@@ -218,7 +218,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "buyers:list"
+LOGOUT_REDIRECT_URL = "login"
 
 # Security: HTTPS redirect on by default outside DEBUG; turn it off behind a proxy that
 # terminates TLS, or when serving on loopback (the embedded default does).

@@ -1,7 +1,9 @@
-"""Top-level URLs: admin, the REST API under /api/v1/ and its schema."""
+"""Top-level URLs: the pages, login, admin, the REST API under /api/v1/ and its schema."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from bidlog.api.routing import EligibilityView
@@ -21,6 +23,11 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # The overview page (SPEC §6) is not built yet; the buyers are where ops start meanwhile.
+    path("", RedirectView.as_view(pattern_name="buyers:list"), name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("buyers/", include("buyers.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
 ]

@@ -1,0 +1,174 @@
+"""The buyer pages (SPEC §6): list, detail with the eligibility check, create and edit.
+
+Reads need the ``viewer`` role and changes ``operator``. Forms are the admin's
+(:class:`~buyers.forms.BuyerForm`) and saves go through :mod:`buyers.services`, so a page
+refuses the same input with the same message as the admin and the API, and every change is
+recorded with its author.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.utils import timezone
+from django.views.generic import DetailView, FormView, ListView
+
+from bidlog.api.serializers import can_see_caller_ids, mask_bid_data
+from bidlog.eligibility import Eligibility, eligibility_check, show_utc
+from bidlog.selectors import bid_list
+from buyers import services
+from buyers.forms import BuyerForm, EligibilityForm
+from buyers.models import Buyer
+from buyers.selectors import (
+    buyer_health,
+    buyer_list,
+    buyers_open_alerts,
+    buyers_recent_outcomes,
+)
+from callgrid_portal.pages import RoleRequiredMixin
+from callgrid_portal.roles import OPERATOR, has_role
+
+RECENT_BIDS = 20
+
+
+class BuyerListView(RoleRequiredMixin, ListView):
+    """Every buyer in waterfall order, with its health badge."""
+
+    template_name = "buyers/buyer_list.html"
+    context_object_name = "buyers"
+
+    def get_queryset(self) -> Any:
+        return buyer_list()
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        buyers = list(context["buyers"])
+        alerts = buyers_open_alerts()
+        outcomes = buyers_recent_outcomes([buyer.pk for buyer in buyers])
+        context["rows"] = [
+            (
+                buyer,
+                buyer_health(buyer, open_alerts=alerts, outcomes=outcomes.get(buyer.pk, [])),
+            )
+            for buyer in buyers
+        ]
+        context["can_edit"] = has_role(self.request.user, OPERATOR)
+        return context
+
+
+class BuyerDetailView(RoleRequiredMixin, DetailView):
+    """One buyer: its settings, its recent bids, and whether a caller could be sent to it now.
+
+    The eligibility form is a GET form, so a check can be bookmarked or pasted to a colleague.
+    """
+
+    model = Buyer
+    template_name = "buyers/buyer_detail.html"
+    context_object_name = "buyer"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        buyer: Buyer = context["buyer"]
+        user = self.request.user
+        form = EligibilityForm(self.request.GET if "caller_id" in self.request.GET else None)
+        if form.is_bound and form.is_valid():
+            context["eligibility"] = _eligibility_view(
+                eligibility_check(
+                    buyers=[buyer],
+                    caller_id=form.cleaned_data["caller_id"],
+                    state_code=form.cleaned_data["state_code"],
+                    now=timezone.now(),
+                    include_limits=True,
+                )[0]
+            )
+        context.update(
+            eligibility_form=form,
+            bids=_recent_bids(buyer, masked=not can_see_caller_ids(user)),
+            health=buyer_health(buyer),
+            can_edit=has_role(user, OPERATOR),
+        )
+        return context
+
+
+def _recent_bids(buyer: Buyer, *, masked: bool) -> list[dict[str, Any]]:
+    """The buyer's latest bids as the page shows them; for viewers every copy of the caller's
+    number is masked, in the fields and in the texts, exactly as the API does."""
+    rows = []
+    for bid in bid_list(filters={"buyer": buyer.pk})[:RECENT_BIDS]:
+        row = {
+            "created_at": bid.created_at,
+            "source": bid.get_source_display(),
+            "caller_id": bid.caller_id,
+            "response_caller_id": bid.response_caller_id,
+            "outcome": bid.get_outcome_display(),
+            "code": bid.code,
+            "bid_amount": bid.bid_amount,
+            "duration_ms": bid.duration_ms,
+            "message": bid.message,
+            "error": bid.error,
+        }
+        rows.append(mask_bid_data(row) if masked else row)
+    return rows
+
+
+def _eligibility_view(answer: Eligibility) -> dict[str, Any]:
+    """What the page shows of one eligibility answer, times in UTC like the bid log."""
+    reasons = [block.reason for block in answer.blocks]
+    lifts = [block.until for block in answer.blocks if block.until is not None]
+    # When every block lifts by itself, the caller can be sent from the latest of them.
+    lifts_alone = bool(lifts) and len(lifts) == len(answer.blocks)
+    return {
+        "eligible": answer.eligible,
+        "reasons": reasons,
+        "eligible_from": show_utc(max(lifts)) if lifts_alone else None,
+    }
+
+
+class _BuyerFormView(RoleRequiredMixin, FormView):
+    """Create or edit through :class:`BuyerForm`, saving with the user as the author."""
+
+    required_role = OPERATOR
+    form_class = BuyerForm
+    template_name = "buyers/buyer_form.html"
+
+    def get_buyer(self) -> Buyer | None:
+        """The buyer being edited; ``None`` for a new one."""
+        return None
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs()
+        kwargs["instance"] = self.get_buyer()
+        return kwargs
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(buyer=self.get_buyer(), **kwargs)
+
+    def form_valid(self, form: BuyerForm) -> HttpResponse:
+        # The form has run the model's validation; the service saves and records the author.
+        try:
+            buyer = services.buyer_save(buyer=form.instance, actor=self.request.user)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            return self.form_invalid(form)
+        messages.success(self.request, f"Saved {buyer.name}.")
+        return redirect("buyers:detail", pk=buyer.pk)
+
+
+class BuyerCreateView(_BuyerFormView):
+    """A new buyer."""
+
+
+class BuyerUpdateView(_BuyerFormView):
+    """Change a buyer's settings."""
+
+    _buyer: Buyer | None = None
+
+    def get_buyer(self) -> Buyer:
+        # Looked up once the role is checked, so a visitor learns nothing of which ids exist.
+        if self._buyer is None:
+            self._buyer = get_object_or_404(Buyer, pk=self.kwargs["pk"])
+        return self._buyer

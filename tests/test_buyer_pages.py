@@ -1,0 +1,222 @@
+"""The buyer pages: who may see and change what, the forms' messages and the eligibility check."""
+
+from datetime import UTC, timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from bidlog.choices import Outcome
+from buyers.models import Buyer
+from tests.factories import BidLogFactory, BuyerFactory, CallFactory
+
+CALLER = "3035551234"
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _buyer_fields(**overrides) -> dict:
+    fields = {
+        "name": "Acme Auto",
+        "grid_id": "cm97s8hmv000777ijt06r4dj",
+        "status": "active",
+        "priority": "3",
+        "vertical": "insurance",
+        "notes": "",
+        "endpoint_url": "https://bid.callgrid.com/api/bid/",
+        "min_bid": "12.50",
+        "caller_id_format": "10-digit",
+        "accepted_states": "co, tx",
+        "extra_params": "",
+        "duplicate_window_days": "30",
+        "timeout_seconds": "5",
+        "max_concurrency": "10",
+        "rate_limit_per_minute": "120",
+        "capacity_cooldown_seconds": "60",
+        "daily_cap": "",
+        "monthly_cap": "",
+        "timezone": "America/Denver",
+        "operating_hours": "",
+        "health_check_minutes": "0",
+        "health_check_caller_id": "",
+    }
+    fields.update(overrides)
+    return fields
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("buyers:list", {}),
+        ("buyers:create", {}),
+        ("buyers:detail", {"pk": 1}),
+        ("buyers:edit", {"pk": 1}),
+    ],
+)
+def test_visitors_are_sent_to_the_login_page(db, name, kwargs):
+    response = Client().get(reverse(name, kwargs=kwargs))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login") + "?next=")
+
+
+def test_home_leads_to_the_buyers(db):
+    assert Client().get("/")["Location"] == reverse("buyers:list")
+
+
+def test_login_page_signs_in_and_goes_to_the_buyers(alice):
+    client = Client()
+    assert client.get(reverse("login")).status_code == 200
+    response = client.post(
+        reverse("login"), {"username": "alice", "password": "correct horse battery staple"}
+    )
+    assert response["Location"] == reverse("buyers:list")
+    assert client.get(reverse("buyers:list")).status_code == 200
+
+
+def test_a_user_without_a_role_is_refused(db):
+    from tests.factories import UserFactory
+
+    response = _client(UserFactory(username="norole")).get(reverse("buyers:list"))
+    assert response.status_code == 403
+
+
+def test_viewer_sees_the_list_in_priority_order_without_edit_links(alice):
+    BuyerFactory(name="Second", priority=2)
+    BuyerFactory(name="First", priority=1)
+    page = _client(alice).get(reverse("buyers:list")).content.decode()
+    assert page.index("First") < page.index("Second")
+    assert "unknown" in page  # no answers yet: the health badge says so
+    assert reverse("buyers:create") not in page
+
+
+def test_operator_sees_the_add_and_edit_links(bob):
+    buyer = BuyerFactory()
+    client = _client(bob)
+    assert reverse("buyers:create") in client.get(reverse("buyers:list")).content.decode()
+    detail = client.get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
+    assert reverse("buyers:edit", args=[buyer.pk]) in detail
+
+
+def test_viewer_cannot_create_or_edit(alice):
+    buyer = BuyerFactory(name="Kept")
+    client = _client(alice)
+    assert client.get(reverse("buyers:create")).status_code == 403
+    response = client.post(reverse("buyers:edit", args=[buyer.pk]), _buyer_fields(name="Taken"))
+    assert response.status_code == 403
+    buyer.refresh_from_db()
+    assert buyer.name == "Kept"
+
+
+def test_recent_bids_show_caller_ids_in_full_only_to_operators(alice, bob):
+    buyer = BuyerFactory()
+    number = "7205559876"
+    BidLogFactory(
+        buyer=buyer,
+        caller_id=number,
+        outcome=Outcome.BAD_RESPONSE,
+        error=f"answered for caller {number} with no destination",
+    )
+    url = reverse("buyers:detail", args=[buyer.pk])
+    viewer_page = _client(alice).get(url).content.decode()
+    assert "720***9876" in viewer_page
+    assert number not in viewer_page
+    assert viewer_page.count("720***9876") == 2  # the caller column and the error text
+    assert number in _client(bob).get(url).content.decode()
+
+
+def test_operator_creates_a_buyer_recorded_with_its_author(bob):
+    response = _client(bob).post(reverse("buyers:create"), _buyer_fields())
+    buyer = Buyer.objects.get(name="Acme Auto")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("buyers:detail", args=[buyer.pk])
+    assert buyer.min_bid == Decimal("12.50")
+    assert buyer.accepted_states == ["CO", "TX"]
+    assert buyer.history.latest().history_user == bob
+
+
+def test_bad_values_are_shown_next_to_their_fields_and_nothing_changes(bob):
+    buyer = BuyerFactory(name="Steady", min_bid=Decimal("10.00"))
+    response = _client(bob).post(
+        reverse("buyers:edit", args=[buyer.pk]),
+        _buyer_fields(
+            name="Steady",
+            grid_id=buyer.grid_id,
+            min_bid="-1",
+            extra_params="{not json",
+            accepted_states="CO, XX",
+            timeout_seconds="60",
+        ),
+    )
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert set(errors) >= {"min_bid", "extra_params", "accepted_states", "timeout_seconds"}
+    page = response.content.decode()
+    assert "Please correct the errors below." in page
+    assert "Enter valid JSON" in page
+    buyer.refresh_from_db()
+    assert buyer.min_bid == Decimal("10.00")
+
+
+def test_edit_of_a_missing_buyer_is_404(bob):
+    assert _client(bob).get(reverse("buyers:edit", args=[999999])).status_code == 404
+    assert _client(bob).get("/buyers/x/").status_code == 404
+
+
+def test_eligibility_says_yes_for_a_caller_nothing_blocks(alice):
+    buyer = BuyerFactory(name="Open")
+    url = reverse("buyers:detail", args=[buyer.pk])
+    page = _client(alice).get(url, {"caller_id": "(303) 555-1234", "state_code": "co"})
+    assert "Open can be sent this caller now." in page.content.decode()
+
+
+def test_eligibility_names_the_duplicate_window_and_when_it_ends(alice):
+    buyer = BuyerFactory(name="Dup", duplicate_window_days=30)
+    paid = timezone.now() - timedelta(days=2)
+    CallFactory(winner=buyer, routed=True, paid_out=True, caller_id=CALLER, created_at=paid)
+    until = (paid + timedelta(days=30)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    url = reverse("buyers:detail", args=[buyer.pk])
+    page = _client(alice).get(url, {"caller_id": CALLER}).content.decode()
+    assert "Dup cannot be sent this caller now" in page
+    assert f"duplicate window (30 days) until {until}" in page
+    assert f"It can be sent from {until}." in page
+
+
+def test_eligibility_of_a_paused_buyer_has_no_end(alice):
+    buyer = BuyerFactory(name="Napping", status="paused")
+    page = _client(alice).get(reverse("buyers:detail", args=[buyer.pk]), {"caller_id": CALLER})
+    text = page.content.decode()
+    assert "buyer is paused" in text
+    assert "It can be sent from" not in text
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"caller_id": "123"}, "Invalid caller ID"),
+        ({"caller_id": "abc"}, "Invalid caller ID"),
+        ({"caller_id": ""}, "This field is required."),
+        ({"caller_id": CALLER, "state_code": "ZZ"}, "is not a US state code"),
+        ({"caller_id": "9" * 500}, "at most 40 characters"),
+    ],
+)
+def test_bad_eligibility_input_is_named_on_the_page(alice, query, message):
+    buyer = BuyerFactory()
+    response = _client(alice).get(reverse("buyers:detail", args=[buyer.pk]), query)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert "eligibility" not in response.context
+
+
+def test_a_nul_in_the_query_is_refused_not_a_crash(alice):
+    buyer = BuyerFactory()
+    response = _client(alice).get(
+        reverse("buyers:detail", args=[buyer.pk]), {"caller_id": "303\x00555"}
+    )
+    assert response.status_code == 400
+    assert "caller_id" in response.content.decode()
