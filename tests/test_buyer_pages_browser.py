@@ -1,0 +1,145 @@
+"""The buyer pages in a real browser: log in, check a caller, fix a bad edit.
+
+Headless Chromium from the system (Debian's ``chromium`` package) driven by Playwright; the
+portal runs in pytest-django's live server. Without Chromium these tests fail, saying how to
+install it: a browser test that skips would hide a broken page.
+"""
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import override_settings
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pytest_django.live_server_helper import LiveServer
+
+from buyers.models import Buyer
+from callgrid_portal.roles import ROLES
+from tests.factories import BuyerFactory, CallFactory, UserFactory
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "correct horse battery staple"
+# As root, in a sandbox without network: no sandboxing, GPU, or calls home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
+    # Playwright's sync API runs an event loop on this thread; the tests' own ORM calls are
+    # plain synchronous code between its steps.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield launched
+            launched.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def _server(django_db_setup, django_db_blocker) -> Iterator[str]:
+    """A live server of this module's own, started with plain-http settings.
+
+    pytest-django's ``live_server`` is session-wide and may start before any test's settings
+    apply; its security middleware would then redirect every page to https, which this
+    server cannot speak. The middleware reads those settings once, when the server starts.
+    """
+    with (
+        override_settings(
+            SECURE_SSL_REDIRECT=False, SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False
+        ),
+        django_db_blocker.unblock(),
+    ):
+        server = LiveServer("localhost")
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def site(_server, transactional_db) -> str:
+    # A transactional test empties every table afterwards, the migration's role groups too.
+    for role in ROLES:
+        Group.objects.get_or_create(name=role)
+    return _server
+
+
+def _log_in(browser: Browser, site: str, username: str) -> Page:
+    page = browser.new_page()
+    page.goto(f"{site}/buyers/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Buyers")).to_be_visible()
+    return page
+
+
+def test_operator_checks_a_caller_then_fixes_a_bad_edit(browser, site):
+    UserFactory(username="bob", role="operator", password=PASSWORD)
+    buyer = BuyerFactory(name="Acme Auto", min_bid=Decimal("10.00"), duplicate_window_days=30)
+    CallFactory(
+        winner=buyer,
+        routed=True,
+        paid_out=True,
+        caller_id="3035551234",
+        created_at=buyer.created_at - timedelta(days=1),
+    )
+    page = _log_in(browser, site, "bob")
+
+    page.get_by_role("link", name="Acme Auto").click()
+    expect(page.get_by_role("heading", name="Acme Auto")).to_be_visible()
+    page.get_by_label("Caller ID").fill("(303) 555-1234")
+    page.get_by_role("button", name="Check").click()
+    expect(page.locator(".result")).to_contain_text("cannot be sent this caller now")
+    expect(page.locator(".reasons")).to_contain_text("duplicate window (30 days) until")
+
+    page.get_by_label("Caller ID").fill("720 555 9876")
+    page.get_by_role("button", name="Check").click()
+    expect(page.locator(".result")).to_contain_text("can be sent this caller now")
+
+    page.get_by_role("link", name="Edit this buyer").click()
+    page.get_by_label("Min bid").fill("-5")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Please correct the errors below.")).to_be_visible()
+    expect(page.locator(".errorlist").nth(1)).to_be_visible()
+    assert Buyer.objects.get(pk=buyer.pk).min_bid == Decimal("10.00")
+
+    page.get_by_label("Min bid").fill("12.75")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved Acme Auto.")).to_be_visible()
+    expect(page.locator("dl.config")).to_contain_text("$12.75")
+    assert Buyer.objects.get(pk=buyer.pk).min_bid == Decimal("12.75")
+    page.close()
+
+
+def test_viewer_reads_but_cannot_edit(browser, site):
+    UserFactory(username="alice", role="viewer", password=PASSWORD)
+    buyer = BuyerFactory(name="Read Only")
+    page = _log_in(browser, site, "alice")
+    expect(page.get_by_role("link", name="Add a buyer")).to_have_count(0)
+    page.get_by_role("link", name="Read Only").click()
+    expect(page.get_by_role("link", name="Edit this buyer")).to_have_count(0)
+    response = page.goto(f"{site}/buyers/{buyer.pk}/edit/")
+    assert response is not None and response.status == 403
+    page.close()
