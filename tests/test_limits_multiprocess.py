@@ -37,6 +37,9 @@ _RACER = textwrap.dedent(
         slots += limits.concurrency_acquire(grid_id=grid_id, limit=7) is not None
         # A fixed clock: no refill during the race, so the total is exact.
         tokens += limits.rate_limit_take(grid_id=grid_id, per_minute=40, now=start_at).allowed
+        # Paced, so the race lasts long enough (about 60 ms for the tokens) that a racer
+        # the scheduler holds back for a few milliseconds still takes part in it.
+        time.sleep(0.003)
     print(json.dumps({"slots": slots, "tokens": tokens}))
     """
 )
