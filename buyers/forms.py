@@ -140,6 +140,32 @@ class BuyerForm(forms.ModelForm):
         }
 
 
+def _caller_id(value: str) -> str:
+    """A typed caller ID as its 10 digits, or a field error that says what is wrong."""
+    try:
+        return normalize_caller_id(value).ten_digit
+    except InvalidCallerId as exc:
+        raise ValidationError(f"Invalid caller ID: {exc.reason}.", code="invalid") from None
+
+
+def _state_code(value: str) -> str:
+    state = value.strip().upper()
+    if state and state not in US_STATE_CODES:
+        raise ValidationError(
+            f"{state!r} is not a US state code; use two letters like CO.", code="invalid"
+        )
+    return state
+
+
+def _state_field() -> forms.CharField:
+    return forms.CharField(
+        label="Caller's state",
+        max_length=2,
+        required=False,
+        help_text="Two letters, like CO; empty when unknown.",
+    )
+
+
 class EligibilityForm(forms.Form):
     """A caller ID (and the call's state) to check against one buyer's rules and limits."""
 
@@ -148,23 +174,29 @@ class EligibilityForm(forms.Form):
         max_length=40,
         help_text="10 digits, or 11 starting with 1; spaces, dashes and brackets are fine.",
     )
-    state_code = forms.CharField(
-        label="Caller's state",
-        max_length=2,
-        required=False,
-        help_text="Two letters, like CO; empty when unknown.",
-    )
+    state_code = _state_field()
 
     def clean_caller_id(self) -> str:
-        try:
-            return normalize_caller_id(self.cleaned_data["caller_id"]).ten_digit
-        except InvalidCallerId as exc:
-            raise ValidationError(f"Invalid caller ID: {exc.reason}.", code="invalid") from None
+        return _caller_id(self.cleaned_data["caller_id"])
 
     def clean_state_code(self) -> str:
-        state = self.cleaned_data["state_code"].strip().upper()
-        if state and state not in US_STATE_CODES:
-            raise ValidationError(
-                f"{state!r} is not a US state code; use two letters like CO.", code="invalid"
-            )
-        return state
+        return _state_code(self.cleaned_data["state_code"])
+
+
+class TestBidForm(forms.Form):
+    """The caller a test bid pretends to be; empty uses the buyer's test caller ID."""
+
+    caller_id = forms.CharField(
+        label="Test caller ID",
+        max_length=40,
+        required=False,
+        help_text="Empty: the buyer's health-check caller ID, or the Bid API guide's sample.",
+    )
+    state_code = _state_field()
+
+    def clean_caller_id(self) -> str:
+        value = self.cleaned_data["caller_id"]
+        return _caller_id(value) if value.strip() else ""
+
+    def clean_state_code(self) -> str:
+        return _state_code(self.cleaned_data["state_code"])

@@ -1,4 +1,4 @@
-"""The buyer pages: list, detail (with the eligibility check), create and edit."""
+"""The buyer pages: list, detail (with the eligibility check), create, edit, test bids."""
 
 from django.urls import path
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path("new/", views.BuyerCreateView.as_view(), name="create"),
     path("<int:pk>/", views.BuyerDetailView.as_view(), name="detail"),
     path("<int:pk>/edit/", views.BuyerUpdateView.as_view(), name="edit"),
+    path("<int:pk>/test-bid/", views.BuyerTestBidView.as_view(), name="test_bid"),
 ]

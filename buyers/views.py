@@ -12,16 +12,21 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.utils import timezone
+from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 
+from bidlog import testbids
 from bidlog.api.serializers import can_see_caller_ids, mask_bid_data
+from bidlog.choices import Outcome, Source
 from bidlog.eligibility import Eligibility, eligibility_check, show_utc
+from bidlog.models import BidLog
 from bidlog.selectors import bid_list
 from buyers import services
-from buyers.forms import BuyerForm, EligibilityForm
+from buyers.forms import BuyerForm, EligibilityForm, TestBidForm
 from buyers.models import Buyer
 from buyers.selectors import (
     buyer_health,
@@ -33,6 +38,8 @@ from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
 RECENT_BIDS = 20
+# The test bid form's field names, apart from the eligibility form's on the same page.
+TEST_BID_PREFIX = "test"
 
 
 class BuyerListView(RoleRequiredMixin, ListView):
@@ -85,34 +92,52 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
                     include_limits=True,
                 )[0]
             )
+        masked = not can_see_caller_ids(user)
         context.update(
             eligibility_form=form,
-            bids=_recent_bids(buyer, masked=not can_see_caller_ids(user)),
+            test_bid_form=TestBidForm(prefix=TEST_BID_PREFIX),
+            test_bid=_test_bid(buyer, self.request.GET.get("test_bid", ""), masked=masked),
+            bids=_recent_bids(buyer, masked=masked),
             health=buyer_health(buyer),
             can_edit=has_role(user, OPERATOR),
         )
         return context
 
 
+def _bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
+    """One bid as the pages show it; ``masked`` hides every copy of the caller's number, in
+    the fields and in the texts, exactly as the API does for viewers."""
+    row = {
+        "id": bid.pk,
+        "created_at": bid.created_at,
+        "source": bid.get_source_display(),
+        "caller_id": bid.caller_id,
+        "response_caller_id": bid.response_caller_id,
+        "outcome": bid.get_outcome_display(),
+        "pending": bid.outcome == Outcome.PENDING,
+        "code": bid.code,
+        "bid_amount": bid.bid_amount,
+        "destination": bid.destination,
+        "duration_ms": bid.duration_ms,
+        "message": bid.message,
+        "error": bid.error,
+    }
+    return mask_bid_data(row) if masked else row
+
+
 def _recent_bids(buyer: Buyer, *, masked: bool) -> list[dict[str, Any]]:
-    """The buyer's latest bids as the page shows them; for viewers every copy of the caller's
-    number is masked, in the fields and in the texts, exactly as the API does."""
-    rows = []
-    for bid in bid_list(filters={"buyer": buyer.pk})[:RECENT_BIDS]:
-        row = {
-            "created_at": bid.created_at,
-            "source": bid.get_source_display(),
-            "caller_id": bid.caller_id,
-            "response_caller_id": bid.response_caller_id,
-            "outcome": bid.get_outcome_display(),
-            "code": bid.code,
-            "bid_amount": bid.bid_amount,
-            "duration_ms": bid.duration_ms,
-            "message": bid.message,
-            "error": bid.error,
-        }
-        rows.append(mask_bid_data(row) if masked else row)
-    return rows
+    return [
+        _bid_row(bid, masked=masked) for bid in bid_list(filters={"buyer": buyer.pk})[:RECENT_BIDS]
+    ]
+
+
+def _test_bid(buyer: Buyer, wanted: str, *, masked: bool) -> dict[str, Any] | None:
+    """The test bid ``?test_bid=`` names, if it is one of this buyer's; anything else is
+    ignored (the page is still the buyer's page)."""
+    if not wanted.isdigit() or len(wanted) > 18:
+        return None
+    bid = BidLog.objects.filter(pk=int(wanted), buyer=buyer, source=Source.TEST).first()
+    return _bid_row(bid, masked=masked) if bid is not None else None
 
 
 def _eligibility_view(answer: Eligibility) -> dict[str, Any]:
@@ -126,6 +151,37 @@ def _eligibility_view(answer: Eligibility) -> dict[str, Any]:
         "reasons": reasons,
         "eligible_from": show_utc(max(lifts)) if lifts_alone else None,
     }
+
+
+class BuyerTestBidView(RoleRequiredMixin, View):
+    """``POST``: queue a test bid, then show the buyer's page, which waits for the answer.
+
+    A worker sends it (:mod:`bidlog.testbids`); the page polls the bid's API entry and shows
+    the answer once it has arrived.
+    """
+
+    required_role = OPERATOR
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        buyer = get_object_or_404(Buyer, pk=pk)
+        page = reverse("buyers:detail", args=[buyer.pk])
+        form = TestBidForm(request.POST, prefix=TEST_BID_PREFIX)
+        if not form.is_valid():
+            for name, errors in form.errors.items():
+                messages.error(request, f"{form.fields[name].label}: {' '.join(errors)}")
+            return redirect(f"{page}#test-bid")
+        try:
+            bid = testbids.test_bid_queue(
+                buyer=buyer,
+                caller_id=form.cleaned_data["caller_id"] or testbids.caller_id_for_test_bids(buyer),
+                state_code=form.cleaned_data["state_code"],
+                actor=request.user,
+            )
+        except testbids.BrokerUnavailable as exc:
+            messages.error(request, str(exc))
+            return redirect(f"{page}#test-bid")
+        return redirect(f"{page}?test_bid={bid.pk}#test-bid")
 
 
 class _BuyerFormView(RoleRequiredMixin, FormView):

@@ -4,13 +4,16 @@ from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from bidlog.choices import Outcome
+from bidlog.choices import Outcome, Source
+from bidlog.models import BidLog
 from buyers.models import Buyer
-from tests.factories import BidLogFactory, BuyerFactory, CallFactory
+from callgrid_portal.roles import ROLES
+from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
 CALLER = "3035551234"
 
@@ -80,8 +83,6 @@ def test_login_page_signs_in_and_goes_to_the_buyers(alice):
 
 
 def test_a_user_without_a_role_is_refused(db):
-    from tests.factories import UserFactory
-
     response = _client(UserFactory(username="norole")).get(reverse("buyers:list"))
     assert response.status_code == 403
 
@@ -220,3 +221,93 @@ def test_a_nul_in_the_query_is_refused_not_a_crash(alice):
     )
     assert response.status_code == 400
     assert "caller_id" in response.content.decode()
+
+
+# --- test bids from the page ----------------------------------------------------------------
+
+
+def test_viewer_cannot_send_a_test_bid(alice):
+    buyer = BuyerFactory()
+    response = _client(alice).post(reverse("buyers:test_bid", args=[buyer.pk]))
+    assert response.status_code == 403
+    assert not BidLog.objects.exists()
+
+
+def test_a_bad_test_caller_id_is_named_and_nothing_is_queued(bob):
+    buyer = BuyerFactory()
+    response = _client(bob).post(
+        reverse("buyers:test_bid", args=[buyer.pk]),
+        {"test-caller_id": "555-1234", "test-state_code": "co"},
+        follow=True,
+    )
+    assert "Test caller ID: Invalid caller ID" in response.content.decode()
+    assert not BidLog.objects.exists()
+
+
+def test_operator_queues_a_test_bid_and_the_page_waits_for_it(bob):
+    buyer = BuyerFactory(health_check_caller_id="7205550100")
+    response = _client(bob).post(
+        reverse("buyers:test_bid", args=[buyer.pk]), {"test-caller_id": "", "test-state_code": ""}
+    )
+    bid = BidLog.objects.get()
+    assert (bid.source, bid.outcome, bid.caller_id) == (Source.TEST, Outcome.PENDING, "7205550100")
+    page_url = reverse("buyers:detail", args=[buyer.pk])
+    assert response["Location"] == f"{page_url}?test_bid={bid.pk}#test-bid"
+    page = _client(bob).get(page_url, {"test_bid": bid.pk}).content.decode()
+    assert "waiting for CallGrid" in page
+    assert f'data-poll="{reverse("api:bid-detail", args=[bid.pk])}"' in page
+
+
+def test_the_answer_of_a_test_bid_is_shown(alice):
+    buyer = BuyerFactory()
+    bid = BidLogFactory(
+        buyer=buyer,
+        source=Source.TEST,
+        outcome=Outcome.ACCEPTED,
+        code=1000,
+        bid_amount=Decimal("31.25"),
+        destination="13035550000",
+        duration_ms=48,
+    )
+    page = _client(alice).get(reverse("buyers:detail", args=[buyer.pk]), {"test_bid": bid.pk})
+    text = page.content.decode()
+    assert (
+        "Answer: <strong>Accepted</strong> (code 1000), bid $31.25 to 13035550000, in 48 ms" in text
+    )
+    assert 'data-poll="' not in text
+
+
+@pytest.mark.parametrize("wanted", ["x", "-1", "9" * 40, "0"])
+def test_a_test_bid_parameter_that_names_nothing_is_ignored(alice, wanted):
+    buyer = BuyerFactory()
+    other = BidLogFactory(source=Source.TEST, outcome=Outcome.ACCEPTED)  # another buyer's
+    url = reverse("buyers:detail", args=[buyer.pk])
+    for value in (wanted, str(other.pk)):
+        response = _client(alice).get(url, {"test_bid": value})
+        assert response.status_code == 200
+        assert response.context["test_bid"] is None
+
+
+@pytest.fixture
+def broker_down():
+    """No broker listens where the app publishes, for the length of one test."""
+    from callgrid_portal.celery import app
+    from tests.conftest import _celery_reset
+
+    previous = app.conf.get("broker_write_url")
+    app.conf.broker_write_url = "redis://127.0.0.1:1/0"
+    _celery_reset(app)
+    yield
+    app.conf.broker_write_url = previous
+    _celery_reset(app)
+
+
+def test_broker_down_says_so_and_leaves_no_pending_row(transactional_db, broker_down):
+    # Committed data, as in production: the task is published as the row commits.
+    for role in ROLES:
+        Group.objects.get_or_create(name=role)
+    operator = UserFactory(username="olga", role="operator")
+    buyer = BuyerFactory()
+    response = _client(operator).post(reverse("buyers:test_bid", args=[buyer.pk]), follow=True)
+    assert "The task queue is not reachable" in response.content.decode()
+    assert not BidLog.objects.exists()

@@ -17,6 +17,7 @@ from django.test import override_settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
+from bidlog import limits
 from buyers.models import Buyer
 from callgrid_portal.roles import ROLES
 from tests.factories import BuyerFactory, CallFactory, UserFactory
@@ -109,12 +110,12 @@ def test_operator_checks_a_caller_then_fixes_a_bad_edit(browser, site):
 
     page.get_by_role("link", name="Acme Auto").click()
     expect(page.get_by_role("heading", name="Acme Auto")).to_be_visible()
-    page.get_by_label("Caller ID").fill("(303) 555-1234")
+    page.get_by_label("Caller ID:", exact=True).fill("(303) 555-1234")
     page.get_by_role("button", name="Check").click()
     expect(page.locator(".result")).to_contain_text("cannot be sent this caller now")
     expect(page.locator(".reasons")).to_contain_text("duplicate window (30 days) until")
 
-    page.get_by_label("Caller ID").fill("720 555 9876")
+    page.get_by_label("Caller ID:", exact=True).fill("720 555 9876")
     page.get_by_role("button", name="Check").click()
     expect(page.locator(".result")).to_contain_text("can be sent this caller now")
 
@@ -142,4 +143,27 @@ def test_viewer_reads_but_cannot_edit(browser, site):
     expect(page.get_by_role("link", name="Edit this buyer")).to_have_count(0)
     response = page.goto(f"{site}/buyers/{buyer.pk}/edit/")
     assert response is not None and response.status == 403
+    page.close()
+
+
+@pytest.mark.integration
+def test_operator_sends_a_test_bid_and_sees_the_answer_arrive(
+    browser, site, celery_worker_factory, simulator
+):
+    """A real worker sends the bid to the simulator; the waiting page shows its answer."""
+    UserFactory(username="bob", role="operator", password=PASSWORD)
+    buyer = BuyerFactory(
+        name="Sim Buyer", endpoint_url=simulator.endpoint, health_check_caller_id="7205550100"
+    )
+    limits.limits_reset(grid_id=buyer.grid_id)
+    simulator.configure(buyer.grid_id, respond="accept", bid_amount="31.25")
+    celery_worker_factory()
+    page = _log_in(browser, site, "bob")
+    page.get_by_role("link", name="Sim Buyer").click()
+    page.get_by_role("button", name="Send test bid").click()
+
+    result = page.locator(".test-bid-result")
+    expect(result).to_contain_text("Answer: Accepted (code 1000), bid $31.25", timeout=30_000)
+    [received] = simulator.requests(buyer.grid_id)
+    assert received["body"]["CallerId"] == "7205550100"
     page.close()
