@@ -20,11 +20,12 @@ from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 
 from bidlog import testbids
-from bidlog.api.serializers import can_see_caller_ids, mask_bid_data
-from bidlog.choices import Outcome, Source
+from bidlog.api.serializers import can_see_caller_ids
+from bidlog.choices import Source
 from bidlog.eligibility import Eligibility, eligibility_check, show_utc
 from bidlog.models import BidLog
 from bidlog.selectors import bid_list
+from bidlog.views import bid_row
 from buyers import services
 from buyers.forms import BuyerForm, EligibilityForm, TestBidForm
 from buyers.models import Buyer
@@ -104,30 +105,9 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
         return context
 
 
-def _bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
-    """One bid as the pages show it; ``masked`` hides every copy of the caller's number, in
-    the fields and in the texts, exactly as the API does for viewers."""
-    row = {
-        "id": bid.pk,
-        "created_at": bid.created_at,
-        "source": bid.get_source_display(),
-        "caller_id": bid.caller_id,
-        "response_caller_id": bid.response_caller_id,
-        "outcome": bid.get_outcome_display(),
-        "pending": bid.outcome == Outcome.PENDING,
-        "code": bid.code,
-        "bid_amount": bid.bid_amount,
-        "destination": bid.destination,
-        "duration_ms": bid.duration_ms,
-        "message": bid.message,
-        "error": bid.error,
-    }
-    return mask_bid_data(row) if masked else row
-
-
 def _recent_bids(buyer: Buyer, *, masked: bool) -> list[dict[str, Any]]:
     return [
-        _bid_row(bid, masked=masked) for bid in bid_list(filters={"buyer": buyer.pk})[:RECENT_BIDS]
+        bid_row(bid, masked=masked) for bid in bid_list(filters={"buyer": buyer.pk})[:RECENT_BIDS]
     ]
 
 
@@ -137,7 +117,7 @@ def _test_bid(buyer: Buyer, wanted: str, *, masked: bool) -> dict[str, Any] | No
     if not wanted.isdigit() or len(wanted) > 18:
         return None
     bid = BidLog.objects.filter(pk=int(wanted), buyer=buyer, source=Source.TEST).first()
-    return _bid_row(bid, masked=masked) if bid is not None else None
+    return bid_row(bid, masked=masked) if bid is not None else None
 
 
 def _eligibility_view(answer: Eligibility) -> dict[str, Any]:

@@ -1,0 +1,148 @@
+"""The bid log pages (SPEC §6): a filtered browser that pages by cursor, and one bid in full.
+
+Reads need the ``viewer`` role; viewers see caller IDs masked everywhere, as in the API. The
+list pages by a cursor on (created_at, id), like the API, so the 50th page of millions of
+rows costs what the first does and new bids never shift what someone is reading.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import django_filters
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views import View
+
+from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_caller_id
+from bidlog.choices import Outcome
+from bidlog.filters import BidLogFilter, parse_iso_datetime
+from bidlog.models import BidLog
+from bidlog.selectors import bid_get
+from bidlog.support import support_request_text
+from buyers.models import Buyer
+from callgrid_portal.bidapi import codes
+from callgrid_portal.pages import RoleRequiredMixin
+
+PAGE_SIZE = 50
+
+
+def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
+    """One bid as the pages show it; ``masked`` hides every copy of the caller's number, in
+    the fields, the request and the texts, exactly as the API does for viewers."""
+    row = {
+        "id": bid.pk,
+        "created_at": bid.created_at,
+        "buyer_id": bid.buyer_id,
+        "buyer_name": bid.buyer.name,
+        "source": bid.get_source_display(),
+        "caller_id": bid.caller_id,
+        "state_code": bid.state_code,
+        "response_caller_id": bid.response_caller_id,
+        "request": bid.request,
+        "outcome": bid.get_outcome_display(),
+        "outcome_class": bid.outcome_class,
+        "pending": bid.outcome == Outcome.PENDING,
+        "code": bid.code,
+        "http_status": bid.http_status,
+        "attempt": bid.attempt,
+        "bid_amount": bid.bid_amount,
+        "destination": bid.destination,
+        "duration_ms": bid.duration_ms,
+        "message": bid.message,
+        "error": bid.error,
+        "raw_response": bid.raw_response,
+        "call_id": bid.call_id,
+    }
+    return mask_bid_data(row) if masked else row
+
+
+class BidPageFilter(BidLogFilter):
+    """The API's filters, with buyers picked by name instead of typed as ids."""
+
+    buyer = django_filters.ModelChoiceFilter(
+        queryset=Buyer.objects.order_by("priority", "name"),
+        field_name="buyer",
+        empty_label="Any buyer",
+    )
+
+
+def _cursor(value: str) -> tuple[Any, int] | None:
+    """``before=<created_at>~<id>``, the last row of the previous page; ``None`` if broken."""
+    moment, _, pk = value.rpartition("~")
+    if not pk.isdigit() or len(pk) > 18:
+        return None
+    try:
+        return parse_iso_datetime(moment), int(pk)
+    except ValueError:
+        return None
+
+
+class BidListView(RoleRequiredMixin, View):
+    """``/bids/``: filter by buyer, outcome, code, source, caller and time; newest first."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        params = request.GET.copy()
+        before = params.pop("before", [""])[-1]
+        newest = params.urlencode()
+        filterset = BidPageFilter(data=params, queryset=BidLog.objects.select_related("buyer"))
+        rows: list[dict[str, Any]] = []
+        broken_link = False
+        older = ""
+        if filterset.is_valid():
+            bids = filterset.qs.order_by("-created_at", "-id")
+            if before:
+                cursor = _cursor(before)
+                if cursor is None:
+                    broken_link = True
+                else:
+                    moment, pk = cursor
+                    bids = bids.filter(Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk))
+            page = list(bids[: PAGE_SIZE + 1])
+            masked = not can_see_caller_ids(request.user)
+            rows = [bid_row(bid, masked=masked) for bid in page[:PAGE_SIZE]]
+            if len(page) > PAGE_SIZE:
+                last = page[PAGE_SIZE - 1]
+                params["before"] = f"{last.created_at.isoformat()}~{last.pk}"
+                older = params.urlencode()
+        return render(
+            request,
+            "bidlog/bid_list.html",
+            {
+                "filter": filterset,
+                "rows": rows,
+                "older": older,
+                "broken_link": broken_link,
+                "paged": bool(before),
+                "newest": newest,
+            },
+        )
+
+
+class BidDetailView(RoleRequiredMixin, View):
+    """``/bids/<id>/``: the request and the answer, what the code means, and a support
+    request ready to send to CallGrid."""
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        bid = bid_get(pk)
+        if bid is None:
+            raise Http404(f"No bid with id {pk}.")
+        masked = not can_see_caller_ids(request.user)
+        row = bid_row(bid, masked=masked)
+        support = support_request_text(bid)
+        if masked:
+            numbers = {bid.caller_id, bid.response_caller_id, str(bid.request.get("CallerId", ""))}
+            for number in sorted((n for n in numbers if len(n) >= 10), key=len, reverse=True):
+                support = support.replace(number, mask_caller_id(number))
+        return render(
+            request,
+            "bidlog/bid_detail.html",
+            {
+                "bid": row,
+                "request_json": json.dumps(row["request"], indent=2, sort_keys=True),
+                "guidance": codes.get(bid.code),
+                "support": support,
+            },
+        )
