@@ -17,7 +17,7 @@ from django.shortcuts import render
 from django.views import View
 
 from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_caller_id
-from bidlog.choices import Outcome
+from bidlog.choices import Outcome, OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
 from bidlog.models import BidLog
 from bidlog.selectors import bid_get
@@ -67,6 +67,24 @@ class BidPageFilter(BidLogFilter):
         field_name="buyer",
         empty_label="Any buyer",
     )
+
+    LABELS = {
+        "buyer": "Buyer",
+        "grid_id": "Grid ID",
+        "outcome": "Outcome (any of)",
+        "outcome_class": "Outcome class",
+        "code": "CallGrid code",
+        "source": "Source",
+        "caller_id": "Caller ID",
+        "call": "Call id",
+        "since": "Since",
+        "until": "Until",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, label in self.LABELS.items():
+            self.filters[name].label = label
 
 
 def _cursor(value: str) -> tuple[Any, int] | None:
@@ -122,8 +140,8 @@ class BidListView(RoleRequiredMixin, View):
 
 
 class BidDetailView(RoleRequiredMixin, View):
-    """``/bids/<id>/``: the request and the answer, what the code means, and a support
-    request ready to send to CallGrid."""
+    """``/bids/<id>/``: the request and the answer, what the code means, and for a failed
+    bid a support request ready to send to CallGrid."""
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         bid = bid_get(pk)
@@ -131,8 +149,11 @@ class BidDetailView(RoleRequiredMixin, View):
             raise Http404(f"No bid with id {pk}.")
         masked = not can_see_caller_ids(request.user)
         row = bid_row(bid, masked=masked)
-        support = support_request_text(bid)
-        if masked:
+        guidance = codes.get(bid.code)
+        # A support request is for problems: an error code (4000 and up) or a failed bid.
+        failed = bid.outcome_class == OutcomeClass.ERROR or bool(guidance and guidance.is_error)
+        support = support_request_text(bid) if failed else ""
+        if support and masked:
             numbers = {bid.caller_id, bid.response_caller_id, str(bid.request.get("CallerId", ""))}
             for number in sorted((n for n in numbers if len(n) >= 10), key=len, reverse=True):
                 support = support.replace(number, mask_caller_id(number))
@@ -142,7 +163,7 @@ class BidDetailView(RoleRequiredMixin, View):
             {
                 "bid": row,
                 "request_json": json.dumps(row["request"], indent=2, sort_keys=True),
-                "guidance": codes.get(bid.code),
+                "guidance": guidance,
                 "support": support,
             },
         )

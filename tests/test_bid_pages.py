@@ -130,6 +130,13 @@ def test_support_request_carries_what_callgrid_asks_for(db):
     assert "average accepted bid of the last 7 days ($25.00) is about $25.00" in text
 
 
+def test_an_answered_bid_has_no_support_request(alice):
+    bid = BidLogFactory(outcome=Outcome.DECLINED, code=2000, message="No bid")
+    page = _client(alice).get(reverse("bids:detail", args=[bid.pk])).content.decode()
+    assert "2000:" in page
+    assert "Support request" not in page
+
+
 def test_a_missing_bid_is_404(alice):
     assert _client(alice).get(reverse("bids:detail", args=[999999])).status_code == 404
     assert _client(alice).get("/bids/abc/").status_code == 404
