@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from bidlog.api.routing import EligibilityView
 from callgrid_portal.api import HealthView
 from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
+from callgrid_portal.views import TroubleshootingView
 
 api_v1 = [
     path("health/", HealthView.as_view(), name="health"),
@@ -29,6 +30,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("buyers/", include("buyers.urls")),
     path("bids/", include("bidlog.urls")),
+    path("troubleshooting/", TroubleshootingView.as_view(), name="troubleshooting"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
 ]

@@ -140,3 +140,17 @@ def test_an_answered_bid_has_no_support_request(alice):
 def test_a_missing_bid_is_404(alice):
     assert _client(alice).get(reverse("bids:detail", args=[999999])).status_code == 404
     assert _client(alice).get("/bids/abc/").status_code == 404
+
+
+def test_troubleshooting_lists_every_code_most_urgent_first(alice):
+    from callgrid_portal.bidapi import codes
+
+    page = _client(alice).get(reverse("troubleshooting")).content.decode()
+    positions = [page.index(f'id="code-{entry.code}"') for entry in codes.by_priority()]
+    assert positions == sorted(positions)
+    assert "What a support request must carry" in page
+    assert f"{reverse('bids:list')}?code=4004" in page
+
+
+def test_troubleshooting_needs_a_login(db):
+    assert Client().get(reverse("troubleshooting"))["Location"].startswith(reverse("login"))
