@@ -1,4 +1,5 @@
-"""The bid log pages (SPEC §6): a filtered browser that pages by cursor, and one bid in full.
+"""The bid log pages (SPEC §6): the overview, the reports, a filtered browser that pages by
+cursor, and one bid in full.
 
 Reads need the ``viewer`` role; viewers see caller IDs masked everywhere, as in the API. The
 list pages by a cursor on (created_at, id), like the API, so the 50th page of millions of
@@ -7,22 +8,27 @@ rows costs what the first does and new bids never shift what someone is reading.
 
 from __future__ import annotations
 
+import csv
 import json
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views import View
 
 from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_caller_id
-from bidlog.choices import Outcome, OutcomeClass
+from bidlog.choices import AlertStatus, Outcome, OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
-from bidlog.models import BidLog
+from bidlog.forms import ReportRangeForm
+from bidlog.models import Alert, BidLog
+from bidlog.reports import report_states, report_summary, report_timeseries
 from bidlog.selectors import bid_get
 from bidlog.support import support_request_text
 from buyers.models import Buyer
+from buyers.selectors import buyer_health, buyer_list, buyers_open_alerts, buyers_recent_outcomes
 from callgrid_portal.bidapi import codes
 from callgrid_portal.pages import RoleRequiredMixin
 
@@ -166,4 +172,184 @@ class BidDetailView(RoleRequiredMixin, View):
                 "guidance": guidance,
                 "support": support,
             },
+        )
+
+
+# --- the overview and the reports -------------------------------------------------------------
+
+
+def _range(request: HttpRequest) -> tuple[ReportRangeForm, dict[str, Any] | None]:
+    """The page's range form and, when it is valid, the report's arguments."""
+    form = ReportRangeForm(request.GET or {"range": "24h"})
+    if not form.is_valid():
+        return form, None
+    data = form.cleaned_data
+    return form, {
+        "since": data["since"],
+        "until": data["until"],
+        "buyer_id": data["buyer"].pk if data["buyer"] else None,
+        "source": data["source"] or None,
+    }
+
+
+def _bars(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Acceptance per bucket as bar heights (percent of the chart), with their labels."""
+    return [
+        {
+            "start": row["bucket_start"],
+            "height": round((row["acceptance_rate"] or 0) * 100, 1),
+            "rate": row["acceptance_rate"],
+            "bids": row["bids"],
+        }
+        for row in series
+    ]
+
+
+class OverviewView(RoleRequiredMixin, View):
+    """``/``: how bidding goes over a range (default the last 24 hours), what needs attention,
+    every buyer with its health, acceptance over time and the outcome breakdown."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        form, args = _range(request)
+        context: dict[str, Any] = {"form": form, "time_zone": settings.TIME_ZONE}
+        if args is not None:
+            summary = report_summary(**args)
+            series = report_timeseries(
+                bucket=form.cleaned_data["bucket"], tz=settings.TIME_ZONE, **args
+            )
+            by_buyer = {row["buyer"]: row for row in summary["buyers"]}
+            every_buyer = list(buyer_list())
+            alerts = buyers_open_alerts()
+            outcomes = buyers_recent_outcomes([buyer.pk for buyer in every_buyer])
+            total = sum(summary["by_class"].values()) or 1
+            context.update(
+                summary=summary,
+                bars=_bars(series),
+                classes=[
+                    {"name": name, "count": count, "share": round(count / total * 100, 1)}
+                    for name, count in summary["by_class"].items()
+                ],
+                buyers=[
+                    {
+                        "buyer": buyer,
+                        "health": buyer_health(
+                            buyer, open_alerts=alerts, outcomes=outcomes.get(buyer.pk, [])
+                        ),
+                        "figures": by_buyer.get(buyer.pk),
+                    }
+                    for buyer in every_buyer
+                ],
+            )
+        context["alerts"] = sorted(
+            Alert.objects.filter(status=AlertStatus.OPEN).select_related("buyer"),
+            key=lambda alert: (_urgency(alert.priority), -alert.last_seen_at.timestamp()),
+        )
+        return render(request, "bidlog/overview.html", context)
+
+
+def _urgency(priority: str) -> int:
+    order = codes.PRIORITY_ORDER
+    return order.index(priority) if priority in order else len(order)
+
+
+# The tables of the reports page, each also a CSV download (?export=<name>).
+REPORT_TABLES = ("codes", "buyers", "states", "timeseries")
+
+
+class ReportsView(RoleRequiredMixin, View):
+    """``/reports/``: error codes, buyers, states and time over a range, each as a CSV too."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        form, args = _range(request)
+        export = request.GET.get("export", "")
+        if export and export not in REPORT_TABLES:
+            form.add_error(None, f"export must be one of {', '.join(REPORT_TABLES)}.")
+            args = None
+        if args is None:
+            return render(request, "bidlog/reports.html", {"form": form}, status=200)
+        summary = report_summary(**args)
+        tables = {
+            "codes": (
+                ["code", "title", "priority", "count"],
+                [[r["code"], r["title"], r["priority"], r["count"]] for r in summary["by_code"]],
+            ),
+            "buyers": (
+                [
+                    "buyer",
+                    "grid_id",
+                    "bids",
+                    "accepted",
+                    "acceptance_rate",
+                    "p95_ms",
+                    "timeouts",
+                    "timeout_rate",
+                    "routed_calls",
+                    "revenue",
+                ],
+                [
+                    [
+                        r["name"],
+                        r["grid_id"],
+                        r["bids"],
+                        r["accepted"],
+                        r["acceptance_rate"],
+                        r["latency_ms"]["p95"],
+                        r["timeouts"],
+                        r["timeout_rate"],
+                        r["routed_calls"],
+                        r["revenue"],
+                    ]
+                    for r in summary["buyers"]
+                ],
+            ),
+            "states": (
+                ["state", "attempts", "bids", "accepted", "acceptance_rate"],
+                [
+                    [
+                        r["state_code"] or "(none)",
+                        r["attempts"],
+                        r["bids"],
+                        r["accepted"],
+                        r["acceptance_rate"],
+                    ]
+                    for r in report_states(**args)
+                ],
+            ),
+            "timeseries": (
+                ["bucket_start", "bids", "accepted", "acceptance_rate", "revenue", "p95_ms"],
+                [
+                    [
+                        r["bucket_start"].isoformat(),
+                        r["bids"],
+                        r["accepted"],
+                        r["acceptance_rate"],
+                        r["revenue"],
+                        r["p95_ms"],
+                    ]
+                    for r in report_timeseries(
+                        bucket=form.cleaned_data["bucket"], tz=settings.TIME_ZONE, **args
+                    )
+                ],
+            ),
+        }
+        if export:
+            header, rows = tables[export]
+            response = HttpResponse(content_type="text/csv; charset=utf-8")
+            stamp = args["until"].strftime("%Y%m%dT%H%M")
+            response["Content-Disposition"] = (
+                f'attachment; filename="callgrid-{export}-{stamp}.csv"'
+            )
+            writer = csv.writer(response)
+            writer.writerow(header)
+            writer.writerows(rows)
+            return response
+        query = request.GET.copy()
+        links = {}
+        for name in REPORT_TABLES:
+            query["export"] = name
+            links[name] = query.urlencode()
+        return render(
+            request,
+            "bidlog/reports.html",
+            {"form": form, "summary": summary, "tables": tables, "csv": links},
         )

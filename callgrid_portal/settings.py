@@ -219,7 +219,7 @@ STORAGES = {
 }
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "buyers:list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # Security: HTTPS redirect on by default outside DEBUG; turn it off behind a proxy that

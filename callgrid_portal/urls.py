@@ -3,10 +3,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from bidlog.api.routing import EligibilityView
+from bidlog.views import OverviewView, ReportsView
 from callgrid_portal.api import HealthView
 from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
 from callgrid_portal.views import TroubleshootingView
@@ -24,8 +24,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    # The overview page (SPEC §6) is not built yet; the buyers are where ops start meanwhile.
-    path("", RedirectView.as_view(pattern_name="buyers:list"), name="home"),
+    path("", OverviewView.as_view(), name="home"),
+    path("reports/", ReportsView.as_view(), name="reports"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("buyers/", include("buyers.urls")),

@@ -68,17 +68,13 @@ def test_visitors_are_sent_to_the_login_page(db, name, kwargs):
     assert response["Location"].startswith(reverse("login") + "?next=")
 
 
-def test_home_leads_to_the_buyers(db):
-    assert Client().get("/")["Location"] == reverse("buyers:list")
-
-
 def test_login_page_signs_in_and_goes_to_the_buyers(alice):
     client = Client()
     assert client.get(reverse("login")).status_code == 200
     response = client.post(
         reverse("login"), {"username": "alice", "password": "correct horse battery staple"}
     )
-    assert response["Location"] == reverse("buyers:list")
+    assert response["Location"] == reverse("home")
     assert client.get(reverse("buyers:list")).status_code == 200
 
 

@@ -1,0 +1,151 @@
+"""The overview and the reports pages: figures from the log, alerts, ranges and CSV exports."""
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from bidlog.choices import AlertRule, Outcome
+from bidlog.models import Alert
+from tests.factories import BidLogFactory, BuyerFactory, CallFactory
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def day(db):
+    """A small day of bidding: two buyers, one with an open alert, one idle buyer."""
+    acme = BuyerFactory(name="Acme", priority=1)
+    beta = BuyerFactory(name="Beta", priority=2)
+    BuyerFactory(name="Idle", priority=3)
+    now = timezone.now()
+    for minutes in (5, 15, 25):
+        BidLogFactory(
+            buyer=acme,
+            outcome=Outcome.ACCEPTED,
+            code=1000,
+            state_code="CO",
+            created_at=now - timedelta(minutes=minutes),
+        )
+    BidLogFactory(
+        buyer=beta,
+        outcome=Outcome.DECLINED,
+        code=2000,
+        bid_amount=None,
+        state_code="TX",
+        created_at=now - timedelta(minutes=7),
+    )
+    BidLogFactory(
+        buyer=beta,
+        outcome=Outcome.CAPACITY_CHECK_FAILED,
+        code=4004,
+        bid_amount=None,
+        http_status=400,
+        created_at=now - timedelta(minutes=9),
+    )
+    # Outside the default 24 hours: only the 7-day range counts it.
+    BidLogFactory(
+        buyer=beta, outcome=Outcome.ACCEPTED, code=1000, created_at=now - timedelta(days=3)
+    )
+    CallFactory(
+        winner=acme, routed=True, bid_amount=Decimal("25.50"), created_at=now - timedelta(minutes=5)
+    )
+    Alert.objects.create(
+        buyer=beta,
+        rule=AlertRule.CAPACITY_CHECK,
+        code=4004,
+        priority="review",
+        title="Capacity check failing while active",
+    )
+    return acme, beta
+
+
+def test_visitors_log_in_first(db):
+    for name in ("home", "reports"):
+        assert Client().get(reverse(name))["Location"].startswith(reverse("login"))
+
+
+def test_overview_shows_the_last_24_hours_alerts_and_every_buyer(alice, day):
+    response = _client(alice).get(reverse("home"))
+    page = response.content.decode()
+    summary = response.context["summary"]
+    assert (summary["bids"], summary["accepted"]) == (5, 3)
+    assert '<strong class="figure-acceptance">60%</strong>' in page
+    assert '<strong class="figure-revenue">$25.50</strong>' in page
+    assert "Capacity check failing while active" in page
+    assert "what 4004 means" in page
+    names = [row["buyer"].name for row in response.context["buyers"]]
+    assert names == ["Acme", "Beta", "Idle"]
+    assert "no bids in this range" in page  # Idle
+    assert len(response.context["bars"]) >= 24
+
+
+def test_a_wider_range_counts_older_bids(alice, day):
+    response = _client(alice).get(reverse("home"), {"range": "7d"})
+    assert response.context["summary"]["bids"] == 6
+    assert response.context["form"].cleaned_data["bucket"] == "day"
+
+
+@pytest.mark.parametrize(
+    "query, field, message",
+    [
+        ({"range": "custom"}, "since", "Give the start of the range"),
+        (
+            {"range": "custom", "since": "2026-01-02", "until": "2026-01-01"},
+            "since",
+            "Must be before until.",
+        ),
+        (
+            {"range": "custom", "since": "2020-01-01", "until": "2026-01-01"},
+            "since",
+            "at most 400 days",
+        ),
+        ({"since": "soon"}, "since", "Enter an ISO 8601 date-time"),
+        ({"range": "forever"}, "range", "Select a valid choice"),
+        ({"buyer": "abc"}, "buyer", "Select a valid choice"),
+    ],
+)
+def test_bad_ranges_are_named_on_the_page(alice, day, query, field, message):
+    for name in ("home", "reports"):
+        response = _client(alice).get(reverse(name), query)
+        assert response.status_code == 200
+        assert field in response.context["form"].errors
+        assert message in response.content.decode()
+
+
+def test_reports_break_down_codes_buyers_states_and_time(alice, day):
+    response = _client(alice).get(reverse("reports"))
+    tables = response.context["tables"]
+    assert [row[0] for row in tables["codes"][1]] == [1000, 2000, 4004]
+    assert {row[0] for row in tables["buyers"][1]} == {"Acme", "Beta"}
+    assert {row[0]: row[2] for row in tables["states"][1]} == {"CO": 4, "TX": 1}
+    assert sum(row[1] for row in tables["timeseries"][1]) == 5
+
+
+def test_each_report_table_downloads_as_csv(alice, day):
+    client = _client(alice)
+    page = client.get(reverse("reports"), {"range": "24h"}).content.decode()
+    assert "export=codes" in page
+    response = client.get(reverse("reports"), {"range": "24h", "export": "codes"})
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == ["code", "title", "priority", "count"]
+    assert [row[0] for row in rows[1:]] == ["1000", "2000", "4004"]
+    buyers = client.get(reverse("reports"), {"export": "buyers"}).content.decode()
+    assert buyers.splitlines()[0].startswith("buyer,grid_id,bids")
+
+
+def test_an_unknown_export_is_named_not_a_crash(alice, day):
+    response = _client(alice).get(reverse("reports"), {"export": "everything"})
+    assert response.status_code == 200
+    assert "export must be one of codes, buyers, states, timeseries" in response.content.decode()
