@@ -39,6 +39,7 @@ from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
 RECENT_BIDS = 20
+HEALTH_HISTORY = 10
 # The test bid form's field names, apart from the eligibility form's on the same page.
 TEST_BID_PREFIX = "test"
 
@@ -99,6 +100,12 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
             test_bid_form=TestBidForm(prefix=TEST_BID_PREFIX),
             test_bid=_test_bid(buyer, self.request.GET.get("test_bid", ""), masked=masked),
             bids=_recent_bids(buyer, masked=masked),
+            health_checks=[
+                bid_row(bid, masked=masked)
+                for bid in bid_list(filters={"buyer": buyer.pk, "source": Source.HEALTH})[
+                    :HEALTH_HISTORY
+                ]
+            ],
             health=buyer_health(buyer),
             can_edit=has_role(user, OPERATOR),
         )

@@ -307,3 +307,19 @@ def test_broker_down_says_so_and_leaves_no_pending_row(transactional_db, broker_
     response = _client(operator).post(reverse("buyers:test_bid", args=[buyer.pk]), follow=True)
     assert "The task queue is not reachable" in response.content.decode()
     assert not BidLog.objects.exists()
+
+
+def test_the_buyer_page_shows_its_health_check_history(alice):
+    buyer = BuyerFactory(health_check_minutes=15)
+    BidLogFactory(
+        buyer=buyer,
+        source=Source.HEALTH,
+        outcome=Outcome.TIMEOUT,
+        code=None,
+        error="no answer within 5.0 s",
+    )
+    BidLogFactory(buyer=buyer, source=Source.LIVE, message="a live one")
+    response = _client(alice).get(reverse("buyers:detail", args=[buyer.pk]))
+    [check] = response.context["health_checks"]
+    assert check["error"] == "no answer within 5.0 s"
+    assert "Every 15 minutes" in response.content.decode()

@@ -1,4 +1,5 @@
-"""The buyer pages in a real browser: log in, check a caller, fix a bad edit.
+"""The pages in a real browser: log in, check a caller, fix a bad edit, send a test bid,
+follow a failing bid from the overview to its guidance.
 
 Headless Chromium from the system (Debian's ``chromium`` package) driven by Playwright; the
 portal runs in pytest-django's live server. Without Chromium these tests fail, saying how to
@@ -18,9 +19,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
 from bidlog import limits
+from bidlog.choices import Outcome
 from buyers.models import Buyer
 from callgrid_portal.roles import ROLES
-from tests.factories import BuyerFactory, CallFactory, UserFactory
+from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
@@ -166,4 +168,37 @@ def test_operator_sends_a_test_bid_and_sees_the_answer_arrive(
     expect(result).to_contain_text("Answer: Accepted (code 1000), bid $31.25", timeout=30_000)
     [received] = simulator.requests(buyer.grid_id)
     assert received["body"]["CallerId"] == "7205550100"
+    page.close()
+
+
+def test_viewer_follows_a_failing_bid_from_the_overview_to_its_guidance(browser, site):
+    UserFactory(username="alice", role="viewer", password=PASSWORD)
+    buyer = BuyerFactory(name="Beta")
+    BidLogFactory(buyer=buyer, outcome=Outcome.ACCEPTED, code=1000)
+    failing = BidLogFactory(
+        buyer=buyer,
+        outcome=Outcome.CAPACITY_CHECK_FAILED,
+        code=4004,
+        http_status=400,
+        bid_amount=None,
+        message="Capacity check failed",
+        caller_id="7205559876",
+    )
+    page = _log_in(browser, site, "alice")
+    page.get_by_role("link", name="Overview").click()
+    expect(page.locator(".figure-bids")).to_have_text("2")
+    expect(page.locator(".figure-acceptance")).to_have_text("50%")
+
+    page.get_by_role("link", name="Bids", exact=True).click()
+    page.get_by_label("CallGrid code").fill("4004")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("720***9876")  # a viewer sees the number masked
+    rows.first.get_by_role("link").first.click()
+
+    expect(page.get_by_role("heading", name=f"Bid {failing.pk}")).to_be_visible()
+    expect(page.locator("textarea.support")).to_contain_text("answered code 4004")
+    page.get_by_role("link", name="Every code in the troubleshooting guide").click()
+    expect(page.locator("#code-4004")).to_be_in_viewport()
     page.close()
