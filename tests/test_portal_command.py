@@ -294,6 +294,12 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
         expected = f"http://127.0.0.1:{sim_port}/api/bid/"
         assert all(row["endpoint_url"] == expected for row in demo.values())
 
+        # The same session opens the pages, served by gunicorn like everything else.
+        status, body = browser.get("/")
+        assert status == 200 and "Overview" in body, body[:500]
+        status, body = browser.get("/buyers/")
+        assert status == 200 and all(row["name"] in body for row in demo.values()), body[:500]
+
         status, body = _Browser(f"http://127.0.0.1:{sim_port}").get("/_sim/health")
         assert status == 200, body
 

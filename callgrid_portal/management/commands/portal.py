@@ -333,6 +333,7 @@ class Command(BaseCommand):
         lines = [
             "",
             "CallGrid Portal is running",
+            f"  Pages:        {base}/",
             f"  Admin:        {base}/admin/",
             f"  API:          {base}/api/v1/",
             f"  API docs:     {base}/api/v1/docs/",
