@@ -318,3 +318,17 @@ def sim_buyer(db, simulator):
         return buyer
 
     return make
+
+
+@pytest.fixture
+def broker_down():
+    """Point the app at a port where no broker listens, for the length of one test."""
+    from callgrid_portal.celery import app
+
+    # The write URL: Celery lets CELERY_BROKER_URL in the environment win over broker_url.
+    previous = app.conf.get("broker_write_url")
+    app.conf.broker_write_url = "redis://127.0.0.1:1/0"
+    _celery_reset(app)
+    yield
+    app.conf.broker_write_url = previous
+    _celery_reset(app)

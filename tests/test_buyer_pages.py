@@ -98,6 +98,7 @@ def test_operator_sees_the_add_and_edit_links(bob):
     assert reverse("buyers:create") in client.get(reverse("buyers:list")).content.decode()
     detail = client.get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
     assert reverse("buyers:edit", args=[buyer.pk]) in detail
+    assert f"<title>{buyer.name} · CallGrid Portal</title>" in detail
 
 
 def test_viewer_cannot_create_or_edit(alice):
@@ -282,20 +283,6 @@ def test_a_test_bid_parameter_that_names_nothing_is_ignored(alice, wanted):
         response = _client(alice).get(url, {"test_bid": value})
         assert response.status_code == 200
         assert response.context["test_bid"] is None
-
-
-@pytest.fixture
-def broker_down():
-    """No broker listens where the app publishes, for the length of one test."""
-    from callgrid_portal.celery import app
-    from tests.conftest import _celery_reset
-
-    previous = app.conf.get("broker_write_url")
-    app.conf.broker_write_url = "redis://127.0.0.1:1/0"
-    _celery_reset(app)
-    yield
-    app.conf.broker_write_url = previous
-    _celery_reset(app)
 
 
 def test_broker_down_says_so_and_leaves_no_pending_row(transactional_db, broker_down):

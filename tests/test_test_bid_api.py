@@ -9,7 +9,6 @@ from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
 from callgrid_portal.celery import app as celery_app
 from callgrid_portal.roles import ROLES
-from tests.conftest import _celery_reset
 from tests.factories import BuyerFactory
 
 pytestmark = pytest.mark.django_db
@@ -38,18 +37,6 @@ def _roles() -> None:
     """The role groups, which a transactional test's flush removes along with everything else."""
     for role in ROLES:
         Group.objects.get_or_create(name=role)
-
-
-@pytest.fixture
-def broker_down():
-    """Point the app at a port where no broker listens, for the length of one test."""
-    # The write URL: Celery lets CELERY_BROKER_URL in the environment win over broker_url.
-    previous = celery_app.conf.get("broker_write_url")
-    celery_app.conf.broker_write_url = "redis://127.0.0.1:1/0"
-    _celery_reset(celery_app)
-    yield
-    celery_app.conf.broker_write_url = previous
-    _celery_reset(celery_app)
 
 
 # Committed data, as in production: the task is published when the row's transaction commits,
