@@ -42,7 +42,8 @@ class ReportRangeForm(forms.Form):
     source = forms.ChoiceField(choices=[("", "Every source"), *Source.choices], required=False)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if self.errors:
             return data
         preset = data.get("range") or ("custom" if data.get("since") else "24h")

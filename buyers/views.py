@@ -156,7 +156,7 @@ class BuyerTestBidView(RoleRequiredMixin, View):
         form = TestBidForm(request.POST, prefix=TEST_BID_PREFIX)
         if not form.is_valid():
             for name, errors in form.errors.items():
-                messages.error(request, f"{form.fields[name].label}: {' '.join(errors)}")
+                messages.error(request, f"{form.fields[name].label}: {' '.join(map(str, errors))}")
             return redirect(f"{page}#test-bid")
         try:
             bid = testbids.test_bid_queue(
