@@ -255,6 +255,78 @@ def _urgency(priority: str) -> int:
 # The tables of the reports page, each also a CSV download (?export=<name>).
 REPORT_TABLES = ("codes", "buyers", "states", "timeseries")
 
+Table = tuple[list[str], list[list[Any]]]
+
+
+def _report_table(
+    name: str, args: dict[str, Any], bucket: str, summary: dict[str, Any] | None = None
+) -> Table:
+    """One table of the reports page (a header and rows); a CSV download reads only its own."""
+    if name == "states":
+        return (
+            ["state", "attempts", "bids", "accepted", "acceptance_rate"],
+            [
+                [
+                    r["state_code"] or "(none)",
+                    r["attempts"],
+                    r["bids"],
+                    r["accepted"],
+                    r["acceptance_rate"],
+                ]
+                for r in report_states(**args)
+            ],
+        )
+    if name == "timeseries":
+        return (
+            ["bucket_start", "bids", "accepted", "acceptance_rate", "revenue", "p95_ms"],
+            [
+                [
+                    r["bucket_start"].isoformat(),
+                    r["bids"],
+                    r["accepted"],
+                    r["acceptance_rate"],
+                    r["revenue"],
+                    r["p95_ms"],
+                ]
+                for r in report_timeseries(bucket=bucket, tz=settings.TIME_ZONE, **args)
+            ],
+        )
+    summary = summary or report_summary(**args)
+    if name == "codes":
+        return (
+            ["code", "title", "priority", "count"],
+            [[r["code"], r["title"], r["priority"], r["count"]] for r in summary["by_code"]],
+        )
+    return (
+        [
+            "buyer",
+            "grid_id",
+            "bids",
+            "accepted",
+            "acceptance_rate",
+            "p95_ms",
+            "timeouts",
+            "timeout_rate",
+            "routed_calls",
+            "revenue",
+        ],
+        [
+            [
+                r["name"],
+                r["grid_id"],
+                r["bids"],
+                r["accepted"],
+                r["acceptance_rate"],
+                r["latency_ms"]["p95"],
+                r["timeouts"],
+                r["timeout_rate"],
+                r["routed_calls"],
+                r["revenue"],
+            ]
+            for r in summary["buyers"]
+        ],
+    )
+
 
 class ReportsView(RoleRequiredMixin, View):
     """``/reports/``: error codes, buyers, states and time over a range, each as a CSV too."""
@@ -267,73 +339,9 @@ class ReportsView(RoleRequiredMixin, View):
             args = None
         if args is None:
             return render(request, "bidlog/reports.html", {"form": form}, status=200)
-        summary = report_summary(**args)
-        tables = {
-            "codes": (
-                ["code", "title", "priority", "count"],
-                [[r["code"], r["title"], r["priority"], r["count"]] for r in summary["by_code"]],
-            ),
-            "buyers": (
-                [
-                    "buyer",
-                    "grid_id",
-                    "bids",
-                    "accepted",
-                    "acceptance_rate",
-                    "p95_ms",
-                    "timeouts",
-                    "timeout_rate",
-                    "routed_calls",
-                    "revenue",
-                ],
-                [
-                    [
-                        r["name"],
-                        r["grid_id"],
-                        r["bids"],
-                        r["accepted"],
-                        r["acceptance_rate"],
-                        r["latency_ms"]["p95"],
-                        r["timeouts"],
-                        r["timeout_rate"],
-                        r["routed_calls"],
-                        r["revenue"],
-                    ]
-                    for r in summary["buyers"]
-                ],
-            ),
-            "states": (
-                ["state", "attempts", "bids", "accepted", "acceptance_rate"],
-                [
-                    [
-                        r["state_code"] or "(none)",
-                        r["attempts"],
-                        r["bids"],
-                        r["accepted"],
-                        r["acceptance_rate"],
-                    ]
-                    for r in report_states(**args)
-                ],
-            ),
-            "timeseries": (
-                ["bucket_start", "bids", "accepted", "acceptance_rate", "revenue", "p95_ms"],
-                [
-                    [
-                        r["bucket_start"].isoformat(),
-                        r["bids"],
-                        r["accepted"],
-                        r["acceptance_rate"],
-                        r["revenue"],
-                        r["p95_ms"],
-                    ]
-                    for r in report_timeseries(
-                        bucket=form.cleaned_data["bucket"], tz=settings.TIME_ZONE, **args
-                    )
-                ],
-            ),
-        }
+        bucket = form.cleaned_data["bucket"]
         if export:
-            header, rows = tables[export]
+            header, rows = _report_table(export, args, bucket)
             response = HttpResponse(content_type="text/csv; charset=utf-8")
             stamp = args["until"].strftime("%Y%m%dT%H%M")
             response["Content-Disposition"] = (
@@ -343,6 +351,8 @@ class ReportsView(RoleRequiredMixin, View):
             writer.writerow(header)
             writer.writerows(rows)
             return response
+        summary = report_summary(**args)
+        tables = {name: _report_table(name, args, bucket, summary) for name in REPORT_TABLES}
         query = request.GET.copy()
         links = {}
         for name in REPORT_TABLES:
