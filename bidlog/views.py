@@ -123,7 +123,12 @@ class BidListView(RoleRequiredMixin, View):
                     broken_link = True
                 else:
                     moment, pk = cursor
-                    bids = bids.filter(Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk))
+                    # created_at <= moment is the index range PostgreSQL starts from; the OR
+                    # alone made it walk the index from the newest row down to the cursor.
+                    bids = bids.filter(
+                        Q(created_at__lte=moment),
+                        Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk),
+                    )
             page = list(bids[: PAGE_SIZE + 1])
             masked = not can_see_caller_ids(request.user)
             rows = [bid_row(bid, masked=masked) for bid in page[:PAGE_SIZE]]
