@@ -11,13 +11,16 @@ with ``generate_series`` (plus one call per four bids), builds the rollups, then
 summary and hourly time-series latency through the API (p50/p95 of 20 requests) for 24 h,
 7 d and 30 d; the same summary from raw rows (``exact=True``: GROUP BY and exact percentiles)
 as the baseline, the ratio and whether counts and sums agree; the bids list's first page and a
-buyer + outcome page; import throughput for 50 batches of 5,000; and the rollup build time.
+buyer + outcome page; the pages (bid log first, filtered and half-way down by cursor against
+OFFSET at the same depth, overview, reports); import throughput for 50 batches of 5,000; and
+the rollup build time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
@@ -37,12 +40,14 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from bidlog.models import BidLog, RollupBucket  # noqa: E402
 from bidlog.reports import report_summary  # noqa: E402
 from bidlog.rollups import floor_hour, rollup_build  # noqa: E402
+from bidlog.views import PAGE_SIZE  # noqa: E402
 from buyers.models import Buyer  # noqa: E402
 
 BUYERS = 50
@@ -173,6 +178,39 @@ def timed(function, repeat: int) -> tuple[float, float, object]:
     return statistics.median(samples), p95, result
 
 
+def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
+    """The browser pages on the same data: the bid log's first page, a filtered page, a page
+    half-way down the log by cursor against OFFSET at the same depth, the overview, reports."""
+    browser = Client()
+    browser.force_login(user)
+    print(f"\n## Pages ({requests} requests each, rendered HTML)")
+    for label, path, params in (
+        ("bids first page", "/bids/", {}),
+        ("bids buyer + outcome", "/bids/", {"buyer": buyer.pk, "outcome": "declined"}),
+        ("overview 24h", "/", {}),
+        ("reports 7d", "/reports/", {"range": "7d"}),
+    ):
+        p50, p95, response = timed(lambda u=path, p=params: browser.get(u, p), requests)
+        assert response.status_code == 200, response.content[:300]
+        print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
+    # Half-way down the log: the page a cursor link opens, against OFFSET at the same depth.
+    depth = BidLog.objects.count() // 2
+    last = BidLog.objects.order_by("-created_at", "-id").values("created_at", "id")[depth - 1]
+    cursor = f"{last['created_at'].isoformat()}~{last['id']}"
+    p50, _p95, response = timed(lambda: browser.get("/bids/", {"before": cursor}), requests)
+    assert response.status_code == 200
+    shown = [int(pk) for pk in re.findall(r'href="/bids/(\d+)/"', response.content.decode())]
+    offset50, _o95, rows = timed(
+        lambda: list(BidLog.objects.order_by("-created_at", "-id")[depth : depth + PAGE_SIZE]),
+        requests,
+    )
+    assert [row.pk for row in rows] == shown, "the cursor page and OFFSET disagree"
+    print(
+        f"bids page {depth:,} rows deep: cursor page {p50:.1f} ms (rendered), "
+        f"OFFSET query alone {offset50:.1f} ms, {offset50 / p50:.1f}x slower"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
@@ -258,6 +296,8 @@ def main() -> None:
         p50, p95, response = timed(lambda p=params: client.get("/api/v1/bids/", p), args.requests)
         assert response.status_code == 200
         print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
+
+    pages_benchmark(user, buyer, args.requests)
 
     print(f"\n## Import ({args.import_batches} batches of 5,000 through the API)")
     grids = list(Buyer.objects.values_list("grid_id", flat=True))
