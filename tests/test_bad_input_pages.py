@@ -1,0 +1,106 @@
+"""Bad input never answers 500 on the pages either: odd values in every page's query string
+and every form, signed in as an operator (who may use every form)."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from bidlog.choices import Source
+from tests.factories import BidLogFactory, BuyerFactory
+
+ODD = ["", "x", "-1", "0", "9" * 40, "2026-13-45", "1e999", "[]", "é😀", "x" * 5000, "a\u0000b"]
+
+PAGE_PARAMS = {
+    "home": ["range", "since", "until", "buyer", "source"],
+    "reports": ["range", "since", "until", "buyer", "source", "export"],
+    "bids:list": [
+        "buyer",
+        "grid_id",
+        "outcome",
+        "outcome_class",
+        "code",
+        "source",
+        "caller_id",
+        "call",
+        "since",
+        "until",
+        "before",
+    ],
+    "buyers:list": ["q"],
+    "buyers:detail": ["caller_id", "state_code", "test_bid"],
+    "troubleshooting": ["x"],
+}
+
+FORM_FIELDS = [
+    "name",
+    "grid_id",
+    "status",
+    "priority",
+    "vertical",
+    "endpoint_url",
+    "min_bid",
+    "caller_id_format",
+    "accepted_states",
+    "extra_params",
+    "duplicate_window_days",
+    "timeout_seconds",
+    "max_concurrency",
+    "rate_limit_per_minute",
+    "capacity_cooldown_seconds",
+    "daily_cap",
+    "monthly_cap",
+    "timezone",
+    "operating_hours",
+    "health_check_minutes",
+    "health_check_caller_id",
+    "notes",
+]
+
+
+@pytest.fixture
+def operator_client(bob) -> Client:
+    client = Client()
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def buyer(db):
+    made = BuyerFactory()
+    BidLogFactory(buyer=made, source=Source.TEST)
+    return made
+
+
+def _url(name: str, buyer) -> str:
+    return reverse(name, args=[buyer.pk]) if name == "buyers:detail" else reverse(name)
+
+
+@pytest.mark.parametrize("name", list(PAGE_PARAMS))
+def test_odd_query_values_never_crash_a_page(operator_client, buyer, name):
+    for param in PAGE_PARAMS[name]:
+        for value in ODD:
+            response = operator_client.get(_url(name, buyer), {param: value})
+            assert response.status_code < 500, (name, param, value)
+        response = operator_client.get(_url(name, buyer), {param: ["a", "b"]})
+        assert response.status_code < 500, (name, param, "two values")
+
+
+@pytest.mark.parametrize("form", ["buyers:create", "buyers:edit"])
+def test_odd_form_values_are_refused_on_the_page(operator_client, buyer, form):
+    url = reverse(form, args=[buyer.pk]) if form == "buyers:edit" else reverse(form)
+    for field in FORM_FIELDS:
+        for value in ODD:
+            response = operator_client.post(url, {field: value})
+            # Every other field is missing too, so nothing can be saved: the form comes back.
+            assert response.status_code == 200, (form, field, value)
+            assert response.context["form"].errors
+
+
+def test_odd_test_bid_values_never_crash(operator_client, buyer):
+    url = reverse("buyers:test_bid", args=[buyer.pk])
+    for field in ("test-caller_id", "test-state_code"):
+        for value in ODD:
+            # Refused with a message, or queued (an empty caller ID is the buyer's test
+            # number): either way back to the buyer's page.
+            response = operator_client.post(url, {field: value})
+            assert response.status_code == 302, (field, value)
