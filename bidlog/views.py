@@ -28,7 +28,7 @@ from bidlog.reports import report_states, report_summary, report_timeseries
 from bidlog.selectors import bid_get
 from bidlog.support import support_request_text
 from buyers.models import Buyer
-from buyers.selectors import buyer_health, buyer_list, buyers_open_alerts, buyers_recent_outcomes
+from buyers.selectors import buyer_list, buyers_health
 from callgrid_portal.bidapi import codes
 from callgrid_portal.pages import RoleRequiredMixin
 
@@ -224,8 +224,7 @@ class OverviewView(RoleRequiredMixin, View):
             )
             by_buyer = {row["buyer"]: row for row in summary["buyers"]}
             every_buyer = list(buyer_list())
-            alerts = buyers_open_alerts()
-            outcomes = buyers_recent_outcomes([buyer.pk for buyer in every_buyer])
+            health = buyers_health(every_buyer)
             total = sum(summary["by_class"].values()) or 1
             context.update(
                 summary=summary,
@@ -237,9 +236,7 @@ class OverviewView(RoleRequiredMixin, View):
                 buyers=[
                     {
                         "buyer": buyer,
-                        "health": buyer_health(
-                            buyer, open_alerts=alerts, outcomes=outcomes.get(buyer.pk, [])
-                        ),
+                        "health": health[buyer.pk],
                         "figures": by_buyer.get(buyer.pk),
                     }
                     for buyer in every_buyer

@@ -62,3 +62,13 @@ def buyers_open_alerts() -> dict[int, set[str]]:
     from bidlog.health import open_alert_priorities
 
     return open_alert_priorities()
+
+
+def buyers_health(buyers: list[Buyer]) -> dict[int, str]:
+    """Each buyer's health badge by id, reading alerts and recent answers once for the list."""
+    alerts = buyers_open_alerts()
+    outcomes = buyers_recent_outcomes([buyer.pk for buyer in buyers])
+    return {
+        buyer.pk: buyer_health(buyer, open_alerts=alerts, outcomes=outcomes.get(buyer.pk, []))
+        for buyer in buyers
+    }

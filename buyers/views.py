@@ -29,12 +29,7 @@ from bidlog.views import bid_row
 from buyers import services
 from buyers.forms import BuyerForm, EligibilityForm, TestBidForm
 from buyers.models import Buyer
-from buyers.selectors import (
-    buyer_health,
-    buyer_list,
-    buyers_open_alerts,
-    buyers_recent_outcomes,
-)
+from buyers.selectors import buyer_health, buyer_list, buyers_health
 from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
@@ -56,15 +51,8 @@ class BuyerListView(RoleRequiredMixin, ListView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         buyers = list(context["buyers"])
-        alerts = buyers_open_alerts()
-        outcomes = buyers_recent_outcomes([buyer.pk for buyer in buyers])
-        context["rows"] = [
-            (
-                buyer,
-                buyer_health(buyer, open_alerts=alerts, outcomes=outcomes.get(buyer.pk, [])),
-            )
-            for buyer in buyers
-        ]
+        health = buyers_health(buyers)
+        context["rows"] = [(buyer, health[buyer.pk]) for buyer in buyers]
         context["can_edit"] = has_role(self.request.user, OPERATOR)
         return context
 
