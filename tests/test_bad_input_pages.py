@@ -6,55 +6,25 @@ from django.test import Client
 from django.urls import reverse
 
 from bidlog.choices import Source
+from bidlog.forms import ReportRangeForm
+from bidlog.views import BidPageFilter
+from buyers.forms import BuyerForm, EligibilityForm
 from tests.factories import BidLogFactory, BuyerFactory
 
 ODD = ["", "x", "-1", "0", "9" * 40, "2026-13-45", "1e999", "[]", "é😀", "x" * 5000, "a\u0000b"]
 
+RANGE = list(ReportRangeForm.base_fields)
+
+# Every parameter each page reads, taken from the forms and filters themselves.
 PAGE_PARAMS = {
-    "home": ["range", "since", "until", "buyer", "source"],
-    "reports": ["range", "since", "until", "buyer", "source", "export"],
-    "bids:list": [
-        "buyer",
-        "grid_id",
-        "outcome",
-        "outcome_class",
-        "code",
-        "source",
-        "caller_id",
-        "call",
-        "since",
-        "until",
-        "before",
-    ],
+    "home": RANGE,
+    "reports": [*RANGE, "export"],
+    "bids:list": [*BidPageFilter.base_filters, "before"],
     "buyers:list": ["q"],
-    "buyers:detail": ["caller_id", "state_code", "test_bid"],
+    "buyers:detail": [*EligibilityForm.base_fields, "test_bid"],
     "troubleshooting": ["x"],
 }
-
-FORM_FIELDS = [
-    "name",
-    "grid_id",
-    "status",
-    "priority",
-    "vertical",
-    "endpoint_url",
-    "min_bid",
-    "caller_id_format",
-    "accepted_states",
-    "extra_params",
-    "duplicate_window_days",
-    "timeout_seconds",
-    "max_concurrency",
-    "rate_limit_per_minute",
-    "capacity_cooldown_seconds",
-    "daily_cap",
-    "monthly_cap",
-    "timezone",
-    "operating_hours",
-    "health_check_minutes",
-    "health_check_caller_id",
-    "notes",
-]
+FORM_FIELDS = list(BuyerForm.Meta.fields)
 
 
 @pytest.fixture
