@@ -104,7 +104,9 @@ def test_operator_sees_the_add_and_edit_links(bob):
 def test_viewer_cannot_create_or_edit(alice):
     buyer = BuyerFactory(name="Kept")
     client = _client(alice)
-    assert client.get(reverse("buyers:create")).status_code == 403
+    refused = client.get(reverse("buyers:create"))
+    assert refused.status_code == 403
+    assert "This page needs the operator role." in refused.content.decode()
     response = client.post(reverse("buyers:edit", args=[buyer.pk]), _buyer_fields(name="Taken"))
     assert response.status_code == 403
     buyer.refresh_from_db()
