@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views import View
 
-from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_caller_id
+from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_numbers_in
 from bidlog.choices import AlertStatus, Outcome, OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
 from bidlog.forms import ReportRangeForm
@@ -165,9 +165,8 @@ class BidDetailView(RoleRequiredMixin, View):
         failed = bid.outcome_class == OutcomeClass.ERROR or bool(guidance and guidance.is_error)
         support = support_request_text(bid) if failed else ""
         if support and masked:
-            numbers = {bid.caller_id, bid.response_caller_id, str(bid.request.get("CallerId", ""))}
-            for number in sorted((n for n in numbers if len(n) >= 10), key=len, reverse=True):
-                support = support.replace(number, mask_caller_id(number))
+            sent = str(bid.request.get("CallerId", ""))
+            support = mask_numbers_in(support, {bid.caller_id, bid.response_caller_id, sent})
         return render(
             request,
             "bidlog/bid_detail.html",

@@ -111,7 +111,11 @@ def _test_bid(buyer: Buyer, wanted: str, *, masked: bool) -> dict[str, Any] | No
     ignored (the page is still the buyer's page)."""
     if not wanted.isdigit() or len(wanted) > 18:
         return None
-    bid = BidLog.objects.filter(pk=int(wanted), buyer=buyer, source=Source.TEST).first()
+    bid = (
+        BidLog.objects.select_related("buyer")
+        .filter(pk=int(wanted), buyer=buyer, source=Source.TEST)
+        .first()
+    )
     return bid_row(bid, masked=masked) if bid is not None else None
 
 

@@ -48,12 +48,22 @@ def mask_bid_data(data: dict[str, Any]) -> dict[str, Any]:
         sent = str(request[_REQUEST_CALLER_KEY])
         numbers.add(sent)
         data["request"] = {**request, _REQUEST_CALLER_KEY: mask_caller_id(sent)}
-    # Longest first, so "+13035551234" is masked whole before "3035551234" inside it.
-    for number in sorted((n for n in numbers if len(n) >= 10), key=len, reverse=True):
-        for field in _TEXT_FIELDS:
-            if data.get(field) and number in data[field]:
-                data[field] = data[field].replace(number, mask_caller_id(number))
+    for field in _TEXT_FIELDS:
+        if data.get(field):
+            data[field] = mask_numbers_in(data[field], numbers)
     return data
+
+
+def mask_numbers_in(text: str, numbers: set[str]) -> str:
+    """``text`` with every phone number of ``numbers`` in it masked (see :func:`mask_caller_id`).
+
+    Longest first, so "+13035551234" is masked whole before "3035551234" inside it; anything
+    shorter than a phone number is left alone.
+    """
+    for number in sorted((n for n in numbers if len(n) >= 10), key=len, reverse=True):
+        if number in text:
+            text = text.replace(number, mask_caller_id(number))
+    return text
 
 
 class BidLogSerializer(serializers.ModelSerializer):
