@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.test import APIClient
 
 from bidlog.api.routing import _checked_tokens
@@ -64,6 +65,13 @@ def charlie(db) -> User:
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
+
+
+def page_client(user: User) -> Client:
+    """A browser-less client signed in as ``user``, for the pages."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def _client_for(user: User) -> APIClient:

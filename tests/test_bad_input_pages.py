@@ -9,6 +9,7 @@ from bidlog.choices import Source
 from bidlog.forms import ReportRangeForm
 from bidlog.views import BidPageFilter
 from buyers.forms import BuyerForm, EligibilityForm
+from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory
 
 ODD = ["", "x", "-1", "0", "9" * 40, "2026-13-45", "1e999", "[]", "é😀", "x" * 5000, "a\u0000b"]
@@ -29,9 +30,7 @@ FORM_FIELDS = list(BuyerForm.Meta.fields)
 
 @pytest.fixture
 def operator_client(bob) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
+    return page_client(bob)
 
 
 @pytest.fixture

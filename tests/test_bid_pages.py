@@ -9,15 +9,10 @@ from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
 from bidlog.support import support_request_text
+from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory
 
 CALLER = "7205559876"
-
-
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_visitors_are_sent_to_log_in(db):
@@ -29,7 +24,7 @@ def test_filters_narrow_the_list_and_name_bad_values(alice):
     acme, other = BuyerFactory(name="Acme"), BuyerFactory(name="Other")
     BidLogFactory(buyer=acme, outcome=Outcome.ACCEPTED, code=1000, message="kept-acme")
     BidLogFactory(buyer=other, outcome=Outcome.DECLINED, code=2000, message="kept-other")
-    client = _client(alice)
+    client = page_client(alice)
     page = client.get(reverse("bids:list"), {"buyer": acme.pk}).content.decode()
     assert "kept-acme" in page and "kept-other" not in page
     page = client.get(reverse("bids:list"), {"code": "2000"}).content.decode()
@@ -47,7 +42,7 @@ def test_pages_go_back_by_cursor_without_repeats_or_gaps(alice, settings):
     # 120 bids, some sharing a timestamp, so the cursor must also use the id.
     for n in range(120):
         BidLogFactory(buyer=buyer, created_at=start + timedelta(seconds=n // 3), message=f"m{n}")
-    client = _client(alice)
+    client = page_client(alice)
     seen: list[int] = []
     url = reverse("bids:list")
     query = {"buyer": buyer.pk}
@@ -66,7 +61,7 @@ def test_pages_go_back_by_cursor_without_repeats_or_gaps(alice, settings):
 def test_a_broken_page_link_shows_the_newest_bids(alice):
     BidLogFactory(message="still-here")
     for broken in ("nonsense", "2026-13-01T00:00:00~5", "2026-11-01T00:00:00~x", "~" + "9" * 30):
-        response = _client(alice).get(reverse("bids:list"), {"before": broken})
+        response = page_client(alice).get(reverse("bids:list"), {"before": broken})
         text = response.content.decode()
         assert response.status_code == 200
         assert "That page link is broken" in text and "still-here" in text
@@ -80,9 +75,9 @@ def test_viewers_see_caller_ids_masked_in_the_list_and_the_bid(alice, bob):
         outcome=Outcome.BAD_RESPONSE,
     )
     for url in (reverse("bids:list"), reverse("bids:detail", args=[bid.pk])):
-        assert CALLER not in _client(alice).get(url).content.decode()
-        assert "720***9876" in _client(alice).get(url).content.decode()
-        assert CALLER in _client(bob).get(url).content.decode()
+        assert CALLER not in page_client(alice).get(url).content.decode()
+        assert "720***9876" in page_client(alice).get(url).content.decode()
+        assert CALLER in page_client(bob).get(url).content.decode()
 
 
 def test_the_bid_page_explains_the_code_and_offers_a_support_request(bob):
@@ -97,7 +92,7 @@ def test_the_bid_page_explains_the_code_and_offers_a_support_request(bob):
         caller_id="3035551234",
         request={"CallerId": "3035551234"},
     )
-    page = _client(bob).get(reverse("bids:detail", args=[bid.pk])).content.decode()
+    page = page_client(bob).get(reverse("bids:detail", args=[bid.pk])).content.decode()
     assert "4004:" in page and "What to do" in page and "When to contact CallGrid" in page
     assert "Support request" in page and "Subject: Acme" in page
 
@@ -132,20 +127,20 @@ def test_support_request_carries_what_callgrid_asks_for(db):
 
 def test_an_answered_bid_has_no_support_request(alice):
     bid = BidLogFactory(outcome=Outcome.DECLINED, code=2000, message="No bid")
-    page = _client(alice).get(reverse("bids:detail", args=[bid.pk])).content.decode()
+    page = page_client(alice).get(reverse("bids:detail", args=[bid.pk])).content.decode()
     assert "2000:" in page
     assert "Support request" not in page
 
 
 def test_a_missing_bid_is_404(alice):
-    assert _client(alice).get(reverse("bids:detail", args=[999999])).status_code == 404
-    assert _client(alice).get("/bids/abc/").status_code == 404
+    assert page_client(alice).get(reverse("bids:detail", args=[999999])).status_code == 404
+    assert page_client(alice).get("/bids/abc/").status_code == 404
 
 
 def test_troubleshooting_lists_every_code_most_urgent_first(alice):
     from callgrid_portal.bidapi import codes
 
-    page = _client(alice).get(reverse("troubleshooting")).content.decode()
+    page = page_client(alice).get(reverse("troubleshooting")).content.decode()
     positions = [page.index(f'id="code-{entry.code}"') for entry in codes.by_priority()]
     assert positions == sorted(positions)
     assert "What a support request must carry" in page

@@ -13,15 +13,10 @@ from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
 from buyers.models import Buyer
 from callgrid_portal.roles import ROLES
+from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
 CALLER = "3035551234"
-
-
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _buyer_fields(**overrides) -> dict:
@@ -79,14 +74,14 @@ def test_login_page_signs_in_and_goes_to_the_buyers(alice):
 
 
 def test_a_user_without_a_role_is_refused(db):
-    response = _client(UserFactory(username="norole")).get(reverse("buyers:list"))
+    response = page_client(UserFactory(username="norole")).get(reverse("buyers:list"))
     assert response.status_code == 403
 
 
 def test_viewer_sees_the_list_in_priority_order_without_edit_links(alice):
     BuyerFactory(name="Second", priority=2)
     BuyerFactory(name="First", priority=1)
-    page = _client(alice).get(reverse("buyers:list")).content.decode()
+    page = page_client(alice).get(reverse("buyers:list")).content.decode()
     assert page.index("First") < page.index("Second")
     assert "unknown" in page  # no answers yet: the health badge says so
     assert reverse("buyers:create") not in page
@@ -94,7 +89,7 @@ def test_viewer_sees_the_list_in_priority_order_without_edit_links(alice):
 
 def test_operator_sees_the_add_and_edit_links(bob):
     buyer = BuyerFactory()
-    client = _client(bob)
+    client = page_client(bob)
     assert reverse("buyers:create") in client.get(reverse("buyers:list")).content.decode()
     detail = client.get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
     assert reverse("buyers:edit", args=[buyer.pk]) in detail
@@ -103,7 +98,7 @@ def test_operator_sees_the_add_and_edit_links(bob):
 
 def test_viewer_cannot_create_or_edit(alice):
     buyer = BuyerFactory(name="Kept")
-    client = _client(alice)
+    client = page_client(alice)
     refused = client.get(reverse("buyers:create"))
     assert refused.status_code == 403
     assert "This page needs the operator role." in refused.content.decode()
@@ -123,15 +118,15 @@ def test_recent_bids_show_caller_ids_in_full_only_to_operators(alice, bob):
         error=f"answered for caller {number} with no destination",
     )
     url = reverse("buyers:detail", args=[buyer.pk])
-    viewer_page = _client(alice).get(url).content.decode()
+    viewer_page = page_client(alice).get(url).content.decode()
     assert "720***9876" in viewer_page
     assert number not in viewer_page
     assert viewer_page.count("720***9876") == 2  # the caller column and the error text
-    assert number in _client(bob).get(url).content.decode()
+    assert number in page_client(bob).get(url).content.decode()
 
 
 def test_operator_creates_a_buyer_recorded_with_its_author(bob):
-    response = _client(bob).post(reverse("buyers:create"), _buyer_fields())
+    response = page_client(bob).post(reverse("buyers:create"), _buyer_fields())
     buyer = Buyer.objects.get(name="Acme Auto")
     assert response.status_code == 302
     assert response["Location"] == reverse("buyers:detail", args=[buyer.pk])
@@ -142,7 +137,7 @@ def test_operator_creates_a_buyer_recorded_with_its_author(bob):
 
 def test_bad_values_are_shown_next_to_their_fields_and_nothing_changes(bob):
     buyer = BuyerFactory(name="Steady", min_bid=Decimal("10.00"))
-    response = _client(bob).post(
+    response = page_client(bob).post(
         reverse("buyers:edit", args=[buyer.pk]),
         _buyer_fields(
             name="Steady",
@@ -164,14 +159,14 @@ def test_bad_values_are_shown_next_to_their_fields_and_nothing_changes(bob):
 
 
 def test_edit_of_a_missing_buyer_is_404(bob):
-    assert _client(bob).get(reverse("buyers:edit", args=[999999])).status_code == 404
-    assert _client(bob).get("/buyers/x/").status_code == 404
+    assert page_client(bob).get(reverse("buyers:edit", args=[999999])).status_code == 404
+    assert page_client(bob).get("/buyers/x/").status_code == 404
 
 
 def test_eligibility_says_yes_for_a_caller_nothing_blocks(alice):
     buyer = BuyerFactory(name="Open")
     url = reverse("buyers:detail", args=[buyer.pk])
-    page = _client(alice).get(url, {"caller_id": "(303) 555-1234", "state_code": "co"})
+    page = page_client(alice).get(url, {"caller_id": "(303) 555-1234", "state_code": "co"})
     assert "Open can be sent this caller now." in page.content.decode()
 
 
@@ -181,7 +176,7 @@ def test_eligibility_names_the_duplicate_window_and_when_it_ends(alice):
     CallFactory(winner=buyer, routed=True, paid_out=True, caller_id=CALLER, created_at=paid)
     until = (paid + timedelta(days=30)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     url = reverse("buyers:detail", args=[buyer.pk])
-    page = _client(alice).get(url, {"caller_id": CALLER}).content.decode()
+    page = page_client(alice).get(url, {"caller_id": CALLER}).content.decode()
     assert "Dup cannot be sent this caller now" in page
     assert f"duplicate window (30 days) until {until}" in page
     assert f"It can be sent from {until}." in page
@@ -189,7 +184,7 @@ def test_eligibility_names_the_duplicate_window_and_when_it_ends(alice):
 
 def test_eligibility_of_a_paused_buyer_has_no_end(alice):
     buyer = BuyerFactory(name="Napping", status="paused")
-    page = _client(alice).get(reverse("buyers:detail", args=[buyer.pk]), {"caller_id": CALLER})
+    page = page_client(alice).get(reverse("buyers:detail", args=[buyer.pk]), {"caller_id": CALLER})
     text = page.content.decode()
     assert "buyer is paused" in text
     assert "It can be sent from" not in text
@@ -207,7 +202,7 @@ def test_eligibility_of_a_paused_buyer_has_no_end(alice):
 )
 def test_bad_eligibility_input_is_named_on_the_page(alice, query, message):
     buyer = BuyerFactory()
-    response = _client(alice).get(reverse("buyers:detail", args=[buyer.pk]), query)
+    response = page_client(alice).get(reverse("buyers:detail", args=[buyer.pk]), query)
     assert response.status_code == 200
     assert message in response.content.decode()
     assert "eligibility" not in response.context
@@ -215,7 +210,7 @@ def test_bad_eligibility_input_is_named_on_the_page(alice, query, message):
 
 def test_a_nul_in_the_query_is_refused_not_a_crash(alice):
     buyer = BuyerFactory()
-    response = _client(alice).get(
+    response = page_client(alice).get(
         reverse("buyers:detail", args=[buyer.pk]), {"caller_id": "303\x00555"}
     )
     assert response.status_code == 400
@@ -227,14 +222,14 @@ def test_a_nul_in_the_query_is_refused_not_a_crash(alice):
 
 def test_viewer_cannot_send_a_test_bid(alice):
     buyer = BuyerFactory()
-    response = _client(alice).post(reverse("buyers:test_bid", args=[buyer.pk]))
+    response = page_client(alice).post(reverse("buyers:test_bid", args=[buyer.pk]))
     assert response.status_code == 403
     assert not BidLog.objects.exists()
 
 
 def test_a_bad_test_caller_id_is_named_and_nothing_is_queued(bob):
     buyer = BuyerFactory()
-    response = _client(bob).post(
+    response = page_client(bob).post(
         reverse("buyers:test_bid", args=[buyer.pk]),
         {"test-caller_id": "555-1234", "test-state_code": "co"},
         follow=True,
@@ -245,14 +240,14 @@ def test_a_bad_test_caller_id_is_named_and_nothing_is_queued(bob):
 
 def test_operator_queues_a_test_bid_and_the_page_waits_for_it(bob):
     buyer = BuyerFactory(health_check_caller_id="7205550100")
-    response = _client(bob).post(
+    response = page_client(bob).post(
         reverse("buyers:test_bid", args=[buyer.pk]), {"test-caller_id": "", "test-state_code": ""}
     )
     bid = BidLog.objects.get()
     assert (bid.source, bid.outcome, bid.caller_id) == (Source.TEST, Outcome.PENDING, "7205550100")
     page_url = reverse("buyers:detail", args=[buyer.pk])
     assert response["Location"] == f"{page_url}?test_bid={bid.pk}#test-bid"
-    page = _client(bob).get(page_url, {"test_bid": bid.pk}).content.decode()
+    page = page_client(bob).get(page_url, {"test_bid": bid.pk}).content.decode()
     assert "waiting for CallGrid" in page
     assert f'data-poll="{reverse("api:bid-detail", args=[bid.pk])}"' in page
 
@@ -268,7 +263,7 @@ def test_the_answer_of_a_test_bid_is_shown(alice):
         destination="13035550000",
         duration_ms=48,
     )
-    page = _client(alice).get(reverse("buyers:detail", args=[buyer.pk]), {"test_bid": bid.pk})
+    page = page_client(alice).get(reverse("buyers:detail", args=[buyer.pk]), {"test_bid": bid.pk})
     text = page.content.decode()
     assert (
         "Answer: <strong>Accepted</strong> (code 1000), bid $31.25 to 13035550000, in 48 ms" in text
@@ -282,7 +277,7 @@ def test_a_test_bid_parameter_that_names_nothing_is_ignored(alice, wanted):
     other = BidLogFactory(source=Source.TEST, outcome=Outcome.ACCEPTED)  # another buyer's
     url = reverse("buyers:detail", args=[buyer.pk])
     for value in (wanted, str(other.pk)):
-        response = _client(alice).get(url, {"test_bid": value})
+        response = page_client(alice).get(url, {"test_bid": value})
         assert response.status_code == 200
         assert response.context["test_bid"] is None
 
@@ -293,7 +288,7 @@ def test_broker_down_says_so_and_leaves_no_pending_row(transactional_db, broker_
         Group.objects.get_or_create(name=role)
     operator = UserFactory(username="olga", role="operator")
     buyer = BuyerFactory()
-    response = _client(operator).post(reverse("buyers:test_bid", args=[buyer.pk]), follow=True)
+    response = page_client(operator).post(reverse("buyers:test_bid", args=[buyer.pk]), follow=True)
     assert "The task queue is not reachable" in response.content.decode()
     assert not BidLog.objects.exists()
 
@@ -308,7 +303,7 @@ def test_the_buyer_page_shows_its_health_check_history(alice):
         error="no answer within 5.0 s",
     )
     BidLogFactory(buyer=buyer, source=Source.LIVE, message="a live one")
-    response = _client(alice).get(reverse("buyers:detail", args=[buyer.pk]))
+    response = page_client(alice).get(reverse("buyers:detail", args=[buyer.pk]))
     [check] = response.context["health_checks"]
     assert check["error"] == "no answer within 5.0 s"
     assert "Every 15 minutes" in response.content.decode()

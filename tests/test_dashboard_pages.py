@@ -12,13 +12,8 @@ from django.utils import timezone
 
 from bidlog.choices import AlertRule, Outcome
 from bidlog.models import Alert
+from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
-
-
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -75,7 +70,7 @@ def test_visitors_log_in_first(db):
 
 
 def test_overview_shows_the_last_24_hours_alerts_and_every_buyer(alice, day):
-    response = _client(alice).get(reverse("home"))
+    response = page_client(alice).get(reverse("home"))
     page = response.content.decode()
     summary = response.context["summary"]
     assert (summary["bids"], summary["accepted"]) == (5, 3)
@@ -90,7 +85,7 @@ def test_overview_shows_the_last_24_hours_alerts_and_every_buyer(alice, day):
 
 
 def test_a_wider_range_counts_older_bids(alice, day):
-    response = _client(alice).get(reverse("home"), {"range": "7d"})
+    response = page_client(alice).get(reverse("home"), {"range": "7d"})
     assert response.context["summary"]["bids"] == 6
     assert response.context["form"].cleaned_data["bucket"] == "day"
 
@@ -116,14 +111,14 @@ def test_a_wider_range_counts_older_bids(alice, day):
 )
 def test_bad_ranges_are_named_on_the_page(alice, day, query, field, message):
     for name in ("home", "reports"):
-        response = _client(alice).get(reverse(name), query)
+        response = page_client(alice).get(reverse(name), query)
         assert response.status_code == 200
         assert field in response.context["form"].errors
         assert message in response.content.decode()
 
 
 def test_reports_break_down_codes_buyers_states_and_time(alice, day):
-    response = _client(alice).get(reverse("reports"))
+    response = page_client(alice).get(reverse("reports"))
     tables = response.context["tables"]
     assert [row[0] for row in tables["codes"][1]] == [1000, 2000, 4004]
     assert {row[0] for row in tables["buyers"][1]} == {"Acme", "Beta"}
@@ -132,7 +127,7 @@ def test_reports_break_down_codes_buyers_states_and_time(alice, day):
 
 
 def test_each_report_table_downloads_as_csv(alice, day):
-    client = _client(alice)
+    client = page_client(alice)
     page = client.get(reverse("reports"), {"range": "24h"}).content.decode()
     assert "export=codes" in page
     response = client.get(reverse("reports"), {"range": "24h", "export": "codes"})
@@ -146,6 +141,6 @@ def test_each_report_table_downloads_as_csv(alice, day):
 
 
 def test_an_unknown_export_is_named_not_a_crash(alice, day):
-    response = _client(alice).get(reverse("reports"), {"export": "everything"})
+    response = page_client(alice).get(reverse("reports"), {"export": "everything"})
     assert response.status_code == 200
     assert "export must be one of codes, buyers, states, timeseries" in response.content.decode()
