@@ -16,6 +16,7 @@ from django.utils import timezone
 from bidlog.choices import Outcome
 from bidlog.eligibility import show_utc
 from bidlog.models import BidLog
+from buyers.hours import hours_summary
 from callgrid_portal.bidapi import codes
 
 
@@ -41,7 +42,6 @@ def support_request_text(bid: BidLog, *, now: datetime | None = None) -> str:
         outcome=Outcome.ACCEPTED,
         created_at__gt=now - timedelta(days=7),
     ).aggregate(value=Avg("bid_amount"))["value"]
-    hours = json.dumps(buyer.operating_hours) if buyer.operating_hours else "always"
     if bid.code is not None:
         what = f"code {bid.code}" + (f" ({known.title})" if known else "")
     else:
@@ -58,7 +58,7 @@ def support_request_text(bid: BidLog, *, now: datetime | None = None) -> str:
         f"Payload: {json.dumps(bid.request, sort_keys=True)}",
         f"Grid and configuration: Grid ID {buyer.grid_id}, status {buyer.status}, "
         f"accepted states {', '.join(buyer.accepted_states or []) or 'all'}, "
-        f"operating hours {hours} ({buyer.timezone}), "
+        f"operating hours {hours_summary(buyer.operating_hours)} ({buyer.timezone}), "
         f"daily cap {buyer.daily_cap or 'none'}, monthly cap {buyer.monthly_cap or 'none'}, "
         f"duplicate window {buyer.duplicate_window_days} days, "
         f"minimum bid ${buyer.min_bid}",

@@ -47,47 +47,16 @@ class BuyerAdmin(SimpleHistoryAdmin):
         return super().history_view(request, object_id, extra_context)
 
     actions = ("send_test_bid", "activate", "pause", "disable")
+    # The buyer pages' sections, then the bookkeeping only the admin shows.
     fieldsets = (
-        (None, {"fields": ("name", "grid_id", "status", "priority", "vertical", "notes")}),
+        *((title, {"fields": fields}) for title, fields in BuyerForm.SECTIONS),
         (
-            "Bidding",
+            "Record",
             {
-                "fields": (
-                    "endpoint_url",
-                    "min_bid",
-                    "caller_id_format",
-                    "accepted_states",
-                    "extra_params",
-                    "duplicate_window_days",
-                )
+                "classes": ("collapse",),
+                "fields": ("next_health_check_at", "created_at", "updated_at"),
             },
         ),
-        (
-            "Limits",
-            {
-                "fields": (
-                    "timeout_seconds",
-                    "max_concurrency",
-                    "rate_limit_per_minute",
-                    "capacity_cooldown_seconds",
-                    "daily_cap",
-                    "monthly_cap",
-                )
-            },
-        ),
-        ("Schedule", {"fields": ("timezone", "operating_hours")}),
-        (
-            "Health checks and alerts",
-            {
-                "fields": (
-                    "health_check_minutes",
-                    "health_check_caller_id",
-                    "auto_pause",
-                    "next_health_check_at",
-                )
-            },
-        ),
-        ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
 
     def save_model(self, request: HttpRequest, obj: Buyer, form: BuyerForm, change: bool) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from buyers.hours import HoursSyntaxError, hours_text, parse_hours_text
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
@@ -71,6 +72,13 @@ class JSONObjectField(forms.JSONField):
         super().__init__(**kwargs)
         self.error_messages["invalid"] = f"Enter valid JSON, for example {example}."
 
+    def prepare_value(self, value: Any) -> Any:
+        # An empty object shows as an empty box (which saves as {} again), not as "{}", and a
+        # new buyer's box is not "null".
+        if value is None or value == {}:
+            return ""
+        return super().prepare_value(value)
+
     def to_python(self, value: Any) -> Any:
         if value in self.empty_values:
             return {}
@@ -83,10 +91,105 @@ class JSONObjectField(forms.JSONField):
         return parsed
 
 
+class _TextOrJSONField(forms.CharField):
+    """A JSON object the form shows and takes in a text people write more easily.
+
+    A value starting with ``{`` is read as the API's JSON object, so a pasted payload works
+    too; an empty box is ``{}``. Whether the object is valid is the model validator's call, so
+    the form and the API give the same message. Subclasses say how text and object map.
+    """
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 40})
+    json_example = ""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return self.as_text(value)
+        return "" if value is None else value
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return value
+        text = super().to_python(value)
+        if not text:
+            return {}
+        if text.startswith("{"):
+            return JSONObjectField(example=self.json_example).to_python(text)
+        return self.from_text(text)
+
+    def as_text(self, value: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def from_text(self, text: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ParamsField(_TextOrJSONField):
+    """Extra parameters as ``Name=value`` lines, cleaned to ``{"Name": "value"}``.
+
+    Stored parameters that lines cannot show exactly (a name with ``=``, a value with a line
+    break or a non-string value the API refused) are shown as JSON.
+    """
+
+    json_example = '{"PublisherId": "pub-123", "CampaignType": "auto"}'
+
+    def as_text(self, value: dict[str, Any]) -> str:
+        if all(isinstance(v, str) and _line_safe(str(k), v) for k, v in value.items()):
+            return "\n".join(f"{k}={v}" for k, v in value.items())
+        return json.dumps(value, ensure_ascii=False)
+
+    def from_text(self, text: str) -> dict[str, Any]:
+        params: dict[str, str] = {}
+        for line in filter(None, (line.strip() for line in text.splitlines())):
+            name, sep, item = line.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise ValidationError(
+                    f'"{line}": write each parameter as Name=value, one per line.', code="invalid"
+                )
+            if name in params:
+                raise ValidationError(f"{name} is given twice.", code="invalid")
+            params[name] = item.strip()
+        return params
+
+
+def _line_safe(name: str, value: str) -> bool:
+    """Whether ``name=value`` on one line reads back as exactly this pair."""
+    return (
+        bool(name)
+        and name == name.strip()
+        and value == value.strip()
+        and "=" not in name
+        and not name.startswith("{")
+        and not any(c in name + value for c in "\r\n")
+    )
+
+
+class OperatingHoursField(_TextOrJSONField):
+    """Operating hours as ``mon-fri 08:00-20:00`` lines (see :mod:`buyers.hours`), shown in the
+    same words whatever wrote the stored JSON."""
+
+    json_example = '{"mon": [["09:00", "17:00"]], "sat": [["10:00", "14:00"]]}'
+
+    def as_text(self, value: dict[str, Any]) -> str:
+        return hours_text(value)
+
+    def from_text(self, text: str) -> dict[str, Any]:
+        try:
+            return parse_hours_text(text)
+        except HoursSyntaxError as exc:
+            raise ValidationError(str(exc), code="invalid") from None
+
+
 class BuyerForm(forms.ModelForm):
     """Create or edit a buyer; every rule is the model's, so messages match the API's."""
 
     endpoint_url = forms.URLField(
+        label="Endpoint URL",
         max_length=300,
         # Bid endpoints are https; a scheme-less entry must not quietly become plain http.
         assume_scheme="https",
@@ -97,15 +200,15 @@ class BuyerForm(forms.ModelForm):
         help_text='Two-letter codes separated by commas, like "CO, TX" (any case); '
         "empty accepts every state.",
     )
-    extra_params = JSONObjectField(
-        example='{"PublisherId": "pub-123", "CampaignType": "auto"}',
-        help_text="Static parameters sent with every bid, as a JSON object of strings. "
+    extra_params = ParamsField(
+        label="Extra parameters",
+        help_text="Sent with every bid, one Name=value per line, like PublisherId=pub-123. "
         "CallerId and InboundStateCode are set per call.",
     )
-    operating_hours = JSONObjectField(
-        example='{"mon": [["09:00", "17:00"]], "sat": [["10:00", "14:00"]]}',
-        help_text="Per weekday (mon to sun), a list of [open, close] HH:MM windows in the "
-        "buyer's time zone; a day left out is closed; empty is always open.",
+    operating_hours = OperatingHoursField(
+        help_text="In the buyer's time zone, one line per set of days, like "
+        '"mon-fri 08:00-20:00" or "sat 10:00-14:00, 16:00-18:00" (24:00 is midnight). '
+        "A day no line names is closed; empty is always open.",
     )
 
     class Meta:
@@ -137,7 +240,59 @@ class BuyerForm(forms.ModelForm):
         ]
         widgets = {
             "notes": forms.Textarea(attrs={"rows": 3, "cols": 60}),
+            "timezone": forms.TextInput(attrs={"list": "timezones", "autocomplete": "off"}),
         }
+        labels = {
+            "caller_id_format": "Caller ID format",
+            "min_bid": "Minimum bid",
+            "duplicate_window_days": "Duplicate window (days)",
+            "timeout_seconds": "Timeout (seconds)",
+            "max_concurrency": "Simultaneous requests",
+            "rate_limit_per_minute": "Rate limit (per minute)",
+            "capacity_cooldown_seconds": "No Capacity cooldown (seconds)",
+            "daily_cap": "Daily cap (routed calls)",
+            "monthly_cap": "Monthly cap (routed calls)",
+            "timezone": "Time zone",
+            "health_check_minutes": "Health check every (minutes)",
+            "health_check_caller_id": "Health-check caller ID",
+            "auto_pause": "Pause on immediate alerts",
+        }
+
+    # The page groups the fields as the admin does (buyers.admin.BuyerAdmin.fieldsets).
+    SECTIONS = (
+        ("Buyer", ("name", "grid_id", "status", "priority", "vertical", "notes")),
+        (
+            "Bids",
+            (
+                "endpoint_url",
+                "min_bid",
+                "caller_id_format",
+                "accepted_states",
+                "extra_params",
+                "duplicate_window_days",
+            ),
+        ),
+        (
+            "Limits",
+            (
+                "timeout_seconds",
+                "max_concurrency",
+                "rate_limit_per_minute",
+                "capacity_cooldown_seconds",
+                "daily_cap",
+                "monthly_cap",
+            ),
+        ),
+        ("Schedule", ("timezone", "operating_hours")),
+        (
+            "Health checks and alerts",
+            ("health_check_minutes", "health_check_caller_id", "auto_pause"),
+        ),
+    )
+
+    def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """The bound fields under their section titles, in :attr:`SECTIONS` order."""
+        return [(title, [self[name] for name in names]) for title, names in self.SECTIONS]
 
 
 def _caller_id(value: str) -> str:

@@ -1,5 +1,6 @@
 """Validation rules for buyers, shared by the model, the admin form and the API."""
 
+import functools
 import ipaddress
 import re
 from datetime import time
@@ -133,14 +134,15 @@ def validate_timezone(value: str) -> None:
         )
 
 
-_TIMEZONES: frozenset[str] | None = None
-
-
+@functools.cache
 def _timezones() -> frozenset[str]:
-    global _TIMEZONES
-    if _TIMEZONES is None:
-        _TIMEZONES = frozenset(available_timezones())
-    return _TIMEZONES
+    return frozenset(available_timezones())
+
+
+@functools.cache
+def timezone_names() -> tuple[str, ...]:
+    """Every IANA time-zone name this machine knows, sorted, for the buyer form's picker."""
+    return tuple(sorted(_timezones()))
 
 
 def parse_hhmm(value: str) -> time | None:

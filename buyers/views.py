@@ -28,8 +28,10 @@ from bidlog.selectors import bid_list
 from bidlog.views import bid_row
 from buyers import services
 from buyers.forms import BuyerForm, EligibilityForm, TestBidForm
+from buyers.hours import hours_summary
 from buyers.models import Buyer
 from buyers.selectors import buyer_health, buyer_list, buyers_health
+from buyers.validators import timezone_names
 from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
@@ -95,6 +97,7 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
                 ]
             ],
             health=buyer_health(buyer),
+            operating_hours=hours_summary(buyer.operating_hours),
             can_edit=has_role(user, OPERATOR),
         )
         return context
@@ -180,7 +183,9 @@ class _BuyerFormView(RoleRequiredMixin, FormView):
         return kwargs
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return super().get_context_data(buyer=self.get_buyer(), **kwargs)
+        return super().get_context_data(
+            buyer=self.get_buyer(), timezones=timezone_names(), **kwargs
+        )
 
     def form_valid(self, form: BuyerForm) -> HttpResponse:
         # The form has run the model's validation; the service saves and records the author.

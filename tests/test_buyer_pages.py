@@ -158,6 +158,84 @@ def test_bad_values_are_shown_next_to_their_fields_and_nothing_changes(bob):
     assert buyer.min_bid == Decimal("10.00")
 
 
+def test_a_new_buyer_form_starts_with_empty_boxes_not_null(bob):
+    form = page_client(bob).get(reverse("buyers:create")).context["form"]
+    assert form["extra_params"].value() == ""
+    assert form["operating_hours"].value() == ""
+    page = page_client(bob).get(reverse("buyers:create")).content.decode()
+    assert ">null<" not in page
+    assert '<option value="America/Denver">' in page  # the time-zone picker
+
+
+def test_hours_and_parameters_are_typed_as_text_and_shown_back_the_same_way(bob):
+    client = page_client(bob)
+    response = client.post(
+        reverse("buyers:create"),
+        _buyer_fields(
+            extra_params="PublisherId = pub-123\nCampaignType=auto",
+            operating_hours="weekdays 8:00-20:00; sat 10:00-14:00",
+        ),
+    )
+    assert response.status_code == 302
+    buyer = Buyer.objects.get(name="Acme Auto")
+    assert buyer.extra_params == {"PublisherId": "pub-123", "CampaignType": "auto"}
+    weekday = [["08:00", "20:00"]]
+    assert buyer.operating_hours == {
+        "mon": weekday,
+        "tue": weekday,
+        "wed": weekday,
+        "thu": weekday,
+        "fri": weekday,
+        "sat": [["10:00", "14:00"]],
+    }
+    form = client.get(reverse("buyers:edit", args=[buyer.pk])).context["form"]
+    assert form["operating_hours"].value() == "mon-fri 08:00-20:00\nsat 10:00-14:00"
+    assert form["extra_params"].value() == "PublisherId=pub-123\nCampaignType=auto"
+    detail = client.get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
+    assert "Mon-Fri 08:00-20:00; Sat 10:00-14:00; closed Sun" in detail
+    assert "<code>PublisherId=pub-123</code>" in detail
+
+
+def test_the_api_json_pasted_into_the_form_is_taken_as_it_is(bob):
+    response = page_client(bob).post(
+        reverse("buyers:create"),
+        _buyer_fields(
+            extra_params='{"PublisherId": "pub-9"}',
+            operating_hours='{"sun": [["10:00", "14:00"]]}',
+        ),
+    )
+    assert response.status_code == 302
+    buyer = Buyer.objects.get(name="Acme Auto")
+    assert buyer.extra_params == {"PublisherId": "pub-9"}
+    assert buyer.operating_hours == {"sun": [["10:00", "14:00"]]}
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("operating_hours", "fri 22:00-02:00", "open the next day at 00:00"),
+        ("operating_hours", "someday 09:00-17:00", "&#x27;someday&#x27; is not a day"),
+        ("operating_hours", '{"mon": [["17:00", "09:00"]]}', "must open before it closes"),
+        ("extra_params", "PublisherId", "write each parameter as Name=value"),
+        ("extra_params", "CallerId=3035551234", "CallerId is set per call"),
+        ("extra_params", "A=1\nA=2", "A is given twice"),
+    ],
+)
+def test_unreadable_hours_or_parameters_are_named_and_nothing_is_saved(bob, field, value, message):
+    buyer = BuyerFactory(name="Steady", operating_hours={}, extra_params={})
+    response = page_client(bob).post(
+        reverse("buyers:edit", args=[buyer.pk]),
+        _buyer_fields(name="Steady", grid_id=buyer.grid_id, **{field: value}),
+    )
+    assert response.status_code == 200
+    assert list(response.context["form"].errors) == [field]
+    page = response.content.decode()
+    assert message in page
+    assert value.replace('"', "&quot;") in page  # what was typed is still in the box
+    buyer.refresh_from_db()
+    assert buyer.operating_hours == {} and buyer.extra_params == {}
+
+
 def test_edit_of_a_missing_buyer_is_404(bob):
     assert page_client(bob).get(reverse("buyers:edit", args=[999999])).status_code == 404
     assert page_client(bob).get("/buyers/x/").status_code == 404

@@ -122,17 +122,27 @@ def test_operator_checks_a_caller_then_fixes_a_bad_edit(browser, site):
     expect(page.locator(".result")).to_contain_text("can be sent this caller now")
 
     page.get_by_role("link", name="Edit this buyer").click()
-    page.get_by_label("Min bid").fill("-5")
+    page.get_by_label("Minimum bid").fill("-5")
+    page.get_by_label("Operating hours").fill("mon-fri 08:00-20:00\nsat 22:00-02:00")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Please correct the errors below.")).to_be_visible()
-    expect(page.locator(".errorlist").nth(1)).to_be_visible()
+    expect(page.locator(".field.has-errors")).to_have_count(2)
+    expect(page.locator(".field.has-errors").nth(1)).to_contain_text(
+        '"sat 22:00-24:00" and "sun 00:00-02:00"'
+    )
     assert Buyer.objects.get(pk=buyer.pk).min_bid == Decimal("10.00")
 
-    page.get_by_label("Min bid").fill("12.75")
+    page.get_by_label("Minimum bid").fill("12.75")
+    page.get_by_label("Operating hours").fill("mon-fri 08:00-20:00\nsat 22:00-24:00")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Saved Acme Auto.")).to_be_visible()
     expect(page.locator("dl.config")).to_contain_text("$12.75")
-    assert Buyer.objects.get(pk=buyer.pk).min_bid == Decimal("12.75")
+    expect(page.locator("dl.config")).to_contain_text(
+        "Mon-Fri 08:00-20:00; Sat 22:00-24:00; closed Sun"
+    )
+    saved = Buyer.objects.get(pk=buyer.pk)
+    assert saved.min_bid == Decimal("12.75")
+    assert saved.operating_hours["sat"] == [["22:00", "24:00"]]
     page.close()
 
 
