@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import datetime
 from typing import Any
 
 import django_filters
@@ -82,7 +83,7 @@ class BidPageFilter(BidLogFilter):
         "code": "CallGrid code",
         "source": "Source",
         "caller_id": "Caller ID",
-        "call": "Call id",
+        "call": "Call ID",
         "since": "Since",
         "until": "Until",
     }
@@ -91,6 +92,9 @@ class BidPageFilter(BidLogFilter):
         super().__init__(*args, **kwargs)
         for name, label in self.LABELS.items():
             self.filters[name].label = label
+        # A choice left empty filters nothing; say so instead of "---------".
+        self.filters["outcome_class"].extra["empty_label"] = "Any class"
+        self.filters["source"].extra["empty_label"] = "Any source"
 
 
 def _cursor(value: str) -> tuple[Any, int] | None:
@@ -282,7 +286,7 @@ def _report_table(
             ["bucket_start", "bids", "accepted", "acceptance_rate", "revenue", "p95_ms"],
             [
                 [
-                    r["bucket_start"].isoformat(),
+                    r["bucket_start"],
                     r["bids"],
                     r["accepted"],
                     r["acceptance_rate"],
@@ -350,7 +354,10 @@ class ReportsView(RoleRequiredMixin, View):
             )
             writer = csv.writer(response)
             writer.writerow(header)
-            writer.writerows(rows)
+            # Times as ISO 8601 with their offset, for spreadsheets and scripts alike.
+            writer.writerows(
+                [v.isoformat() if isinstance(v, datetime) else v for v in row] for row in rows
+            )
             return response
         summary = report_summary(**args)
         tables = {name: _report_table(name, args, bucket, summary) for name in REPORT_TABLES}
@@ -362,5 +369,5 @@ class ReportsView(RoleRequiredMixin, View):
         return render(
             request,
             "bidlog/reports.html",
-            {"form": form, "summary": summary, "tables": tables, "csv": links},
+            {"form": form, "summary": summary, "tables": tables, "csv": links, "bucket": bucket},
         )

@@ -140,6 +140,23 @@ def test_each_report_table_downloads_as_csv(alice, day):
     assert buyers.splitlines()[0].startswith("buyer,grid_id,bids")
 
 
+def test_time_buckets_read_as_times_on_the_page_and_iso_8601_in_the_csv(alice, day):
+    client = page_client(alice)
+    response = client.get(reverse("reports"), {"range": "24h"})
+    last = response.context["tables"]["timeseries"][1][-1][0]
+    page = response.content.decode()
+    assert f"<td>{last:%Y-%m-%d %H:%M}</td>" in page
+    assert last.isoformat() not in page
+    week = client.get(reverse("reports"), {"range": "7d"})
+    assert f"<td>{week.context['tables']['timeseries'][1][-1][0]:%Y-%m-%d}</td>" in (
+        week.content.decode()
+    )
+    exported = client.get(reverse("reports"), {"range": "24h", "export": "timeseries"})
+    rows = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert rows[0][0] == "bucket_start"
+    assert rows[-1][0] == last.isoformat()
+
+
 def test_an_unknown_export_is_named_not_a_crash(alice, day):
     response = page_client(alice).get(reverse("reports"), {"export": "everything"})
     assert response.status_code == 200
