@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import django_filters
 from django.conf import settings
-from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views import View
 
@@ -108,48 +109,69 @@ def _cursor(value: str) -> tuple[Any, int] | None:
         return None
 
 
+@dataclass
+class CursorPage:
+    """One page of a newest-first listing, and the links around it."""
+
+    items: list[Any]
+    # The query string of the next, older page; "" on the last page.
+    older: str = ""
+    # The ``before`` cursor of the request could not be read (the newest page is shown).
+    broken_link: bool = False
+
+
+def cursor_page(queryset: QuerySet[Any], params: QueryDict, before: str) -> CursorPage:
+    """The ``PAGE_SIZE`` rows of ``queryset`` (newest first) older than the ``before`` cursor.
+
+    The cursor is the (created_at, id) of the previous page's last row, so the thousandth page
+    of millions of rows costs what the first does and new rows never shift what is on screen.
+    ``params`` is the page's query without ``before``; the link to the older page adds it.
+    """
+    rows = queryset.order_by("-created_at", "-id")
+    broken = False
+    if before:
+        cursor = _cursor(before)
+        if cursor is None:
+            broken = True
+        else:
+            moment, pk = cursor
+            # created_at <= moment is the index range PostgreSQL starts from; the OR alone
+            # made it walk the index from the newest row down to the cursor.
+            rows = rows.filter(
+                Q(created_at__lte=moment),
+                Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk),
+            )
+    found = list(rows[: PAGE_SIZE + 1])
+    page = CursorPage(items=found[:PAGE_SIZE], broken_link=broken)
+    if len(found) > PAGE_SIZE:
+        last = found[PAGE_SIZE - 1]
+        query = params.copy()
+        query["before"] = f"{last.created_at.isoformat()}~{last.pk}"
+        page.older = query.urlencode()
+    return page
+
+
 class BidListView(RoleRequiredMixin, View):
     """``/bids/``: filter by buyer, outcome, code, source, caller and time; newest first."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
         params = request.GET.copy()
         before = params.pop("before", [""])[-1]
-        newest = params.urlencode()
         filterset = BidPageFilter(data=params, queryset=BidLog.objects.select_related("buyer"))
-        rows: list[dict[str, Any]] = []
-        broken_link = False
-        older = ""
+        page = CursorPage(items=[])
         if filterset.is_valid():
-            bids = filterset.qs.order_by("-created_at", "-id")
-            if before:
-                cursor = _cursor(before)
-                if cursor is None:
-                    broken_link = True
-                else:
-                    moment, pk = cursor
-                    # created_at <= moment is the index range PostgreSQL starts from; the OR
-                    # alone made it walk the index from the newest row down to the cursor.
-                    bids = bids.filter(
-                        Q(created_at__lte=moment),
-                        Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk),
-                    )
-            page = list(bids[: PAGE_SIZE + 1])
-            masked = not can_see_caller_ids(request.user)
-            rows = [bid_row(bid, masked=masked) for bid in page[:PAGE_SIZE]]
-            if len(page) > PAGE_SIZE:
-                last = page[PAGE_SIZE - 1]
-                params["before"] = f"{last.created_at.isoformat()}~{last.pk}"
-                older = params.urlencode()
+            page = cursor_page(filterset.qs, params, before)
+        masked = not can_see_caller_ids(request.user)
         return render(
             request,
             "bidlog/bid_list.html",
             {
                 "filter": filterset,
-                "rows": rows,
-                "older": older,
-                "broken_link": broken_link,
+                "rows": [bid_row(bid, masked=masked) for bid in page.items],
+                "older": page.older,
+                "broken_link": page.broken_link,
                 "paged": bool(before),
-                "newest": newest,
+                "newest": params.urlencode(),
             },
         )
 
