@@ -30,6 +30,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("buyers/", include("buyers.urls")),
     path("bids/", include("bidlog.urls")),
+    path("calls/", include("bidlog.call_urls")),
     path("troubleshooting/", TroubleshootingView.as_view(), name="troubleshooting"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),

@@ -5,12 +5,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from bidlog.call_views import CallPageFilter
 from bidlog.choices import Source
 from bidlog.forms import ReportRangeForm
 from bidlog.views import BidPageFilter
 from buyers.forms import BuyerForm, EligibilityForm
 from tests.conftest import page_client
-from tests.factories import BidLogFactory, BuyerFactory
+from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
 ODD = ["", "x", "-1", "0", "9" * 40, "2026-13-45", "1e999", "[]", "é😀", "x" * 5000, "a\u0000b"]
 
@@ -21,6 +22,7 @@ PAGE_PARAMS = {
     "home": RANGE,
     "reports": [*RANGE, "export"],
     "bids:list": [*BidPageFilter.base_filters, "before"],
+    "calls:list": [*CallPageFilter.base_filters, "before"],
     "buyers:list": ["q"],
     "buyers:detail": [*EligibilityForm.base_fields, "test_bid"],
     "troubleshooting": ["x"],
@@ -73,3 +75,13 @@ def test_odd_test_bid_values_never_crash(operator_client, buyer):
             # number): either way back to the buyer's page.
             response = operator_client.post(url, {field: value})
             assert response.status_code == 302, (field, value)
+
+
+def test_odd_paid_out_values_never_crash(operator_client, buyer):
+    call = CallFactory(winner=buyer, routed=True, bid_amount="30.00")
+    url = reverse("calls:paid-out", args=[call.pk])
+    for value in ODD:
+        response = operator_client.post(url, {"paid_out": value})
+        assert response.status_code == 302, value
+    call.refresh_from_db()
+    assert call.paid_out is True

@@ -1,5 +1,5 @@
 """The pages in a real browser: log in, check a caller, fix a bad edit, send a test bid,
-follow a failing bid from the overview to its guidance.
+read a routed call and free its caller, follow a failing bid from the overview to its guidance.
 
 Headless Chromium from the system (Debian's ``chromium`` package) driven by Playwright; the
 portal runs in pytest-django's live server. Without Chromium these tests fail, saying how to
@@ -20,6 +20,8 @@ from pytest_django.live_server_helper import LiveServer
 
 from bidlog import limits
 from bidlog.choices import Outcome
+from bidlog.models import Call
+from bidlog.routing import call_route
 from buyers.models import Buyer
 from callgrid_portal.roles import ROLES
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
@@ -178,6 +180,43 @@ def test_operator_sends_a_test_bid_and_sees_the_answer_arrive(
     expect(result).to_contain_text("Answer: Accepted (code 1000), bid $31.25", timeout=30_000)
     [received] = simulator.requests(buyer.grid_id)
     assert received["body"]["CallerId"] == "7205550100"
+    page.close()
+
+
+@pytest.mark.integration
+def test_operator_reads_a_routed_call_and_marks_it_not_paid_out(browser, site, simulator):
+    """A real auction over HTTP to the simulator; the call page shows it and frees the caller."""
+    UserFactory(username="bob", role="operator", password=PASSWORD)
+    low, high = (
+        BuyerFactory(
+            name=name, priority=priority, endpoint_url=simulator.endpoint, duplicate_window_days=30
+        )
+        for name, priority in (("Low Bidder", 1), ("High Bidder", 2))
+    )
+    for buyer, amount in ((low, "21.00"), (high, "34.00")):
+        limits.limits_reset(grid_id=buyer.grid_id)
+        simulator.configure(buyer.grid_id, respond="accept", bid_amount=amount)
+    call = call_route(caller_id="(303) 555-1234", state_code="CO", strategy="highest_bid")
+    assert call.winner == high
+
+    page = _log_in(browser, site, "bob")
+    page.get_by_role("link", name="Calls").click()
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("High Bidder")
+    expect(rows.first).to_contain_text("$34.00")
+    rows.first.get_by_role("link").first.click()
+
+    expect(page.get_by_role("heading", name=f"Call {call.pk}")).to_be_visible()
+    bids = page.locator("section.panel", has_text="Bids behind it").locator("tbody tr")
+    expect(bids).to_have_count(2)
+    expect(bids.nth(1)).to_contain_text("won")
+    page.get_by_role("button", name="Mark not paid out").click()
+    expect(page.get_by_text("its caller may be sent to this buyer again")).to_be_visible()
+    assert Call.objects.get(pk=call.pk).paid_out is False
+    # The caller is free for the buyer that bought it: the next auction may sell it again.
+    again = call_route(caller_id="3035551234", state_code="CO", strategy="highest_bid")
+    assert again.winner == high
     page.close()
 
 

@@ -1,0 +1,156 @@
+"""The call pages: every routing decision, the bids behind it, and its paid-out mark.
+
+``/calls/`` lists decisions newest first with the API's filters (``GET /api/v1/calls/``);
+``/calls/<id>/`` shows one with every attempt and skip in the order the router made them.
+Operators may mark a routed call not paid out (or paid out again), which frees the caller for
+that buyer's duplicate window exactly as ``PATCH /api/v1/calls/{id}/`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views import View
+
+from bidlog.api.routing import CallFilter
+from bidlog.api.serializers import can_see_caller_ids, mask_caller_id, mask_numbers_in
+from bidlog.errors import RouteError
+from bidlog.models import BidLog, Call
+from bidlog.selectors import call_list
+from bidlog.services import call_paid_out_set
+from bidlog.views import CursorPage, bid_row, cursor_page
+from buyers.models import Buyer
+from callgrid_portal.pages import RoleRequiredMixin
+from callgrid_portal.roles import OPERATOR, has_role
+
+_YES_NO = [("", "Any"), ("true", "Yes"), ("false", "No")]
+
+
+class CallPageFilter(CallFilter):
+    """The API's call filters, with the winner picked by name instead of typed as an id."""
+
+    winner = django_filters.ModelChoiceFilter(
+        queryset=Buyer.objects.order_by("priority", "name"),
+        field_name="winner",
+        empty_label="Any buyer",
+    )
+
+    LABELS = {
+        "routed": "Routed",
+        "paid_out": "Paid out",
+        "winner": "Winner",
+        "grid_id": "Winner's Grid ID",
+        "strategy": "Strategy",
+        "source": "Source",
+        "caller_id": "Caller ID",
+        "since": "Since",
+        "until": "Until",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, label in self.LABELS.items():
+            self.filters[name].label = label
+        for name in ("routed", "paid_out"):
+            self.filters[name].extra["widget"] = forms.Select(choices=_YES_NO)
+        self.filters["strategy"].extra["empty_label"] = "Any strategy"
+        self.filters["source"].extra["empty_label"] = "Any source"
+
+
+def call_row(call: Call, *, masked: bool) -> dict[str, Any]:
+    """One call as the pages show it; ``masked`` hides the caller's number, in its params too."""
+    params = ", ".join(f"{key}={value}" for key, value in sorted(call.params.items()))
+    return {
+        "id": call.pk,
+        "created_at": call.created_at,
+        "caller_id": mask_caller_id(call.caller_id) if masked else call.caller_id,
+        "state_code": call.state_code,
+        "strategy": call.get_strategy_display(),
+        "source": call.get_source_display(),
+        "routed": call.routed,
+        "winner_id": call.winner_id,
+        "winner_name": call.winner.name if call.winner else "",
+        "bid_amount": call.bid_amount,
+        "destination": call.destination,
+        "duration_ms": call.duration_ms,
+        "paid_out": call.paid_out,
+        "params": mask_numbers_in(params, {call.caller_id}) if masked else params,
+    }
+
+
+class CallListView(RoleRequiredMixin, View):
+    """``/calls/``: routing decisions, filtered like the API's, newest first."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        params = request.GET.copy()
+        before = params.pop("before", [""])[-1]
+        filterset = CallPageFilter(data=params, queryset=call_list())
+        page = CursorPage(items=[])
+        if filterset.is_valid():
+            page = cursor_page(filterset.qs, params, before)
+        masked = not can_see_caller_ids(request.user)
+        return render(
+            request,
+            "bidlog/call_list.html",
+            {
+                "filter": filterset,
+                "rows": [call_row(call, masked=masked) for call in page.items],
+                "older": page.older,
+                "broken_link": page.broken_link,
+                "paged": bool(before),
+                "newest": params.urlencode(),
+            },
+        )
+
+
+class CallDetailView(RoleRequiredMixin, View):
+    """``/calls/<id>/``: the decision and every bid behind it, in the order they were made."""
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        call = call_list().filter(pk=pk).first()
+        if call is None:
+            raise Http404(f"No call with id {pk}.")
+        masked = not can_see_caller_ids(request.user)
+        bids = BidLog.objects.filter(call=call).select_related("buyer").order_by("id")
+        return render(
+            request,
+            "bidlog/call_detail.html",
+            {
+                "call": call_row(call, masked=masked),
+                "bids": [bid_row(bid, masked=masked) for bid in bids],
+                "can_edit": has_role(request.user, OPERATOR),
+            },
+        )
+
+
+class CallPaidOutView(RoleRequiredMixin, View):
+    """``POST paid_out=true|false``: mark a routed call paid out, or not (frees the caller)."""
+
+    required_role = OPERATOR
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        call = get_object_or_404(Call, pk=pk)
+        wanted = request.POST.get("paid_out", "")
+        if wanted not in ("true", "false"):
+            messages.error(request, "Paid out: choose true or false.")
+            return redirect("calls:detail", pk=call.pk)
+        try:
+            call = call_paid_out_set(call=call, paid_out=wanted == "true")
+        except RouteError as exc:
+            messages.error(request, f"Paid out: {exc.message}")
+            return redirect("calls:detail", pk=call.pk)
+        if call.paid_out:
+            messages.success(request, f"Call {call.pk} is paid out again.")
+        else:
+            messages.success(
+                request,
+                f"Call {call.pk} is marked not paid out: its caller may be sent to this buyer "
+                "again.",
+            )
+        return redirect("calls:detail", pk=call.pk)
