@@ -44,7 +44,7 @@ from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from bidlog.models import BidLog, RollupBucket  # noqa: E402
+from bidlog.models import BidLog, Call, RollupBucket  # noqa: E402
 from bidlog.reports import report_summary  # noqa: E402
 from bidlog.rollups import floor_hour, rollup_build  # noqa: E402
 from bidlog.views import PAGE_SIZE  # noqa: E402
@@ -187,26 +187,33 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
     for label, path, params in (
         ("bids first page", "/bids/", {}),
         ("bids buyer + outcome", "/bids/", {"buyer": buyer.pk, "outcome": "declined"}),
+        ("calls first page", "/calls/", {}),
+        ("calls not routed", "/calls/", {"routed": "false"}),
+        ("calls won by a buyer", "/calls/", {"winner": buyer.pk}),
         ("overview 24h", "/", {}),
         ("reports 7d", "/reports/", {"range": "7d"}),
     ):
         p50, p95, response = timed(lambda u=path, p=params: browser.get(u, p), requests)
         assert response.status_code == 200, response.content[:300]
         print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
-    # Half-way down the log: the page a cursor link opens, against OFFSET at the same depth.
-    depth = BidLog.objects.count() // 2
-    last = BidLog.objects.order_by("-created_at", "-id").values("created_at", "id")[depth - 1]
+    # Half-way down each log: the page a cursor link opens, against OFFSET at the same depth.
+    for model, path in ((BidLog, "/bids/"), (Call, "/calls/")):
+        _deep_page(browser, model, path, requests)
+
+
+def _deep_page(browser: Client, model: type, path: str, requests: int) -> None:
+    """A listing's page half-way down its rows by cursor, against OFFSET at the same depth."""
+    newest = model.objects.order_by("-created_at", "-id")
+    depth = model.objects.count() // 2
+    last = newest.values("created_at", "id")[depth - 1]
     cursor = f"{last['created_at'].isoformat()}~{last['id']}"
-    p50, _p95, response = timed(lambda: browser.get("/bids/", {"before": cursor}), requests)
+    p50, _p95, response = timed(lambda: browser.get(path, {"before": cursor}), requests)
     assert response.status_code == 200
-    shown = [int(pk) for pk in re.findall(r'href="/bids/(\d+)/"', response.content.decode())]
-    offset50, _o95, rows = timed(
-        lambda: list(BidLog.objects.order_by("-created_at", "-id")[depth : depth + PAGE_SIZE]),
-        requests,
-    )
-    assert [row.pk for row in rows] == shown, "the cursor page and OFFSET disagree"
+    shown = [int(pk) for pk in re.findall(rf'href="{path}(\d+)/"', response.content.decode())]
+    offset50, _o95, rows = timed(lambda: list(newest[depth : depth + PAGE_SIZE]), requests)
+    assert [row.pk for row in rows] == shown, f"the cursor page of {path} and OFFSET disagree"
     print(
-        f"bids page {depth:,} rows deep: cursor page {p50:.1f} ms (rendered), "
+        f"{path} page {depth:,} rows deep: cursor page {p50:.1f} ms (rendered), "
         f"OFFSET query alone {offset50:.1f} ms, {offset50 / p50:.1f}x slower"
     )
 

@@ -202,7 +202,7 @@ def _same_window_runs(
             for w in windows
         ):
             return None
-        key = [list(w) for w in windows]
+        key: list[Sequence[str]] = [list(w) for w in windows]
         if previous is not None and runs and runs[-1][1] == key:
             runs[-1][0].append(day)
         else:

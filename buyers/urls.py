@@ -12,4 +12,5 @@ urlpatterns = [
     path("<int:pk>/", views.BuyerDetailView.as_view(), name="detail"),
     path("<int:pk>/edit/", views.BuyerUpdateView.as_view(), name="edit"),
     path("<int:pk>/test-bid/", views.BuyerTestBidView.as_view(), name="test_bid"),
+    path("<int:pk>/status/", views.BuyerStatusView.as_view(), name="status"),
 ]

@@ -27,6 +27,8 @@ from bidlog.models import BidLog
 from bidlog.selectors import bid_list
 from bidlog.views import bid_row
 from buyers import services
+from buyers.choices import BuyerStatus
+from buyers.filters import BuyerFilter
 from buyers.forms import BuyerForm, EligibilityForm, TestBidForm
 from buyers.hours import hours_summary
 from buyers.models import Buyer
@@ -35,20 +37,40 @@ from buyers.validators import timezone_names
 from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
+# The buyer page's status buttons: what each one says.
+_STATUS_ACTIONS = {
+    BuyerStatus.ACTIVE: "Activate",
+    BuyerStatus.PAUSED: "Pause",
+    BuyerStatus.DISABLED: "Disable",
+}
 RECENT_BIDS = 20
 HEALTH_HISTORY = 10
 # The test bid form's field names, apart from the eligibility form's on the same page.
 TEST_BID_PREFIX = "test"
 
 
+class BuyerPageFilter(BuyerFilter):
+    """The API's buyer filters the list page offers: search, status and vertical."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("caller_id_format", "grid_id"):
+            self.filters.pop(name)
+        self.filters["q"].label = "Name or Grid ID"
+        self.filters["status"].extra["empty_label"] = "Any status"
+        self.filters["vertical"].extra["empty_label"] = "Any vertical"
+
+
 class BuyerListView(RoleRequiredMixin, ListView):
-    """Every buyer in waterfall order, with its health badge."""
+    """Every buyer in waterfall order, with its health badge; search by name or Grid ID and
+    narrow by status and vertical."""
 
     template_name = "buyers/buyer_list.html"
     context_object_name = "buyers"
 
     def get_queryset(self) -> Any:
-        return buyer_list()
+        self.filterset = BuyerPageFilter(data=self.request.GET, queryset=buyer_list())
+        return self.filterset.qs if self.filterset.is_valid() else Buyer.objects.none()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -56,6 +78,8 @@ class BuyerListView(RoleRequiredMixin, ListView):
         health = buyers_health(buyers)
         context["rows"] = [(buyer, health[buyer.pk]) for buyer in buyers]
         context["can_edit"] = has_role(self.request.user, OPERATOR)
+        context["filter"] = self.filterset
+        context["filtered"] = any(self.request.GET.get(name) for name in self.filterset.filters)
         return context
 
 
@@ -99,6 +123,11 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
             health=buyer_health(buyer),
             operating_hours=hours_summary(buyer.operating_hours),
             can_edit=has_role(user, OPERATOR),
+            status_changes=[
+                (value, _STATUS_ACTIONS[value])
+                for value in BuyerStatus.values
+                if value != buyer.status
+            ],
         )
         return context
 
@@ -164,6 +193,29 @@ class BuyerTestBidView(RoleRequiredMixin, View):
             messages.error(request, str(exc))
             return redirect(f"{page}#test-bid")
         return redirect(f"{page}?test_bid={bid.pk}#test-bid")
+
+
+class BuyerStatusView(RoleRequiredMixin, View):
+    """``POST status=active|paused|disabled``: the buyer page's activate, pause and disable
+    buttons, recorded in the buyer's history with the operator as author."""
+
+    required_role = OPERATOR
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        buyer = get_object_or_404(Buyer, pk=pk)
+        status = request.POST.get("status", "")
+        if status not in BuyerStatus.values:
+            messages.error(request, f"Status: choose {', '.join(BuyerStatus.values)}.")
+            return redirect("buyers:detail", pk=buyer.pk)
+        try:
+            buyer = services.buyer_set_status(buyer=buyer, status=status, actor=request.user)
+        except ValidationError as exc:
+            # A buyer saved before a rule existed can fail validation; say why, change nothing.
+            messages.error(request, f"Not changed: {'; '.join(exc.messages)}")
+            return redirect("buyers:detail", pk=buyer.pk)
+        messages.success(request, f"{buyer.name} is now {buyer.get_status_display().lower()}.")
+        return redirect("buyers:detail", pk=buyer.pk)
 
 
 class _BuyerFormView(RoleRequiredMixin, FormView):

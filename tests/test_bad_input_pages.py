@@ -10,6 +10,7 @@ from bidlog.choices import Source
 from bidlog.forms import ReportRangeForm
 from bidlog.views import BidPageFilter
 from buyers.forms import BuyerForm, EligibilityForm
+from buyers.views import BuyerPageFilter
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
@@ -23,7 +24,7 @@ PAGE_PARAMS = {
     "reports": [*RANGE, "export"],
     "bids:list": [*BidPageFilter.base_filters, "before"],
     "calls:list": [*CallPageFilter.base_filters, "before"],
-    "buyers:list": ["q"],
+    "buyers:list": list(BuyerPageFilter.base_filters),
     "buyers:detail": [*EligibilityForm.base_fields, "test_bid"],
     "troubleshooting": ["x"],
 }
@@ -85,3 +86,12 @@ def test_odd_paid_out_values_never_crash(operator_client, buyer):
         assert response.status_code == 302, value
     call.refresh_from_db()
     assert call.paid_out is True
+
+
+def test_odd_status_values_never_crash(operator_client, buyer):
+    url = reverse("buyers:status", args=[buyer.pk])
+    for value in ODD:
+        response = operator_client.post(url, {"status": value})
+        assert response.status_code == 302, value
+    buyer.refresh_from_db()
+    assert buyer.status == "active"

@@ -385,3 +385,82 @@ def test_the_buyer_page_shows_its_health_check_history(alice):
     [check] = response.context["health_checks"]
     assert check["error"] == "no answer within 5.0 s"
     assert "Every 15 minutes" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ({}, ["Acme Auto", "Sunny Solar", "Quiet Home"]),
+        ({"q": "solar"}, ["Sunny Solar"]),
+        ({"q": "cgquiet"}, ["Quiet Home"]),
+        ({"status": "paused"}, ["Quiet Home"]),
+        ({"vertical": "insurance"}, ["Acme Auto"]),
+        ({"q": "nothing like it"}, []),
+    ],
+)
+def test_the_list_searches_and_narrows(alice, query, expected):
+    BuyerFactory(name="Acme Auto", priority=1, vertical="insurance")
+    BuyerFactory(name="Sunny Solar", priority=2, vertical="solar")
+    BuyerFactory(
+        name="Quiet Home",
+        priority=3,
+        vertical="home_services",
+        status="paused",
+        grid_id="cgquiet00000000000000000",
+    )
+    response = page_client(alice).get(reverse("buyers:list"), query)
+    assert [buyer.name for buyer, _health in response.context["rows"]] == expected
+    if not expected:
+        assert "No buyer matches." in response.content.decode()
+
+
+def test_a_bad_list_filter_is_named_not_a_crash(alice):
+    BuyerFactory()
+    response = page_client(alice).get(reverse("buyers:list"), {"status": "asleep"})
+    assert response.status_code == 200
+    assert "status" in response.context["filter"].errors
+    assert "Fix the filters above to see buyers." in response.content.decode()
+
+
+def test_operator_pauses_and_activates_a_buyer_from_its_page(bob):
+    buyer = BuyerFactory(name="Acme Auto")
+    client = page_client(bob)
+    page = client.get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
+    assert 'value="paused">Pause</button>' in page
+    assert 'value="active">Activate</button>' not in page  # already active
+    response = client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "paused"})
+    assert response.status_code == 302
+    buyer.refresh_from_db()
+    assert buyer.status == "paused"
+    assert buyer.history.latest().history_user == bob
+    page = client.get(response["Location"]).content.decode()
+    assert "Acme Auto is now paused." in page
+    assert 'value="active">Activate</button>' in page
+    client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "active"})
+    buyer.refresh_from_db()
+    assert buyer.status == "active"
+
+
+def test_viewer_cannot_change_a_status_and_sees_no_buttons(alice):
+    buyer = BuyerFactory()
+    client = page_client(alice)
+    assert (
+        "Pause</button>"
+        not in client.get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
+    )
+    response = client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "paused"})
+    assert response.status_code == 403
+    buyer.refresh_from_db()
+    assert buyer.status == "active"
+
+
+def test_an_unknown_status_is_said_and_nothing_changes(bob):
+    buyer = BuyerFactory()
+    client = page_client(bob)
+    response = client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "asleep"})
+    assert (
+        "Status: choose active, paused, disabled."
+        in client.get(response["Location"]).content.decode()
+    )
+    buyer.refresh_from_db()
+    assert buyer.status == "active"

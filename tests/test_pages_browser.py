@@ -145,6 +145,11 @@ def test_operator_checks_a_caller_then_fixes_a_bad_edit(browser, site):
     saved = Buyer.objects.get(pk=buyer.pk)
     assert saved.min_bid == Decimal("12.75")
     assert saved.operating_hours["sat"] == [["22:00", "24:00"]]
+
+    page.get_by_role("button", name="Pause").click()
+    expect(page.get_by_text("Acme Auto is now paused.")).to_be_visible()
+    expect(page.get_by_role("button", name="Activate")).to_be_visible()
+    assert Buyer.objects.get(pk=buyer.pk).status == "paused"
     page.close()
 
 
