@@ -44,19 +44,26 @@ _RACER = textwrap.dedent(
     """
 )
 
-# Takes a slot with a short lease and dies without releasing it (as a killed worker would).
+# Takes a slot with a short lease and dies without releasing it (as a killed worker would);
+# prints whether it got the slot and when it asked (wall clock).
 _CRASHER = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, time
     import django
     django.setup()
     from bidlog import limits
 
-    lease = limits.concurrency_acquire(grid_id=sys.argv[1], limit=1, ttl_seconds=1.0)
-    print("held" if lease else "refused", flush=True)
+    asked = time.time()
+    lease = limits.concurrency_acquire(
+        grid_id=sys.argv[1], limit=1, ttl_seconds=float(sys.argv[2])
+    )
+    print("held" if lease else "refused", asked, flush=True)
     os._exit(1)
     """
 )
+# The crashed holder's lease. Long enough that the next interpreter (whose start takes a
+# second or two on a busy machine) asks well inside it.
+CRASH_LEASE_SECONDS = 5.0
 
 
 def _environment(store: str, data_dir: Path) -> dict[str, str]:
@@ -117,20 +124,24 @@ def test_slot_of_a_crashed_process_comes_back_after_its_lease(store, tmp_path):
     grid_id = uuid.uuid4().hex[:24]
     env = _environment(store, tmp_path)
 
-    def crash_once() -> str:
+    def crash_once() -> tuple[str, float]:
         done = subprocess.run(
-            [sys.executable, "-c", _CRASHER, grid_id],
+            [sys.executable, "-c", _CRASHER, grid_id, str(CRASH_LEASE_SECONDS)],
             env=env,
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=60,
         )
-        return done.stdout.strip()
+        verdict, asked = done.stdout.split()
+        return verdict, float(asked)
 
-    assert crash_once() == "held"
+    verdict, held_at = crash_once()
+    assert verdict == "held"
     # The dead process still "holds" the only slot, so a second one is refused...
-    assert crash_once() == "refused"
-    time.sleep(1.2)
+    verdict, asked = crash_once()
+    assert asked < held_at + CRASH_LEASE_SECONDS, "the second process started too late"
+    assert verdict == "refused"
     # ...until the lease's safety net expires.
-    assert crash_once() == "held"
+    time.sleep(max(held_at + CRASH_LEASE_SECONDS + 0.3 - time.time(), 0))
+    assert crash_once()[0] == "held"
