@@ -277,7 +277,9 @@ def test_form_shows_stored_states_as_comma_list():
     [
         ("accepted_states", '["CO", ', "separated by commas"),
         ("extra_params", '{"PublisherId": ', '{"PublisherId": "pub-123"'),
-        ("operating_hours", "mon 9-5", '{"mon": [["09:00", "17:00"]]'),
+        ("operating_hours", '{"mon": [["09:00"', '{"mon": [["09:00", "17:00"]]'),
+        # Text is read as hours, so its message is about the text (buyers.hours).
+        ("operating_hours", "mon 9-5", "'9' is not a time; use HH:MM"),
     ],
 )
 def test_form_explains_malformed_json_with_an_example(field, typed, message):
