@@ -25,13 +25,13 @@ from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
 from bidlog.views import CursorPage, bid_row, cursor_page
 from buyers.models import Buyer
-from callgrid_portal.pages import RoleRequiredMixin
+from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
 _YES_NO = [("", "Any"), ("true", "Yes"), ("false", "No")]
 
 
-class CallPageFilter(CallFilter):
+class CallPageFilter(PageFilterMixin, CallFilter):
     """The API's call filters, with the winner picked by name instead of typed as an id."""
 
     winner = django_filters.ModelChoiceFilter(
@@ -51,15 +51,12 @@ class CallPageFilter(CallFilter):
         "since": "Since",
         "until": "Until",
     }
+    EMPTY_LABELS = {"strategy": "Any strategy", "source": "Any source"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name, label in self.LABELS.items():
-            self.filters[name].label = label
         for name in ("routed", "paid_out"):
             self.filters[name].extra["widget"] = forms.Select(choices=_YES_NO)
-        self.filters["strategy"].extra["empty_label"] = "Any strategy"
-        self.filters["source"].extra["empty_label"] = "Any source"
 
 
 def call_row(call: Call, *, masked: bool) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from bidlog.support import support_request_text
 from buyers.models import Buyer
 from buyers.selectors import buyer_list, buyers_health
 from callgrid_portal.bidapi import codes
-from callgrid_portal.pages import RoleRequiredMixin
+from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 
 PAGE_SIZE = 50
 
@@ -67,7 +67,7 @@ def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
     return mask_bid_data(row) if masked else row
 
 
-class BidPageFilter(BidLogFilter):
+class BidPageFilter(PageFilterMixin, BidLogFilter):
     """The API's filters, with buyers picked by name instead of typed as ids."""
 
     buyer = django_filters.ModelChoiceFilter(
@@ -88,14 +88,7 @@ class BidPageFilter(BidLogFilter):
         "since": "Since",
         "until": "Until",
     }
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for name, label in self.LABELS.items():
-            self.filters[name].label = label
-        # A choice left empty filters nothing; say so instead of "---------".
-        self.filters["outcome_class"].extra["empty_label"] = "Any class"
-        self.filters["source"].extra["empty_label"] = "Any source"
+    EMPTY_LABELS = {"outcome_class": "Any class", "source": "Any source"}
 
 
 def _cursor(value: str) -> tuple[Any, int] | None:

@@ -185,6 +185,40 @@ class OperatingHoursField(_TextOrJSONField):
             raise ValidationError(str(exc), code="invalid") from None
 
 
+# The buyer form's fields under their section titles: the pages show them so and the admin's
+# fieldsets are made from them (buyers.admin.BuyerAdmin), so both group fields alike.
+BUYER_FORM_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Buyer", ("name", "grid_id", "status", "priority", "vertical", "notes")),
+    (
+        "Bids",
+        (
+            "endpoint_url",
+            "min_bid",
+            "caller_id_format",
+            "accepted_states",
+            "extra_params",
+            "duplicate_window_days",
+        ),
+    ),
+    (
+        "Limits",
+        (
+            "timeout_seconds",
+            "max_concurrency",
+            "rate_limit_per_minute",
+            "capacity_cooldown_seconds",
+            "daily_cap",
+            "monthly_cap",
+        ),
+    ),
+    ("Schedule", ("timezone", "operating_hours")),
+    (
+        "Health checks and alerts",
+        ("health_check_minutes", "health_check_caller_id", "auto_pause"),
+    ),
+)
+
+
 class BuyerForm(forms.ModelForm):
     """Create or edit a buyer; every rule is the model's, so messages match the API's."""
 
@@ -213,31 +247,7 @@ class BuyerForm(forms.ModelForm):
 
     class Meta:
         model = Buyer
-        fields = [
-            "name",
-            "grid_id",
-            "status",
-            "priority",
-            "vertical",
-            "notes",
-            "endpoint_url",
-            "min_bid",
-            "caller_id_format",
-            "accepted_states",
-            "extra_params",
-            "duplicate_window_days",
-            "timeout_seconds",
-            "max_concurrency",
-            "rate_limit_per_minute",
-            "capacity_cooldown_seconds",
-            "daily_cap",
-            "monthly_cap",
-            "timezone",
-            "operating_hours",
-            "health_check_minutes",
-            "health_check_caller_id",
-            "auto_pause",
-        ]
+        fields = [name for _title, names in BUYER_FORM_SECTIONS for name in names]
         widgets = {
             "notes": forms.Textarea(attrs={"rows": 3, "cols": 60}),
             "timezone": forms.TextInput(attrs={"list": "timezones", "autocomplete": "off"}),
@@ -258,37 +268,7 @@ class BuyerForm(forms.ModelForm):
             "auto_pause": "Pause on immediate alerts",
         }
 
-    # The page groups the fields as the admin does (buyers.admin.BuyerAdmin.fieldsets).
-    SECTIONS = (
-        ("Buyer", ("name", "grid_id", "status", "priority", "vertical", "notes")),
-        (
-            "Bids",
-            (
-                "endpoint_url",
-                "min_bid",
-                "caller_id_format",
-                "accepted_states",
-                "extra_params",
-                "duplicate_window_days",
-            ),
-        ),
-        (
-            "Limits",
-            (
-                "timeout_seconds",
-                "max_concurrency",
-                "rate_limit_per_minute",
-                "capacity_cooldown_seconds",
-                "daily_cap",
-                "monthly_cap",
-            ),
-        ),
-        ("Schedule", ("timezone", "operating_hours")),
-        (
-            "Health checks and alerts",
-            ("health_check_minutes", "health_check_caller_id", "auto_pause"),
-        ),
-    )
+    SECTIONS = BUYER_FORM_SECTIONS
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
         """The bound fields under their section titles, in :attr:`SECTIONS` order."""

@@ -34,7 +34,7 @@ from buyers.hours import hours_summary
 from buyers.models import Buyer
 from buyers.selectors import buyer_health, buyer_list, buyers_health
 from buyers.validators import timezone_names
-from callgrid_portal.pages import RoleRequiredMixin
+from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
 # The buyer page's status buttons: what each one says.
@@ -49,16 +49,12 @@ HEALTH_HISTORY = 10
 TEST_BID_PREFIX = "test"
 
 
-class BuyerPageFilter(BuyerFilter):
+class BuyerPageFilter(PageFilterMixin, BuyerFilter):
     """The API's buyer filters the list page offers: search, status and vertical."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for name in ("caller_id_format", "grid_id"):
-            self.filters.pop(name)
-        self.filters["q"].label = "Name or Grid ID"
-        self.filters["status"].extra["empty_label"] = "Any status"
-        self.filters["vertical"].extra["empty_label"] = "Any vertical"
+    HIDDEN = ("caller_id_format", "grid_id")
+    LABELS = {"q": "Name or Grid ID"}
+    EMPTY_LABELS = {"status": "Any status", "vertical": "Any vertical"}
 
 
 class BuyerListView(RoleRequiredMixin, ListView):

@@ -23,3 +23,25 @@ class RoleRequiredMixin(LoginRequiredMixin):
         if request.user.is_authenticated and not has_role(request.user, self.required_role):
             raise PermissionDenied(f"This page needs the {self.required_role} role.")
         return super().dispatch(request, *args, **kwargs)
+
+
+class PageFilterMixin:
+    """Mixed into an API ``FilterSet`` to show it on a page.
+
+    ``LABELS`` are the labels people read, ``EMPTY_LABELS`` what an empty choice says ("Any
+    source" rather than "---------"), and ``HIDDEN`` the API's filters the page leaves out.
+    """
+
+    LABELS: dict[str, str] = {}
+    EMPTY_LABELS: dict[str, str] = {}
+    HIDDEN: tuple[str, ...] = ()
+    filters: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.HIDDEN:
+            self.filters.pop(name)
+        for name, label in self.LABELS.items():
+            self.filters[name].label = label
+        for name, label in self.EMPTY_LABELS.items():
+            self.filters[name].extra["empty_label"] = label
