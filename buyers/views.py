@@ -20,8 +20,9 @@ from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 
 from bidlog import testbids
+from bidlog.alerts import alert_list
 from bidlog.api.serializers import can_see_caller_ids
-from bidlog.choices import Source
+from bidlog.choices import AlertStatus, Source
 from bidlog.eligibility import Eligibility, eligibility_check, show_utc
 from bidlog.models import BidLog
 from bidlog.selectors import bid_list
@@ -44,6 +45,7 @@ _STATUS_ACTIONS = {
     BuyerStatus.DISABLED: "Disable",
 }
 RECENT_BIDS = 20
+ALERT_HISTORY = 10
 HEALTH_HISTORY = 10
 # The test bid form's field names, apart from the eligibility form's on the same page.
 TEST_BID_PREFIX = "test"
@@ -117,6 +119,11 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
                 ]
             ],
             health=buyer_health(buyer),
+            # Open first, then those resolved in the last week, newest first in each.
+            alerts=sorted(
+                alert_list(buyer_id=buyer.pk)[:ALERT_HISTORY],
+                key=lambda alert: alert.status != AlertStatus.OPEN,
+            ),
             operating_hours=hours_summary(buyer.operating_hours),
             can_edit=has_role(user, OPERATOR),
             status_changes=[

@@ -9,8 +9,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from bidlog.choices import Outcome, Source
-from bidlog.models import BidLog
+from bidlog.choices import AlertRule, AlertStatus, Outcome, Source
+from bidlog.models import Alert, BidLog
 from buyers.models import Buyer
 from callgrid_portal.roles import ROLES
 from tests.conftest import page_client
@@ -464,3 +464,49 @@ def test_an_unknown_status_is_said_and_nothing_changes(bob):
     )
     buyer.refresh_from_db()
     assert buyer.status == "active"
+
+
+def test_the_buyer_page_lists_its_alerts_open_first_with_guidance(alice):
+    buyer = BuyerFactory(name="Acme Auto")
+    other = BuyerFactory(name="Other")
+    now = timezone.now()
+    resolved = Alert.objects.create(
+        buyer=buyer,
+        rule=AlertRule.TIMEOUTS,
+        priority="review",
+        title="Acme Auto: slow answers",
+        status=AlertStatus.RESOLVED,
+        opened_at=now - timedelta(hours=1),
+        resolved_at=now - timedelta(minutes=30),
+    )
+    opened = Alert.objects.create(
+        buyer=buyer,
+        rule=AlertRule.DISABLED,
+        code=4001,
+        priority="immediate",
+        title="Acme Auto: campaign disabled",
+        detail="Reactivate the campaign in CallGrid.",
+        opened_at=now - timedelta(hours=3),
+    )
+    Alert.objects.create(buyer=other, rule=AlertRule.DISABLED, priority="immediate", title="x")
+    Alert.objects.create(
+        buyer=buyer,
+        rule=AlertRule.DECLINES,
+        priority="normal",
+        title="Acme Auto: long ago",
+        status=AlertStatus.RESOLVED,
+        opened_at=now - timedelta(days=30),
+        resolved_at=now - timedelta(days=20),
+    )
+    response = page_client(alice).get(reverse("buyers:detail", args=[buyer.pk]))
+    assert [alert.pk for alert in response.context["alerts"]] == [opened.pk, resolved.pk]
+    page = response.content.decode()
+    assert "Reactivate the campaign in CallGrid." in page
+    assert 'href="/troubleshooting/#code-4001"' in page
+    assert "resolved " in page
+
+
+def test_a_buyer_without_alerts_says_so(alice):
+    buyer = BuyerFactory()
+    page = page_client(alice).get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
+    assert "No open alerts, and none resolved in the last week." in page
