@@ -72,3 +72,35 @@ def buyers_health(buyers: list[Buyer]) -> dict[int, str]:
         buyer.pk: buyer_health(buyer, open_alerts=alerts, outcomes=outcomes.get(buyer.pk, []))
         for buyer in buyers
     }
+
+
+# Bookkeeping the history records but nobody changes by hand.
+_UNTRACKED = ["created_at", "updated_at", "next_health_check_at"]
+
+
+def buyer_changes(buyer: Buyer, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The buyer's latest ``limit`` changes, newest first: when, who, and each changed field's
+    name with its old and new value (from django-simple-history, which every save path
+    records with its author)."""
+    records = list(
+        buyer.history.select_related("history_user").order_by("-history_id")[: limit + 1]
+    )
+    changes: list[dict[str, Any]] = []
+    for record, previous in zip(records, [*records[1:], None], strict=True):
+        if len(changes) == limit or (previous is None and record.history_type == "~"):
+            break  # enough, or a change whose earlier state was not read
+        fields: list[tuple[str, Any, Any]] = []
+        if previous is not None and record.history_type == "~":
+            delta = record.diff_against(previous, excluded_fields=_UNTRACKED)
+            fields = [(c.field, c.old, c.new) for c in delta.changes]
+            if not fields:
+                continue  # a save that changed nothing anybody set
+        changes.append(
+            {
+                "when": record.history_date,
+                "who": record.history_user.get_username() if record.history_user else "",
+                "kind": record.get_history_type_display(),
+                "fields": fields,
+            }
+        )
+    return changes

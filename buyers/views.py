@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.forms.utils import pretty_name
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -33,7 +34,7 @@ from buyers.filters import BuyerFilter
 from buyers.forms import BuyerForm, EligibilityForm, TestBidForm
 from buyers.hours import hours_summary
 from buyers.models import Buyer
-from buyers.selectors import buyer_health, buyer_list, buyers_health
+from buyers.selectors import buyer_changes, buyer_health, buyer_list, buyers_health
 from buyers.validators import timezone_names
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
@@ -46,6 +47,7 @@ _STATUS_ACTIONS = {
 }
 RECENT_BIDS = 20
 ALERT_HISTORY = 10
+CHANGE_HISTORY = 10
 HEALTH_HISTORY = 10
 # The test bid form's field names, apart from the eligibility form's on the same page.
 TEST_BID_PREFIX = "test"
@@ -125,6 +127,10 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
                 key=lambda alert: alert.status != AlertStatus.OPEN,
             ),
             operating_hours=hours_summary(buyer.operating_hours),
+            changes=[
+                {**change, "fields": [_field_change(*field) for field in change["fields"]]}
+                for change in buyer_changes(buyer, limit=CHANGE_HISTORY)
+            ],
             can_edit=has_role(user, OPERATOR),
             status_changes=[
                 (value, _STATUS_ACTIONS[value])
@@ -133,6 +139,31 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
             ],
         )
         return context
+
+
+def _field_change(name: str, old: Any, new: Any) -> tuple[str, str, str]:
+    """A changed field as the page shows it: the form's label, and both values in words."""
+    field = Buyer._meta.get_field(name)
+    form_field = BuyerForm.base_fields.get(name)
+    # As the form's page says it (a declared field without a label is named after itself).
+    label = (form_field.label if form_field else None) or pretty_name(name)
+    return (str(label), _shown(field, old), _shown(field, new))
+
+
+def _shown(field: Any, value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value in (None, "", [], {}):
+        return "always open" if field.name == "operating_hours" else "none"
+    if field.choices:
+        return str(dict(field.flatchoices).get(value, value))
+    if field.name == "operating_hours":
+        return hours_summary(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={item}" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
 
 
 def _recent_bids(buyer: Buyer, *, masked: bool) -> list[dict[str, Any]]:

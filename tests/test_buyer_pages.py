@@ -510,3 +510,25 @@ def test_a_buyer_without_alerts_says_so(alice):
     buyer = BuyerFactory()
     page = page_client(alice).get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
     assert "No open alerts, and none resolved in the last week." in page
+
+
+def test_the_buyer_page_shows_who_changed_what(bob):
+    client = page_client(bob)
+    client.post(reverse("buyers:create"), _buyer_fields())
+    buyer = Buyer.objects.get(name="Acme Auto")
+    client.post(
+        reverse("buyers:edit", args=[buyer.pk]),
+        _buyer_fields(min_bid="14.00", operating_hours="mon-fri 09:00-17:00", auto_pause="on"),
+    )
+    client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "paused"})
+    response = client.get(reverse("buyers:detail", args=[buyer.pk]))
+    changes = response.context["changes"]
+    assert [change["who"] for change in changes] == ["bob", "bob", "bob"]
+    assert changes[0]["fields"] == [("Status", "Active", "Paused")]
+    assert set(changes[1]["fields"]) == {
+        ("Minimum bid", "12.50", "14.00"),
+        ("Operating hours", "always open", "Mon-Fri 09:00-17:00; closed Sat, Sun"),
+        ("Pause on immediate alerts", "no", "yes"),
+    }
+    assert changes[2]["kind"] == "Created" and changes[2]["fields"] == []
+    assert "Minimum bid: 12.50 → <strong>14.00</strong>" in response.content.decode()
