@@ -19,13 +19,16 @@ the rollup build time.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callgrid_portal.settings")
@@ -52,6 +55,7 @@ from buyers.models import Buyer  # noqa: E402
 
 BUYERS = 50
 DAYS = 30
+T = TypeVar("T")
 STATES = ["CA", "TX", "FL", "NY", "PA", "IL", "OH", "GA", "NC", "MI", "CO", "AZ", ""]
 
 # One row per outcome: (upper bound of the random draw, outcome, code, http status, latency SQL).
@@ -166,10 +170,10 @@ def generate(rows: int) -> tuple:
     return start, end
 
 
-def timed(function, repeat: int) -> tuple[float, float, object]:
-    """p50 and p95 in ms of ``repeat`` calls, and the last result."""
-    samples, result = [], None
-    for _ in range(repeat):
+def timed(function: Callable[[], T], repeat: int) -> tuple[float, float, T]:
+    """p50 and p95 in ms of ``repeat`` calls (at least one), and the last result."""
+    samples: list[float] = []
+    for _ in range(max(repeat, 1)):
         started = time.perf_counter()
         result = function()
         samples.append((time.perf_counter() - started) * 1000)
@@ -184,7 +188,7 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
     browser = Client()
     browser.force_login(user)
     print(f"\n## Pages ({requests} requests each, rendered HTML)")
-    for label, path, params in (
+    pages: tuple[tuple[str, str, dict[str, str | int]], ...] = (
         ("bids first page", "/bids/", {}),
         ("bids buyer + outcome", "/bids/", {"buyer": buyer.pk, "outcome": "declined"}),
         ("calls first page", "/calls/", {}),
@@ -192,8 +196,9 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
         ("calls won by a buyer", "/calls/", {"winner": buyer.pk}),
         ("overview 24h", "/", {}),
         ("reports 7d", "/reports/", {"range": "7d"}),
-    ):
-        p50, p95, response = timed(lambda u=path, p=params: browser.get(u, p), requests)
+    )
+    for label, path, params in pages:
+        p50, p95, response = timed(functools.partial(browser.get, path, params), requests)
         assert response.status_code == 200, response.content[:300]
         print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
     # Half-way down each log: the page a cursor link opens, against OFFSET at the same depth.
@@ -201,10 +206,10 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
         _deep_page(browser, model, path, requests)
 
 
-def _deep_page(browser: Client, model: type, path: str, requests: int) -> None:
+def _deep_page(browser: Client, model: type[BidLog | Call], path: str, requests: int) -> None:
     """A listing's page half-way down its rows by cursor, against OFFSET at the same depth."""
-    newest = model.objects.order_by("-created_at", "-id")
-    depth = model.objects.count() // 2
+    newest = model._default_manager.order_by("-created_at", "-id")
+    depth = newest.count() // 2
     last = newest.values("created_at", "id")[depth - 1]
     cursor = f"{last['created_at'].isoformat()}~{last['id']}"
     p50, _p95, response = timed(lambda: browser.get(path, {"before": cursor}), requests)
@@ -261,11 +266,12 @@ def main() -> None:
     ):
         params = {"since": (now - span).isoformat(), "until": now.isoformat()}
         p50, p95, response = timed(
-            lambda p=params: client.get("/api/v1/reports/summary/", p), args.requests
+            functools.partial(client.get, "/api/v1/reports/summary/", params), args.requests
         )
         assert response.status_code == 200, response.content[:300]
         raw50, _raw95, exact = timed(
-            lambda s=span: report_summary(since=now - s, until=now, exact=True), args.baseline_runs
+            functools.partial(report_summary, since=now - span, until=now, exact=True),
+            args.baseline_runs,
         )
         fast = report_summary(since=now - span, until=now)
         names = (
@@ -288,19 +294,22 @@ def main() -> None:
         )
         params = {**params, "bucket": "hour", "tz": "America/New_York"}
         p50, p95, response = timed(
-            lambda p=params: client.get("/api/v1/reports/timeseries/", p), args.requests
+            functools.partial(client.get, "/api/v1/reports/timeseries/", params), args.requests
         )
         assert response.status_code == 200, response.content[:300]
         print(f"timeseries hour {label:<6}{p50:>9.1f}{p95:>9.1f}")
     print(f"summary bids={fast['bids']:,} accepted={fast['accepted']:,} revenue={fast['revenue']}")
 
     print(f"\n## Bids list ({args.requests} requests each)")
-    buyer = Buyer.objects.order_by("id").first()
-    for label, params in (
+    buyer = Buyer.objects.order_by("id")[0]
+    bid_filters: tuple[tuple[str, dict[str, str | int]], ...] = (
         ("first page", {}),
         ("buyer + outcome", {"buyer": buyer.pk, "outcome": "declined"}),
-    ):
-        p50, p95, response = timed(lambda p=params: client.get("/api/v1/bids/", p), args.requests)
+    )
+    for label, query in bid_filters:
+        p50, p95, response = timed(
+            functools.partial(client.get, "/api/v1/bids/", query), args.requests
+        )
         assert response.status_code == 200
         print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
 

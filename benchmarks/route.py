@@ -385,7 +385,7 @@ def latency_phase(url: str, token: str, strategy: str, samples: int) -> Phase:
 
     phase = Phase()
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
     started = time.perf_counter()
     for _ in range(samples):

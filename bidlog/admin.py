@@ -9,10 +9,11 @@ only up to :data:`COUNT_CAP` and have no date hierarchy (it scans every row for 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from bidlog.models import BidLog, Call
@@ -29,7 +30,9 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list.order_by()[: COUNT_CAP + 1].count()
+        # The admin's changelist always pages a QuerySet.
+        object_list = cast("QuerySet[Any]", self.object_list)
+        return object_list.order_by()[: COUNT_CAP + 1].count()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

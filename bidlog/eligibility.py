@@ -22,7 +22,7 @@ import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.db import connection
@@ -335,11 +335,11 @@ class _Statement:
     last_paid_index: int
     converters: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (position, converters, expression)
 
-    def bind(self, *, caller_id: str, now: datetime, ids: Sequence[int]) -> list[object]:
+    def bind(self, *, caller_id: str, now: datetime, ids: Sequence[int]) -> list[Any]:
         moment = _db_moment(now)
         values = {"caller": caller_id, "now": moment}
         return [
-            ids[ref] if kind == "id" else ref if kind == "const" else values[kind]  # type: ignore[index]
+            ids[cast(int, ref)] if kind == "id" else ref if kind == "const" else values[kind]
             for kind, ref in self.sources
         ]
 

@@ -143,7 +143,8 @@ def _record_to_row(
         fail("external_id", "Must be at most 100 characters.")
     elif contains_nul(external_id):
         fail("external_id", _NUL_ERROR)
-    buyer = buyers.get(record.get("grid_id")) if isinstance(record.get("grid_id"), str) else None
+    grid_id = record.get("grid_id")
+    buyer = buyers.get(grid_id) if isinstance(grid_id, str) else None
     if buyer is None:
         fail("grid_id", "No buyer has this Grid ID.")
     created_at = None
@@ -220,7 +221,8 @@ def _record_to_row(
             if outcome != Outcome.INVALID_CALLER_ID:
                 fail("caller_id", f"Invalid caller ID: {exc.reason}.")
             caller_id = str(caller_id)[:20]
-    if errors:
+    # A missing buyer is always among the errors; the second test only tells mypy so.
+    if errors or buyer is None:
         return None, errors
     return (
         {

@@ -733,7 +733,8 @@ class _RedisStore:
         client = getattr(inner, "_callgrid_limits_client", None)
         if client is None:
             client = inner.get_client(None, write=True)
-            inner._callgrid_limits_client = client
+            # A memo on the cache's own client object, which no stub declares.
+            inner._callgrid_limits_client = client  # type: ignore[attr-defined]
         return client
 
     def _run(self, name: str, lua: str, key: str, args: list[Any]) -> Any:

@@ -28,11 +28,11 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -151,7 +151,7 @@ class Tally:
         if code:
             self.by_code[code] += attempts
 
-    def add_performance(self, row: dict[str, Any]) -> None:
+    def add_performance(self, row: Mapping[str, Any]) -> None:
         self.bids += row["bids"] or 0
         self.accepted += row["accepted"] or 0
         self.timeouts += row["timeouts"] or 0
@@ -160,7 +160,7 @@ class Tally:
         for index, name in enumerate(LATENCY_FIELDS):
             self.histogram[index] += row[name] or 0
 
-    def add_calls(self, row: dict[str, Any]) -> None:
+    def add_calls(self, row: Mapping[str, Any]) -> None:
         self.calls += row["calls"] or 0
         self.routed_calls += row["routed_calls"] or 0
         self.revenue += row["revenue"] or Decimal("0")
@@ -304,7 +304,7 @@ def _exact_percentiles(
     """Exact percentiles of ``duration_ms`` per ``key`` (one group keyed ``None`` without)."""
     queryset = sent.order_by()
     if key_expression is not None:
-        queryset = queryset.annotate(**{key: key_expression})
+        queryset = queryset.annotate(**{cast(str, key): key_expression})
     if connection.vendor == "postgresql":
         rows = (
             queryset.values(*([key] if key else [])).annotate(pcts=_PercentilesDisc("duration_ms"))
@@ -386,7 +386,7 @@ def _call_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
     return filters
 
 
-def _outcome_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _outcome_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[Mapping[str, Any]]:
     rollup_q = plan.rollup_q()
     if rollup_q is not None:
         yield from (
@@ -407,7 +407,7 @@ def _outcome_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[dict[str, Any
 
 def _performance_rows(
     plan: Plan, filters: dict[str, Any], key: str = "buyer_id"
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Mapping[str, Any]]:
     rollup_q = plan.rollup_q()
     if rollup_q is not None:
         yield from (
@@ -421,7 +421,7 @@ def _performance_rows(
         yield from raw_performance_rows(BidLog.objects.filter(raw_q, SENT, **filters), key)
 
 
-def _call_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _call_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[Mapping[str, Any]]:
     rollup_q = plan.rollup_q()
     if rollup_q is not None:
         yield from (
@@ -440,7 +440,7 @@ def _call_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
         )
 
 
-def _buyer_row(buyer: dict[str, Any], tally: Tally) -> dict[str, Any]:
+def _buyer_row(buyer: Mapping[str, Any], tally: Tally) -> dict[str, Any]:
     figures = tally.figures()
     p99 = figures["latency_ms"]["p99"]
     return {
@@ -582,6 +582,7 @@ def report_timeseries(
     else:
         plan = plan_range(since, until, use_days=False)
     bid_filters = _bid_filters(buyer_id, source)
+    row: Mapping[str, Any]
     hours = _spans_q(plan.hours, "bucket_start")
     if hours is not None:
         performance = BidPerformanceRollup.objects.filter(
@@ -605,7 +606,9 @@ def report_timeseries(
     raw_q = plan.raw_q()
     if raw_q is not None:
         trunc = _trunc_for_raw(aligned)
-        sent = BidLog.objects.filter(raw_q, SENT, **bid_filters).annotate(slot=trunc)
+        sent: QuerySet[BidLog] = BidLog.objects.filter(raw_q, SENT, **bid_filters).annotate(
+            slot=trunc
+        )
         for row in raw_performance_rows(sent, "slot"):
             tally_for(row["slot"]).add_performance(row)
         for row in (
@@ -663,7 +666,7 @@ def report_states(
     plan = Plan(raw=[(since, until)]) if exact else plan_range(since, until)
     filters = _bid_filters(buyer_id, source)
     totals: dict[str, Counter] = defaultdict(Counter)
-    measures = ("attempts", "bids", "accepted")
+    measures: tuple[Literal["attempts", "bids", "accepted"], ...] = ("attempts", "bids", "accepted")
     rollup_q = plan.rollup_q()
     if rollup_q is not None:
         for row in (
@@ -686,7 +689,7 @@ def report_states(
             .order_by()
         ):
             totals[row["state_code"]].update({name: row[name] for name in measures})
-    result = []
+    result: list[dict[str, Any]] = []
     for state, counts in totals.items():
         result.append(
             {

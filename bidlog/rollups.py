@@ -18,12 +18,13 @@ fresh; reports read raw rows for anything else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any, cast
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Count, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncHour
 from django.utils import timezone
@@ -96,7 +97,7 @@ def latency_histogram_aggregates() -> dict[str, Count]:
     return aggregates
 
 
-def performance_aggregates() -> dict[str, Count | Sum | Max]:
+def performance_aggregates() -> dict[str, Count | Coalesce]:
     """The measures of ``BidPerformanceRollup`` over raw bids that sent a request."""
     return {
         "bids": Count("id"),
@@ -128,8 +129,8 @@ def call_aggregates() -> dict[str, Count | Sum]:
 
 
 def _insert_select(
-    model: type,
-    fixed: dict[str, object],
+    model: type[models.Model],
+    fixed: Mapping[str, object],
     queryset: QuerySet,
     rename: dict[str, str] | None = None,
 ) -> int:
@@ -143,7 +144,7 @@ def _insert_select(
     rename = rename or {}
     selected = [*queryset.query.values_select, *queryset.query.annotation_select]
     fields = [*fixed, *(rename.get(name, name) for name in selected)]
-    columns = [model._meta.get_field(name).column for name in fields]
+    columns = [cast(str, cast(models.Field, model._meta.get_field(name)).column) for name in fields]
     inner_sql, inner_params = queryset.query.sql_with_params()
     placeholders = ", ".join(["%s"] * len(fixed))
     outer = ", ".join(f"sub.{quote(name)}" for name in selected)
@@ -151,7 +152,7 @@ def _insert_select(
         f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "
         f"SELECT {placeholders}, {outer} FROM ({inner_sql}) sub"
     )
-    params = [_adapt(value) for value in fixed.values()] + list(inner_params)
+    params: list[Any] = [_adapt(value) for value in fixed.values()] + list(inner_params)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -320,7 +321,9 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
         model.objects.filter(grain=RollupGrain.DAY, bucket_start=day).delete()
     fixed = {"grain": RollupGrain.DAY, "bucket_start": day}
 
-    def hours(model: type) -> QuerySet:
+    def hours(
+        model: type[BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup],
+    ) -> QuerySet:
         return model.objects.filter(
             grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
         ).order_by()

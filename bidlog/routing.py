@@ -499,7 +499,10 @@ def _highest_bid(
             finished.append(lease)
         else:
             # Still talking to the buyer: the slot stays taken until that request ends.
-            future.add_done_callback(lambda _f, held=lease: limits.concurrency_release(held))
+            def release(_f: Future[Any], held: limits.Lease = lease) -> None:
+                limits.concurrency_release(held)
+
+            future.add_done_callback(release)
         if future.done() and not future.cancelled():
             answer.result, answer.rows = future.result()
             continue
@@ -511,10 +514,11 @@ def _highest_bid(
             waited=time.monotonic() - started,
         )
     winner: _Answer | None = None
+    best: Decimal | None = None  # the winner's amount
     for answer in answers:  # priority order, so a strict ">" leaves ties to priority
         amount = _acceptable_amount(answer)
-        if amount is not None and (winner is None or amount > _acceptable_amount(winner)):
-            winner = answer
+        if amount is not None and (best is None or amount > best):
+            winner, best = answer, amount
     # The slots of finished requests go back with the losers' reservations (timed-out buyers
     # included: they cannot win any more) in the route's last settle, after the log.
     route.finished.extend(finished)
@@ -526,7 +530,7 @@ def _highest_bid(
 
 def call_route(
     *,
-    caller_id: str,
+    caller_id: object,
     state_code: str = "",
     params: Mapping[str, Any] | None = None,
     strategy: str | None = None,

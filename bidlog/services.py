@@ -11,7 +11,7 @@ import json
 from collections import defaultdict, deque
 from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from psycopg.types.json import Json, Jsonb
@@ -34,7 +34,9 @@ _MAX_AMOUNT = Decimal("100000000")
 
 
 def _field_max(name: str) -> int:
-    return BidLog._meta.get_field(name).max_length  # type: ignore[return-value]
+    # Only ever asked about BidLog's CharFields, which all have a max_length.
+    field = cast("models.CharField[Any, Any]", BidLog._meta.get_field(name))
+    return cast(int, field.max_length)
 
 
 def _clip(value: str | None, name: str) -> str:
@@ -118,7 +120,8 @@ def bid_from_attempt(
         "claimed_at": None,
     }
     # A field missing above fails here (KeyError) rather than being left empty.
-    row = BidLog(*map(values.__getitem__, _bid_attnames()))
+    # django-stubs' model __init__ check takes a *args unpacking for the single "id" argument.
+    row = BidLog(*map(values.__getitem__, _bid_attnames()))  # type: ignore[misc]
     BidLog.buyer.field.set_cached_value(row, buyer)
     if call is not None:
         BidLog.call.field.set_cached_value(row, call)
@@ -179,6 +182,11 @@ def bid_rows_prepare(*, buyer: Buyer, result: BidResult, source: str) -> list[Bi
     return rows
 
 
+def _column(field: models.Field) -> str:
+    # A concrete field always has a column; the stub allows None for the others.
+    return cast(str, field.column)
+
+
 @functools.cache
 def _insert_fields(model: type[models.Model], exclude: str = "") -> tuple[models.Field, ...]:
     return tuple(
@@ -201,11 +209,11 @@ def _call_with_bids_sql() -> str:
     quote = connection.ops.quote_name
     call_fields = _insert_fields(Call)
     bid_fields = _insert_fields(BidLog, "call")
-    bid_columns = ", ".join(quote(f.column) for f in bid_fields)
-    row_columns = ", ".join(f"rows.{quote(f.column)}" for f in bid_fields)
+    bid_columns = ", ".join(quote(_column(f)) for f in bid_fields)
+    row_columns = ", ".join(f"rows.{quote(_column(f))}" for f in bid_fields)
     return (
         f"WITH new_call AS (INSERT INTO {quote(Call._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in call_fields)}) "
+        f"({', '.join(quote(_column(f)) for f in call_fields)}) "
         f"VALUES ({', '.join(['%s'] * len(call_fields))}) RETURNING {quote('id')}) "
         f"INSERT INTO {quote(BidLog._meta.db_table)} ({quote('call_id')}, {bid_columns}) "
         f"SELECT new_call.{quote('id')}, {row_columns} FROM new_call, "
@@ -257,7 +265,7 @@ def _bid_insert_columns() -> tuple[tuple[str, str], ...]:
     if any(getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) for f in fields):
         # pre_save would fill such a field in; reading the attribute would not.
         raise RuntimeError("BidLog has an auto_now field: _row_json must call pre_save")
-    return tuple((field.column, field.attname) for field in fields)
+    return tuple((_column(field), field.attname) for field in fields)
 
 
 def _row_json_by_fields(row: BidLog) -> str:
@@ -268,7 +276,7 @@ def _row_json_by_fields(row: BidLog) -> str:
         value = field.pre_save(row, True)
         if value is not None and type(value) not in _STORED_AS_IS:
             value = field.get_db_prep_save(value, db)
-        values[field.column] = value
+        values[_column(field)] = value
     return json.dumps(values, default=_json_value, ensure_ascii=False, separators=(",", ":"))
 
 

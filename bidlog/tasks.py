@@ -49,9 +49,10 @@ def health_checks_enqueue(now: str | None = None) -> int:
         claimed = health.health_checks_claim(now=moment)
         for buyer_id, due_at in claimed:
             # Queued after the claim commits, so a worker never sees an unclaimed buyer.
-            transaction.on_commit(
-                lambda b=buyer_id, d=due_at: run_health_check.delay(b, d.isoformat())
-            )
+            def enqueue(b: int = buyer_id, d: datetime = due_at) -> None:
+                run_health_check.delay(b, d.isoformat())
+
+            transaction.on_commit(enqueue)
     return len(claimed)
 
 

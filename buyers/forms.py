@@ -37,7 +37,9 @@ class StateListField(forms.CharField):
             return ", ".join(str(code) for code in value)
         return value
 
-    def to_python(self, value: Any) -> list[Any]:
+    # Django's to_python may return any Python type (here the list the model field stores);
+    # the CharField stub narrows it to str.
+    def to_python(self, value: Any) -> list[Any]:  # type: ignore[override]
         if isinstance(value, list):
             return value
         text = super().to_python(value)

@@ -1,6 +1,7 @@
 """Buyers: who we sell calls to and how to reach them over the Bid API."""
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -132,7 +133,7 @@ class Buyer(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.grid_id})"
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.duplicate_window_days is None:
             self.duplicate_window_days = validators.default_duplicate_window(self.vertical)
         super().save(*args, **kwargs)

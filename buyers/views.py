@@ -40,7 +40,7 @@ from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
 # The buyer page's status buttons: what each one says.
-_STATUS_ACTIONS = {
+_STATUS_ACTIONS: dict[str, str] = {
     BuyerStatus.ACTIVE: "Activate",
     BuyerStatus.PAUSED: "Pause",
     BuyerStatus.DISABLED: "Disable",

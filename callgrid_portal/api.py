@@ -44,7 +44,9 @@ class ErrorSerializer(serializers.Serializer):
 
     detail = serializers.CharField(help_text="What went wrong, in one sentence.")
     field = serializers.CharField(allow_null=True, help_text="The request field at fault, or null.")
-    errors = serializers.DictField(
+    # DRF's serializer metaclass moves declared fields off the class, so this never replaces
+    # Serializer.errors; the stubs see a class attribute of another type.
+    errors = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Every field at fault with its messages (validation errors only).",

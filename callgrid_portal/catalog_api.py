@@ -43,7 +43,9 @@ class SupportFieldOutputSerializer(serializers.Serializer):
     """One item a support request to CallGrid should include."""
 
     key = serializers.CharField()
-    label = serializers.CharField()
+    # DRF's serializer metaclass moves declared fields off the class, so this never replaces
+    # Field.label; the stubs see a class attribute of another type.
+    label = serializers.CharField()  # type: ignore[assignment]
     description = serializers.CharField()
 
 

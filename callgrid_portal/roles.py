@@ -4,7 +4,12 @@
 Superusers count as admins. The groups are created by a data migration.
 """
 
+from typing import TYPE_CHECKING, cast
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 VIEWER = "viewer"
 OPERATOR = "operator"
@@ -19,14 +24,18 @@ def user_role(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
     """Return the strongest role of ``user``, or ``None`` when it has none."""
     if user is None or not user.is_authenticated or not user.is_active:
         return None
-    if user.is_superuser:
+    # Authenticated, so not AnonymousUser: the portal's user model (AUTH_USER_MODEL is
+    # django.contrib.auth's User) has is_superuser and groups.
+    account = cast("User", user)
+    if account.is_superuser:
         return ADMIN
-    cached = getattr(user, "_callgrid_role", False)
+    cached = getattr(account, "_callgrid_role", False)
     if cached is not False:
-        return cached
-    names = set(user.groups.values_list("name", flat=True))
+        return cast("str | None", cached)
+    names = set(account.groups.values_list("name", flat=True))
     role = max((name for name in names if name in _RANK), key=_RANK.__getitem__, default=None)
-    user._callgrid_role = role
+    # A per-request memo on the user object, which no stub declares.
+    account._callgrid_role = role  # type: ignore[attr-defined]
     return role
 
 

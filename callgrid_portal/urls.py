@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from bidlog.api.routing import EligibilityView
@@ -11,7 +11,7 @@ from callgrid_portal.api import HealthView
 from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
 from callgrid_portal.views import TroubleshootingView
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("health/", HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

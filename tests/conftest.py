@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pytest
 from django.contrib.auth.models import User
@@ -47,19 +48,19 @@ def simulator(_simulator_server) -> Simulator:
 @pytest.fixture
 def alice(db) -> User:
     """Alice is a viewer: she reads everything and changes nothing."""
-    return UserFactory(username="alice", role="viewer")
+    return cast(User, UserFactory(username="alice", role="viewer"))
 
 
 @pytest.fixture
 def bob(db) -> User:
     """Bob is an operator: he edits buyers and sends test bids."""
-    return UserFactory(username="bob", role="operator")
+    return cast(User, UserFactory(username="bob", role="operator"))
 
 
 @pytest.fixture
 def charlie(db) -> User:
     """Charlie is an admin."""
-    return UserFactory(username="charlie", role="admin")
+    return cast(User, UserFactory(username="charlie", role="admin"))
 
 
 @pytest.fixture

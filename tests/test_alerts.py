@@ -19,7 +19,7 @@ from tests.factories import BidLogFactory, BuyerFactory
 
 pytestmark = pytest.mark.django_db
 
-CODES = {
+CODES: dict[str, int | None] = {
     Outcome.DISABLED: 4001,
     Outcome.NO_NUMBERS: 4006,
     Outcome.CAPACITY_CHECK_FAILED: 4004,
@@ -245,7 +245,7 @@ def webhook() -> Iterator[type[_Receiver]]:
     handler = type("Receiver", (_Receiver,), {"received": [], "status": 200})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/callgrid"
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/callgrid"  # type: ignore[attr-defined]
     yield handler
     server.shutdown()
     server.server_close()

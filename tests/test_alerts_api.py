@@ -23,7 +23,7 @@ def _alert(buyer, rule: str, *, resolved_days_ago: float | None = None, **fields
         priority=fields.pop("priority", "review"),
         title=fields.pop("title", f"{buyer.name}: {rule}"),
         status=AlertStatus.RESOLVED if resolved else AlertStatus.OPEN,
-        resolved_at=now - timedelta(days=resolved_days_ago) if resolved else None,
+        resolved_at=None if resolved_days_ago is None else now - timedelta(days=resolved_days_ago),
         **fields,
     )
 

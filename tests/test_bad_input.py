@@ -17,7 +17,7 @@ from tests.factories import CallFactory
 
 pytestmark = pytest.mark.django_db
 
-ODD_VALUES = [
+ODD_VALUES: list[object] = [
     None,
     True,
     -1,

@@ -122,7 +122,7 @@ REFUSED_MODEL_AND_API_ONLY = [
 ]
 
 
-def _ids(cases: list[tuple[str, dict[str, Any], str]]) -> list[str]:
+def _ids(cases: list[tuple[str, Any, str]]) -> list[str]:
     return [case[0] for case in cases]
 
 

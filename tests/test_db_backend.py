@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 from django.core.signals import request_finished, request_started
-from django.db import OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
 
 from buyers.models import Buyer
 
@@ -25,7 +25,7 @@ pytestmark = [
 @pytest.fixture
 def checks(monkeypatch) -> list[bool]:
     """Every health check the connection runs (Django's ``SELECT 1``), and its answer."""
-    wrapper = type(connection._connections[connection._alias])
+    wrapper = type(connections[DEFAULT_DB_ALIAS])
     real = wrapper.is_usable
     seen: list[bool] = []
 

@@ -22,8 +22,8 @@ LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 OFFICE = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def blocks(buyer, *, now, caller_id=CALLER, state_code=""):

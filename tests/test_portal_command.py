@@ -180,7 +180,7 @@ class _Browser:
             return exc.code, exc.read().decode()
 
     def cookie(self, name: str) -> str:
-        return next(c.value for c in self.cookies if c.name == name)
+        return next(c.value or "" for c in self.cookies if c.name == name)
 
 
 def _wait_for(url: str, process: subprocess.Popen[str], seconds: float = 90) -> None:

@@ -241,8 +241,11 @@ def _duplicate_holder(buyer, caller_id: str) -> str:
             )
         ]
     )
-    if admission.admitted:
-        limits.admission_settle(leases=[admission.lease], release=[admission.reservation])
+    if admission.lease is not None:
+        limits.admission_settle(
+            leases=[admission.lease],
+            release=[admission.reservation] if admission.reservation is not None else [],
+        )
     return admission.holder
 
 

@@ -140,7 +140,7 @@ def test_buyers_with_last_paid_binds_new_values_into_the_statement_compiled_once
 
     def last_paid(caller: str, at: datetime, ids=None) -> dict[int, datetime | None]:
         rows = buyers_with_last_paid(buyer_ids=ids, caller_id=caller, now=at)
-        return {buyer.pk: buyer.last_paid_at for buyer in rows}
+        return {buyer.pk: buyer.last_paid_at for buyer in rows}  # type: ignore[attr-defined]
 
     assert last_paid(a, now) == {
         first.pk: now - timedelta(days=3),

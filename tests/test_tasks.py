@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from django.utils import timezone
@@ -36,7 +37,7 @@ def _pending(buyer, **fields) -> BidLog:
         "duration_ms": 0,
         "request": {"CallerId": "3035551234", "InboundStateCode": "CO", "PublisherId": "p1"},
     }
-    return BidLogFactory(**{**defaults, **fields})
+    return cast(BidLog, BidLogFactory(**{**defaults, **fields}))
 
 
 def test_run_sends_the_queued_request_and_fills_the_pending_row(simulator, buyer):

@@ -20,7 +20,7 @@ def _url(buyer_id: int) -> str:
 
 def _queued_messages(queue: str) -> list[tuple[str, list]]:
     """Take every message off ``queue``: (task name, args) pairs."""
-    taken = []
+    taken: list[tuple[str, list]] = []
     with celery_app.connection_for_write() as connection, connection.SimpleQueue(queue) as q:
         while True:
             try:

@@ -90,7 +90,9 @@ class ReportQuerySerializer(serializers.Serializer):
     since = IsoDateTime(required=False)
     until = IsoDateTime(required=False)
     buyer = serializers.IntegerField(required=False, min_value=1)
-    source = serializers.ChoiceField(choices=Source.choices, required=False)
+    # DRF's serializer metaclass moves declared fields off the class, so this never replaces
+    # Field.source; the stubs see a class attribute of another type.
+    source = serializers.ChoiceField(choices=Source.choices, required=False)  # type: ignore[assignment]
 
     def validate_buyer(self, value: int) -> int:
         if not Buyer.objects.filter(pk=value).exists():

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from decimal import Context, Decimal
-from typing import Any
+from typing import Any, cast
 
 import django_filters
 from django.conf import settings
@@ -157,7 +157,8 @@ class RouteOutputSerializer(serializers.Serializer):
     bids = RouteBidSerializer(source="route_bids", many=True)
 
     def get_grid_id(self, call: Call) -> str | None:
-        return call.winner.grid_id if call.winner_id else None
+        # A winner_id always names a buyer (the foreign key is enforced).
+        return cast(Buyer, call.winner).grid_id if call.winner_id else None
 
 
 class CallSerializer(serializers.ModelSerializer):
@@ -271,7 +272,8 @@ def route_answer(call: Call) -> dict[str, Any]:
         "routed": call.routed,
         "strategy": str(call.strategy),
         "buyer": call.winner_id,
-        "grid_id": call.winner.grid_id if call.winner_id else None,
+        # A winner_id always names a buyer (the foreign key is enforced).
+        "grid_id": cast(Buyer, call.winner).grid_id if call.winner_id else None,
         "bid_amount": _money(call.bid_amount),
         "destination": call.destination,
         "caller_id": call.caller_id,

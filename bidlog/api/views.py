@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404
@@ -14,6 +16,9 @@ from bidlog.filters import BidLogFilter
 from bidlog.models import BidLog
 from bidlog.selectors import bid_get, bid_list
 from callgrid_portal.roles import VIEWER
+
+# What the queryset's rows are (models, or values() dicts): filter_queryset keeps it.
+_Row = TypeVar("_Row")
 
 
 class BidCursorPagination(CursorPagination):
@@ -46,7 +51,7 @@ class BidViewSet(viewsets.ReadOnlyModelViewSet):
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
 
-    def filter_queryset(self, queryset: QuerySet[BidLog]) -> QuerySet[BidLog]:
+    def filter_queryset(self, queryset: QuerySet[BidLog, _Row]) -> QuerySet[BidLog, _Row]:
         # bid_list already applied the filters; running the backend again would filter twice.
         return queryset
 

@@ -1,6 +1,6 @@
 """Serializers of the buyers API."""
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -36,8 +36,11 @@ class BuyerListSerializer(serializers.ListSerializer):
 
     def to_representation(self, data: Any) -> list[dict[str, Any]]:
         buyers = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
-        self.context["open_alerts"] = buyers_open_alerts()
-        self.context["recent_outcomes"] = buyers_recent_outcomes([b.pk for b in buyers])
+        # The root serializer's context is the dict it was given (or its own {}), shared with
+        # every child; the stubs type it as a read-only Mapping.
+        context = cast(dict[str, Any], self.context)
+        context["open_alerts"] = buyers_open_alerts()
+        context["recent_outcomes"] = buyers_recent_outcomes([b.pk for b in buyers])
         return super().to_representation(buyers)
 
 

@@ -546,7 +546,7 @@ def _post(
     buyer answers uncompressed, which is what the body reader expects.
     """
     pool, target = _pool_for(http, url)
-    options = {
+    options: dict[str, Any] = {
         "body": data,
         "headers": {**headers, "Content-Length": str(len(data))},
         "redirect": False,

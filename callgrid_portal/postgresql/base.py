@@ -23,6 +23,9 @@ from django.db.backends.postgresql import base
 class DatabaseWrapper(base.DatabaseWrapper):
     # When a request last finished having used this connection without an error.
     _vouched_at: float | None = None
+    # Set by BaseDatabaseWrapper.__init__ (Django 4.1+); django-stubs does not declare it.
+    # An annotation only: no class attribute is created.
+    health_check_done: bool
 
     def connect(self) -> None:
         self._vouched_at = None
