@@ -33,6 +33,7 @@ _CENT = Decimal("0.01")
 _MAX_AMOUNT = Decimal("100000000")
 
 
+@functools.cache
 def _field_max(name: str) -> int:
     # Only ever asked about BidLog's CharFields, which all have a max_length.
     field = cast("models.CharField[Any, Any]", BidLog._meta.get_field(name))
