@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import django_filters
 from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -23,8 +22,7 @@ from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
-from bidlog.views import CursorPage, bid_row, cursor_page
-from buyers.models import Buyer
+from bidlog.views import CursorPage, bid_row, buyer_choice_filter, cursor_page
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
@@ -34,11 +32,7 @@ _YES_NO = [("", "Any"), ("true", "Yes"), ("false", "No")]
 class CallPageFilter(PageFilterMixin, CallFilter):
     """The API's call filters, with the winner picked by name instead of typed as an id."""
 
-    winner = django_filters.ModelChoiceFilter(
-        queryset=Buyer.objects.order_by("priority", "name"),
-        field_name="winner",
-        empty_label="Any buyer",
-    )
+    winner = buyer_choice_filter("winner")
 
     LABELS = {
         "routed": "Routed",

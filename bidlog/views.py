@@ -67,14 +67,19 @@ def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
     return mask_bid_data(row) if masked else row
 
 
+def buyer_choice_filter(field_name: str) -> django_filters.ModelChoiceFilter:
+    """A page filter that picks a buyer by name, in waterfall order, instead of by id."""
+    return django_filters.ModelChoiceFilter(
+        queryset=Buyer.objects.order_by("priority", "name"),
+        field_name=field_name,
+        empty_label="Any buyer",
+    )
+
+
 class BidPageFilter(PageFilterMixin, BidLogFilter):
     """The API's filters, with buyers picked by name instead of typed as ids."""
 
-    buyer = django_filters.ModelChoiceFilter(
-        queryset=Buyer.objects.order_by("priority", "name"),
-        field_name="buyer",
-        empty_label="Any buyer",
-    )
+    buyer = buyer_choice_filter("buyer")
 
     LABELS = {
         "buyer": "Buyer",
