@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
@@ -22,7 +23,7 @@ from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
-from bidlog.views import CursorPage, bid_row, buyer_choice_filter, cursor_page
+from bidlog.views import CursorListView, bid_row, buyer_choice_filter
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.roles import OPERATOR, has_role
 
@@ -74,29 +75,17 @@ def call_row(call: Call, *, masked: bool) -> dict[str, Any]:
     }
 
 
-class CallListView(RoleRequiredMixin, View):
+class CallListView(CursorListView):
     """``/calls/``: routing decisions, filtered like the API's, newest first."""
 
-    def get(self, request: HttpRequest) -> HttpResponse:
-        params = request.GET.copy()
-        before = params.pop("before", [""])[-1]
-        filterset = CallPageFilter(data=params, queryset=call_list())
-        page = CursorPage(items=[])
-        if filterset.is_valid():
-            page = cursor_page(filterset.qs, params, before)
-        masked = not can_see_caller_ids(request.user)
-        return render(
-            request,
-            "bidlog/call_list.html",
-            {
-                "filter": filterset,
-                "rows": [call_row(call, masked=masked) for call in page.items],
-                "older": page.older,
-                "broken_link": page.broken_link,
-                "paged": bool(before),
-                "newest": params.urlencode(),
-            },
-        )
+    filterset_class = CallPageFilter
+    template_name = "bidlog/call_list.html"
+
+    def get_queryset(self) -> QuerySet[Call]:
+        return call_list()
+
+    def row(self, item: Call, *, masked: bool) -> dict[str, Any]:
+        return call_row(item, masked=masked)
 
 
 class CallDetailView(RoleRequiredMixin, View):

@@ -149,29 +149,54 @@ def cursor_page(queryset: QuerySet[Any], params: QueryDict, before: str) -> Curs
     return page
 
 
-class BidListView(RoleRequiredMixin, View):
-    """``/bids/``: filter by buyer, outcome, code, source, caller and time; newest first."""
+class CursorListView(RoleRequiredMixin, View):
+    """A newest-first listing of a page filter's rows on cursor pages (see :func:`cursor_page`).
+
+    Subclasses name the filter, the template, the rows to filter and how a row is shown.
+    """
+
+    filterset_class: type[django_filters.FilterSet]
+    template_name: str
+
+    def get_queryset(self) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def row(self, item: Any, *, masked: bool) -> dict[str, Any]:
+        raise NotImplementedError
 
     def get(self, request: HttpRequest) -> HttpResponse:
         params = request.GET.copy()
         before = params.pop("before", [""])[-1]
-        filterset = BidPageFilter(data=params, queryset=BidLog.objects.select_related("buyer"))
+        filterset = self.filterset_class(data=params, queryset=self.get_queryset())
         page = CursorPage(items=[])
         if filterset.is_valid():
             page = cursor_page(filterset.qs, params, before)
         masked = not can_see_caller_ids(request.user)
         return render(
             request,
-            "bidlog/bid_list.html",
+            self.template_name,
             {
                 "filter": filterset,
-                "rows": [bid_row(bid, masked=masked) for bid in page.items],
+                "rows": [self.row(item, masked=masked) for item in page.items],
                 "older": page.older,
                 "broken_link": page.broken_link,
                 "paged": bool(before),
                 "newest": params.urlencode(),
             },
         )
+
+
+class BidListView(CursorListView):
+    """``/bids/``: filter by buyer, outcome, code, source, caller and time; newest first."""
+
+    filterset_class = BidPageFilter
+    template_name = "bidlog/bid_list.html"
+
+    def get_queryset(self) -> QuerySet[BidLog]:
+        return BidLog.objects.select_related("buyer")
+
+    def row(self, item: BidLog, *, masked: bool) -> dict[str, Any]:
+        return bid_row(item, masked=masked)
 
 
 class BidDetailView(RoleRequiredMixin, View):
