@@ -414,5 +414,15 @@ class ReportsView(RoleRequiredMixin, View):
         return render(
             request,
             "bidlog/reports.html",
-            {"form": form, "summary": summary, "tables": tables, "csv": links, "bucket": bucket},
+            {
+                "form": form,
+                "summary": summary,
+                "tables": tables,
+                "csv": links,
+                # A day bucket starts at midnight in TIME_ZONE; shown in UTC, it needs its hour
+                # unless that midnight is UTC's.
+                "bucket_format": (
+                    "Y-m-d" if bucket == "day" and settings.TIME_ZONE == "UTC" else "Y-m-d H:i"
+                ),
+            },
         )

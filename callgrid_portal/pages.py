@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase
+from django.utils import timezone
 
 from callgrid_portal.roles import VIEWER, has_role
 
@@ -22,7 +24,10 @@ class RoleRequiredMixin(LoginRequiredMixin):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.user.is_authenticated and not has_role(request.user, self.required_role):
             raise PermissionDenied(f"This page needs the {self.required_role} role.")
-        return super().dispatch(request, *args, **kwargs)
+        # The pages show and take times in UTC, and say so, whatever TIME_ZONE is: the bid
+        # log, the filters (a time without an offset is UTC) and the messages agree.
+        with timezone.override(UTC):
+            return super().dispatch(request, *args, **kwargs)
 
 
 class PageFilterMixin:

@@ -1,9 +1,9 @@
 """The bid log pages: filters, cursor paging, one bid with its guidance and support request."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -149,3 +149,17 @@ def test_troubleshooting_lists_every_code_most_urgent_first(alice):
 
 def test_troubleshooting_needs_a_login(db):
     assert Client().get(reverse("troubleshooting"))["Location"].startswith(reverse("login"))
+
+
+@override_settings(TIME_ZONE="America/New_York")
+def test_pages_show_utc_times_whatever_the_time_zone_setting(alice):
+    bid = BidLogFactory(created_at=datetime(2026, 11, 30, 12, 0, 5, tzinfo=UTC))
+    client = page_client(alice)
+    listing = client.get(reverse("bids:list")).content.decode()
+    assert "When (UTC)" in listing
+    assert "2026-11-30 12:00:05" in listing  # not 07:00:05, New York's clock
+    detail = client.get(reverse("bids:detail", args=[bid.pk])).content.decode()
+    assert "2026-11-30 12:00:05 UTC" in detail
+    # A time typed without an offset is UTC too, so what the page shows can be typed back.
+    since = client.get(reverse("bids:list"), {"since": "2026-11-30T12:00:05"})
+    assert [row["id"] for row in since.context["rows"]] == [bid.pk]

@@ -2,11 +2,11 @@
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -161,3 +161,12 @@ def test_an_unknown_export_is_named_not_a_crash(alice, day):
     response = page_client(alice).get(reverse("reports"), {"export": "everything"})
     assert response.status_code == 200
     assert "export must be one of codes, buyers, states, timeseries" in response.content.decode()
+
+
+@override_settings(TIME_ZONE="Asia/Tokyo")
+def test_day_buckets_of_another_time_zone_show_their_utc_hour(alice, day):
+    response = page_client(alice).get(reverse("reports"), {"range": "7d"})
+    last = response.context["tables"]["timeseries"][1][-1][0]
+    # Tokyo's midnight is 15:00 UTC the day before: the date alone would name the wrong day.
+    assert f"<td>{last.astimezone(UTC):%Y-%m-%d %H:%M}</td>" in response.content.decode()
+    assert last.astimezone(UTC).hour == 15
