@@ -331,7 +331,8 @@ ROUTE_TOKEN_CACHE_SECONDS = env_float("ROUTE_TOKEN_CACHE_SECONDS", 1.0, minimum=
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if not CELERY_BROKER_URL:
-    CELERY_BROKER_URL = "filesystem://"
+    # The host names nothing (the folders below do); given, kombu does not warn it is missing.
+    CELERY_BROKER_URL = "filesystem://localhost//"
     CELERY_BROKER_DIR = Path(env_str("CELERY_BROKER_DIR", str(DATA_DIR / "broker")))
     for _sub in ("in", "processed", "control"):
         (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
