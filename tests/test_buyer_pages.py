@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
+from django.http import HttpResponseBase
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -46,6 +47,12 @@ def _buyer_fields(**overrides) -> dict:
     }
     fields.update(overrides)
     return fields
+
+
+def _create(client: Client, **overrides) -> tuple[HttpResponseBase, Buyer | None]:
+    """Post the new-buyer form; the answer, and the buyer it made (None when refused)."""
+    response = client.post(reverse("buyers:create"), _buyer_fields(**overrides))
+    return response, Buyer.objects.filter(name="Acme Auto").first()
 
 
 @pytest.mark.parametrize(
@@ -126,8 +133,8 @@ def test_recent_bids_show_caller_ids_in_full_only_to_operators(alice, bob):
 
 
 def test_operator_creates_a_buyer_recorded_with_its_author(bob):
-    response = page_client(bob).post(reverse("buyers:create"), _buyer_fields())
-    buyer = Buyer.objects.get(name="Acme Auto")
+    response, buyer = _create(page_client(bob))
+    assert buyer is not None
     assert response.status_code == 302
     assert response["Location"] == reverse("buyers:detail", args=[buyer.pk])
     assert buyer.min_bid == Decimal("12.50")
@@ -169,15 +176,12 @@ def test_a_new_buyer_form_starts_with_empty_boxes_not_null(bob):
 
 def test_hours_and_parameters_are_typed_as_text_and_shown_back_the_same_way(bob):
     client = page_client(bob)
-    response = client.post(
-        reverse("buyers:create"),
-        _buyer_fields(
-            extra_params="PublisherId = pub-123\nCampaignType=auto",
-            operating_hours="weekdays 8:00-20:00; sat 10:00-14:00",
-        ),
+    response, buyer = _create(
+        client,
+        extra_params="PublisherId = pub-123\nCampaignType=auto",
+        operating_hours="weekdays 8:00-20:00; sat 10:00-14:00",
     )
-    assert response.status_code == 302
-    buyer = Buyer.objects.get(name="Acme Auto")
+    assert response.status_code == 302 and buyer is not None
     assert buyer.extra_params == {"PublisherId": "pub-123", "CampaignType": "auto"}
     weekday = [["08:00", "20:00"]]
     assert buyer.operating_hours == {
@@ -197,15 +201,12 @@ def test_hours_and_parameters_are_typed_as_text_and_shown_back_the_same_way(bob)
 
 
 def test_the_api_json_pasted_into_the_form_is_taken_as_it_is(bob):
-    response = page_client(bob).post(
-        reverse("buyers:create"),
-        _buyer_fields(
-            extra_params='{"PublisherId": "pub-9"}',
-            operating_hours='{"sun": [["10:00", "14:00"]]}',
-        ),
+    response, buyer = _create(
+        page_client(bob),
+        extra_params='{"PublisherId": "pub-9"}',
+        operating_hours='{"sun": [["10:00", "14:00"]]}',
     )
-    assert response.status_code == 302
-    buyer = Buyer.objects.get(name="Acme Auto")
+    assert response.status_code == 302 and buyer is not None
     assert buyer.extra_params == {"PublisherId": "pub-9"}
     assert buyer.operating_hours == {"sun": [["10:00", "14:00"]]}
 
@@ -514,8 +515,8 @@ def test_a_buyer_without_alerts_says_so(alice):
 
 def test_the_buyer_page_shows_who_changed_what(bob):
     client = page_client(bob)
-    client.post(reverse("buyers:create"), _buyer_fields())
-    buyer = Buyer.objects.get(name="Acme Auto")
+    _response, buyer = _create(client)
+    assert buyer is not None
     client.post(
         reverse("buyers:edit", args=[buyer.pk]),
         _buyer_fields(min_bid="14.00", operating_hours="mon-fri 09:00-17:00", auto_pause="on"),
