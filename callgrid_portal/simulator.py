@@ -32,6 +32,8 @@ import json
 import logging
 import math
 import random
+import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -210,11 +212,18 @@ class Simulator:
     """The simulated Bid API: start it, point buyers at ``endpoint``, read ``requests()``."""
 
     def __init__(
-        self, scenario: dict[str, Any] | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        scenario: dict[str, Any] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._scenario = validate_scenario(scenario)
         self.host = host
         self.port = port
+        # Serve HTTPS with this server-side context (tests give it a certificate of their own).
+        self.tls = tls
         self._lock = threading.Lock()
         self._default: dict[str, Any] = {}
         self._grids: dict[str, dict[str, Any]] = {}
@@ -232,6 +241,7 @@ class Simulator:
         if self._server is not None:
             return self
         server = _Server((self.host, self.port), _make_handler(self))
+        server.tls = self.tls
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
@@ -262,7 +272,7 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def endpoint(self) -> str:
@@ -344,6 +354,22 @@ class _Server(ThreadingHTTPServer):
     # dozens at once; CallGrid itself accepts 100 simultaneous requests per grid.
     request_queue_size = 1024
     daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens on the handler's first read, on its own thread, so a
+            # client that never sends one cannot stall the accepting thread.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client refusing our certificate, or hanging up mid-request, is its business.
+        if isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError):
+            logger.debug("connection from %s ended: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
 
 
 def _make_handler(simulator: Simulator) -> type[BaseHTTPRequestHandler]:

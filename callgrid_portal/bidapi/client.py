@@ -301,7 +301,11 @@ _session_pid = 0
 _session_lock = threading.Lock()
 
 
-def _new_session() -> requests.Session:
+def new_session() -> requests.Session:
+    """A session set up for bids: no proxies from the environment, no cookies, no retries.
+
+    Each process has one (:func:`get_session`); tests make their own, e.g. to trust a CA.
+    """
     session = requests.Session()
     session.trust_env = False
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
@@ -327,7 +331,7 @@ def get_session() -> requests.Session:
     if _session is None or _session_pid != pid:
         with _session_lock:
             if _session is None or _session_pid != pid:
-                _session = _new_session()
+                _session = new_session()
                 _session_pid = pid
     return _session
 
@@ -356,14 +360,17 @@ def send_bid(
     session: requests.Session | None = None,
     sleep: Sleep = time.sleep,
     backoff_base: float = BACKOFF_BASE,
+    earlier: BidAttempt | None = None,
 ) -> BidResult:
     """Send one bid to ``target`` and return every attempt; never raises.
 
     ``deadline`` is an absolute ``time.monotonic()`` value (routing passes the call's); no
     attempt, retry or backoff runs past it. ``sleep`` and ``backoff_base`` exist so tests can
-    watch the pacing without waiting for it.
+    watch the pacing without waiting for it. ``earlier`` is a first attempt already made
+    elsewhere (an auction's :class:`~.fanout.FanOut`): the bid carries on from it, retrying
+    it if its answer calls for that.
     """
-    attempts: list[BidAttempt] = []
+    attempts: list[BidAttempt] = [] if earlier is None else [earlier]
     state = (state_code or "").strip().upper()
     try:
         try:
@@ -372,21 +379,12 @@ def send_bid(
             return BidResult([_local_attempt(Outcome.INVALID_CALLER_ID, state, exc.reason, 4003)])
         body = build_request(target, number.formatted(target.caller_id_format), state, params)
         http = session or get_session()
-        for attempt_no in range(1, MAX_RETRIES + 2):
-            attempt = _send_once(http, target, body, deadline, attempt_no)
+        while not attempts or _retry(attempts[-1], len(attempts), deadline, sleep, backoff_base):
+            attempt = _send_once(http, target, body, deadline, len(attempts) + 1)
+            attempts.append(attempt)
+        for attempt in attempts:
             attempt.caller_id = number.ten_digit
             attempt.state_code = state
-            attempts.append(attempt)
-            if attempt.outcome not in RETRIED_OUTCOMES or attempt_no > MAX_RETRIES:
-                break
-            wait = _retry_wait(attempt, attempt_no, backoff_base)
-            if wait is None:
-                break
-            if deadline is not None and time.monotonic() + wait >= deadline:
-                # The retry could not finish inside the call's deadline: give the caller the
-                # answer we have now rather than a timeout later.
-                break
-            sleep(wait)
     except Exception as exc:
         # Last resort: a bug here must cost one bid, never the whole routing decision.
         logger.exception("send_bid failed unexpectedly for grid %s", target.grid_id)
@@ -438,6 +436,23 @@ def _local_attempt(outcome: Outcome, state: str, error: str, code: int | None) -
     )
 
 
+def _retry(
+    attempt: BidAttempt, attempt_no: int, deadline: float | None, sleep: Sleep, backoff_base: float
+) -> bool:
+    """Whether to try again after ``attempt``; when so, the wait before it has been slept."""
+    if attempt.outcome not in RETRIED_OUTCOMES or attempt_no > MAX_RETRIES:
+        return False
+    wait = _retry_wait(attempt, attempt_no, backoff_base)
+    if wait is None:
+        return False
+    if deadline is not None and time.monotonic() + wait >= deadline:
+        # The retry could not finish inside the call's deadline: give the caller the answer
+        # we have now rather than a timeout later.
+        return False
+    sleep(wait)
+    return True
+
+
 def _retry_wait(attempt: BidAttempt, attempt_no: int, backoff_base: float) -> float | None:
     """Seconds to wait before the next attempt, or None when we should not retry."""
     if attempt.outcome == Outcome.RATE_LIMITED and attempt.retry_after is not None:
@@ -476,15 +491,10 @@ def _send_once(
         attempt.error = "the deadline passed before the bid could be sent"
         return finish()
 
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "User-Agent": user_agent(),
-    }
     _budget.end = budget_end
     try:
-        data = json.dumps(body, default=str).encode()
-        response = _post(http, target.bid_url, data, headers, (remaining, remaining))
+        data = encode_body(body)
+        response = _post(http, target.bid_url, data, (remaining, remaining))
     except requests.exceptions.Timeout as exc:
         attempt.error = _describe_timeout(exc, target, budget_end - start)
         return finish()
@@ -520,17 +530,36 @@ def _send_once(
     if why == "oversized":
         attempt.outcome = Outcome.BAD_RESPONSE
         attempt.error = f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap; reading stopped"
-        attempt.raw_response = _raw_text(raw)
+        attempt.raw_response = raw_text(raw)
         return finish()
     parse_response(attempt, response.status, response.headers, raw, target.min_bid)
     return finish()
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """A bid's JSON body as sent."""
+    return json.dumps(body, default=str).encode()
+
+
+def request_headers(length: int) -> dict[str, str]:
+    """The headers of a bid with a ``length``-byte body (the host aside).
+
+    ``Accept-Encoding: identity`` asks for the body uncompressed, which is what the body
+    readers expect.
+    """
+    return {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "Accept-Encoding": "identity",
+        "User-Agent": user_agent(),
+        "Content-Length": str(length),
+    }
 
 
 def _post(
     http: requests.Session,
     url: str,
     data: bytes,
-    headers: dict[str, str],
     timeout: tuple[float, float],
 ) -> BaseHTTPResponse:
     """POST a bid on the session's connection pool, below requests' session and adapter.
@@ -542,13 +571,12 @@ def _post(
     auction's fan-out that layer was a third of the client's CPU, spent one bid after the
     other under the GIL. The pool still comes from the session's adapter (its mounts, TLS
     verification and client certificate), once per URL; urllib3's errors are raised as the
-    ``requests`` exceptions the adapter would raise. Without ``Accept-Encoding: gzip`` the
-    buyer answers uncompressed, which is what the body reader expects.
+    ``requests`` exceptions the adapter would raise.
     """
-    pool, target = _pool_for(http, url)
+    pool, target = pool_for(http, url)
     options: dict[str, Any] = {
         "body": data,
-        "headers": {**headers, "Content-Length": str(len(data))},
+        "headers": request_headers(len(data)),
         "redirect": False,
         "assert_same_host": False,
         "preload_content": False,
@@ -563,7 +591,7 @@ def _post(
         except ClosedPoolError:
             # The pool manager dropped this host's pool (it keeps POOL_CONNECTIONS hosts)
             # after we looked it up: look again, once.
-            pool, target = _pool_for(http, url, fresh=True)
+            pool, target = pool_for(http, url, fresh=True)
             return pool.urlopen("POST", target, **options)
     except (ProtocolError, OSError) as exc:
         raise requests.exceptions.ConnectionError(exc) from exc
@@ -586,7 +614,7 @@ def _post(
 _NO_RETRIES = Retry(0, read=False, redirect=False)
 
 
-def _pool_for(
+def pool_for(
     http: requests.Session, url: str, *, fresh: bool = False
 ) -> tuple[HTTPConnectionPool, str]:
     """The session's connection pool for ``url`` and the target to ask it for.
@@ -652,11 +680,11 @@ def _shrink_socket_timeout(raw: Any, remaining: float) -> None:
 
 def _describe_timeout(exc: Exception, target: BidTarget, budget: float) -> str:
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return f"could not connect to {_host(target)} within {budget:.1f} s"
-    return f"no answer from {_host(target)} within {budget:.1f} s"
+        return f"could not connect to {target_host(target)} within {budget:.1f} s"
+    return f"no answer from {target_host(target)} within {budget:.1f} s"
 
 
-def _host(target: BidTarget) -> str:
+def target_host(target: BidTarget) -> str:
     return urlsplit(target.bid_url).netloc or target.bid_url
 
 
@@ -726,7 +754,7 @@ def parse_response(
     if outcome is None:
         attempt.outcome = Outcome.BAD_RESPONSE
         attempt.error = f"unknown code {code}"
-        attempt.raw_response = _raw_text(raw)
+        attempt.raw_response = raw_text(raw)
         return
     amount, amount_error = _parse_amount(payload.get("bid_amount"))
     attempt.bid_amount = None if amount is None else amount.quantize(CENT, rounding=ROUND_DOWN)
@@ -738,7 +766,7 @@ def parse_response(
     if amount_error:
         attempt.outcome = Outcome.BAD_RESPONSE
         attempt.error = amount_error
-        attempt.raw_response = _raw_text(raw)
+        attempt.raw_response = raw_text(raw)
         return
     _read_accept(attempt, payload, amount, min_bid, raw)
 
@@ -756,24 +784,24 @@ def _read_accept(
     if amount is None:
         attempt.outcome = Outcome.BAD_RESPONSE
         attempt.error = "accepted without a bid amount"
-        attempt.raw_response = _raw_text(raw)
+        attempt.raw_response = raw_text(raw)
         return
     if not isinstance(destination, str) or not destination.strip():
         attempt.outcome = Outcome.BAD_RESPONSE
         attempt.error = "accepted without a destination"
-        attempt.raw_response = _raw_text(raw)
+        attempt.raw_response = raw_text(raw)
         return
     destination = destination.strip()
     if not destination.isprintable():
         # A control character (NUL, newline, ...) cannot be part of a number to send a call to.
         attempt.outcome = Outcome.BAD_RESPONSE
         attempt.error = "destination contains control characters"
-        attempt.raw_response = _raw_text(raw)
+        attempt.raw_response = raw_text(raw)
         return
     if len(destination) > MAX_FIELD_CHARS:
         attempt.outcome = Outcome.BAD_RESPONSE
         attempt.error = f"destination longer than {MAX_FIELD_CHARS} characters"
-        attempt.raw_response = _raw_text(raw)
+        attempt.raw_response = raw_text(raw)
         return
     attempt.destination = destination
     # Compare the exact offer: 24.999 is below a 25.00 minimum even though it rounds to 25.00.
@@ -825,7 +853,7 @@ def _parse_amount(value: Any) -> tuple[Decimal | None, str]:
 
 def _no_json(attempt: BidAttempt, http_status: int, raw: bytes, detail: str) -> None:
     """Classify an answer that carries no usable CallGrid code."""
-    attempt.raw_response = _raw_text(raw)
+    attempt.raw_response = raw_text(raw)
     if http_status == 429:
         attempt.outcome = Outcome.RATE_LIMITED
         attempt.error = f"HTTP 429 Too Many Requests; body {detail}"
@@ -864,7 +892,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(seconds, 0.0)
 
 
-def _raw_text(raw: bytes) -> str:
+def raw_text(raw: bytes) -> str:
     return nul_replaced(raw.decode("utf-8", errors="replace")[:RAW_RESPONSE_KEEP])
 
 
