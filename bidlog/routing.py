@@ -4,8 +4,11 @@ Two strategies (SPEC §3 Call, §4):
 
 - ``waterfall``: eligible buyers in priority order, one at a time, stopping at the first
   acceptable bid (the Bid API guide's "Multi-Buyer Strategy").
-- ``highest_bid``: every eligible buyer at once on a bounded, reused thread pool sharing the
-  client's pooled session; the best acceptable bid wins and ties go to priority.
+- ``highest_bid``: every eligible buyer at once; the best acceptable bid wins and ties go to
+  priority. Bids to buyers with a kept-alive connection go out from the routing thread, which
+  reads all their answers as they come (:class:`~callgrid_portal.bidapi.fanout.FanOut`). The
+  others, and any retry, run on a bounded, reused thread pool at the same time. Both share
+  the client's pooled session.
 
 One deadline per call (``ROUTING_DEADLINE_SECONDS``, never more than the largest timeout of the
 buyers in play) is handed to the client, so no attempt, retry or backoff runs past it. In an
@@ -22,8 +25,8 @@ each capped buyer's daily and monthly cap, and the (buyer, caller) pair of a buy
 duplicate window. The winner keeps its reservation; every other buyer's is given back as soon
 as it is out of the running, and all of them when the route fails or its log cannot be written.
 
-Threads do HTTP and build the bid rows of the answer they received; every query runs on the
-calling thread, so worker threads never hold a database connection that nobody closes. The
+Pool threads do HTTP and build the bid rows of the answer they received; every query runs on
+the calling thread, so worker threads never hold a database connection that nobody closes. The
 call and its rows are written in one statement before the answer goes out; the slots and
 reservations are settled after it (see :func:`call_route`'s ``defer``).
 """
@@ -35,12 +38,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -69,6 +72,7 @@ from bidlog.services import (
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
+    RETRIED_OUTCOMES,
     BidAttempt,
     BidResult,
     BidTarget,
@@ -77,6 +81,7 @@ from callgrid_portal.bidapi.client import (
     param_problem,
     send_bid,
 )
+from callgrid_portal.bidapi.fanout import FanOut
 from callgrid_portal.bidapi.phone import CallerId, InvalidCallerId, normalize_caller_id
 
 logger = logging.getLogger(__name__)
@@ -344,17 +349,30 @@ def _ask(
     state_code: str,
     params: dict[str, Any],
     deadline: float,
+    earlier: BidAttempt | None = None,
 ) -> tuple[BidResult, list[BidLog]]:
     """Send one bid inside the deadline; a 3000 starts the grid's cooldown for everyone.
 
     Also returns the result's bid rows, ready to insert: in an auction they are built on the
     worker thread while other buyers are still answering, instead of after the last answer.
+    ``earlier`` is a first attempt the auction's fan-out made, to carry on from (a retry).
     """
     result = send_bid(
-        target, caller_id, state_code or None, params, deadline=deadline, session=get_session()
+        target,
+        caller_id,
+        state_code or None,
+        params,
+        deadline=deadline,
+        session=get_session(),
+        earlier=earlier,
     )
+    return _answered(buyer=buyer, result=result, source=source)
+
+
+def _answered(*, buyer: Buyer, result: BidResult, source: str) -> tuple[BidResult, list[BidLog]]:
+    """A buyer's final result and its bid rows; a 3000 starts the grid's cooldown for everyone."""
     if result.outcome == Outcome.NO_CAPACITY:
-        limits.cooldown_start(grid_id=target.grid_id, seconds=buyer.capacity_cooldown_seconds)
+        limits.cooldown_start(grid_id=buyer.grid_id, seconds=buyer.capacity_cooldown_seconds)
     return result, bid_rows_prepare(buyer=buyer, result=result, source=source)
 
 
@@ -466,33 +484,42 @@ def _highest_bid(
         else:
             answer.reservation = reservation
             admitted.append((answer, answer.buyer.as_bid_target(), lease))
-    # The calling thread asks the first buyer itself instead of only waiting: one thread
-    # hand-off fewer per auction (none at all with one buyer), which under load is CPU the
-    # server keeps for routing.
-    own, others = (admitted[0], admitted[1:]) if admitted else (None, [])
-    own_result: tuple[BidResult, list[BidLog]] | None = None
+    # Buyers with an idle kept-alive connection are asked by this thread all at once (see
+    # FanOut); the others, and any retry, on the auction's pool at the same time.
     ask = functools.partial(
         _ask,
         source=route.source,
         **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline),
     )
-    try:
-        pool = _auction_pool.get() if others else None
-        for answer, target, lease in others:
-            future = pool.submit(ask, buyer=answer.buyer, target=target)  # type: ignore[union-attr]
+    finished: list[limits.Lease] = []
+
+    def answered(key: Hashable, attempt: BidAttempt) -> None:
+        answer, target, lease = admitted[cast(int, key)]
+        if attempt.outcome in RETRIED_OUTCOMES:
+            future = _auction_pool.get().submit(
+                ask, buyer=answer.buyer, target=target, earlier=attempt
+            )
             running[future] = (answer, target, lease)
-        if own is not None:
-            own_result = ask(buyer=own[0].buyer, target=own[1])
+            return
+        answer.result, answer.rows = _answered(
+            buyer=answer.buyer, result=BidResult([attempt]), source=route.source
+        )
+        finished.append(lease)
+
+    try:
+        fan = FanOut(session=get_session(), deadline=deadline)
+        for i, (answer, target, lease) in enumerate(admitted):
+            body = build_request(target, caller.formatted(target.caller_id_format), state, params)
+            if not fan.add(i, target, body, caller_id=caller.ten_digit, state_code=state):
+                future = _auction_pool.get().submit(ask, buyer=answer.buyer, target=target)
+                running[future] = (answer, target, lease)
+        fan.run(answered)
     except BaseException:
         # Reservations go back with the others in call_route's handler.
         limits.concurrency_release_many(lease for _, _, lease in admitted)
         raise
     if running:
         wait(running, timeout=max(deadline - time.monotonic(), 0.0))
-    finished: list[limits.Lease] = []
-    if own is not None and own_result is not None:
-        own[0].result, own[0].rows = own_result
-        finished.append(own[2])
     for future, (answer, target, lease) in running.items():
         if future.done() or future.cancel():
             # Answered, or never started (pool saturated): the slot is free now.

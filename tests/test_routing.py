@@ -11,6 +11,7 @@ from bidlog import limits
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
 from bidlog.routing import RouteError, call_route
+from callgrid_portal.bidapi.fanout import FanOut
 from tests.factories import BuyerFactory, CallFactory
 
 CALLER = "3035551234"
@@ -165,6 +166,70 @@ def test_highest_bid_answers_by_the_deadline_and_logs_the_slow_buyer_as_timeout(
     while limits.concurrency_in_flight(grid_id=slow.grid_id) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert limits.concurrency_in_flight(grid_id=slow.grid_id) == 0
+
+
+# --- the auction's fan-out ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fanned(monkeypatch) -> list[bool]:
+    """What ``FanOut.add`` answered for each bid of the test: ``True`` for those it sent."""
+    answers: list[bool] = []
+    add = FanOut.add
+
+    def spy(self, *args, **kwargs):
+        answers.append(add(self, *args, **kwargs))
+        return answers[-1]
+
+    monkeypatch.setattr(FanOut, "add", spy)
+    return answers
+
+
+def test_an_auction_on_kept_alive_connections_is_fanned_out_from_the_routing_thread(
+    sim_buyer, simulator, fanned
+):
+    sim = {"latency_ms": 100}
+    sim_buyer(name="low", priority=1, bid_amount="20.00", sim=sim)
+    high = sim_buyer(name="high", priority=2, bid_amount="31.00", sim=sim)
+    slow = sim_buyer(name="slow", priority=3, bid_amount="99.00", sim=sim)
+    # Answered at the same time, the first auction leaves a connection per buyer open.
+    call_route(caller_id="7205550100", strategy="highest_bid")
+    simulator.configure(slow.grid_id, bid_amount="99.00", latency_ms=3000)
+    fanned.clear()
+
+    started = time.monotonic()
+    call = call_route(caller_id=CALLER, strategy="highest_bid", deadline_seconds=1.0)
+
+    assert time.monotonic() - started < 1.5
+    assert fanned == [True, True, True]
+    assert call.winner == high
+    assert outcomes(call) == {
+        "low": [Outcome.ACCEPTED],
+        "high": [Outcome.ACCEPTED],
+        "slow": [Outcome.TIMEOUT],
+    }
+
+
+def test_a_retry_in_a_fanned_out_auction_carries_on_from_the_first_attempt(
+    sim_buyer, simulator, fanned
+):
+    flaky = sim_buyer(name="flaky", priority=1)
+    sim_buyer(name="steady", priority=2)
+    call_route(caller_id="7205550100", strategy="highest_bid")
+    simulator.reset()
+    simulator.configure(flaky.grid_id, respond="fail_then_accept", fail_times=1)
+    fanned.clear()
+
+    call = call_route(caller_id=CALLER, strategy="highest_bid")
+
+    assert fanned == [True, True]
+    assert call.winner == flaky  # the retry's acceptance, on a tie the better priority
+    assert outcomes(call) == {
+        "flaky": [Outcome.SYSTEM_ERROR, Outcome.ACCEPTED],
+        "steady": [Outcome.ACCEPTED],
+    }
+    assert [b.attempt for b in call.route_bids if b.buyer == flaky] == [1, 2]
+    assert len(simulator.requests(flaky.grid_id)) == 2
 
 
 def test_waterfall_deadline_covers_the_whole_call_not_each_buyer(sim_buyer, simulator):
