@@ -18,8 +18,10 @@ What it does, all in one run:
    ``requests`` session. The load generator shares the machine's CPUs with the system under
    test, and the Python one takes a large share of them, so the report says which one ran and
    how much CPU each process used.
-6. Floor, in the same run: the fan-out alone, every buyer asked at once from a thread each on
-   pooled urllib3 (no portal, database or limits), and the portal's own share of the p50 over it.
+6. Floor, in the same run: the fan-out alone (no portal, database or limits), measured two
+   ways: as the portal's auction does it (the client's ``FanOut``, one thread, kept-alive
+   connections) and every buyer asked from a thread of its own on pooled urllib3. The portal's
+   own share of the p50 is counted over the first.
 7. Baseline, in the same run: what the Bid API guide's sample waterfall loop does, i.e.
    ``requests.post`` to each buyer in turn with no session (a new connection per bid). It asks
    every buyer, as a sequential loop must to find the best bid, and we compare its p50 with
@@ -504,6 +506,49 @@ def floor_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
     return phase
 
 
+def fan_out_floor_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
+    """The fan-out alone as the portal's auction makes it: one thread, the client's FanOut.
+
+    The same code and session setup the routing thread uses, with nothing else around it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from callgrid_portal.bidapi.client import BidAttempt, BidTarget, build_request, new_session
+    from callgrid_portal.bidapi.client import send_bid as send_one
+    from callgrid_portal.bidapi.fanout import FanOut
+
+    session = new_session()
+    endpoint = f"http://127.0.0.1:{sim_port}/api/bid/"
+    targets = [BidTarget(grid_id=g, endpoint_url=endpoint) for g in grids]
+    # One kept-alive connection per buyer, opened by bids made at the same time.
+    with ThreadPoolExecutor(max_workers=len(grids)) as threads:
+        list(threads.map(lambda t: send_one(t, random_caller(), session=session), targets))
+    phase = Phase()
+    answers: list[BidAttempt] = []
+
+    def keep(_key: object, attempt: BidAttempt) -> None:
+        answers.append(attempt)
+
+    for round_no in range(samples + 5):
+        caller = random_caller()
+        answers.clear()
+        started = time.perf_counter()
+        fan = FanOut(session=session, deadline=time.monotonic() + 10)
+        added = [
+            fan.add(i, t, build_request(t, caller, "CO", {}), caller_id=caller, state_code="CO")
+            for i, t in enumerate(targets)
+        ]
+        fan.run(keep)
+        elapsed = (time.perf_counter() - started) * 1000
+        if not all(added):
+            phase.errors.append("no kept-alive connection for a buyer")
+        elif round_no >= 5:
+            phase.latencies_ms.append(elapsed)
+            phase.routed += any(a.outcome == "accepted" for a in answers)
+    session.close()
+    return phase
+
+
 # wrk runs this in each of its threads. Every request carries a fresh caller (as the Python
 # clients do); done() sums the threads' counters and prints one line for us to parse.
 _WRK_SCRIPT = r"""
@@ -741,11 +786,20 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-        floor = floor_phase(sim_port, grids, args.samples)
+        floor = fan_out_floor_phase(sim_port, grids, args.samples)
         print(
             describe(
-                f"floor: the fan-out alone ({args.buyers} threads, pooled urllib3, no portal)",
+                "floor: the fan-out alone as the portal's auction makes it "
+                "(one thread, FanOut, no portal)",
                 floor,
+                args.latency_ms,
+            )
+        )
+        threads_floor = floor_phase(sim_port, grids, args.samples)
+        print(
+            describe(
+                f"for comparison: {args.buyers} threads, pooled urllib3, no portal",
+                threads_floor,
                 args.latency_ms,
             )
         )
