@@ -75,6 +75,9 @@ def _idle_connection(pool: HTTPConnectionPool) -> HTTPConnection | None:
     The pool is a stack: a connection closed after a failed bid goes back on top, above the
     live ones, and so does a fresh one made for an empty slot. Up to :data:`_SCAN_LIMIT`
     of those are looked past, then put back as they were.
+
+    ``_get_conn``/``_put_conn`` are the pool's own lease and return, the calls its
+    ``urlopen`` makes; requests' adapter has no way to lend a connection out.
     """
     passed: list[HTTPConnection] = []
     try:
@@ -102,7 +105,7 @@ class _Exchange:
     conn: HTTPConnection
     payload: bytes
     attempt: BidAttempt
-    parser: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
+    parser: h11.Connection  # its request already written into ``payload``
     start: float = 0.0
     budget_end: float = 0.0
     status: int | None = None
