@@ -377,24 +377,33 @@ def _answered(*, buyer: Buyer, result: BidResult, source: str) -> tuple[BidResul
 
 
 def _not_waited_for(
-    *, target: BidTarget, caller: CallerId, state: str, params: dict[str, Any], waited: float
+    *,
+    target: BidTarget,
+    caller: CallerId,
+    state: str,
+    params: dict[str, Any],
+    waited: float,
+    earlier: BidAttempt | None = None,
 ) -> BidResult:
-    """The log entry of a buyer whose answer did not arrive by the call's deadline."""
+    """The log entry of a buyer whose answer did not arrive by the call's deadline.
+
+    ``earlier`` is the answered first attempt of a buyer whose retry was still running: it
+    is kept, and the timeout is logged as the attempt after it.
+    """
     body = build_request(target, caller.formatted(target.caller_id_format), state, params)
-    return BidResult(
-        [
-            BidAttempt(
-                attempt=1,
-                outcome=Outcome.TIMEOUT,
-                started_at=datetime.now(UTC),
-                request=body,
-                caller_id=caller.ten_digit,
-                state_code=state,
-                duration_ms=int(waited * 1000),
-                error=f"no answer by the call's deadline ({waited:.2f} s); routed without it",
-            )
-        ]
+    what = "no answer" if earlier is None else "the retry had no answer"
+    error = f"{what} by the call's deadline ({waited:.2f} s); routed without it"
+    timeout = BidAttempt(
+        attempt=1 if earlier is None else earlier.attempt + 1,
+        outcome=Outcome.TIMEOUT,
+        started_at=datetime.now(UTC),
+        request=body,
+        caller_id=caller.ten_digit,
+        state_code=state,
+        duration_ms=int(waited * 1000),
+        error=error,
     )
+    return BidResult([timeout] if earlier is None else [earlier, timeout])
 
 
 def _acceptable_amount(answer: _Answer) -> Decimal | None:
@@ -492,6 +501,8 @@ def _highest_bid(
         **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline),
     )
     finished: list[limits.Lease] = []
+    # The fan-out's first attempt of each buyer whose retry runs on the pool.
+    retried: dict[Future[tuple[BidResult, list[BidLog]]], BidAttempt] = {}
 
     def answered(key: Hashable, attempt: BidAttempt) -> None:
         answer, target, lease = admitted[cast(int, key)]
@@ -500,6 +511,7 @@ def _highest_bid(
                 ask, buyer=answer.buyer, target=target, earlier=attempt
             )
             running[future] = (answer, target, lease)
+            retried[future] = attempt
             return
         answer.result, answer.rows = _answered(
             buyer=answer.buyer, result=BidResult([attempt]), source=route.source
@@ -539,6 +551,7 @@ def _highest_bid(
             state=state,
             params=params,
             waited=time.monotonic() - started,
+            earlier=retried.get(future),
         )
     winner: _Answer | None = None
     best: Decimal | None = None  # the winner's amount

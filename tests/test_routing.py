@@ -1,5 +1,6 @@
 """Routing over real HTTP to the simulator: winners, deadlines, skips and released slots."""
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,8 +11,10 @@ from django.utils import timezone
 from bidlog import limits
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
-from bidlog.routing import RouteError, call_route
+from bidlog.routing import RouteError, _not_waited_for, call_route
+from callgrid_portal.bidapi.client import BidAttempt, BidTarget
 from callgrid_portal.bidapi.fanout import FanOut
+from callgrid_portal.bidapi.phone import normalize_caller_id
 from tests.factories import BuyerFactory, CallFactory
 
 CALLER = "3035551234"
@@ -213,8 +216,9 @@ def test_an_auction_on_kept_alive_connections_is_fanned_out_from_the_routing_thr
 def test_a_retry_in_a_fanned_out_auction_carries_on_from_the_first_attempt(
     sim_buyer, simulator, fanned
 ):
-    flaky = sim_buyer(name="flaky", priority=1)
-    sim_buyer(name="steady", priority=2)
+    flaky = sim_buyer(name="flaky", priority=1, sim={"latency_ms": 100})
+    sim_buyer(name="steady", priority=2, sim={"latency_ms": 100})
+    # Answered at the same time, the first auction leaves a connection per buyer open.
     call_route(caller_id="7205550100", strategy="highest_bid")
     simulator.reset()
     simulator.configure(flaky.grid_id, respond="fail_then_accept", fail_times=1)
@@ -230,6 +234,64 @@ def test_a_retry_in_a_fanned_out_auction_carries_on_from_the_first_attempt(
     }
     assert [b.attempt for b in call.route_bids if b.buyer == flaky] == [1, 2]
     assert len(simulator.requests(flaky.grid_id)) == 2
+
+
+def test_a_retry_cut_off_by_the_deadline_keeps_the_first_answer_in_the_log(
+    sim_buyer, simulator, fanned
+):
+    flaky = sim_buyer(name="flaky", priority=1, sim={"latency_ms": 100})
+    sim_buyer(name="steady", priority=2, sim={"latency_ms": 100})
+    call_route(caller_id="7205550100", strategy="highest_bid")
+    simulator.reset()
+    simulator.configure(flaky.grid_id, respond="system_error")
+    fanned.clear()
+
+    def slow_down_the_retry() -> None:
+        # Once the first 5000 has gone out, the retry (0.25 s later) hangs past the deadline.
+        until = time.monotonic() + 5
+        while not simulator.requests(flaky.grid_id) and time.monotonic() < until:
+            time.sleep(0.01)
+        simulator.configure(flaky.grid_id, respond="accept", latency_ms=3000)
+
+    watcher = threading.Thread(target=slow_down_the_retry)
+    watcher.start()
+    started = time.monotonic()
+    call = call_route(caller_id=CALLER, strategy="highest_bid", deadline_seconds=0.8)
+    elapsed = time.monotonic() - started
+    watcher.join()
+
+    assert fanned == [True, True]
+    assert elapsed < 1.3
+    rows = [b for b in call.route_bids if b.buyer == flaky]
+    assert [(b.attempt, b.outcome) for b in rows] == [
+        (1, Outcome.SYSTEM_ERROR),
+        (2, Outcome.TIMEOUT),
+    ]
+    assert rows[0].code == 5000
+    assert call.winner is not None and call.winner.name == "steady"
+
+
+def test_a_buyer_not_waited_for_is_logged_after_its_answered_attempts():
+    caller = normalize_caller_id(CALLER)
+    target = BidTarget(grid_id="G1", endpoint_url="http://127.0.0.1:9/api/bid/")
+    first = BidAttempt(
+        attempt=1, outcome=Outcome.SYSTEM_ERROR, started_at=datetime.now(UTC), code=5000
+    )
+
+    alone = _not_waited_for(target=target, caller=caller, state="CO", params={}, waited=0.8)
+    after = _not_waited_for(
+        target=target, caller=caller, state="CO", params={}, waited=0.8, earlier=first
+    )
+
+    assert [(a.attempt, a.outcome) for a in alone.attempts] == [(1, Outcome.TIMEOUT)]
+    assert alone.final.error == "no answer by the call's deadline (0.80 s); routed without it"
+    assert after.attempts[0] is first
+    assert [(a.attempt, a.outcome) for a in after.attempts] == [
+        (1, Outcome.SYSTEM_ERROR),
+        (2, Outcome.TIMEOUT),
+    ]
+    assert after.final.error.startswith("the retry had no answer by the call's deadline")
+    assert after.final.request == {"CallerId": CALLER, "InboundStateCode": "CO"}
 
 
 def test_waterfall_deadline_covers_the_whole_call_not_each_buyer(sim_buyer, simulator):
