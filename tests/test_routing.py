@@ -213,15 +213,21 @@ def test_an_auction_on_kept_alive_connections_is_fanned_out_from_the_routing_thr
     }
 
 
-def test_a_retry_in_a_fanned_out_auction_carries_on_from_the_first_attempt(
-    sim_buyer, simulator, fanned
-):
+def _flaky_and_steady(sim_buyer, simulator, **flaky_behaviour):
+    """Two buyers with a kept-alive connection each; then the first answers as told."""
     flaky = sim_buyer(name="flaky", priority=1, sim={"latency_ms": 100})
     sim_buyer(name="steady", priority=2, sim={"latency_ms": 100})
     # Answered at the same time, the first auction leaves a connection per buyer open.
     call_route(caller_id="7205550100", strategy="highest_bid")
     simulator.reset()
-    simulator.configure(flaky.grid_id, respond="fail_then_accept", fail_times=1)
+    simulator.configure(flaky.grid_id, **flaky_behaviour)
+    return flaky
+
+
+def test_a_retry_in_a_fanned_out_auction_carries_on_from_the_first_attempt(
+    sim_buyer, simulator, fanned
+):
+    flaky = _flaky_and_steady(sim_buyer, simulator, respond="fail_then_accept", fail_times=1)
     fanned.clear()
 
     call = call_route(caller_id=CALLER, strategy="highest_bid")
@@ -239,11 +245,7 @@ def test_a_retry_in_a_fanned_out_auction_carries_on_from_the_first_attempt(
 def test_a_retry_cut_off_by_the_deadline_keeps_the_first_answer_in_the_log(
     sim_buyer, simulator, fanned
 ):
-    flaky = sim_buyer(name="flaky", priority=1, sim={"latency_ms": 100})
-    sim_buyer(name="steady", priority=2, sim={"latency_ms": 100})
-    call_route(caller_id="7205550100", strategy="highest_bid")
-    simulator.reset()
-    simulator.configure(flaky.grid_id, respond="system_error")
+    flaky = _flaky_and_steady(sim_buyer, simulator, respond="system_error")
     fanned.clear()
 
     def slow_down_the_retry() -> None:
