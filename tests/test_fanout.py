@@ -345,3 +345,27 @@ def test_an_answer_ended_by_closing_the_connection_is_read_and_the_connection_dr
     assert attempts[0].outcome == Outcome.ACCEPTED
     assert attempts[0].bid_amount == Decimal("20.00")
     assert again == [False]  # that connection is gone, not back in the pool
+
+
+def test_a_chunked_answer_is_read_whole_and_the_connection_kept(session):
+    def chunked(conn: socket.socket) -> None:
+        half = len(ANSWER) // 2
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n%s\r\n" % (half, ANSWER[:half])
+            + b"%x\r\n%s\r\n0\r\n\r\n" % (len(ANSWER) - half, ANSWER[half:])
+        )
+        time.sleep(0.3)  # hold the connection open while the client looks at it
+
+    port, server = _raw_server(chunked)
+    target = BidTarget(grid_id="raw", endpoint_url=f"http://127.0.0.1:{port}/api/bid/")
+    assert send_bid(target, CALLER, session=session).outcome == Outcome.ACCEPTED
+
+    _, attempts, _ = fan_out(session, [target], deadline=time.monotonic() + 2)
+    again, _, _ = fan_out(session, [target])
+
+    server.join(timeout=5)
+    assert attempts[0].outcome == Outcome.ACCEPTED
+    assert attempts[0].destination == "13035550000"
+    assert again == [True]  # a complete answer leaves the connection reusable
