@@ -25,8 +25,9 @@ each capped buyer's daily and monthly cap, and the (buyer, caller) pair of a buy
 duplicate window. The winner keeps its reservation; every other buyer's is given back as soon
 as it is out of the running, and all of them when the route fails or its log cannot be written.
 
-Pool threads do HTTP and build the bid rows of the answer they received; every query runs on
-the calling thread, so worker threads never hold a database connection that nobody closes. The
+Whoever receives an answer (the routing thread's fan-out or a pool thread) builds its bid
+rows at once; every query runs on the calling thread, so pool threads never hold a database
+connection that nobody closes. The
 call and its rows are written in one statement before the answer goes out; the slots and
 reservations are settled after it (see :func:`call_route`'s ``defer``).
 """
@@ -351,11 +352,11 @@ def _ask(
     deadline: float,
     earlier: BidAttempt | None = None,
 ) -> tuple[BidResult, list[BidLog]]:
-    """Send one bid inside the deadline; a 3000 starts the grid's cooldown for everyone.
+    """Send one bid inside the deadline; return the result and rows :func:`_answered` makes.
 
-    Also returns the result's bid rows, ready to insert: in an auction they are built on the
-    worker thread while other buyers are still answering, instead of after the last answer.
-    ``earlier`` is a first attempt the auction's fan-out made, to carry on from (a retry).
+    In an auction the rows are built on the pool thread while other buyers are still
+    answering, instead of after the last answer. ``earlier`` is a first attempt the auction's
+    fan-out made, to carry on from (a retry).
     """
     result = send_bid(
         target,
