@@ -381,10 +381,9 @@ def send_bid(
         http = session or get_session()
         while not attempts or _retry(attempts[-1], len(attempts), deadline, sleep, backoff_base):
             attempt = _send_once(http, target, body, deadline, len(attempts) + 1)
-            attempts.append(attempt)
-        for attempt in attempts:
             attempt.caller_id = number.ten_digit
             attempt.state_code = state
+            attempts.append(attempt)
     except Exception as exc:
         # Last resort: a bug here must cost one bid, never the whole routing decision.
         logger.exception("send_bid failed unexpectedly for grid %s", target.grid_id)
