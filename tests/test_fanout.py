@@ -265,6 +265,24 @@ def _garbage(conn: socket.socket) -> None:
     time.sleep(0.3)
 
 
+def _second_answer(
+    session: requests.Session, second: Callable[[socket.socket], None]
+) -> tuple[BidAttempt, bool]:
+    """Fan out a bid to a raw server whose kept-alive connection answers it with ``second``.
+
+    Returns the attempt, and whether the connection was back in the pool for another bid.
+    """
+    port, server = _raw_server(second)
+    target = BidTarget(grid_id="raw", endpoint_url=f"http://127.0.0.1:{port}/api/bid/")
+    assert send_bid(target, CALLER, session=session).outcome == Outcome.ACCEPTED
+
+    _, attempts, _ = fan_out(session, [target], deadline=time.monotonic() + 2)
+    again, _, _ = fan_out(session, [target], deadline=time.monotonic() + 2)
+
+    server.join(timeout=5)
+    return attempts[0], again[0]
+
+
 @pytest.mark.parametrize(
     ("second", "error"),
     [
@@ -273,15 +291,11 @@ def _garbage(conn: socket.socket) -> None:
     ],
 )
 def test_a_connection_that_breaks_is_a_network_error(session, second, error):
-    port, server = _raw_server(second)
-    target = BidTarget(grid_id="raw", endpoint_url=f"http://127.0.0.1:{port}/api/bid/")
-    assert send_bid(target, CALLER, session=session).outcome == Outcome.ACCEPTED
+    attempt, kept = _second_answer(session, second)
 
-    _, attempts, _ = fan_out(session, [target], deadline=time.monotonic() + 2)
-
-    server.join(timeout=5)
-    assert attempts[0].outcome == Outcome.NETWORK_ERROR
-    assert attempts[0].error.startswith(error)
+    assert attempt.outcome == Outcome.NETWORK_ERROR
+    assert attempt.error.startswith(error)
+    assert not kept
 
 
 # --- TLS ----------------------------------------------------------------------------------
@@ -334,17 +348,11 @@ def test_an_answer_ended_by_closing_the_connection_is_read_and_the_connection_dr
         conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + ANSWER)
         conn.shutdown(socket.SHUT_RDWR)
 
-    port, server = _raw_server(close_delimited)
-    target = BidTarget(grid_id="raw", endpoint_url=f"http://127.0.0.1:{port}/api/bid/")
-    assert send_bid(target, CALLER, session=session).outcome == Outcome.ACCEPTED
+    attempt, kept = _second_answer(session, close_delimited)
 
-    _, attempts, _ = fan_out(session, [target], deadline=time.monotonic() + 2)
-    again, _, _ = fan_out(session, [target])
-
-    server.join(timeout=5)
-    assert attempts[0].outcome == Outcome.ACCEPTED
-    assert attempts[0].bid_amount == Decimal("20.00")
-    assert again == [False]  # that connection is gone, not back in the pool
+    assert attempt.outcome == Outcome.ACCEPTED
+    assert attempt.bid_amount == Decimal("20.00")
+    assert not kept  # that connection is gone, not back in the pool
 
 
 def test_a_chunked_answer_is_read_whole_and_the_connection_kept(session):
@@ -358,14 +366,8 @@ def test_a_chunked_answer_is_read_whole_and_the_connection_kept(session):
         )
         time.sleep(0.3)  # hold the connection open while the client looks at it
 
-    port, server = _raw_server(chunked)
-    target = BidTarget(grid_id="raw", endpoint_url=f"http://127.0.0.1:{port}/api/bid/")
-    assert send_bid(target, CALLER, session=session).outcome == Outcome.ACCEPTED
+    attempt, kept = _second_answer(session, chunked)
 
-    _, attempts, _ = fan_out(session, [target], deadline=time.monotonic() + 2)
-    again, _, _ = fan_out(session, [target])
-
-    server.join(timeout=5)
-    assert attempts[0].outcome == Outcome.ACCEPTED
-    assert attempts[0].destination == "13035550000"
-    assert again == [True]  # a complete answer leaves the connection reusable
+    assert attempt.outcome == Outcome.ACCEPTED
+    assert attempt.destination == "13035550000"
+    assert kept  # a complete answer leaves the connection reusable
