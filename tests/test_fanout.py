@@ -371,3 +371,44 @@ def test_a_chunked_answer_is_read_whole_and_the_connection_kept(session):
     assert attempt.outcome == Outcome.ACCEPTED
     assert attempt.destination == "13035550000"
     assert kept  # a complete answer leaves the connection reusable
+
+
+def test_an_interim_answer_is_skipped_for_the_real_one(session):
+    def continue_first(conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
+        )
+        time.sleep(0.3)
+
+    attempt, kept = _second_answer(session, continue_first)
+
+    assert (attempt.outcome, attempt.http_status) == (Outcome.ACCEPTED, 200)
+    assert kept
+
+
+def test_bytes_after_the_answer_keep_it_but_drop_the_connection(session):
+    def then_more(conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%sHTTP/1.1 200 OK\r\n" % (len(ANSWER), ANSWER)
+        )
+        time.sleep(0.3)
+
+    attempt, kept = _second_answer(session, then_more)
+
+    assert attempt.outcome == Outcome.ACCEPTED
+    assert not kept  # the next bid would have read the stray bytes as its answer
+
+
+def test_a_request_head_that_cannot_be_written_is_left_to_the_caller(simulator, session, settings):
+    bids = targets(simulator.endpoint)[:1]
+    warm(simulator, session, bids)
+    settings.CALLGRID_USER_AGENT = "Portal\r\nX-Injected: 1"
+
+    added, attempts, _ = fan_out(session, bids)
+
+    assert added == [False]
+    assert attempts == {}
+    assert simulator.requests() == []

@@ -8,8 +8,9 @@ auction's do. Here one thread does everything:
 
 1. It writes every request.
 2. It waits on all the sockets at once with a selector.
-3. It reads each answer as its bytes come in. h11 parses the HTTP/1.1; :func:`~.client.
-   parse_response` reads the body exactly as for any other bid.
+3. It reads each answer as its bytes come in. httptools (llhttp, the parser of Node.js and
+   uvicorn) parses the HTTP/1.1; :func:`~.client.parse_response` reads the body exactly as
+   for any other bid.
 
 A bid goes this way only when its buyer has an idle kept-alive connection in the session's
 pool. Opening a connection (the TCP and TLS handshakes) blocks, so :meth:`FanOut.add` refuses
@@ -27,6 +28,8 @@ a 429) needs a backoff first, and the caller continues it on a thread with
 
 from __future__ import annotations
 
+import functools
+import re
 import selectors
 import ssl
 import time
@@ -36,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import h11
+import httptools
 import requests
 from urllib3 import HTTPHeaderDict
 from urllib3.connection import HTTPConnection
@@ -95,9 +98,48 @@ def _idle_connection(pool: HTTPConnectionPool) -> HTTPConnection | None:
             pool._put_conn(conn)
 
 
+# What a bid's request head may hold: a header name is an HTTP token; a value, the path and
+# the host are visible ASCII (a value may have spaces inside). Nothing else can be written
+# without changing the request's meaning, a CR or LF above all.
+_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+_WORD = re.compile(r"[\x21-\x7e]+")
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_head(path: str, host: str, headers: tuple[tuple[str, str], ...]) -> bytes | None:
+    """A bid's request line and headers, all but its Content-Length, as they go on the wire.
+
+    ``None`` when a part could not be written as HTTP/1.1. The head is the same for every
+    bid to one buyer, so it is built once.
+    """
+    if not (_WORD.fullmatch(path) and _WORD.fullmatch(host)):
+        return None
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}"]
+    for name, value in headers:
+        if not (_NAME.fullmatch(name) and _VALUE.fullmatch(value)):
+            return None
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _request_bytes(path: str, host: str, data: bytes) -> bytes | None:
+    """The whole request of a bid with the JSON body ``data``; ``None`` as for the head."""
+    headers = request_headers(len(data))
+    length = headers.pop("Content-Length")
+    head = _request_head(path, host, tuple(headers.items()))
+    if head is None:
+        return None
+    return b"%sContent-Length: %s\r\n\r\n%s" % (head, length.encode("ascii"), data)
+
+
 @dataclass(eq=False)
 class _Exchange:
-    """One bid on its connection: what was sent, and what has come back so far."""
+    """One bid on its connection: what was sent, and what has come back so far.
+
+    It is also the parser's protocol: httptools calls the ``on_*`` methods as the answer's
+    parts are read.
+    """
 
     key: Hashable
     target: BidTarget
@@ -105,7 +147,6 @@ class _Exchange:
     conn: HTTPConnection
     payload: bytes
     attempt: BidAttempt
-    parser: h11.Connection  # its request already written into ``payload``
     start: float = 0.0
     budget_end: float = 0.0
     status: int | None = None
@@ -114,12 +155,63 @@ class _Exchange:
     size: int = 0
     received: int = 0
     complete: bool = False  # the whole answer is in
+    oversized: bool = False  # the body passed MAX_BODY_BYTES; reading stopped
+    # Bytes came after the answer: the connection is out of step and must not be reused.
+    trailing: bool = False
     # The socket timeout the pool's connection had, given back with it.
     socket_timeout: float | None = None
+    _header_lines: list[tuple[str, str]] = field(default_factory=list)
+    _interim: bool = False  # reading a 1xx answer, which the real one follows
+    keep_alive: bool = False  # the server keeps the connection open after this answer
+
+    def __post_init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
 
     @property
     def sock(self) -> Any:
         return self.conn.sock
+
+    # --- httptools' callbacks ----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.trailing = True
+        self._header_lines = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.complete:
+            self._header_lines.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        # An interim answer (100 Continue, 103 Early Hints) comes before the real one.
+        self._interim = 100 <= status < 200
+        if not self._interim:
+            self.status = status
+            self.headers = HTTPHeaderDict(self._header_lines)
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete or self._interim or self.oversized:
+            return
+        self.body.append(body)
+        self.size += len(body)
+        self.oversized = self.size > MAX_BODY_BYTES
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+        elif self.status is not None and not self.complete and not self.oversized:
+            self.complete = True
+            # Asked now: llhttp forgets the answer's Connection header once it is done.
+            self.keep_alive = self.parser.should_keep_alive()
+
+    def ends_at_close(self) -> bool:
+        """Whether the answer's body runs to the end of the connection (no length given)."""
+        headers = self.headers or HTTPHeaderDict()
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        return self.status not in (204, 304) and "Content-Length" not in headers and not chunked
 
 
 class FanOut:
@@ -155,18 +247,13 @@ class FanOut:
             return False
         if conn is None:
             return False
-        data = encode_body(body)
-        parser = h11.Connection(h11.CLIENT)
-        host = urlsplit(target.bid_url).netloc.rpartition("@")[2]
-        payload = parser.send(
-            h11.Request(
-                method="POST",
-                target=path,
-                headers=[("Host", host), *request_headers(len(data)).items()],
-            )
+        payload = _request_bytes(
+            path, urlsplit(target.bid_url).netloc.rpartition("@")[2], encode_body(body)
         )
-        payload = (payload or b"") + (parser.send(h11.Data(data=data)) or b"")
-        payload += parser.send(h11.EndOfMessage()) or b""
+        if payload is None:
+            # Not writable as HTTP here: the threaded client refuses it with its own error.
+            pool._put_conn(conn)
+            return False
         attempt = BidAttempt(
             attempt=1,
             outcome=Outcome.TIMEOUT,
@@ -175,7 +262,7 @@ class FanOut:
             caller_id=caller_id,
             state_code=state_code,
         )
-        self._exchanges.append(_Exchange(key, target, pool, conn, payload, attempt, parser=parser))
+        self._exchanges.append(_Exchange(key, target, pool, conn, payload, attempt))
         return True
 
     def run(self, answered: Answered) -> None:
@@ -251,54 +338,38 @@ class FanOut:
                 return False
             except OSError as exc:
                 return self._broken(exchange, describe_network_error(exc))
+            if not data:
+                return self._closed(exchange)
             exchange.received += len(data)
             try:
-                # An empty read is the end of the stream, which ends a body sent without a
-                # length; anywhere else h11 calls it an error, reported below.
-                exchange.parser.receive_data(data)
-                if self._take_events(exchange):
-                    return True
-            except h11.RemoteProtocolError as exc:
-                if data:
+                exchange.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                return self._broken(exchange, "not a valid HTTP answer: it switched protocols")
+            except httptools.HttpParserError as exc:
+                if not exchange.complete:
                     return self._broken(exchange, f"not a valid HTTP answer: {exc}")
-            if not data:
-                if exchange.received == 0:
-                    return self._broken(
-                        exchange, "the server closed the connection without answering"
-                    )
-                return self._broken(
-                    exchange, "the connection broke while the answer was being read"
+                exchange.trailing = True  # garbage after a whole answer
+            if exchange.oversized:
+                attempt = exchange.attempt
+                attempt.http_status = exchange.status
+                attempt.outcome = Outcome.BAD_RESPONSE
+                attempt.error = (
+                    f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap; reading stopped"
                 )
-
-    def _take_events(self, exchange: _Exchange) -> bool:
-        """Read the parser's events; ``True`` once the answer is complete or too large."""
-        while True:
-            event = exchange.parser.next_event()
-            if event is h11.NEED_DATA:
-                return False
-            if isinstance(event, h11.Response):
-                exchange.status = event.status_code
-                exchange.headers = HTTPHeaderDict(
-                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
-                )
-            elif isinstance(event, h11.Data):
-                exchange.body.append(bytes(event.data))
-                exchange.size += len(event.data)
-                if exchange.size > MAX_BODY_BYTES:
-                    attempt = exchange.attempt
-                    attempt.http_status = exchange.status
-                    attempt.outcome = Outcome.BAD_RESPONSE
-                    attempt.error = (
-                        f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap; reading stopped"
-                    )
-                    attempt.raw_response = raw_text(b"".join(exchange.body)[:MAX_BODY_BYTES])
-                    return True
-            elif isinstance(event, h11.EndOfMessage):
-                exchange.complete = True
+                attempt.raw_response = raw_text(b"".join(exchange.body)[:MAX_BODY_BYTES])
                 return True
-            elif isinstance(event, h11.ConnectionClosed):
-                raise h11.RemoteProtocolError("the connection closed mid-answer")
-            # An InformationalResponse (1xx) is followed by the real answer: keep reading.
+            if exchange.complete:
+                return True
+
+    def _closed(self, exchange: _Exchange) -> bool:
+        """The server closed the connection before the answer was complete."""
+        if exchange.received == 0:
+            return self._broken(exchange, "the server closed the connection without answering")
+        if exchange.status is not None and exchange.ends_at_close():
+            # A body sent without a length ends with the connection: it is all there.
+            exchange.complete = True
+            return True
+        return self._broken(exchange, "the connection broke while the answer was being read")
 
     def _complete(self, exchange: _Exchange) -> bool:
         """Fill in a decided attempt; ``True`` when its connection can serve another bid."""
@@ -312,8 +383,9 @@ class FanOut:
                 b"".join(exchange.body),
                 exchange.target.min_bid,
             )
-            parser = exchange.parser
-            return parser.our_state is h11.DONE and parser.their_state is h11.DONE
+            # Reusable when the server keeps the connection open and nothing followed the
+            # answer (an answer that ran to the close was not kept alive).
+            return exchange.keep_alive and not exchange.trailing
         return False
 
     def _broken(self, exchange: _Exchange, error: str) -> bool:
