@@ -66,6 +66,7 @@ from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_list
 from bidlog.services import (
+    StartedBidRow,
     bid_rows_prepare,
     call_paid_out_set,
     call_with_bids_create,
@@ -370,11 +371,16 @@ def _ask(
     return _answered(buyer=buyer, result=result, source=source)
 
 
-def _answered(*, buyer: Buyer, result: BidResult, source: str) -> tuple[BidResult, list[BidLog]]:
-    """A buyer's final result and its bid rows; a 3000 starts the grid's cooldown for everyone."""
+def _answered(
+    *, buyer: Buyer, result: BidResult, source: str, started: StartedBidRow | None = None
+) -> tuple[BidResult, list[BidLog]]:
+    """A buyer's final result and its bid rows; a 3000 starts the grid's cooldown for everyone.
+
+    ``started`` is the row begun for the first attempt while it was awaited, if any.
+    """
     if result.outcome == Outcome.NO_CAPACITY:
         limits.cooldown_start(grid_id=buyer.grid_id, seconds=buyer.capacity_cooldown_seconds)
-    return result, bid_rows_prepare(buyer=buyer, result=result, source=source)
+    return result, bid_rows_prepare(buyer=buyer, result=result, source=source, started=started)
 
 
 def _not_waited_for(
@@ -505,6 +511,16 @@ def _highest_bid(
     # The fan-out's first attempt of each buyer whose retry runs on the pool.
     retried: dict[Future[tuple[BidResult, list[BidLog]]], BidAttempt] = {}
 
+    # Each fanned-out bid's log row, begun while its buyer thinks (see StartedBidRow).
+    started_rows: dict[int, StartedBidRow] = {}
+
+    def waiting(sent: list[tuple[Hashable, BidAttempt]]) -> None:
+        for key, attempt in sent:
+            buyer = admitted[cast(int, key)][0].buyer
+            started_rows[cast(int, key)] = StartedBidRow(
+                buyer=buyer, attempt=attempt, source=route.source
+            )
+
     def answered(key: Hashable, attempt: BidAttempt) -> None:
         answer, target, lease = admitted[cast(int, key)]
         if attempt.outcome in RETRIED_OUTCOMES:
@@ -515,7 +531,10 @@ def _highest_bid(
             retried[future] = attempt
             return
         answer.result, answer.rows = _answered(
-            buyer=answer.buyer, result=BidResult([attempt]), source=route.source
+            buyer=answer.buyer,
+            result=BidResult([attempt]),
+            source=route.source,
+            started=started_rows.get(cast(int, key)),
         )
         finished.append(lease)
 
@@ -526,7 +545,7 @@ def _highest_bid(
             if not fan.add(i, target, body, caller_id=caller.ten_digit, state_code=state):
                 future = _auction_pool.get().submit(ask, buyer=answer.buyer, target=target)
                 running[future] = (answer, target, lease)
-        fan.run(answered)
+        fan.run(answered, waiting=waiting)
     except BaseException:
         # Reservations go back with the others in call_route's handler.
         limits.concurrency_release_many(lease for _, _, lease in admitted)

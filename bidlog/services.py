@@ -86,18 +86,11 @@ ATTEMPT_FIELDS = (
 )
 
 
-def bid_from_attempt(
+def _request_values(
     *, buyer: Buyer, attempt: BidAttempt, source: str, call: Call | None
-) -> BidLog:
-    """An unsaved BidLog row holding ``attempt``: its :data:`ATTEMPT_FIELDS` and the owner.
-
-    The row is built from its values in field order (the way ``Model.from_db`` builds one)
-    with the buyer and call cached on it: keyword arguments, each relation going through its
-    descriptor, cost twice as much on the live path, once per answer.
-    """
-    amount, amount_note = _storable_amount(attempt.bid_amount)
-    error = "; ".join(part for part in (attempt.error, amount_note) if part)
-    values = {
+) -> dict[str, Any]:
+    """A bid row's columns known once the bid is sent: who was asked, when, and with what."""
+    return {
         "id": None,
         "buyer_id": buyer.pk,
         "call_id": call.pk if call is not None else None,
@@ -106,6 +99,15 @@ def bid_from_attempt(
         "caller_id": _normalized_or_raw(attempt.caller_id) if attempt.caller_id else "",
         "state_code": _clip(attempt.state_code, "state_code"),
         "request": attempt.request or {},
+        "external_id": None,
+        "claimed_at": None,
+    }
+
+
+def _answer_values(attempt: BidAttempt) -> dict[str, Any]:
+    """A bid row's columns that the buyer's answer (or its absence) decides."""
+    amount, amount_note = _storable_amount(attempt.bid_amount)
+    return {
         "http_status": attempt.http_status,
         "code": attempt.code,
         "message": attempt.message or "",
@@ -115,10 +117,23 @@ def bid_from_attempt(
         "duration_ms": max(0, int(attempt.duration_ms)),
         "attempt": attempt.attempt,
         "outcome": str(Outcome(attempt.outcome)),
-        "error": error,
+        "error": "; ".join(part for part in (attempt.error, amount_note) if part),
         "raw_response": attempt.raw_response or "",
-        "external_id": None,
-        "claimed_at": None,
+    }
+
+
+def bid_from_attempt(
+    *, buyer: Buyer, attempt: BidAttempt, source: str, call: Call | None
+) -> BidLog:
+    """An unsaved BidLog row holding ``attempt``: its :data:`ATTEMPT_FIELDS` and the owner.
+
+    The row is built from its values in field order (the way ``Model.from_db`` builds one)
+    with the buyer and call cached on it: keyword arguments, each relation going through its
+    descriptor, cost twice as much on the live path, once per answer.
+    """
+    values = {
+        **_request_values(buyer=buyer, attempt=attempt, source=source, call=call),
+        **_answer_values(attempt),
     }
     # A field missing above fails here (KeyError) rather than being left empty.
     # django-stubs' model __init__ check takes a *args unpacking for the single "id" argument.
@@ -126,6 +141,40 @@ def bid_from_attempt(
     BidLog.buyer.field.set_cached_value(row, buyer)
     if call is not None:
         BidLog.call.field.set_cached_value(row, call)
+    return row
+
+
+class StartedBidRow:
+    """The row of a bid sent and not yet answered, begun while the buyer thinks.
+
+    An auction's answers arrive together, and its thread takes them one after the other;
+    whatever it does per answer delays the ones behind it. So the row (a model instance) and,
+    on PostgreSQL, the request half of its insert JSON are made in the wait, and
+    :func:`bid_row_finish` only adds what the answer decided.
+    """
+
+    __slots__ = ("attempt", "head", "row")
+
+    def __init__(self, *, buyer: Buyer, attempt: BidAttempt, source: str) -> None:
+        self.attempt = attempt
+        self.row = bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=None)
+        # The request columns as a JSON object without its closing brace.
+        self.head: str | None = None
+        if connection.vendor == "postgresql":
+            head = _columns_json(self.row, _request_columns())
+            self.head = head[:-1] if head is not None else None
+
+
+def bid_row_finish(started: StartedBidRow) -> BidLog:
+    """``started``'s row with the answer its attempt now holds, ready to insert."""
+    row = started.row
+    for attname, value in _answer_values(started.attempt).items():
+        setattr(row, attname, value)  # plain column attributes: no descriptor runs
+    if started.head is not None:
+        answer = _columns_json(row, _answer_columns())
+        row._callgrid_insert_json = (  # type: ignore[attr-defined]
+            f"{started.head},{answer[1:]}" if answer is not None else _row_json(row)
+        )
     return row
 
 
@@ -165,21 +214,27 @@ def call_with_bids_create(
     return bids
 
 
-def bid_rows_prepare(*, buyer: Buyer, result: BidResult, source: str) -> list[BidLog]:
+def bid_rows_prepare(
+    *, buyer: Buyer, result: BidResult, source: str, started: StartedBidRow | None = None
+) -> list[BidLog]:
     """The unsaved rows of ``result``'s attempts, ready for :func:`call_with_bids_create`.
 
     Rows are built by :func:`bid_from_attempt`, so routed attempts are stored exactly like test
     bids and health checks. In an auction this runs on the thread that received each answer,
     while other buyers are still answering rather than after the last one. On PostgreSQL each
     row also carries its part of the insert: its column values as one JSON object.
+    ``started`` is the row begun for the result's first attempt while it was awaited, if any.
     """
     rows = [
-        bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=None)
+        bid_row_finish(started)
+        if started is not None and attempt is started.attempt
+        else bid_from_attempt(buyer=buyer, attempt=attempt, source=source, call=None)
         for attempt in result.attempts
     ]
     if connection.vendor == "postgresql":
         for row in rows:
-            row._callgrid_insert_json = _row_json(row)  # type: ignore[attr-defined]
+            if not hasattr(row, "_callgrid_insert_json"):
+                row._callgrid_insert_json = _row_json(row)  # type: ignore[attr-defined]
     return rows
 
 
@@ -253,11 +308,33 @@ def _row_json(row: BidLog) -> str:
     database what PostgreSQL's input functions read from this JSON anyway. Any other value
     (a naive moment, a type only its field knows) takes the fields' own path.
     """
+    found = _columns_json(row, _bid_insert_columns())
+    return found if found is not None else _row_json_by_fields(row)
+
+
+def _columns_json(row: BidLog, columns: tuple[tuple[str, str], ...]) -> str | None:
+    """Some of ``row``'s ``(column, attname)`` values as a JSON object, as :func:`_row_json`
+    writes them; ``None`` when a value needs its field's own preparation."""
     try:
-        values = {column: getattr(row, attname) for column, attname in _bid_insert_columns()}
+        values = {column: getattr(row, attname) for column, attname in columns}
         return json.dumps(values, default=_json_value, ensure_ascii=False, separators=(",", ":"))
     except TypeError:
-        return _row_json_by_fields(row)
+        return None
+
+
+@functools.cache
+def _answer_columns() -> tuple[tuple[str, str], ...]:
+    # The keys of _answer_values, whatever the attempt holds.
+    answer = set(
+        _answer_values(BidAttempt(attempt=1, outcome=Outcome.TIMEOUT, started_at=datetime.min))
+    )
+    return tuple((c, a) for c, a in _bid_insert_columns() if a in answer)
+
+
+@functools.cache
+def _request_columns() -> tuple[tuple[str, str], ...]:
+    answer = set(_answer_columns())
+    return tuple(pair for pair in _bid_insert_columns() if pair not in answer)
 
 
 @functools.cache

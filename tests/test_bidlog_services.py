@@ -12,6 +12,7 @@ from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog, Call
 from bidlog.services import (
     ATTEMPT_FIELDS,
+    StartedBidRow,
     bid_attempts_record,
     bid_from_attempt,
     bid_rows_prepare,
@@ -431,3 +432,64 @@ def test_prepared_rows_are_stored_exactly_like_rows_built_at_write_time():
 
     assert stored(prepared) == stored(plain)
     assert [row.attempt for row in prepared] == [1, 2]
+
+
+def _sent(caller_id: str = "3035551234") -> BidAttempt:
+    """An attempt as the fan-out holds it once the bid is out: no answer yet."""
+    return BidAttempt(
+        attempt=1,
+        outcome=Outcome.TIMEOUT,
+        started_at=STARTED,
+        request={"CallerId": caller_id, "InboundStateCode": "CO", "PublisherId": "pub1"},
+        caller_id=caller_id,
+        state_code="CO",
+    )
+
+
+ANSWERS = {
+    "accepted": dict(
+        outcome=Outcome.ACCEPTED,
+        http_status=200,
+        code=1000,
+        message="Bid accepted",
+        bid_amount=Decimal("25.505"),
+        destination="1303555" + "9" * 40,  # longer than the column: cut to fit
+        response_caller_id="13035551234",
+        duration_ms=51,
+        raw_response='{"code": 1000}',
+    ),
+    "amount out of range": dict(
+        outcome=Outcome.ACCEPTED, http_status=200, code=1000, bid_amount=Decimal("1e12")
+    ),
+    "timeout": dict(error="no answer from buyer.example within 1.0 s", duration_ms=1000),
+    "system error": dict(
+        outcome=Outcome.SYSTEM_ERROR, http_status=502, raw_response="<html>bad gateway</html>"
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", ANSWERS.values(), ids=ANSWERS.keys())
+@pytest.mark.parametrize("caller_id", ["3035551234", "not-a-number"])
+def test_a_row_begun_before_the_answer_is_the_row_built_after_it(answer, caller_id):
+    buyer = BuyerFactory()
+    attempt = _sent(caller_id)
+    started = StartedBidRow(buyer=buyer, attempt=attempt, source=Source.LIVE)
+    for name, value in answer.items():  # the answer comes in, as the fan-out reads it
+        setattr(attempt, name, value)
+
+    [finished] = bid_rows_prepare(
+        buyer=buyer, result=BidResult([attempt]), source=Source.LIVE, started=started
+    )
+    [direct] = _rows_for([buyer], BidResult([attempt]))
+
+    assert finished is started.row
+    columns = [f.attname for f in BidLog._meta.concrete_fields if not f.primary_key]
+    assert [getattr(finished, c) for c in columns] == [getattr(direct, c) for c in columns]
+    # Written (on PostgreSQL from the JSON begun in the wait), both read back the same.
+    for row in (finished, direct):
+        call_with_bids_create(call=_unsaved_call(), bids=[row])
+    stored = [
+        BidLog.objects.filter(pk=row.pk).values(*columns[2:]).get() for row in (finished, direct)
+    ]
+    assert stored[0] == stored[1]
+    assert stored[0]["outcome"] == str(attempt.outcome)

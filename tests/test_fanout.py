@@ -112,6 +112,37 @@ def test_every_bid_goes_out_and_comes_back_on_the_calling_thread(simulator, sess
     assert sent[0]["headers"]["User-Agent"]
 
 
+def test_work_given_for_the_wait_runs_once_every_bid_is_out(simulator, session):
+    bids = targets(simulator.endpoint)
+    warm(simulator, session, bids)
+    for grid in (GRIDS[0], GRIDS[2]):
+        simulator.configure(grid, latency_ms=400)
+    # GRIDS[1] answers at once, while the caller is still busy.
+    fan = FanOut(session=session, deadline=None)
+    for i, t in enumerate(bids):
+        fan.add(i, t, build_request(t, CALLER, "CO", {}), caller_id=CALLER, state_code="CO")
+    seen: list[tuple[object, ...]] = []
+
+    def waiting(sent: list[tuple[Any, BidAttempt]]) -> None:
+        time.sleep(0.2)  # long enough for the answers to be in
+        seen.append(
+            (
+                threading.get_ident(),
+                len(simulator.requests()),  # every request had arrived already
+                [(key, attempt.outcome) for key, attempt in sent],
+            )
+        )
+
+    answers: list[tuple[object, BidAttempt]] = []
+    fan.run(lambda key, attempt: answers.append((key, attempt)), waiting=waiting)
+
+    # Once, on this thread, with every bid sent and none of them answered yet.
+    assert seen == [(threading.get_ident(), 3, [(i, Outcome.TIMEOUT) for i in range(3)])]
+    # The answer that came in during the wait was read after it, then the others.
+    assert answers[0][0] == 1
+    assert [attempt.outcome for _, attempt in answers] == [Outcome.ACCEPTED] * 3
+
+
 def test_a_bid_without_an_idle_connection_is_left_to_the_caller(simulator, session):
     bids = targets(simulator.endpoint)
 

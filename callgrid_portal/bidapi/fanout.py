@@ -66,6 +66,7 @@ from callgrid_portal.bidapi.outcomes import Outcome
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 Answered = Callable[[Hashable, BidAttempt], None]
+Waiting = Callable[[list[tuple[Hashable, BidAttempt]]], None]
 
 
 # How many connections without a socket add() looks past for an idle one (see below).
@@ -265,11 +266,15 @@ class FanOut:
         self._exchanges.append(_Exchange(key, target, pool, conn, payload, attempt))
         return True
 
-    def run(self, answered: Answered) -> None:
+    def run(self, answered: Answered, *, waiting: Waiting | None = None) -> None:
         """Send every added bid, then read until each is answered or out of time.
 
         ``answered`` gets each bid's attempt as soon as it is decided, in the order the
         answers complete, so the caller can start a retry while others are still due.
+        ``waiting``, if given, is called once every bid is out, before the first answer is
+        read, with the ``(key, attempt)`` of each bid sent: work the caller does then is done
+        while the buyers think, instead of between one answer and the next. An answer that
+        comes in meanwhile waits in its socket, and each bid's budget runs on regardless.
         """
         selector = selectors.DefaultSelector()
         pending: list[_Exchange] = []
@@ -280,6 +285,8 @@ class FanOut:
                     pending.append(exchange)
                 else:
                     answered(exchange.key, exchange.attempt)
+            if waiting is not None and pending:
+                waiting([(exchange.key, exchange.attempt) for exchange in pending])
             while pending:
                 now = time.monotonic()
                 for exchange in [e for e in pending if e.budget_end <= now]:
