@@ -9,7 +9,7 @@ What it does, all in one run:
 3. Starts gunicorn (gthread workers) on that database, sharing limits through Redis when
    ``--redis-url``/``REDIS_URL`` is given (the file cache otherwise).
 4. Latency: one client (a keep-alive ``http.client`` connection), sequential routes:
-   p50/p95/p99 and the overhead over L.
+   p50/p95/p99, the overhead over L, and the CPU each process group spent per route.
 5. Throughput: C clients (default 32) for D seconds (default 20): routes/s, latency under load,
    errors; then checks every attempt was logged (BidLog rows = routed calls x buyers asked).
    The load comes from ``wrk`` (a small C load generator, ``apt-get install wrk``) with a Lua
@@ -747,15 +747,27 @@ def main(argv: list[str] | None = None) -> int:
         if warm.errors:
             print(f"warm-up failed: {warm.errors[:3]}")
             return 1
-        latency = latency_phase(url, token, args.strategy, args.samples)
-        print(describe("1 client, sequential routes", latency, args.latency_ms), flush=True)
-
-        before = _last_call_id(env)
         groups = {
             "gunicorn": [processes[1].pid, *_children(processes[1].pid)],
             "simulator": [processes[0].pid],
             "postgres": _database_backends(db_name),
         }
+        cpu_before = cpu_snapshot(groups)
+        latency = latency_phase(url, token, args.strategy, args.samples)
+        print(describe("1 client, sequential routes", latency, args.latency_ms), flush=True)
+        # Work per route: steadier than wall time on a shared machine, so changes to the
+        # portal's own code show here even when the latency figures move with the neighbours.
+        cpu_after = cpu_snapshot(groups)
+        print(
+            "  CPU ms per route: "
+            + ", ".join(
+                f"{name} {(cpu_after[name] - cpu_before[name]) * 1000 / max(latency.ok, 1):.1f}"
+                for name in groups
+            ),
+            flush=True,
+        )
+
+        before = _last_call_id(env)
         cpu_before = cpu_snapshot(groups)
         own_before, waited_before = sum(os.times()[:2]), sum(os.times()[2:4])
         if generator == "wrk":
