@@ -116,7 +116,7 @@ def test_work_given_for_the_wait_runs_once_every_bid_is_out(simulator, session):
     bids = targets(simulator.endpoint)
     warm(simulator, session, bids)
     for grid in (GRIDS[0], GRIDS[2]):
-        simulator.configure(grid, latency_ms=400)
+        simulator.configure(grid, latency_ms=1500)
     # GRIDS[1] answers at once, while the caller is still busy.
     fan = FanOut(session=session, deadline=None)
     for i, t in enumerate(bids):
@@ -124,11 +124,15 @@ def test_work_given_for_the_wait_runs_once_every_bid_is_out(simulator, session):
     seen: list[tuple[object, ...]] = []
 
     def waiting(sent: list[tuple[Any, BidAttempt]]) -> None:
-        time.sleep(0.2)  # long enough for the answers to be in
+        # Nothing is sent from here on: every request the simulator gets was out already.
+        until = time.monotonic() + 5
+        while len(simulator.requests()) < 3 and time.monotonic() < until:
+            time.sleep(0.01)
+        time.sleep(0.3)  # long enough for GRIDS[1]'s answer to be in
         seen.append(
             (
                 threading.get_ident(),
-                len(simulator.requests()),  # every request had arrived already
+                len(simulator.requests()),
                 [(key, attempt.outcome) for key, attempt in sent],
             )
         )
