@@ -164,6 +164,8 @@ class _Exchange:
     _header_lines: list[tuple[str, str]] = field(default_factory=list)
     _interim: bool = False  # reading a 1xx answer, which the real one follows
     keep_alive: bool = False  # the server keeps the connection open after this answer
+    # Reads the answer, calling the on_* methods below (made with the exchange, its protocol).
+    parser: httptools.HttpResponseParser = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
