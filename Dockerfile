@@ -25,4 +25,6 @@ RUN useradd --create-home --uid 10001 callgrid \
 USER callgrid
 
 EXPOSE 8000
-CMD ["gunicorn", "callgrid_portal.wsgi", "-b", "0.0.0.0:8000", "--workers", "3", "--threads", "8", "--access-logfile", "-"]
+# The workers' heartbeat file lives in memory: on the container's disk-backed /tmp, gunicorn's
+# per-loop touch of it can stall a worker (see gunicorn's worker_tmp_dir setting).
+CMD ["gunicorn", "callgrid_portal.wsgi", "-b", "0.0.0.0:8000", "--workers", "3", "--threads", "8", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-"]
