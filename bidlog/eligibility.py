@@ -35,6 +35,7 @@ from bidlog.models import Call
 from buyers.choices import BuyerStatus
 from buyers.models import Buyer
 from buyers.validators import WEEKDAYS, parse_hhmm
+from callgrid_portal.postgresql import prepared_cursor
 
 
 @dataclass(frozen=True)
@@ -293,13 +294,14 @@ def buyers_with_last_paid(
 
     This runs before every route's first bid, so the ORM compiles the statement once per
     shape (all buyers, or N of them) and later calls only bind the values: compiling it cost
-    more than running it.
+    more than running it. PostgreSQL likewise parses and plans it once per connection
+    (``prepared_cursor``).
     """
     ids = sorted(set(buyer_ids)) if buyer_ids is not None else None
     if ids == []:
         return []
     statement = _buyers_statement(connection.vendor, None if ids is None else len(ids))
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(statement.sql, statement.bind(caller_id=caller_id, now=now, ids=ids or []))
         rows = cursor.fetchall()
     buyers: list[Buyer] = []

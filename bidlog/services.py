@@ -24,6 +24,7 @@ from buyers.models import Buyer
 from callgrid_portal.bidapi import client
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.postgresql import prepared_cursor
 
 # Outcomes a local decision may record; ``pending`` belongs to the queued test bid instead.
 SKIP_OUTCOMES = frozenset(o for o in Outcome.values if o.startswith("skipped_"))
@@ -256,9 +257,10 @@ def _insert_fields(model: type[models.Model], exclude: str = "") -> tuple[models
 def _call_with_bids_sql() -> str:
     """The statement: the call in a CTE, the rows as one JSON array of objects against its id.
 
-    One parameter holds every row, whatever their number, so PostgreSQL's plan is reused, and
-    the client sends a string ``json.dumps`` wrote instead of adapting one array per column
-    value by value (that adaptation took longer than PostgreSQL took to insert the rows).
+    One parameter holds every row, whatever their number, so the one statement PostgreSQL
+    prepares (``prepared_cursor``) serves any number of rows, and the client sends a string
+    ``json.dumps`` wrote instead of adapting one array per column value by value (that
+    adaptation took longer than PostgreSQL took to insert the rows).
     ``json_populate_recordset`` reads each object as a ``bidlog_bidlog`` row, converting each
     value with the column type's own input function.
     """
@@ -369,7 +371,7 @@ def _call_with_bids_insert(call: Call, bids: list[BidLog]) -> None:
         + "]"
     )
     params = [*_db_values(_insert_fields(Call), call), rows]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_call_with_bids_sql(), params)
         returned = cursor.fetchall()
     # Rows come back in insertion order, which ORDER BY fixes; they are matched on (buyer,

@@ -176,6 +176,10 @@ else:
 # On PostgreSQL, a persistent connection used by a request that ended less than this many
 # seconds ago is trusted without a health check (SELECT 1) on the next; 0 checks every request.
 DB_HEALTH_CHECK_IDLE_SECONDS = env_float("DB_HEALTH_CHECK_IDLE_SECONDS", 5.0, minimum=0.0)
+# On PostgreSQL, the statements every route runs (the buyers read, the log insert) are prepared
+# once per connection. Turn off behind a pooler in transaction mode that does not keep prepared
+# statements (PgBouncer before 1.21, or without max_prepared_statements).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
