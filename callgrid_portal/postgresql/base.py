@@ -60,6 +60,8 @@ class PreparedCursor(psycopg.Cursor[Any]):
 
 
 class DatabaseOperations(PostgresOperations):
+    """Django's PostgreSQL operations; the query log also reads :class:`PreparedCursor`."""
+
     def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str:
         if isinstance(cursor, PreparedCursor):
             # The server bound the values; Django's query log gets them composed here, as
