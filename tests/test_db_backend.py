@@ -26,7 +26,7 @@ from tests.factories import BuyerFactory, CallFactory
 pytestmark = [
     pytest.mark.skipif(
         connection.vendor != "postgresql",
-        reason="the backend is PostgreSQL's; SQLite has no connection to check",
+        reason="the backend is PostgreSQL's: SQLite has no health check or prepared statements",
     ),
     pytest.mark.django_db(transaction=True),
 ]
