@@ -25,7 +25,7 @@ from bidlog.filters import parse_iso_datetime
 from bidlog.models import BidLog
 from bidlog.rollups import retention_floor, rollup_mark_stale
 from buyers.models import Buyer
-from callgrid_portal.bidapi.client import CODE_OUTCOMES
+from callgrid_portal.bidapi.answers import CODE_OUTCOMES
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.text import NUL_MESSAGE, contains_nul
 

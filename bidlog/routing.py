@@ -5,10 +5,8 @@ Two strategies (SPEC §3 Call, §4):
 - ``waterfall``: eligible buyers in priority order, one at a time, stopping at the first
   acceptable bid (the Bid API guide's "Multi-Buyer Strategy").
 - ``highest_bid``: every eligible buyer at once; the best acceptable bid wins and ties go to
-  priority. Bids to buyers with a kept-alive connection go out from the routing thread, which
-  reads all their answers as they come (:class:`~callgrid_portal.bidapi.fanout.FanOut`). The
-  others, and any retry, run on a bounded, reused thread pool at the same time. Both share
-  the client's pooled session.
+  priority. All the bids, and any retry, run in one event loop on the routing thread
+  (:func:`~callgrid_portal.bidapi.client.send_bids`), on kept-alive connections.
 
 One deadline per call (``ROUTING_DEADLINE_SECONDS``, never more than the largest timeout of the
 buyers in play) is handed to the client, so no attempt, retry or backoff runs past it. In an
@@ -25,24 +23,20 @@ each capped buyer's daily and monthly cap, and the (buyer, caller) pair of a buy
 duplicate window. The winner keeps its reservation; every other buyer's is given back as soon
 as it is out of the running, and all of them when the route fails or its log cannot be written.
 
-Whoever receives an answer (the routing thread's fan-out or a pool thread) builds its bid
-rows at once; every query runs on the calling thread, so pool threads never hold a database
-connection that nobody closes. The
-call and its rows are written in one statement before the answer goes out; the slots and
-reservations are settled after it (see :func:`call_route`'s ``defer``).
+Each buyer's bid rows are built as soon as its final answer arrives, while the others are
+still out; every query runs on the routing thread. The call and its rows are written in one
+statement before the answer goes out; the slots and reservations are settled after it (see
+:func:`call_route`'s ``defer``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -74,16 +68,14 @@ from bidlog.services import (
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
-    RETRIED_OUTCOMES,
-    BidAttempt,
+    RESERVED_KEYS,
+    Bid,
     BidResult,
-    BidTarget,
     build_request,
-    get_session,
     param_problem,
-    send_bid,
+    prepare,
+    send_bids,
 )
-from callgrid_portal.bidapi.fanout import FanOut
 from callgrid_portal.bidapi.phone import CallerId, InvalidCallerId, normalize_caller_id
 
 logger = logging.getLogger(__name__)
@@ -91,7 +83,6 @@ logger = logging.getLogger(__name__)
 # Their homes are the selectors and services; importing them from here keeps working.
 __all__ = ["RouteError", "call_list", "call_paid_out_set", "call_route"]
 
-RESERVED_KEYS = frozenset({"CallerId", "InboundStateCode"})
 # A slot outlives the longest request it can cover (deadline <= 10 s) by a wide margin; it
 # only matters if this process dies while holding it.
 LEASE_MARGIN_SECONDS = 50.0
@@ -129,35 +120,6 @@ class _Route:
     source: str = Source.LIVE
     # Slots of requests that have ended, given back with the route's last settle.
     finished: list[limits.Lease] = field(default_factory=list)
-
-
-# --- the thread pool ----------------------------------------------------------------------
-
-
-class ProcessThreadPool:
-    """A thread pool made on first use in each process: its threads do not survive a fork
-    (gunicorn and Celery workers are forked), so a child makes its own."""
-
-    def __init__(self, *, name: str, max_workers: Callable[[], int]) -> None:
-        self._name = name
-        self._max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-
-    def get(self) -> ThreadPoolExecutor:
-        if self._pool is None or self._pid != os.getpid():
-            with self._lock:
-                if self._pool is None or self._pid != os.getpid():
-                    self._pool = ThreadPoolExecutor(
-                        max_workers=self._max_workers(), thread_name_prefix=self._name
-                    )
-                    self._pid = os.getpid()
-        return self._pool
-
-
-# The auction's pool: every buyer of a highest-bid route but the first is asked from it.
-_auction_pool = ProcessThreadPool(name="route", max_workers=lambda: settings.ROUTING_MAX_WORKERS)
 
 
 # --- input --------------------------------------------------------------------------------
@@ -330,47 +292,6 @@ def _refusal(buyer: Buyer, admission: limits.Admission, moment: datetime) -> Blo
     )
 
 
-def _call_kwargs(
-    *, caller: CallerId, state: str, params: dict[str, Any], deadline: float
-) -> dict[str, Any]:
-    """What every bid of one call shares, in :func:`_ask`'s terms."""
-    return {
-        "caller_id": caller.ten_digit,
-        "state_code": state,
-        "params": params,
-        "deadline": deadline,
-    }
-
-
-def _ask(
-    *,
-    buyer: Buyer,
-    target: BidTarget,
-    source: str,
-    caller_id: str,
-    state_code: str,
-    params: dict[str, Any],
-    deadline: float,
-    earlier: BidAttempt | None = None,
-) -> tuple[BidResult, list[BidLog]]:
-    """Send one bid inside the deadline; return the result and rows :func:`_answered` makes.
-
-    In an auction the rows are built on the pool thread while other buyers are still
-    answering, instead of after the last answer. ``earlier`` is a first attempt the auction's
-    fan-out made, to carry on from (a retry).
-    """
-    result = send_bid(
-        target,
-        caller_id,
-        state_code or None,
-        params,
-        deadline=deadline,
-        session=get_session(),
-        earlier=earlier,
-    )
-    return _answered(buyer=buyer, result=result, source=source)
-
-
 def _answered(
     *, buyer: Buyer, result: BidResult, source: str, started: StartedBidRow | None = None
 ) -> tuple[BidResult, list[BidLog]]:
@@ -381,36 +302,6 @@ def _answered(
     if result.outcome == Outcome.NO_CAPACITY:
         limits.cooldown_start(grid_id=buyer.grid_id, seconds=buyer.capacity_cooldown_seconds)
     return result, bid_rows_prepare(buyer=buyer, result=result, source=source, started=started)
-
-
-def _not_waited_for(
-    *,
-    target: BidTarget,
-    caller: CallerId,
-    state: str,
-    params: dict[str, Any],
-    waited: float,
-    earlier: BidAttempt | None = None,
-) -> BidResult:
-    """The log entry of a buyer whose answer did not arrive by the call's deadline.
-
-    ``earlier`` is the answered first attempt of a buyer whose retry was still running: it
-    is kept, and the timeout is logged as the attempt after it.
-    """
-    body = build_request(target, caller.formatted(target.caller_id_format), state, params)
-    what = "no answer" if earlier is None else "the retry had no answer"
-    error = f"{what} by the call's deadline ({waited:.2f} s); routed without it"
-    timeout = BidAttempt(
-        attempt=1 if earlier is None else earlier.attempt + 1,
-        outcome=Outcome.TIMEOUT,
-        started_at=datetime.now(UTC),
-        request=body,
-        caller_id=caller.ten_digit,
-        state_code=state,
-        duration_ms=int(waited * 1000),
-        error=error,
-    )
-    return BidResult([timeout] if earlier is None else [earlier, timeout])
 
 
 def _acceptable_amount(answer: _Answer) -> Decimal | None:
@@ -432,33 +323,24 @@ def _waterfall(
     route: _Route,
 ) -> tuple[list[_Answer], _Answer | None]:
     answers: list[_Answer] = []
-    for candidate in candidates:
+    for i, candidate in enumerate(candidates):
         buyer, block = candidate.buyer, candidate.block
         if block is not None:
             answers.append(_Answer(buyer, block=block))
             continue
-        target = buyer.as_bid_target()
+        bid = prepare(i, buyer.as_bid_target(), caller.ten_digit, state, params)
         if time.monotonic() >= deadline:
-            answers.append(
-                _Answer(
-                    buyer,
-                    result=_not_waited_for(
-                        target=target, caller=caller, state=state, params=params, waited=0.0
-                    ),
-                )
-            )
+            # Out of time: the client logs the timeout without sending, so take no slot.
+            (result,) = send_bids([bid], deadline=deadline)
+            answers.append(_Answer(buyer, result=result))
             continue
         ((lease, reservation, refused),) = _admit([candidate], route)
         if lease is None:
             answers.append(_Answer(buyer, block=refused))
             continue
         try:
-            result, rows = _ask(
-                buyer=buyer,
-                target=target,
-                source=route.source,
-                **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline),
-            )
+            (result,) = send_bids([bid], deadline=deadline)
+            result, rows = _answered(buyer=buyer, result=result, source=route.source)
         except BaseException:
             # The reservation goes back with the others in call_route's handler.
             limits.concurrency_release(lease)
@@ -486,12 +368,10 @@ def _highest_bid(
     deadline: float,
     route: _Route,
 ) -> tuple[list[_Answer], _Answer | None]:
+    """Ask every admitted buyer at once in one event loop; the best acceptable bid wins."""
     answers = [_Answer(c.buyer, block=c.block) for c in candidates]
     asked = [(answer, c) for answer, c in zip(answers, candidates, strict=True) if c.block is None]
-    running: dict[Future[tuple[BidResult, list[BidLog]]], tuple[_Answer, BidTarget, limits.Lease]]
-    running = {}
-    started = time.monotonic()
-    admitted: list[tuple[_Answer, BidTarget, limits.Lease]] = []
+    admitted: list[tuple[_Answer, limits.Lease]] = []
     for (answer, _), (lease, reservation, refused) in zip(
         asked, _admit([c for _, c in asked], route), strict=True
     ):
@@ -499,89 +379,43 @@ def _highest_bid(
             answer.block = refused
         else:
             answer.reservation = reservation
-            admitted.append((answer, answer.buyer.as_bid_target(), lease))
-    # Buyers with an idle kept-alive connection are asked by this thread all at once (see
-    # FanOut); the others, and any retry, on the auction's pool at the same time.
-    ask = functools.partial(
-        _ask,
-        source=route.source,
-        **_call_kwargs(caller=caller, state=state, params=params, deadline=deadline),
-    )
-    finished: list[limits.Lease] = []
-    # The fan-out's first attempt of each buyer whose retry runs on the pool.
-    retried: dict[Future[tuple[BidResult, list[BidLog]]], BidAttempt] = {}
+            admitted.append((answer, lease))
+    bids = [
+        prepare(i, answer.buyer.as_bid_target(), caller.ten_digit, state, params)
+        for i, (answer, _) in enumerate(admitted)
+    ]
+    # Each bid's log row, begun while its buyer thinks (see StartedBidRow).
+    started_rows: dict[Hashable, StartedBidRow] = {}
 
-    # Each fanned-out bid's log row, begun while its buyer thinks (see StartedBidRow).
-    started_rows: dict[int, StartedBidRow] = {}
+    def on_sent(sent: list[Bid]) -> None:
+        for bid in sent:
+            if bid.current is not None:
+                buyer = admitted[cast(int, bid.key)][0].buyer
+                started_rows[bid.key] = StartedBidRow(
+                    buyer=buyer, attempt=bid.current, source=route.source
+                )
 
-    def waiting(sent: list[tuple[Hashable, BidAttempt]]) -> None:
-        for key, attempt in sent:
-            buyer = admitted[cast(int, key)][0].buyer
-            started_rows[cast(int, key)] = StartedBidRow(
-                buyer=buyer, attempt=attempt, source=route.source
-            )
-
-    def answered(key: Hashable, attempt: BidAttempt) -> None:
-        answer, target, lease = admitted[cast(int, key)]
-        if attempt.outcome in RETRIED_OUTCOMES:
-            future = _auction_pool.get().submit(
-                ask, buyer=answer.buyer, target=target, earlier=attempt
-            )
-            running[future] = (answer, target, lease)
-            retried[future] = attempt
-            return
+    def on_result(key: Hashable, result: BidResult) -> None:
+        answer = admitted[cast(int, key)][0]
         answer.result, answer.rows = _answered(
-            buyer=answer.buyer,
-            result=BidResult([attempt]),
-            source=route.source,
-            started=started_rows.get(cast(int, key)),
+            buyer=answer.buyer, result=result, source=route.source, started=started_rows.get(key)
         )
-        finished.append(lease)
 
     try:
-        fan = FanOut(session=get_session(), deadline=deadline)
-        for i, (answer, target, lease) in enumerate(admitted):
-            body = build_request(target, caller.formatted(target.caller_id_format), state, params)
-            if not fan.add(i, target, body, caller_id=caller.ten_digit, state_code=state):
-                future = _auction_pool.get().submit(ask, buyer=answer.buyer, target=target)
-                running[future] = (answer, target, lease)
-        fan.run(answered, waiting=waiting)
+        send_bids(bids, deadline=deadline, on_sent=on_sent, on_result=on_result)
     except BaseException:
         # Reservations go back with the others in call_route's handler.
-        limits.concurrency_release_many(lease for _, _, lease in admitted)
+        limits.concurrency_release_many(lease for _, lease in admitted)
         raise
-    if running:
-        wait(running, timeout=max(deadline - time.monotonic(), 0.0))
-    for future, (answer, target, lease) in running.items():
-        if future.done() or future.cancel():
-            # Answered, or never started (pool saturated): the slot is free now.
-            finished.append(lease)
-        else:
-            # Still talking to the buyer: the slot stays taken until that request ends.
-            def release(_f: Future[Any], held: limits.Lease = lease) -> None:
-                limits.concurrency_release(held)
-
-            future.add_done_callback(release)
-        if future.done() and not future.cancelled():
-            answer.result, answer.rows = future.result()
-            continue
-        answer.result = _not_waited_for(
-            target=target,
-            caller=caller,
-            state=state,
-            params=params,
-            waited=time.monotonic() - started,
-            earlier=retried.get(future),
-        )
     winner: _Answer | None = None
     best: Decimal | None = None  # the winner's amount
     for answer in answers:  # priority order, so a strict ">" leaves ties to priority
         amount = _acceptable_amount(answer)
         if amount is not None and (best is None or amount > best):
             winner, best = answer, amount
-    # The slots of finished requests go back with the losers' reservations (timed-out buyers
-    # included: they cannot win any more) in the route's last settle, after the log.
-    route.finished.extend(finished)
+    # Every request has ended: the slots go back with the losers' reservations in the
+    # route's last settle, after the log.
+    route.finished.extend(lease for _, lease in admitted)
     return answers, winner
 
 

@@ -32,7 +32,7 @@ from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
 from bidlog.services import ATTEMPT_FIELDS, bid_from_attempt
 from buyers.models import Buyer
-from callgrid_portal.bidapi.client import BidResult, build_request, get_session, send_bid
+from callgrid_portal.bidapi.client import BidResult, build_request, send_bid
 from callgrid_portal.bidapi.phone import normalize_caller_id
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,6 @@ def limited_bid_send(
             state_code or None,
             params,
             deadline=time.monotonic() + SEND_BUDGET_SECONDS,
-            session=get_session(),
         )
         if result.outcome == Outcome.NO_CAPACITY:
             limits.cooldown_start(grid_id=grid_id, seconds=buyer.capacity_cooldown_seconds)

@@ -156,4 +156,6 @@ class Buyer(models.Model):
             caller_id_format=self.caller_id_format,
             min_bid=self.min_bid,
             extra_params=dict(self.extra_params or {}),
+            policy=validators.endpoint_policy(),
+            user_agent=settings.CALLGRID_USER_AGENT,
         )

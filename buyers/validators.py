@@ -1,17 +1,16 @@
 """Validation rules for buyers, shared by the model, the admin form and the API."""
 
 import functools
-import ipaddress
 import re
 from datetime import time
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from buyers.choices import DUPLICATE_WINDOW_DAYS, Vertical
+from callgrid_portal.bidapi.endpoints import EndpointPolicy
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
@@ -37,43 +36,32 @@ def validate_grid_id(value: str) -> None:
         )
 
 
+def endpoint_policy() -> EndpointPolicy:
+    """The endpoint guard as the settings say now; read at every save and every send."""
+    allowlist = tuple(settings.CALLGRID_ENDPOINT_ALLOWLIST)
+    insecure = tuple(settings.CALLGRID_INSECURE_HOSTS)
+    return _policy(allowlist, insecure)
+
+
+@functools.lru_cache(maxsize=8)
+def _policy(allowlist: tuple[str, ...], insecure: tuple[str, ...]) -> EndpointPolicy:
+    return EndpointPolicy.from_lists(allowlist, insecure)
+
+
 def validate_endpoint_url(value: str) -> None:
-    """Refuse endpoints outside ``CALLGRID_ENDPOINT_ALLOWLIST`` and plain http elsewhere.
+    """Refuse endpoints the guard would not send to (see :mod:`callgrid_portal.bidapi.endpoints`).
 
     This is the server-side request forgery guard: a buyer record must never make the portal
-    post to a private network or a cloud metadata address.
+    post to a private network or a cloud metadata address. The same rules run again at every
+    send, on the address actually connected to.
     """
-    try:
-        parts = urlsplit(value)
-        host = (parts.hostname or "").lower()
-    except (TypeError, ValueError):
-        # urlsplit raises on a malformed IPv6 literal such as "http://[::1"
-        raise ValidationError("Enter an http(s) URL.", code="invalid_endpoint") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ValidationError("Enter an http(s) URL.", code="invalid_endpoint")
-    if parts.username or parts.password:
-        raise ValidationError("The endpoint URL must not carry credentials.", code="credentials")
-    allowed = [h.lower() for h in settings.CALLGRID_ENDPOINT_ALLOWLIST]
-    if host not in allowed:
-        raise ValidationError(
-            f"Host {host} is not in CALLGRID_ENDPOINT_ALLOWLIST "
-            f"({', '.join(allowed) or 'empty'}); ask an admin to allow it.",
-            code="host_not_allowed",
-        )
-    if parts.scheme == "http" and host not in [h.lower() for h in settings.CALLGRID_INSECURE_HOSTS]:
-        raise ValidationError(
-            f"Plain http is not allowed for {host}; use https (or list the host in "
-            "CALLGRID_INSECURE_HOSTS).",
-            code="insecure_scheme",
-        )
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    # An allowlisted literal IP is the admin's explicit choice (the simulator on loopback);
-    # link-local (cloud metadata) is never a bid endpoint, even when someone allowlists it.
-    if address.is_link_local or address.is_multicast or address.is_unspecified:
-        raise ValidationError(f"{host} cannot be a bid endpoint.", code="forbidden_address")
+    problem = endpoint_policy().url_problem(value)
+    if problem is not None:
+        raise ValidationError(_sentence(problem) + ".", code="endpoint_not_allowed")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def validate_state_codes(value: Any) -> None:

@@ -310,7 +310,6 @@ if ROUTING_DEFAULT_STRATEGY not in ("waterfall", "highest_bid"):
 # the buyers it asks (at most 10 s), whatever this says.
 ROUTING_DEADLINE_SECONDS = env_float("ROUTING_DEADLINE_SECONDS", 10.0, minimum=0.1)
 # Threads per process for highest_bid auctions (shared by every request of the process).
-ROUTING_MAX_WORKERS = env_int("ROUTING_MAX_WORKERS", 100, minimum=1)
 # Lock files that make limit updates atomic on caches without atomic operations (file cache).
 LIMITS_LOCK_DIR = Path(env_str("LIMITS_LOCK_DIR", str(DATA_DIR / "locks")))
 # Whether the answer to a route waits until PostgreSQL has flushed the call's log rows to disk

@@ -12,16 +12,10 @@ from email.utils import format_datetime
 
 import pytest
 
-from callgrid_portal.bidapi.client import (
-    MAX_BODY_BYTES,
-    BidAttempt,
-    BidTarget,
-    get_session,
-    parse_response,
-    parse_retry_after,
-    send_bid,
-)
+from callgrid_portal.bidapi.answers import MAX_BODY_BYTES, parse_response, parse_retry_after
+from callgrid_portal.bidapi.client import BidAttempt, BidTarget, send_bid
 from callgrid_portal.bidapi.outcomes import Outcome
+from callgrid_portal.bidapi.transport import default_transport
 
 GRID = "cm97s8hmv000ijt06r4djmije"
 
@@ -33,13 +27,14 @@ def target_for(simulator, **overrides) -> BidTarget:
 
 
 class SleepRecorder:
-    """Stands in for time.sleep: remembers each wait and returns at once."""
+    """A pace for send_bid: remembers each planned wait and skips it."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
 
-    def __call__(self, seconds: float) -> None:
+    def __call__(self, seconds: float) -> float:
         self.waits.append(seconds)
+        return 0.0
 
 
 # --- codes and outcomes ----------------------------------------------------------------------
@@ -151,7 +146,7 @@ def test_acceptance_without_destination_is_a_bad_response(simulator):
 
 
 @pytest.mark.parametrize(
-    ("amount", "detail"), [("-5.00", "negative"), ("NaN", "not a finite number")]
+    ("amount", "detail"), [("-5.00", "negative"), ("NaN", "NaN is not a number")]
 )
 def test_acceptance_with_impossible_amount_is_a_bad_response(simulator, amount, detail):
     simulator.configure(GRID, bid_amount=amount)
@@ -166,10 +161,8 @@ def test_acceptance_with_impossible_amount_is_a_bad_response(simulator, amount, 
 # --- what is sent -----------------------------------------------------------------------------
 
 
-def test_request_body_and_headers_reach_the_server(simulator, settings):
-    settings.CALLGRID_USER_AGENT = "CallGridPortal/test"
-
-    send_bid(target_for(simulator), "303.555.1234", "co")
+def test_request_body_and_headers_reach_the_server(simulator):
+    send_bid(target_for(simulator, user_agent="CallGridPortal/test"), "303.555.1234", "co")
 
     (received,) = simulator.requests(GRID)
     assert received["body"] == {"CallerId": "3035551234", "InboundStateCode": "CO"}
@@ -306,7 +299,7 @@ def test_system_error_is_retried_twice_with_exponential_backoff(simulator):
     simulator.configure(GRID, respond="system_error")
     sleep = SleepRecorder()
 
-    result = send_bid(target_for(simulator), "3035551234", sleep=sleep)
+    result = send_bid(target_for(simulator), "3035551234", pace=sleep)
 
     assert len(simulator.requests(GRID)) == 3
     assert [a.attempt for a in result.attempts] == [1, 2, 3]
@@ -367,7 +360,7 @@ def test_final_answers_are_never_retried(simulator, respond):
     simulator.configure(GRID, respond=respond)
     sleep = SleepRecorder()
 
-    result = send_bid(target_for(simulator), "3035551234", sleep=sleep)
+    result = send_bid(target_for(simulator), "3035551234", pace=sleep)
 
     assert len(simulator.requests(GRID)) == 1
     assert len(result.attempts) == 1
@@ -382,7 +375,7 @@ def test_rate_limit_waits_for_retry_after_in_real_time(simulator):
 
     received = simulator.requests(GRID)
     # The second request came after the asked-for second; a third would cross the deadline.
-    assert len(received) == 2
+    assert len(received) == 2, result.attempts
     assert received[1]["received_at"] - received[0]["received_at"] >= 1.0
     assert result.outcome == Outcome.RATE_LIMITED
     assert time.monotonic() - start < 1.5
@@ -392,7 +385,7 @@ def test_rate_limit_honours_retry_after_on_each_retry(simulator):
     simulator.configure(GRID, respond="rate_limit", retry_after=7)
     sleep = SleepRecorder()
 
-    result = send_bid(target_for(simulator), "3035551234", sleep=sleep)
+    result = send_bid(target_for(simulator), "3035551234", pace=sleep)
 
     assert sleep.waits == [7.0, 7.0]
     assert len(simulator.requests(GRID)) == 3
@@ -404,7 +397,7 @@ def test_rate_limit_asking_for_too_long_a_wait_is_not_retried(simulator):
     simulator.configure(GRID, respond="rate_limit", retry_after=60)
     sleep = SleepRecorder()
 
-    result = send_bid(target_for(simulator), "3035551234", sleep=sleep)
+    result = send_bid(target_for(simulator), "3035551234", pace=sleep)
 
     assert sleep.waits == []
     assert len(simulator.requests(GRID)) == 1
@@ -416,7 +409,7 @@ def test_simulator_rate_limit_answers_429_and_client_reports_it(simulator):
     target = target_for(simulator)
 
     first = send_bid(target, "3035551234")
-    second = send_bid(target, "3035551234", sleep=SleepRecorder())
+    second = send_bid(target, "3035551234", pace=SleepRecorder())
 
     assert first.outcome == Outcome.ACCEPTED
     assert second.outcome == Outcome.RATE_LIMITED
@@ -430,7 +423,7 @@ def test_deadline_stops_retries_before_the_backoff(simulator):
     sleep = SleepRecorder()
 
     result = send_bid(
-        target_for(simulator), "3035551234", deadline=time.monotonic() + 0.1, sleep=sleep
+        target_for(simulator), "3035551234", deadline=time.monotonic() + 0.1, pace=sleep
     )
 
     assert len(simulator.requests(GRID)) == 1
@@ -551,7 +544,7 @@ def test_closed_port_is_a_network_error_not_an_exception():
     # Nothing listens on the port once the probe is closed.
     target = BidTarget(grid_id=GRID, endpoint_url=f"http://127.0.0.1:{port}/api/bid/")
 
-    result = send_bid(target, "3035551234", sleep=SleepRecorder())
+    result = send_bid(target, "3035551234", pace=SleepRecorder())
 
     assert result.outcome == Outcome.NETWORK_ERROR
     assert result.final.error == "connection refused"
@@ -678,39 +671,46 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert parse_retry_after("-4") == 0.0
 
 
-# --- the session ------------------------------------------------------------------------------
+# --- the transport --------------------------------------------------------------------------
 
 
-def test_session_is_shared_pooled_and_ignores_proxy_settings():
-    sessions = []
-    threads = [threading.Thread(target=lambda: sessions.append(get_session())) for _ in range(8)]
+def test_transport_is_one_per_process_and_ignores_proxy_settings(simulator, monkeypatch):
+    # A proxy from the environment must not decide where a bid goes.
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9/")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9/")
+    transports = []
+    threads = [
+        threading.Thread(target=lambda: transports.append(default_transport())) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    session = get_session()
-    adapter = session.get_adapter("https://bid.callgrid.com/")
-    assert all(s is session for s in sessions)
-    assert session.trust_env is False
-    assert adapter._pool_maxsize >= 100
-    assert adapter.max_retries.total == 0
+    result = send_bid(target_for(simulator), "3035551234")
+
+    assert all(t is default_transport() for t in transports)
+    assert result.outcome == Outcome.ACCEPTED
+    assert len(simulator.requests(GRID)) == 1
 
 
-def test_forked_child_gets_its_own_session():
-    parent = get_session()
+def test_forked_child_sends_on_connections_of_its_own(simulator):
+    target = target_for(simulator)
+    assert send_bid(target, "3035551234").outcome == Outcome.ACCEPTED
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child reports whether it was handed the parent's session
-        os.write(write, b"shared" if get_session() is parent else b"own")
+    if pid == 0:  # the child bids on its own loop, not on the parent's kept-alive socket
+        result = send_bid(target, "3035551234")
+        os.write(write, result.outcome.encode())
         os._exit(0)
     os.waitpid(pid, 0)
-    answer = os.read(read, 10)
+    answer = os.read(read, 20)
     os.close(read)
     os.close(write)
 
-    assert answer == b"own"
-    assert get_session() is parent
+    assert answer == b"accepted"
+    assert send_bid(target, "3035551234").outcome == Outcome.ACCEPTED
+    assert len(simulator.requests(GRID)) == 3
 
 
 def test_many_concurrent_bids_all_come_back(simulator):
@@ -734,10 +734,10 @@ def test_many_concurrent_bids_all_come_back(simulator):
 
 def test_client_imports_and_sends_without_django_settings(simulator):
     code = (
-        "from callgrid_portal.bidapi.client import BidTarget, send_bid, user_agent\n"
+        "from callgrid_portal.bidapi.client import BidTarget, send_bid\n"
         f"target = BidTarget(grid_id='g1', endpoint_url='{simulator.endpoint}')\n"
         "r = send_bid(target, '3035551234')\n"
-        "print(r.outcome, user_agent())\n"
+        "print(r.outcome, r.final.request['CallerId'])\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
 
@@ -746,7 +746,7 @@ def test_client_imports_and_sends_without_django_settings(simulator):
     )
 
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.split() == ["accepted", "CallGridPortal/0.1"]
+    assert completed.stdout.split() == ["accepted", "3035551234"]
 
 
 def test_nul_characters_in_an_answer_are_replaced_so_the_answer_can_be_stored(simulator):

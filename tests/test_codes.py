@@ -5,7 +5,8 @@ from dataclasses import fields
 import pytest
 
 from callgrid_portal.bidapi import codes
-from callgrid_portal.bidapi.client import CODE_OUTCOMES, RETRIED_OUTCOMES
+from callgrid_portal.bidapi.answers import CODE_OUTCOMES
+from callgrid_portal.bidapi.client import RETRIED_OUTCOMES
 from callgrid_portal.bidapi.codes import CATALOG, ErrorCode, Priority
 from callgrid_portal.bidapi.outcomes import Outcome
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import binascii
 import functools
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Context, Decimal
 from typing import Any, cast
 
@@ -42,7 +43,7 @@ from bidlog.eligibility import eligibility_check
 from bidlog.errors import RouteError
 from bidlog.filters import CallerIdFilter, IdField, IdFilter, IsoDateTimeFilter
 from bidlog.models import BidLog, Call
-from bidlog.routing import ProcessThreadPool, call_route
+from bidlog.routing import call_route
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
@@ -374,6 +375,29 @@ class RouteTokenAuthenticationScheme(OpenApiAuthenticationExtension):
 # healthy shared store needs; more start only while earlier steps are still running, so a
 # slow store holds each route's own close() for its own step, not for a queue of others'.
 SETTLE_THREADS = 32
+
+
+class ProcessThreadPool:
+    """A thread pool made on first use in each process: its threads do not survive a fork
+    (gunicorn and Celery workers are forked), so a child makes its own."""
+
+    def __init__(self, *, name: str, max_workers: Callable[[], int]) -> None:
+        self._name = name
+        self._max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def get(self) -> ThreadPoolExecutor:
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=self._max_workers(), thread_name_prefix=self._name
+                    )
+                    self._pid = os.getpid()
+        return self._pool
+
 _settle_pool = ProcessThreadPool(name="route-settle", max_workers=lambda: SETTLE_THREADS)
 
 

@@ -32,6 +32,7 @@ class Outcome(models.TextChoices):
     SKIPPED_HOURS = "skipped_hours", "Skipped: outside operating hours"
     SKIPPED_CAP = "skipped_cap", "Skipped: daily/monthly cap"
     SKIPPED_STATUS = "skipped_status", "Skipped: buyer paused or disabled"
+    SKIPPED_ENDPOINT = "skipped_endpoint", "Skipped: endpoint not allowed"
     PENDING = "pending", "Pending"
 
 
@@ -68,6 +69,7 @@ OUTCOME_CLASS: dict[str, str] = {
     Outcome.SKIPPED_HOURS: OutcomeClass.BLOCKED,
     Outcome.SKIPPED_CAP: OutcomeClass.BLOCKED,
     Outcome.SKIPPED_STATUS: OutcomeClass.BLOCKED,
+    Outcome.SKIPPED_ENDPOINT: OutcomeClass.BLOCKED,
     Outcome.PENDING: OutcomeClass.PENDING,
 }
 

@@ -1,0 +1,520 @@
+"""The one HTTP transport of every bid: libcurl's multi interface through pycurl.
+
+Every send (an auction's bids, a waterfall's, a test bid, a health check) goes through
+:meth:`Transport.exchange`, which runs all the requests it is given in one event loop on the
+calling thread, with:
+
+- **one total deadline per request** (``CURLOPT_TIMEOUT_MS``) covering connect, TLS, the status
+  line, the headers and the body, so a buyer that dribbles bytes ends at its budget;
+- **caps** on the number and size of response headers (:data:`MAX_HEADER_COUNT`,
+  :data:`MAX_HEADER_BYTES`) and on the body (:data:`MAX_BODY_BYTES`), checked as the bytes
+  arrive; nothing is decompressed (bids ask for ``identity``, a gzip bomb stays small);
+- **pooled keep-alive connections**: each thread keeps one libcurl multi handle, whose
+  connection cache serves every request that thread makes;
+- **the endpoint guard on the address connected to**: host names are resolved here, each
+  address is checked with the request's ``check_address`` and libcurl is pinned to the
+  addresses that passed (``CURLOPT_RESOLVE``); ``CURLOPT_PREREQFUNCTION`` checks the address
+  of the connection again just before the request is written, reused connections included;
+- **follow-up requests** (a retry after a backoff) scheduled into the same loop, so an
+  auction's retries share its deadline without threads.
+
+No proxy from the environment is used, redirects are not followed and no cookie is kept: the
+buyer's configuration alone decides where a bid goes. libcurl and its pycurl binding are
+maintained by the curl project; healthchecks' ``hc/lib/curl.py`` uses them the same way.
+"""
+
+from __future__ import annotations
+
+import errno as errno_module
+import heapq
+import itertools
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+import certifi
+import pycurl
+
+from callgrid_portal.bidapi.endpoints import parse_address
+
+MAX_HEADER_COUNT = 64
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024
+MAX_CONNECTIONS_PER_THREAD = 256
+DNS_CACHE_SECONDS = 30.0
+
+Resolver = Callable[[str, int], Sequence[str]]
+AddressCheck = Callable[[str], "str | None"]
+
+
+class Failure(StrEnum):
+    """Why a request ended without a complete answer."""
+
+    TIMEOUT = "timeout"
+    CONNECT_TIMEOUT = "connect_timeout"
+    NETWORK = "network"
+    OVERSIZED = "oversized"
+    HEADERS = "headers"
+    REFUSED_ADDRESS = "refused_address"
+    RESOLVE = "resolve"
+    TLS = "tls"
+    NOT_HTTP = "not_http"
+
+
+@dataclass
+class Request:
+    """One HTTP POST to make, and when it must be over (``time.monotonic()`` values)."""
+
+    key: Hashable
+    url: str
+    body: bytes
+    headers: Sequence[str]
+    budget_end: float
+    start_at: float = 0.0
+    check_address: AddressCheck | None = None
+
+
+@dataclass
+class Response:
+    """How a request ended: an answer, or a failure with the bytes received before it."""
+
+    request: Request
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    failure: Failure | None = None
+    detail: str = ""
+    started: float = 0.0
+    ended: float = 0.0
+    sent_at: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return self.ended - self.started
+
+
+OnResponse = Callable[[Response], "Request | None"]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to, in the system resolver's order."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+class Transport:
+    """Sends requests; one per process is enough (see :func:`default_transport`).
+
+    ``ca_file`` is the certificate bundle that HTTPS answers must chain to (certifi's by
+    default; tests pass their own CA). ``resolver`` maps a host and port to addresses (tests
+    pass one whose answers change).
+    """
+
+    def __init__(
+        self,
+        *,
+        ca_file: str | None = None,
+        resolver: Resolver = system_resolver,
+        dns_cache_seconds: float = DNS_CACHE_SECONDS,
+    ) -> None:
+        self.ca_file = ca_file or certifi.where()
+        self.resolver = resolver
+        self.dns_cache_seconds = dns_cache_seconds
+        self._local = threading.local()
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._dns_lock = threading.Lock()
+
+    def exchange(
+        self,
+        requests: Iterable[Request],
+        on_response: OnResponse,
+        *,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
+        """Run ``requests`` at once and hand each ending to ``on_response`` as it comes.
+
+        ``on_response`` may return a follow-up request (a retry), which joins the loop at its
+        ``start_at``. ``on_sent`` runs once, after the requests that can go at once have been
+        written to connections already open, while the buyers think. Callbacks run on the
+        calling thread; one that raises stops the exchange and the exception propagates.
+        """
+        _Loop.for_thread(self).run(list(requests), on_response, on_sent)
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host``, from a short cache (libcurl keeps one for 60 s too)."""
+        now = time.monotonic()
+        with self._dns_lock:
+            cached = self._dns.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        addresses = list(self.resolver(host, port))
+        if self.dns_cache_seconds > 0:
+            with self._dns_lock:
+                self._dns[(host, port)] = (now + self.dns_cache_seconds, addresses)
+        return addresses
+
+
+_default: Transport | None = None
+_default_lock = threading.Lock()
+
+
+def default_transport() -> Transport:
+    """This process's transport, made on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Transport()
+    return _default
+
+
+# --- one request in flight ------------------------------------------------------------------
+
+
+class _Exchange:
+    """A request on a curl handle: the bytes received and the caps watched as they come."""
+
+    def __init__(self, request: Request, handle: pycurl.Curl) -> None:
+        self.request = request
+        self.handle = handle
+        self.response = Response(request=request)
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.header_count = 0
+        self.header_bytes = 0
+        self.allowed: frozenset[str] = frozenset()
+        self.stopped: tuple[Failure, str] | None = None
+
+    def on_header(self, line: bytes) -> int | None:
+        self.header_count += 1
+        self.header_bytes += len(line)
+        if self.header_count > MAX_HEADER_COUNT or self.header_bytes > MAX_HEADER_BYTES:
+            self.stopped = (
+                Failure.HEADERS,
+                f"more than {MAX_HEADER_COUNT} headers or {MAX_HEADER_BYTES // 1024} KiB of "
+                "headers; reading stopped",
+            )
+            return 0  # anything but len(line) makes libcurl stop the transfer
+        if line.startswith(b"HTTP/"):
+            self.response.headers = {}  # a new answer (after an interim 1xx)
+            return None
+        name, colon, value = line.partition(b":")
+        if colon:
+            text = value.strip().decode("latin-1")
+            self.response.headers[name.strip().decode("latin-1").lower()] = text
+        return None
+
+    def on_body(self, chunk: bytes) -> int | None:
+        self.size += len(chunk)
+        if self.size > MAX_BODY_BYTES:
+            keep = MAX_BODY_BYTES - (self.size - len(chunk))
+            self.chunks.append(chunk[:keep])
+            self.stopped = (
+                Failure.OVERSIZED,
+                f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap; reading stopped",
+            )
+            return 0
+        self.chunks.append(chunk)
+        return None
+
+    def on_prereq(self, address: str, _local: str, _port: int, _local_port: int) -> int:
+        """The last word before the request is written: is this the address we checked?"""
+        if self.request.check_address is None:
+            return pycurl.PREREQFUNC_OK
+        checked = parse_address(address)
+        if checked is not None and (str(checked) in self.allowed or not self.allowed):
+            problem = self.request.check_address(str(checked))
+            if problem is None:
+                self.response.sent_at = time.monotonic()
+                return pycurl.PREREQFUNC_OK
+        else:
+            problem = f"{address} is not an address the endpoint guard passed"
+        self.stopped = (Failure.REFUSED_ADDRESS, problem)
+        return pycurl.PREREQFUNC_ABORT
+
+
+# --- the per-thread loop --------------------------------------------------------------------
+
+
+class _Loop:
+    """One thread's libcurl multi handle, its sockets in a selector and its idle handles."""
+
+    @classmethod
+    def for_thread(cls, transport: Transport) -> _Loop:
+        local = transport._local  # this transport's own thread-local state
+        loop: _Loop | None = getattr(local, "loop", None)
+        if loop is None or loop.pid != os.getpid():
+            # A forked child (gunicorn and Celery workers) must not share its parent's sockets.
+            loop = cls(transport)
+            local.loop = loop
+        return loop
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.pid = os.getpid()
+        self.selector = selectors.DefaultSelector()
+        self.multi = pycurl.CurlMulti()
+        self.multi.setopt(pycurl.M_MAXCONNECTS, MAX_CONNECTIONS_PER_THREAD)
+        self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        self.timer_at: float | None = None
+        self.idle: list[pycurl.Curl] = []
+        self.running: dict[pycurl.Curl, _Exchange] = {}
+
+    def _on_socket(self, what: int, fd: int, _multi: object, _data: object) -> None:
+        registered = fd in self.selector.get_map()
+        if what == pycurl.POLL_REMOVE:
+            if registered:
+                self.selector.unregister(fd)
+            return
+        events = (selectors.EVENT_READ if what & pycurl.POLL_IN else 0) | (
+            selectors.EVENT_WRITE if what & pycurl.POLL_OUT else 0
+        )
+        if registered:
+            self.selector.modify(fd, events)
+        else:
+            self.selector.register(fd, events)
+
+    def _on_timer(self, ms: int) -> None:
+        self.timer_at = None if ms < 0 else time.monotonic() + ms / 1000
+
+    def run(
+        self,
+        requests: list[Request],
+        on_response: OnResponse,
+        on_sent: Callable[[], None] | None,
+    ) -> None:
+        order = itertools.count()
+        waiting: list[tuple[float, int, Request]] = []
+        for request in requests:
+            heapq.heappush(waiting, (request.start_at, next(order), request))
+        try:
+            self._start_due(waiting, on_response, order)
+            self._act(pycurl.SOCKET_TIMEOUT, 0)
+            if on_sent is not None:
+                on_sent()
+            while True:
+                # Endings first: a transfer may end inside any call into libcurl.
+                self._collect(on_response, waiting, order)
+                if not (self.running or waiting):
+                    return
+                self._wait(waiting)
+                self._start_due(waiting, on_response, order)
+        finally:
+            for exchange in list(self.running.values()):
+                self._finish(exchange)  # interrupted: drop the transfers, keep the handles
+
+    def _wait(self, waiting: list[tuple[float, int, Request]]) -> None:
+        now = time.monotonic()
+        wake = [t for t in (self.timer_at, waiting[0][0] if waiting else None) if t is not None]
+        timeout = max(min(wake) - now, 0.0) if wake else 1.0
+        if self.selector.get_map():
+            events = self.selector.select(timeout)
+        else:
+            time.sleep(timeout)  # nothing to watch yet: only timers are due
+            events = []
+        for key, mask in events:
+            action = (pycurl.CSELECT_IN if mask & selectors.EVENT_READ else 0) | (
+                pycurl.CSELECT_OUT if mask & selectors.EVENT_WRITE else 0
+            )
+            self._act(key.fd, action)
+        if self.timer_at is not None and self.timer_at <= time.monotonic():
+            self._act(pycurl.SOCKET_TIMEOUT, 0)
+
+    def _act(self, fd: int, action: int) -> None:
+        while True:
+            status, _running = self.multi.socket_action(fd, action)
+            if status != pycurl.E_CALL_MULTI_PERFORM:
+                return
+
+    def _start_due(
+        self,
+        waiting: list[tuple[float, int, Request]],
+        on_response: OnResponse,
+        order: Iterator[int],
+    ) -> None:
+        now = time.monotonic()
+        while waiting and waiting[0][0] <= now:
+            _, _, request = heapq.heappop(waiting)
+            refused = self._start(request)
+            if refused is not None:
+                follow = on_response(refused)
+                if follow is not None:
+                    heapq.heappush(waiting, (follow.start_at, next(order), follow))
+
+    def _start(self, request: Request) -> Response | None:
+        """Put ``request`` on a handle, or return its ending when it cannot be sent at all."""
+        now = time.monotonic()
+        budget_ms = int((request.budget_end - now) * 1000)
+        if budget_ms <= 0:
+            return Response(
+                request=request,
+                failure=Failure.TIMEOUT,
+                detail="the deadline passed before the bid could be sent",
+                started=now,
+                ended=now,
+            )
+        try:
+            parts = urlsplit(request.url)
+            host = parts.hostname or ""
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return Response(request=request, failure=Failure.NETWORK, detail="invalid endpoint URL")
+        pin, allowed, refused = self._addresses(request, host, port, now)
+        if refused is not None:
+            return refused
+        handle = self.idle.pop() if self.idle else self._new_handle()
+        exchange = _Exchange(request, handle)
+        exchange.allowed = allowed
+        exchange.response.started = now
+        handle.setopt(pycurl.URL, request.url)
+        handle.setopt(pycurl.POSTFIELDS, request.body)
+        handle.setopt(pycurl.HTTPHEADER, list(request.headers))
+        handle.setopt(pycurl.TIMEOUT_MS, budget_ms)
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, budget_ms)
+        handle.setopt(pycurl.RESOLVE, pin)
+        handle.setopt(pycurl.HEADERFUNCTION, exchange.on_header)
+        handle.setopt(pycurl.WRITEFUNCTION, exchange.on_body)
+        handle.setopt(pycurl.PREREQFUNCTION, exchange.on_prereq)
+        self.running[handle] = exchange
+        self.multi.add_handle(handle)
+        return None
+
+    def _addresses(
+        self, request: Request, host: str, port: int, now: float
+    ) -> tuple[list[str], frozenset[str], Response | None]:
+        """libcurl's pin for ``host``, the addresses allowed, or the ending of a refused bid."""
+        if request.check_address is None:
+            return [], frozenset(), None
+        literal = parse_address(host)
+        try:
+            found = [host] if literal is not None else self.transport.resolve(host, port)
+        except OSError as exc:
+            detail = f"could not resolve the host name ({exc.strerror or exc})"
+            return (
+                [],
+                frozenset(),
+                Response(
+                    request=request, failure=Failure.RESOLVE, detail=detail, started=now, ended=now
+                ),
+            )
+        allowed: list[str] = []
+        problem = ""
+        for text in found:
+            address = parse_address(text)
+            why = "not an IP address" if address is None else request.check_address(str(address))
+            if why is None:
+                allowed.append(str(address))
+            else:
+                problem = problem or why
+        if not allowed:
+            return (
+                [],
+                frozenset(),
+                Response(
+                    request=request,
+                    failure=Failure.REFUSED_ADDRESS,
+                    detail=problem or f"{host} resolved to no address",
+                    started=now,
+                    ended=now,
+                ),
+            )
+        if literal is not None:
+            return [], frozenset(allowed), None
+        shown = ",".join(f"[{a}]" if ":" in a else a for a in allowed)
+        return [f"{host}:{port}:{shown}"], frozenset(allowed), None
+
+    def _new_handle(self) -> pycurl.Curl:
+        handle = pycurl.Curl()
+        handle.setopt(pycurl.POST, 1)
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.PROXY, "")
+        handle.setopt(pycurl.FOLLOWLOCATION, 0)
+        handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        handle.setopt(pycurl.MAXFILESIZE_LARGE, MAX_BODY_BYTES)
+        handle.setopt(pycurl.CAINFO, self.transport.ca_file)
+        return handle
+
+    def _collect(
+        self,
+        on_response: OnResponse,
+        waiting: list[tuple[float, int, Request]],
+        order: Iterator[int],
+    ) -> None:
+        while True:
+            queued, done, failed = self.multi.info_read()
+            endings = [(handle, 0, "") for handle in done] + list(failed)
+            for handle, errno, message in endings:
+                exchange = self.running.get(handle)
+                if exchange is None:
+                    continue
+                response = self._finish(exchange, errno, message)
+                follow = on_response(response)
+                if follow is not None:
+                    heapq.heappush(waiting, (follow.start_at, next(order), follow))
+            if not queued:
+                return
+
+    def _finish(self, exchange: _Exchange, errno: int = 0, message: str = "") -> Response:
+        handle = exchange.handle
+        response = exchange.response
+        response.ended = time.monotonic()
+        response.body = b"".join(exchange.chunks)
+        status = handle.getinfo(pycurl.RESPONSE_CODE)
+        response.status = status or None
+        if exchange.stopped is not None:
+            response.failure, response.detail = exchange.stopped
+        elif errno:
+            response.failure, response.detail = _failure(errno, message, handle)
+        self.multi.remove_handle(handle)
+        del self.running[handle]
+        # The callbacks hold the exchange; a handle at rest holds nothing of a finished bid.
+        handle.setopt(pycurl.HEADERFUNCTION, _ignore)
+        handle.setopt(pycurl.WRITEFUNCTION, _ignore)
+        handle.setopt(pycurl.PREREQFUNCTION, _prereq_ok)
+        self.idle.append(handle)
+        return response
+
+
+def _ignore(_data: bytes) -> None:
+    return None
+
+
+def _prereq_ok(*_args: object) -> int:
+    return pycurl.PREREQFUNC_OK
+
+
+def _failure(errno: int, message: str, handle: pycurl.Curl) -> tuple[Failure, str]:
+    """Sort a libcurl error into a failure and a readable reason."""
+    if errno == pycurl.E_OPERATION_TIMEDOUT:
+        if not handle.getinfo(pycurl.PRETRANSFER_TIME):
+            return Failure.CONNECT_TIMEOUT, "could not connect"
+        return Failure.TIMEOUT, "no complete answer"
+    if errno == pycurl.E_COULDNT_CONNECT:
+        if handle.getinfo(pycurl.OS_ERRNO) == errno_module.ECONNREFUSED:
+            return Failure.NETWORK, "connection refused"
+        return Failure.NETWORK, f"could not connect ({message})"
+    if errno == pycurl.E_COULDNT_RESOLVE_HOST:
+        return Failure.RESOLVE, "could not resolve the host name"
+    if errno == pycurl.E_FILESIZE_EXCEEDED:
+        return Failure.OVERSIZED, f"answer larger than the {MAX_BODY_BYTES // 1024} KiB cap"
+    if errno in (pycurl.E_SSL_CONNECT_ERROR, pycurl.E_PEER_FAILED_VERIFICATION):
+        return Failure.TLS, f"TLS error: {message}"
+    if errno == pycurl.E_GOT_NOTHING:
+        return Failure.NETWORK, "the server closed the connection without answering"
+    if errno in (pycurl.E_WEIRD_SERVER_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):
+        return Failure.NOT_HTTP, f"not an HTTP answer ({message})"
+    if handle.getinfo(pycurl.OS_ERRNO) == errno_module.ECONNRESET:
+        return Failure.NETWORK, "connection reset by the server"
+    if errno == pycurl.E_PARTIAL_FILE:
+        return Failure.NETWORK, "the connection broke while the answer was being read"
+    if errno == 100:  # CURLE_TOO_LARGE (libcurl 8.6+): its own header limit
+        return Failure.HEADERS, "response headers too large"
+    return Failure.NETWORK, f"network error: {message}"[:500]
