@@ -19,7 +19,7 @@ What it does, all in one run:
    test, and the Python one takes a large share of them, so the report says which one ran and
    how much CPU each process used.
 6. Floor, in the same run: the fan-out alone (no portal, database or limits), measured two
-   ways: as the portal's auction does it (the client's ``FanOut``, one thread, kept-alive
+   ways: as the portal's auction does it (the client's ``send_bids``, one thread, kept-alive
    connections) and every buyer asked from a thread of its own on pooled urllib3. The portal's
    own share of the p50 is counted over the first.
 7. Baseline, in the same run: what the Bid API guide's sample waterfall loop does, i.e.
@@ -507,45 +507,26 @@ def floor_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
 
 
 def fan_out_floor_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
-    """The fan-out alone as the portal's auction makes it: one thread, the client's FanOut.
+    """The fan-out alone as the portal's auction makes it: one thread, the client's send_bids.
 
-    The same code and session setup the routing thread uses, with nothing else around it.
+    The same transport the routing thread uses (one libcurl loop, kept-alive connections),
+    with nothing else around it.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from callgrid_portal.bidapi.client import BidTarget, prepare, send_bids
 
-    from callgrid_portal.bidapi.client import BidAttempt, BidTarget, build_request, new_session
-    from callgrid_portal.bidapi.client import send_bid as send_one
-    from callgrid_portal.bidapi.fanout import FanOut
-
-    session = new_session()
     endpoint = f"http://127.0.0.1:{sim_port}/api/bid/"
     targets = [BidTarget(grid_id=g, endpoint_url=endpoint) for g in grids]
-    # One kept-alive connection per buyer, opened by bids made at the same time.
-    with ThreadPoolExecutor(max_workers=len(grids)) as threads:
-        list(threads.map(lambda t: send_one(t, random_caller(), session=session), targets))
     phase = Phase()
-    answers: list[BidAttempt] = []
-
-    def keep(_key: object, attempt: BidAttempt) -> None:
-        answers.append(attempt)
-
     for round_no in range(samples + 5):
         caller = random_caller()
-        answers.clear()
         started = time.perf_counter()
-        fan = FanOut(session=session, deadline=time.monotonic() + 10)
-        added = [
-            fan.add(i, t, build_request(t, caller, "CO", {}), caller_id=caller, state_code="CO")
-            for i, t in enumerate(targets)
-        ]
-        fan.run(keep)
+        bids = [prepare(i, t, caller, "CO", {}) for i, t in enumerate(targets)]
+        results = send_bids(bids, deadline=time.monotonic() + 10)
         elapsed = (time.perf_counter() - started) * 1000
-        if not all(added):
-            phase.errors.append("no kept-alive connection for a buyer")
-        elif round_no >= 5:
+        if round_no >= 5:  # the first rounds open the connections
             phase.latencies_ms.append(elapsed)
-            phase.routed += any(a.outcome == "accepted" for a in answers)
-    session.close()
+            phase.routed += any(r.outcome == "accepted" for r in results)
+            phase.errors.extend(r.final.error for r in results if r.outcome != "accepted")
     return phase
 
 
@@ -804,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             describe(
                 "floor: the fan-out alone as the portal's auction makes it "
-                "(one thread, FanOut, no portal)",
+                "(one thread, send_bids, no portal)",
                 floor,
                 args.latency_ms,
             )

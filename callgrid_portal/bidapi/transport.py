@@ -469,12 +469,12 @@ class _Loop:
         response.body = b"".join(exchange.chunks)
         status = handle.getinfo(pycurl.RESPONSE_CODE)
         response.status = status or None
+        del self.running[handle]
+        self.multi.remove_handle(handle)
         if exchange.stopped is not None:
             response.failure, response.detail = exchange.stopped
         elif errno:
             response.failure, response.detail = _failure(errno, message, handle)
-        self.multi.remove_handle(handle)
-        del self.running[handle]
         # The callbacks hold the exchange; a handle at rest holds nothing of a finished bid.
         handle.setopt(pycurl.HEADERFUNCTION, _ignore)
         handle.setopt(pycurl.WRITEFUNCTION, _ignore)
@@ -489,6 +489,11 @@ def _ignore(_data: bytes) -> None:
 
 def _prereq_ok(*_args: object) -> int:
     return pycurl.PREREQFUNC_OK
+
+
+# libcurl error numbers pycurl has no name for (curl/curl.h).
+_WEIRD_SERVER_REPLY = 8
+_TOO_LARGE = 100  # libcurl 8.6+: a header line past its own limit
 
 
 def _failure(errno: int, message: str, handle: pycurl.Curl) -> tuple[Failure, str]:
@@ -509,12 +514,12 @@ def _failure(errno: int, message: str, handle: pycurl.Curl) -> tuple[Failure, st
         return Failure.TLS, f"TLS error: {message}"
     if errno == pycurl.E_GOT_NOTHING:
         return Failure.NETWORK, "the server closed the connection without answering"
-    if errno in (pycurl.E_WEIRD_SERVER_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):
+    if errno in (_WEIRD_SERVER_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):
         return Failure.NOT_HTTP, f"not an HTTP answer ({message})"
     if handle.getinfo(pycurl.OS_ERRNO) == errno_module.ECONNRESET:
         return Failure.NETWORK, "connection reset by the server"
     if errno == pycurl.E_PARTIAL_FILE:
         return Failure.NETWORK, "the connection broke while the answer was being read"
-    if errno == 100:  # CURLE_TOO_LARGE (libcurl 8.6+): its own header limit
-        return Failure.HEADERS, "response headers too large"
+    if errno == _TOO_LARGE:
+        return Failure.HEADERS, "a response header line too large; reading stopped"
     return Failure.NETWORK, f"network error: {message}"[:500]
