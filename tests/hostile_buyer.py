@@ -11,7 +11,6 @@ import functools
 import gzip
 import itertools
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -7,6 +7,7 @@ trap on 127.0.0.3 (not allow-listed) that counts the connections it is offered.
 import ipaddress
 import socket
 import threading
+import time
 
 import pytest
 
@@ -240,3 +241,28 @@ def test_the_buyer_target_carries_the_guard_and_user_agent_from_settings(setting
     assert target.user_agent == "CallGridPortal/test"
     assert target.policy is not None
     assert target.policy.url_problem("http://127.0.0.1:8099/api/bid/") is None
+
+
+def test_a_slow_dns_answer_ends_at_the_bid_budget(simulator):
+    release = threading.Event()
+
+    def stalled(host: str, port: int) -> list[str]:
+        release.wait(10)  # a DNS server that never answers
+        return ["127.0.0.1"]
+
+    target = BidTarget(
+        grid_id=GRID,
+        endpoint_url=f"http://buyer.test:{simulator.port}/api/bid/",
+        timeout_seconds=1.0,
+        policy=EndpointPolicy.from_lists(["buyer.test", "127.0.0.1"], ["buyer.test"]),
+    )
+    started = time.monotonic()
+
+    result = send_bid(target, CALLER, transport=Transport(resolver=stalled))
+
+    elapsed = time.monotonic() - started
+    release.set()
+    assert result.outcome == Outcome.NETWORK_ERROR
+    assert result.final.error == "could not resolve the host name (no DNS answer within 1.0 s)"
+    assert elapsed < 2
+    assert simulator.requests(GRID) == []

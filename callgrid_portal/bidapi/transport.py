@@ -25,6 +25,7 @@ maintained by the curl project; healthchecks' ``hc/lib/curl.py`` uses them the s
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno as errno_module
 import heapq
 import itertools
@@ -48,6 +49,7 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 MAX_CONNECTIONS_PER_THREAD = 256
 DNS_CACHE_SECONDS = 30.0
+RESOLVER_THREADS = 8
 
 Resolver = Callable[[str, int], Sequence[str]]
 AddressCheck = Callable[[str], "str | None"]
@@ -146,20 +148,50 @@ class Transport:
         """
         _Loop.for_thread(self).run(list(requests), on_response, on_sent)
 
-    def resolve(self, host: str, port: int) -> list[str]:
-        """The addresses of ``host``, from a short cache (libcurl keeps one for 60 s too)."""
+    def resolve(self, host: str, port: int, *, timeout: float) -> list[str]:
+        """The addresses of ``host``, from a short cache (libcurl keeps one for 60 s too).
+
+        A lookup runs on a resolver thread and is waited for at most ``timeout`` seconds
+        (the request's budget): a slow DNS server must not hold an auction past its deadline.
+        Raises ``OSError`` when the name cannot be resolved in time.
+        """
         now = time.monotonic()
         with self._dns_lock:
             cached = self._dns.get((host, port))
         if cached is not None and cached[0] > now:
             return cached[1]
-        addresses = list(self.resolver(host, port))
+        lookup = _resolver_pool.get().submit(self.resolver, host, port)
+        try:
+            addresses = list(lookup.result(timeout=max(timeout, 0.001)))
+        except concurrent.futures.TimeoutError:
+            lookup.cancel()
+            raise OSError(f"no DNS answer within {timeout:.1f} s") from None
         if self.dns_cache_seconds > 0:
             with self._dns_lock:
                 self._dns[(host, port)] = (now + self.dns_cache_seconds, addresses)
         return addresses
 
 
+class _ResolverPool:
+    """The threads that run DNS lookups, made on first use in each process (forks lose them)."""
+
+    def __init__(self) -> None:
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def get(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    self._pool = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=RESOLVER_THREADS, thread_name_prefix="bid-dns"
+                    )
+                    self._pid = os.getpid()
+        return self._pool
+
+
+_resolver_pool = _ResolverPool()
 _default: Transport | None = None
 _default_lock = threading.Lock()
 
@@ -242,6 +274,9 @@ class _Exchange:
 # --- the per-thread loop --------------------------------------------------------------------
 
 
+_inherited: list[_Loop] = []
+
+
 class _Loop:
     """One thread's libcurl multi handle, its sockets in a selector and its idle handles."""
 
@@ -250,7 +285,10 @@ class _Loop:
         local = transport._local  # this transport's own thread-local state
         loop: _Loop | None = getattr(local, "loop", None)
         if loop is None or loop.pid != os.getpid():
-            # A forked child (gunicorn and Celery workers) must not share its parent's sockets.
+            if loop is not None:
+                # A forked child must not use, nor close, its parent's connections: closing a
+                # TLS connection writes to a socket the parent still reads. Keep it unused.
+                _inherited.append(loop)
             loop = cls(transport)
             local.loop = loop
         return loop
@@ -394,7 +432,11 @@ class _Loop:
             return [], frozenset(), None
         literal = parse_address(host)
         try:
-            found = [host] if literal is not None else self.transport.resolve(host, port)
+            found = (
+                [host]
+                if literal is not None
+                else self.transport.resolve(host, port, timeout=request.budget_end - now)
+            )
         except OSError as exc:
             detail = f"could not resolve the host name ({exc.strerror or exc})"
             return (
