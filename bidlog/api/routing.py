@@ -398,6 +398,7 @@ class ProcessThreadPool:
                     self._pid = os.getpid()
         return self._pool
 
+
 _settle_pool = ProcessThreadPool(name="route-settle", max_workers=lambda: SETTLE_THREADS)
 
 
