@@ -210,18 +210,32 @@ def default_transport() -> Transport:
 
 
 class _Exchange:
-    """A request on a curl handle: the bytes received and the caps watched as they come."""
+    """A curl handle and the request it carries: the bytes received, the caps as they come.
 
-    def __init__(self, request: Request, handle: pycurl.Curl) -> None:
-        self.request = request
+    One per handle, reused with it, so the callbacks are given to libcurl once.
+    """
+
+    def __init__(self, handle: pycurl.Curl, request: Request) -> None:
         self.handle = handle
+        handle.setopt(pycurl.HEADERFUNCTION, self.on_header)
+        handle.setopt(pycurl.WRITEFUNCTION, self.on_body)
+        handle.setopt(pycurl.PREREQFUNCTION, self.on_prereq)
+        self.reset(request)
+
+    def reset(self, request: Request) -> None:
+        self.request = request
         self.response = Response(request=request)
         self.chunks: list[bytes] = []
         self.size = 0
         self.header_count = 0
         self.header_bytes = 0
-        self.allowed: frozenset[str] = frozenset()
+        # The addresses a name was pinned to; None when there is nothing to check again
+        # (no guard, or an IP address in the URL, checked before the request was made).
+        self.allowed: frozenset[str] | None = None
         self.stopped: tuple[Failure, str] | None = None
+
+    # Whether the handle carries a CURLOPT_RESOLVE pin, to be replaced or cleared.
+    pinned = False
 
     def on_header(self, line: bytes) -> int | None:
         self.header_count += 1
@@ -233,13 +247,11 @@ class _Exchange:
                 "headers; reading stopped",
             )
             return 0  # anything but len(line) makes libcurl stop the transfer
-        if line.startswith(b"HTTP/"):
+        # Only the headers the client reads are kept: Retry-After paces a 429's retry.
+        if line[:5] == b"HTTP/":
             self.response.headers = {}  # a new answer (after an interim 1xx)
-            return None
-        name, colon, value = line.partition(b":")
-        if colon:
-            text = value.strip().decode("latin-1")
-            self.response.headers[name.strip().decode("latin-1").lower()] = text
+        elif line[:12].lower() == b"retry-after:":
+            self.response.headers["retry-after"] = line[12:].strip().decode("latin-1")
         return None
 
     def on_body(self, chunk: bytes) -> int | None:
@@ -256,17 +268,22 @@ class _Exchange:
         return None
 
     def on_prereq(self, address: str, _local: str, _port: int, _local_port: int) -> int:
-        """The last word before the request is written: is this the address we checked?"""
-        if self.request.check_address is None:
+        """The last word before the request is written: is this the address we checked?
+
+        A kept-alive connection made under an earlier DNS answer, or before the guard was
+        tightened, is checked here too.
+        """
+        self.response.sent_at = time.monotonic()
+        if self.allowed is None or self.request.check_address is None:
             return pycurl.PREREQFUNC_OK
         checked = parse_address(address)
-        if checked is not None and (str(checked) in self.allowed or not self.allowed):
+        if checked is not None and str(checked) in self.allowed:
             problem = self.request.check_address(str(checked))
             if problem is None:
-                self.response.sent_at = time.monotonic()
                 return pycurl.PREREQFUNC_OK
         else:
             problem = f"{address} is not an address the endpoint guard passed"
+        self.response.sent_at = 0.0  # refused: nothing is written
         self.stopped = (Failure.REFUSED_ADDRESS, problem)
         return pycurl.PREREQFUNC_ABORT
 
@@ -302,7 +319,7 @@ class _Loop:
         self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
         self.timer_at: float | None = None
-        self.idle: list[pycurl.Curl] = []
+        self.idle: list[_Exchange] = []
         self.running: dict[pycurl.Curl, _Exchange] = {}
 
     def _on_socket(self, what: int, fd: int, _multi: object, _data: object) -> None:
@@ -407,29 +424,36 @@ class _Loop:
         pin, allowed, refused = self._addresses(request, host, port, now)
         if refused is not None:
             return refused
-        handle = self.idle.pop() if self.idle else self._new_handle()
-        exchange = _Exchange(request, handle)
+        if self.idle:
+            exchange = self.idle.pop()
+            exchange.reset(request)
+        else:
+            exchange = _Exchange(self._new_handle(), request)
+        handle = exchange.handle
         exchange.allowed = allowed
         exchange.response.started = now
         handle.setopt(pycurl.URL, request.url)
         handle.setopt(pycurl.POSTFIELDS, request.body)
         handle.setopt(pycurl.HTTPHEADER, list(request.headers))
         handle.setopt(pycurl.TIMEOUT_MS, budget_ms)
-        handle.setopt(pycurl.CONNECTTIMEOUT_MS, budget_ms)
-        handle.setopt(pycurl.RESOLVE, pin)
-        handle.setopt(pycurl.HEADERFUNCTION, exchange.on_header)
-        handle.setopt(pycurl.WRITEFUNCTION, exchange.on_body)
-        handle.setopt(pycurl.PREREQFUNCTION, exchange.on_prereq)
+        if pin or exchange.pinned:
+            handle.setopt(pycurl.RESOLVE, pin)
+            exchange.pinned = bool(pin)
         self.running[handle] = exchange
         self.multi.add_handle(handle)
         return None
 
     def _addresses(
         self, request: Request, host: str, port: int, now: float
-    ) -> tuple[list[str], frozenset[str], Response | None]:
-        """libcurl's pin for ``host``, the addresses allowed, or the ending of a refused bid."""
+    ) -> tuple[list[str], frozenset[str] | None, Response | None]:
+        """libcurl's pin for ``host``, the addresses to check again, or a refused bid's ending.
+
+        An IP address in the URL is checked here and connected to as it is, so it needs no
+        second check; a name's addresses are checked, pinned, and checked again just before
+        each request (see :meth:`_Exchange.on_prereq`).
+        """
         if request.check_address is None:
-            return [], frozenset(), None
+            return [], None, None
         literal = parse_address(host)
         try:
             found = (
@@ -439,13 +463,7 @@ class _Loop:
             )
         except OSError as exc:
             detail = f"could not resolve the host name ({exc.strerror or exc})"
-            return (
-                [],
-                frozenset(),
-                Response(
-                    request=request, failure=Failure.RESOLVE, detail=detail, started=now, ended=now
-                ),
-            )
+            return [], None, self._ended(request, now, Failure.RESOLVE, detail)
         allowed: list[str] = []
         problem = ""
         for text in found:
@@ -456,21 +474,16 @@ class _Loop:
             else:
                 problem = problem or why
         if not allowed:
-            return (
-                [],
-                frozenset(),
-                Response(
-                    request=request,
-                    failure=Failure.REFUSED_ADDRESS,
-                    detail=problem or f"{host} resolved to no address",
-                    started=now,
-                    ended=now,
-                ),
-            )
+            detail = problem or f"{host} resolved to no address"
+            return [], None, self._ended(request, now, Failure.REFUSED_ADDRESS, detail)
         if literal is not None:
-            return [], frozenset(allowed), None
+            return [], None, None
         shown = ",".join(f"[{a}]" if ":" in a else a for a in allowed)
         return [f"{host}:{port}:{shown}"], frozenset(allowed), None
+
+    @staticmethod
+    def _ended(request: Request, now: float, failure: Failure, detail: str) -> Response:
+        return Response(request=request, failure=failure, detail=detail, started=now, ended=now)
 
     def _new_handle(self) -> pycurl.Curl:
         handle = pycurl.Curl()
@@ -516,21 +529,11 @@ class _Loop:
         if exchange.stopped is not None:
             response.failure, response.detail = exchange.stopped
         elif errno:
-            response.failure, response.detail = _failure(errno, message, handle)
-        # The callbacks hold the exchange; a handle at rest holds nothing of a finished bid.
-        handle.setopt(pycurl.HEADERFUNCTION, _ignore)
-        handle.setopt(pycurl.WRITEFUNCTION, _ignore)
-        handle.setopt(pycurl.PREREQFUNCTION, _prereq_ok)
-        self.idle.append(handle)
+            sent = response.sent_at > 0
+            response.failure, response.detail = _failure(errno, message, handle, sent)
+        exchange.chunks = []
+        self.idle.append(exchange)
         return response
-
-
-def _ignore(_data: bytes) -> None:
-    return None
-
-
-def _prereq_ok(*_args: object) -> int:
-    return pycurl.PREREQFUNC_OK
 
 
 # libcurl error numbers pycurl has no name for (curl/curl.h).
@@ -538,10 +541,10 @@ _WEIRD_SERVER_REPLY = 8
 _TOO_LARGE = 100  # libcurl 8.6+: a header line past its own limit
 
 
-def _failure(errno: int, message: str, handle: pycurl.Curl) -> tuple[Failure, str]:
+def _failure(errno: int, message: str, handle: pycurl.Curl, sent: bool) -> tuple[Failure, str]:
     """Sort a libcurl error into a failure and a readable reason."""
     if errno == pycurl.E_OPERATION_TIMEDOUT:
-        if not handle.getinfo(pycurl.PRETRANSFER_TIME):
+        if not sent:
             return Failure.CONNECT_TIMEOUT, "could not connect"
         return Failure.TIMEOUT, "no complete answer"
     if errno == pycurl.E_COULDNT_CONNECT:
