@@ -76,6 +76,8 @@ _SECONDS = re.compile(r"-?\d+(?:\.\d+)?")
 
 def _check_depth(text: str) -> None:
     """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` before the parser recurses."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return  # too few brackets to nest that deep, whatever the strings hold
     depth = 0
     for bracket in _BRACKET.findall(_STRING.sub("", text)):
         if bracket in "[{":

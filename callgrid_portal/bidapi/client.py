@@ -25,6 +25,7 @@ what we have.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -289,7 +290,7 @@ def _request(bid: Bid, *, start_at: float, deadline: float | None) -> Request:
         key=bid.key,
         url=bid.target.bid_url,
         body=data,
-        headers=request_headers(len(data), bid.target.user_agent),
+        headers=request_headers(bid.target.user_agent),
         budget_end=budget_end,
         start_at=start_at,
         check_address=None if policy is None else _address_check(policy),
@@ -447,8 +448,9 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, default=str).encode()
 
 
-def request_headers(length: int, user_agent: str = DEFAULT_USER_AGENT) -> list[str]:
-    """The headers of a bid with a ``length``-byte body (the host aside).
+@functools.lru_cache(maxsize=16)
+def request_headers(user_agent: str = DEFAULT_USER_AGENT) -> tuple[str, ...]:
+    """The headers of every bid (libcurl adds the host and the body's length).
 
     ``Accept-Encoding: identity`` asks for the body uncompressed: nothing is decompressed, so
     a compressed answer cannot grow past the body cap. An empty ``Expect`` stops libcurl from
@@ -457,14 +459,13 @@ def request_headers(length: int, user_agent: str = DEFAULT_USER_AGENT) -> list[s
     """
     if not _VISIBLE_ASCII.fullmatch(user_agent):
         user_agent = DEFAULT_USER_AGENT
-    return [
+    return (
         "Content-Type: application/json",
         "Accept: application/json",
         "Accept-Encoding: identity",
         f"User-Agent: {user_agent}",
-        f"Content-Length: {length}",
         "Expect:",
-    ]
+    )
 
 
 def target_host(target: BidTarget) -> str:

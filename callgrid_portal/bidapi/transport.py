@@ -236,6 +236,8 @@ class _Exchange:
 
     # Whether the handle carries a CURLOPT_RESOLVE pin, to be replaced or cleared.
     pinned = False
+    # The headers the handle was last given.
+    headers: Sequence[str] = ()
 
     def on_header(self, line: bytes) -> int | None:
         self.header_count += 1
@@ -434,7 +436,9 @@ class _Loop:
         exchange.response.started = now
         handle.setopt(pycurl.URL, request.url)
         handle.setopt(pycurl.POSTFIELDS, request.body)
-        handle.setopt(pycurl.HTTPHEADER, list(request.headers))
+        if exchange.headers is not request.headers:  # the same tuple for most bids
+            handle.setopt(pycurl.HTTPHEADER, request.headers)
+            exchange.headers = request.headers
         handle.setopt(pycurl.TIMEOUT_MS, budget_ms)
         if pin or exchange.pinned:
             handle.setopt(pycurl.RESOLVE, pin)
