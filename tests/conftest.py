@@ -279,7 +279,7 @@ def use_cache(settings, tmp_path: Path, store: str) -> None:
     if store == "redis":
         settings.CACHES = {
             "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "BACKEND": "callgrid_portal.cache.FailOpenRedisCache",
                 "LOCATION": REDIS_URL,
                 "KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
             }
