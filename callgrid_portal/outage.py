@@ -126,17 +126,10 @@ class ServiceUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        # Django logs each 503 in one line ("Service Unavailable: /path"); a traceback per
+        # request of an outage would bury the log.
         part = unavailable_part(exception)
-        if part is None:
-            return None
-        logger.warning(
-            "%s %s answered 503: %s unavailable (%s)",
-            request.method,
-            request.path,
-            part,
-            type(exception).__name__,
-        )
-        return service_unavailable(request, part)
+        return None if part is None else service_unavailable(request, part)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from bidlog.api.routing import _checked_tokens
 from callgrid_portal.simulator import Simulator
 from tests.factories import BuyerFactory, UserFactory
+from tests.servers import _pg_cluster_session, pg_cluster, redis_server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)
