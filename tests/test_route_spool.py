@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import cast
 
 import psycopg
 import pytest
@@ -19,6 +20,7 @@ from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog, Call
 from bidlog.routing import call_route
 from bidlog.services import bid_from_attempt
+from buyers.models import Buyer
 from callgrid_portal.bidapi.client import BidAttempt
 from tests.factories import BuyerFactory
 from tests.servers import free_port
@@ -35,7 +37,7 @@ def _spool_in_tmp(settings, tmp_path):
 
 def _decision() -> tuple[Call, list[BidLog]]:
     """An unsaved routed call (one decline, then the winner's accept) with its route key."""
-    loser, winner = BuyerFactory(), BuyerFactory()
+    loser, winner = cast(Buyer, BuyerFactory()), cast(Buyer, BuyerFactory())
     call = Call(
         created_at=STARTED,
         caller_id="3035551234",
