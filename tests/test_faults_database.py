@@ -36,7 +36,7 @@ DECLINING = "faultsdecline000000000001"
 ACCEPTING = "faultsaccept000000000001"
 THREADS = 4
 # Bounded load: a few hundred routes over some 20 s.
-ROUTES = 320
+ROUTES = 240
 # Generous bound for things the test waits for (a loaded CI machine), never asserted on.
 PATIENCE = 120.0
 
@@ -109,10 +109,16 @@ def test_accepted_routes_survive_terminated_connections_and_a_restart(
     data_dir = tmp_path / "data"
     env = portal_env({"ROUTE_SPOOL_CHECK_SECONDS": "0.5"}, data_dir)
     env["DATABASE_URL"] = pg_cluster.migrated_database(database, env)
-    # Latency keeps routes in flight (between the buyers' read and the log write) most of
-    # the time, so the restart catches some of them writing.
-    simulator.configure(DECLINING, respond="decline", latency_ms=60)
-    simulator.configure(ACCEPTING, respond="accept", bid_amount="30.00", latency_ms=140)
+    # The accepting buyer thinks for a while, so a route is in flight between the buyers'
+    # read and the log write for most of its time, and the stop below catches one there.
+    simulator.configure(DECLINING, respond="decline", latency_ms=30)
+    simulator.configure(ACCEPTING, respond="accept", bid_amount="30.00", latency_ms=400)
+
+    def accept_just_asked() -> bool:
+        # A route whose accepting bid arrived a moment ago writes its log ~0.4 s from now.
+        last = simulator.requests(ACCEPTING)[-1:]
+        return bool(last) and time.time() - last[0]["received_at"] < 0.1
+
     token = seed_portal(
         env,
         [
@@ -134,7 +140,8 @@ def test_accepted_routes_survive_terminated_connections_and_a_restart(
         try:
             load.wait_until(lambda: load.count() >= 40)
             assert pg_cluster.terminate_connections(database) > 0
-            load.wait_until(lambda: load.count() >= 100)
+            load.wait_until(lambda: load.count() >= 80)
+            load.wait_until(accept_just_asked)
             pg_cluster.stop("fast")
             stopped_at = load.count()
             page = browser.get(f"{portal.url}/", timeout=60)
