@@ -458,7 +458,7 @@ def _store() -> _RedisStore | _LockedCacheStore:
 # instead (the same arithmetic over local memory, under thread locks). It is weaker: each
 # process counts only its own requests, so a fleet of N processes may let up to N times a
 # grid's limits through, and reservations taken in Redis before the outage are not seen. For
-# LIMITS_REDIS_RETRY_SECONDS after a failure every operation goes local without trying Redis
+# REDIS_RETRY_SECONDS after a failure every operation goes local without trying Redis
 # (a Redis that hangs would otherwise cost each request a timeout); then the next operation
 # tries Redis again, and the first that works brings every process's limits back to it.
 
@@ -502,7 +502,7 @@ def _or_local(
 
     @functools.wraps(method)
     def guarded(self: _RedisStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if redis_outage.resting(settings.LIMITS_REDIS_RETRY_SECONDS):
+        if redis_outage.resting(settings.REDIS_RETRY_SECONDS):
             return cast(_R, getattr(_local_store(), name)(*args, **kwargs))
         try:
             result = method(self, *args, **kwargs)

@@ -346,9 +346,10 @@ ROUTE_SPOOL_CHECK_SECONDS = env_float("ROUTE_SPOOL_CHECK_SECONDS", 5.0, minimum=
 # inactive or given another role, takes effect on routes within this many seconds; an expired
 # token is refused at once. 0 checks on every route.
 ROUTE_TOKEN_CACHE_SECONDS = env_float("ROUTE_TOKEN_CACHE_SECONDS", 1.0, minimum=0.0)
-# While Redis is unreachable the shared limits run on a process-local limiter; every this
-# many seconds one request tries Redis again, and the first that works brings them back.
-LIMITS_REDIS_RETRY_SECONDS = env_float("LIMITS_REDIS_RETRY_SECONDS", 2.0, minimum=0.0)
+# While Redis is unreachable the shared limits run on a process-local limiter and the cache
+# answers empty; this long after a failure the next request tries Redis again, and the first
+# that works brings both back to it.
+REDIS_RETRY_SECONDS = env_float("REDIS_RETRY_SECONDS", 2.0, minimum=0.0)
 # --- end of call routing -------------------------------------------------------------------
 
 # --- Celery (callgrid_portal/celery.py, bidlog/tasks.py) -------------------------------------

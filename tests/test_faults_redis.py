@@ -47,7 +47,7 @@ def test_redis_stopped_and_restarted_under_load(
             "REDIS_URL": redis_server.url(0),
             "CACHE_KEY_PREFIX": "faults",
             # Redis is tried again this long after a failure (the default is 2 s).
-            "LIMITS_REDIS_RETRY_SECONDS": "0.3",
+            "REDIS_RETRY_SECONDS": "0.3",
         },
         tmp_path / "data",
     )

@@ -105,7 +105,7 @@ def test_health_names_the_cache_without_the_error_text(dead_redis, api_client, d
 
 def test_limits_fall_back_to_the_process_and_come_back_to_redis(settings, caplog):
     caplog.set_level(logging.WARNING, logger="callgrid_portal.outage")
-    settings.LIMITS_REDIS_RETRY_SECONDS = 0
+    settings.REDIS_RETRY_SECONDS = 0
     server = RedisServer()
     server.start()
     try:
