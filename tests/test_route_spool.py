@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,8 +16,9 @@ import psycopg
 import pytest
 from django.db import connection
 
-from bidlog import spool, tasks
+from bidlog import limits, spool, tasks
 from bidlog.choices import Outcome, Source
+from bidlog.eligibility import cap_counters
 from bidlog.models import BidLog, Call
 from bidlog.routing import call_route
 from bidlog.services import bid_from_attempt
@@ -250,3 +252,54 @@ def test_every_route_is_written_with_its_own_route_key(sim_buyer):
 
     assert first.route_key and second.route_key and first.route_key != second.route_key
     assert Call.objects.get(route_key=first.route_key).pk == first.pk
+
+
+def test_a_spooled_winner_keeps_its_cap_place_and_its_caller(sim_buyer, simulator, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a server that can drop the routing thread's connection mid-route")
+    settings.ROUTE_WRITE_ATTEMPTS = 2
+    buyer = sim_buyer(daily_cap=1, duplicate_window_days=30, sim={"latency_ms": 600})
+    (day_cap,) = cap_counters(buyer=buyer, now=datetime.now(UTC), counts=(0, 0))
+    routed: dict[str, Call] = {}
+
+    def route() -> None:
+        try:
+            routed["call"] = call_route(caller_id="3035551234", strategy="waterfall")
+        finally:
+            connection.close()  # this thread's own
+
+    thread = threading.Thread(target=route)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not simulator.requests(buyer.grid_id) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # While the buyer thinks: the routing thread's connection is dropped, and new ones find
+    # no server (every thread's connection reads the same settings).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    params = connection.settings_dict
+    port = params["PORT"]
+    params["PORT"] = str(free_port())
+    try:
+        thread.join(timeout=60)
+    finally:
+        params["PORT"] = port
+
+    call = routed["call"]
+    assert call.pk is None and call.routed and call.winner_id == buyer.pk
+    # The winner's reservation is kept as for a written call: the cap's one place is taken
+    # and the caller is held, though the database does not know the call yet.
+    assert limits.cap_reserved(buyer_id=buyer.pk, key=day_cap.key) == 1
+    assert limits.duplicate_in_flight(
+        limits.duplicate_holder(buyer_id=buyer.pk, caller_id="3035551234")
+    )
+    simulator.configure(buyer.grid_id, respond="accept", latency_ms=0)
+    blocked = call_route(caller_id="7205550123", strategy="waterfall")
+    assert not blocked.routed
+    assert [b.outcome for b in blocked.route_bids] == [Outcome.SKIPPED_CAP]  # type: ignore[attr-defined]
+
+    assert spool.spool_replay().written == 1
+    assert Call.objects.get(routed=True).route_key == call.route_key
