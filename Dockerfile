@@ -18,9 +18,10 @@ RUN pip install .
 # settings load here; without it a generated key would be baked into the image.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0
 
-# Run as an unprivileged user that owns only DATA_DIR.
+# Run as an unprivileged user that owns only DATA_DIR. The route spool's folder exists in the
+# image so a volume mounted there (docker-compose.yml) starts owned by that user.
 RUN useradd --create-home --uid 10001 callgrid \
-    && mkdir -p "$DATA_DIR" \
+    && mkdir -p "$DATA_DIR/spool" \
     && chown -R callgrid:callgrid "$DATA_DIR"
 USER callgrid
 

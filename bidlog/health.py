@@ -36,6 +36,7 @@ from django.db.models import F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from bidlog import limits
 from bidlog.choices import AlertStatus, Outcome, Source
 from bidlog.models import Alert, BidLog
 from bidlog.services import bid_attempts_record, bid_skip_record
@@ -254,7 +255,7 @@ def health_check_run(*, buyer_id: int, due_at: datetime | None = None) -> BidLog
     sent = limited_bid_send(
         buyer=buyer,
         caller_id=buyer.health_check_caller_id,
-        rate_headroom=buyer.rate_limit_per_minute * RATE_HEADROOM_SHARE,
+        rate_headroom=limits.bucket_shape(buyer.rate_limit_per_minute)[0] * RATE_HEADROOM_SHARE,
         respect_cooldown=True,
     )
     if isinstance(sent, LimitSkip):

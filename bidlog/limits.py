@@ -9,11 +9,11 @@ same numbers (SPEC §4). Two stores do the arithmetic:
   read-modify-write runs under an ``fcntl`` file lock (plus a thread lock), because
   ``FileBasedCache.incr`` is a plain get-then-set and would lose updates between processes.
 
-Rate limit. The error-code reference allows ``rate_limit_per_minute`` sustained with bursts of
-2x "for short periods". We model that as a token bucket holding one minute of tokens
-(capacity = rate) that refills at rate/60 per second: an idle grid can take a full minute's
-worth at once and keep going at the refill rate, so no 60-second window ever sees more than
-2x the rate while the long-run average never exceeds it.
+Rate limit. The error-code reference allows ``rate_limit_per_minute`` sustained with a "burst
+allowance: 2x rate for short periods" (SPEC §3: bursts up to 2x). We model that as a token
+bucket holding two minutes of tokens (capacity = 2 x rate) that refills at rate/60 per second:
+an idle grid can take twice its per-minute rate at once, then goes on at the refill rate, so
+the long-run average never exceeds the rate.
 
 Concurrency. Each request in flight holds a *lease* with its own expiry (a sorted set in
 Redis, a dict elsewhere). Releasing happens in ``finally``; the expiry is only the safety net
@@ -42,22 +42,26 @@ the slot and the token:
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import NoScriptError
+
+from callgrid_portal.outage import REDIS_ERRORS, Outage
 
 # A crashed process frees its slot after this long; every live request ends well before it
 # (the call deadline is at most 10 s and the client never retries past it).
@@ -93,10 +97,15 @@ class Lease:
     expires_at: float
 
 
+# The Bid API's burst allowance: twice the per-minute rate for short periods.
+BURST_FACTOR = 2
+
+
 def bucket_shape(per_minute: int) -> tuple[float, float]:
-    """Capacity and refill (tokens per second) of a grid's bucket: one minute of tokens."""
+    """Capacity and refill (tokens per second) of a grid's bucket: a burst of
+    ``BURST_FACTOR`` x the per-minute rate, refilled at that rate."""
     per_minute = max(int(per_minute), 1)
-    return float(per_minute), per_minute / 60.0
+    return float(per_minute * BURST_FACTOR), per_minute / 60.0
 
 
 # --- public operations -------------------------------------------------------------------
@@ -444,6 +453,68 @@ def _store() -> _RedisStore | _LockedCacheStore:
     return _LockedCacheStore(backend)
 
 
+# --- while Redis is away --------------------------------------------------------------------
+# Each operation of the Redis store that cannot reach Redis runs on a process-local store
+# instead (the same arithmetic over local memory, under thread locks). It is weaker: each
+# process counts only its own requests, so a fleet of N processes may let up to N times a
+# grid's limits through, and reservations taken in Redis before the outage are not seen. For
+# REDIS_RETRY_SECONDS after a failure every operation goes local without trying Redis
+# (a Redis that hangs would otherwise cost each request a timeout); then the next operation
+# tries Redis again, and the first that works brings every process's limits back to it.
+
+redis_outage = Outage(
+    "Redis for the shared limits",
+    effect="per-grid limits fall back to a process-local limiter (weaker: per process)",
+)
+_local_lock = threading.Lock()
+_local: _LockedCacheStore | None = None
+
+
+def _local_store() -> _LockedCacheStore:
+    """The process-local limiter's store, made on first use."""
+    global _local
+    if _local is None:
+        with _local_lock:
+            if _local is None:
+                options = {"OPTIONS": {"MAX_ENTRIES": 100_000}}
+                backend = LocMemCache("callgrid-limits-local", options)
+                _local = _LockedCacheStore(backend, lock=_thread_lock)
+    return _local
+
+
+def limits_store_kind() -> str:
+    """Where the limits live right now: ``redis``, ``local`` (Redis away) or ``cache``."""
+    if not isinstance(caches["default"], RedisCache):
+        return "cache"
+    return "local" if redis_outage.down else "redis"
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _or_local(
+    method: Callable[Concatenate[_RedisStore, _P], _R],
+) -> Callable[Concatenate[_RedisStore, _P], _R]:
+    """Run a Redis store operation, or the same operation on the local store when Redis
+    cannot be reached (see above)."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def guarded(self: _RedisStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if redis_outage.resting(settings.REDIS_RETRY_SECONDS):
+            return cast(_R, getattr(_local_store(), name)(*args, **kwargs))
+        try:
+            result = method(self, *args, **kwargs)
+        except REDIS_ERRORS as exc:
+            redis_outage.failed(exc)
+            return cast(_R, getattr(_local_store(), name)(*args, **kwargs))
+        redis_outage.recovered()
+        return result
+
+    return guarded
+
+
 # Lua runs atomically inside Redis: no other client sees the state half-updated.
 
 # The token bucket, shared by the single-take script and the auction's admission script: read
@@ -748,6 +819,7 @@ class _RedisStore:
                 script = _SCRIPTS.setdefault(name, client.register_script(lua))
         return script(keys=[full_key], args=args, client=client)
 
+    @_or_local
     def bucket(
         self, key: str, *, capacity: float, refill: float, cost: float, keep: float, now: float
     ) -> RateDecision:
@@ -756,6 +828,7 @@ class _RedisStore:
         )
         return _decision(bool(int(allowed)), float(tokens), capacity, refill)
 
+    @_or_local
     def lease_acquire(
         self, key: str, *, lease_id: str, limit: int, now: float, expires_at: float
     ) -> bool:
@@ -768,10 +841,12 @@ class _RedisStore:
         )
         return bool(int(taken))
 
+    @_or_local
     def lease_release(self, key: str, *, lease_id: str) -> None:
         full_key = self._key(key)
         self._client().zrem(full_key, lease_id)
 
+    @_or_local
     def lease_release_many(self, leases: list[Lease]) -> None:
         keys = [self._key(_LEASE_KEY.format(grid_id=lease.grid_id)) for lease in leases]
         pipe = self._client().pipeline(transaction=False)
@@ -779,6 +854,7 @@ class _RedisStore:
             pipe.zrem(key, lease.lease_id)
         pipe.execute()
 
+    @_or_local
     def admit(self, items: list[_AdmitItem], *, now: float) -> list[Admission]:
         keys: list[str] = []
         args: list[Any] = [repr(now)]
@@ -842,6 +918,7 @@ class _RedisStore:
                 script = _SCRIPTS.setdefault(name, self._client().register_script(lua))
         return script
 
+    @_or_local
     def settle(self, leases: list[Lease], ops: list[tuple[str, Reservation, str, int]]) -> None:
         try:
             self._settle(leases, ops, by_sha=True)
@@ -885,6 +962,7 @@ class _RedisStore:
                 settle(keys=keys, args=args, client=pipe)
         pipe.execute()
 
+    @_or_local
     def duplicate_swap(self, key: str, *, expect: str, value: str, ttl_seconds: float) -> None:
         self._script("swap", _SWAP_LUA)(
             keys=[self._key(key)],
@@ -892,18 +970,22 @@ class _RedisStore:
             client=self._client(),
         )
 
+    @_or_local
     def cap_total(self, buyer_id: int, key: str, *, now: float) -> int:
         inflight = self._key(_CAP_INFLIGHT_KEY.format(buyer_id=buyer_id))
         script = self._script("cap_total", _CAP_TOTAL_LUA)
         return int(script(keys=[inflight, self._key(key)], args=[repr(now)], client=self._client()))
 
+    @_or_local
     def lease_count(self, key: str, *, now: float) -> int:
         return int(self._run("lease_count", _LEASE_COUNT_LUA, key, [repr(now)]))
 
+    @_or_local
     def in_flight_count(self, key: str, *, now: float) -> int:
         # The cap's in-flight set is scored by expiry like a grid's slots.
         return self.lease_count(key, now=now)
 
+    @_or_local
     def duplicate_value(self, key: str) -> str:
         value = self._client().get(self._key(key))
         return value.decode() if isinstance(value, bytes) else str(value or "")
@@ -942,9 +1024,13 @@ _FILE_LOCKS: dict[Path, _FileLock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
 
 
-def _file_lock(key: str) -> _FileLock:
+def _stripe(key: str) -> int:
     # Striped by key so unrelated grids rarely wait for each other.
-    stripe = int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % _LOCK_STRIPES
+    return int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % _LOCK_STRIPES
+
+
+def _file_lock(key: str) -> _FileLock:
+    stripe = _stripe(key)
     directory = Path(getattr(settings, "LIMITS_LOCK_DIR", settings.DATA_DIR / "locks"))
     path = directory / f"limits-{stripe:02d}.lock"
     with _FILE_LOCKS_GUARD:
@@ -954,22 +1040,44 @@ def _file_lock(key: str) -> _FileLock:
         return lock
 
 
-def _buyer_lock(buyer_id: int) -> _FileLock:
-    # One lock per buyer for its caps and duplicate keys: a reservation touches several keys
-    # of one buyer at once, and they must change together.
-    return _file_lock(f"limits:reserve:{buyer_id}")
+class _ThreadLock:
+    """A lock for the threads of this process only (the process-local limiter's)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.lock:
+            yield
+
+
+_THREAD_LOCKS = [_ThreadLock() for _ in range(_LOCK_STRIPES)]
+
+
+def _thread_lock(key: str) -> _ThreadLock:
+    return _THREAD_LOCKS[_stripe(key)]
 
 
 class _LockedCacheStore:
-    """Limits as read-modify-write of plain cache entries under a cross-process file lock."""
+    """Limits as read-modify-write of plain cache entries under a lock per key: a
+    cross-process file lock for a shared cache, a thread lock for process-local memory."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(
+        self, backend: Any, *, lock: Callable[[str], _FileLock | _ThreadLock] = _file_lock
+    ) -> None:
         self.backend = backend
+        self._lock = lock
+
+    def _buyer_lock(self, buyer_id: int) -> _FileLock | _ThreadLock:
+        # One lock per buyer for its caps and duplicate keys: a reservation touches several
+        # keys of one buyer at once, and they must change together.
+        return self._lock(f"limits:reserve:{buyer_id}")
 
     def bucket(
         self, key: str, *, capacity: float, refill: float, cost: float, keep: float, now: float
     ) -> RateDecision:
-        with _file_lock(key).held():
+        with self._lock(key).held():
             state = self.backend.get(key) or {}
             tokens = float(state.get("tokens", capacity))
             ts = float(state.get("ts", now))
@@ -988,7 +1096,7 @@ class _LockedCacheStore:
     def lease_acquire(
         self, key: str, *, lease_id: str, limit: int, now: float, expires_at: float
     ) -> bool:
-        with _file_lock(key).held():
+        with self._lock(key).held():
             leases = self._live(key, now)
             if len(leases) >= limit:
                 return False
@@ -997,7 +1105,7 @@ class _LockedCacheStore:
             return True
 
     def lease_release(self, key: str, *, lease_id: str) -> None:
-        with _file_lock(key).held():
+        with self._lock(key).held():
             now = time.time()
             leases = self._live(key, now)
             if leases.pop(lease_id, None) is None:
@@ -1073,7 +1181,7 @@ class _LockedCacheStore:
         assert reserve is not None
         ttl = int(item.expires_at - now) + 2
         inflight_key = _CAP_INFLIGHT_KEY.format(buyer_id=reserve.buyer_id)
-        with _buyer_lock(reserve.buyer_id).held():
+        with self._buyer_lock(reserve.buyer_id).held():
             if reserve.duplicate_key:
                 held = self.backend.get(reserve.duplicate_key)
                 if held is not None and held != reserve.duplicate_expect:
@@ -1102,7 +1210,7 @@ class _LockedCacheStore:
         self.lease_release_many(leases)
         for op, reservation, won, hold_ms in ops:
             inflight_key = _CAP_INFLIGHT_KEY.format(buyer_id=reservation.buyer_id)
-            with _buyer_lock(reservation.buyer_id).held():
+            with self._buyer_lock(reservation.buyer_id).held():
                 now = time.time()
                 inflight = self._inflight(inflight_key, now) if reservation.cap_keys else {}
                 was_in_flight = inflight.pop(reservation.token, None) is not None
@@ -1127,7 +1235,7 @@ class _LockedCacheStore:
 
     def duplicate_swap(self, key: str, *, expect: str, value: str, ttl_seconds: float) -> None:
         buyer_id = int(key.split(":")[2])
-        with _buyer_lock(buyer_id).held():
+        with self._buyer_lock(buyer_id).held():
             if self.backend.get(key) != expect:
                 return
             if value:

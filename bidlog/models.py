@@ -28,6 +28,9 @@ class Call(models.Model):
     paid_out = models.BooleanField(default=True)
     duration_ms = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.LIVE)
+    # Set by the router on every call it decides, before the first write: a retried write or
+    # a spool replay of the same decision finds it taken and is not written twice.
+    route_key = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -44,6 +47,12 @@ class Call(models.Model):
             models.CheckConstraint(
                 condition=models.Q(routed=False) | models.Q(winner__isnull=False),
                 name="%(app_label)s_%(class)s_routed_has_winner",
+            ),
+            # Partial: calls from elsewhere (imports, older rows) have none and cost nothing.
+            models.UniqueConstraint(
+                fields=["route_key"],
+                condition=models.Q(route_key__isnull=False),
+                name="%(app_label)s_%(class)s_route_key_unique",
             ),
         ]
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -43,7 +44,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.utils import timezone
 
-from bidlog import limits
+from bidlog import limits, spool
 from bidlog.choices import Outcome, RoutingStrategy, Source
 from bidlog.eligibility import (
     Block,
@@ -63,7 +64,6 @@ from bidlog.services import (
     StartedBidRow,
     bid_rows_prepare,
     call_paid_out_set,
-    call_with_bids_create,
 )
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
@@ -535,7 +535,12 @@ def _record(
     winner: _Answer | None,
     duration_ms: int,
 ) -> Call:
-    """Write the call and one BidLog row per attempt or skip, all or nothing."""
+    """Write the call and one BidLog row per attempt or skip, all or nothing.
+
+    The write is retried on a fresh connection and, while the database stays away, spooled
+    (:func:`bidlog.spool.call_write`): the returned call then has no id yet, only its
+    ``route_key``, and the caller still gets the decision.
+    """
     final = winner.result.final if winner and winner.result else None
     call = Call(
         created_at=moment,
@@ -549,6 +554,7 @@ def _record(
         routed=winner is not None,
         duration_ms=duration_ms,
         source=source,
+        route_key=uuid.uuid4(),
     )
     rows: list[BidLog] = []
     for answer in answers:
@@ -573,7 +579,7 @@ def _record(
             rows.extend(bid_rows_prepare(buyer=answer.buyer, result=answer.result, source=source))
     # One statement for the call and every row on PostgreSQL: per-row inserts cost a round
     # trip and an SQL compilation each, which was most of a ten-buyer auction's overhead.
-    call.route_bids = call_with_bids_create(  # type: ignore[attr-defined]
+    call.route_bids = spool.call_write(  # type: ignore[attr-defined]
         call=call, bids=rows, synchronous_commit=settings.ROUTING_SYNCHRONOUS_COMMIT
     )
     return call

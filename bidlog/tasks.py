@@ -14,7 +14,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from bidlog import alerts, health, notify, testbids
+from bidlog import alerts, health, notify, spool, testbids
 from bidlog.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -104,3 +104,16 @@ def alert_webhook(alert_id: int, event: str) -> bool:
     except notify.WebhookFailed as exc:
         logger.warning("alert %s webhook failed (will retry): %s", alert_id, exc)
         raise
+
+
+@shared_task(name="bidlog.route_spool_replay", ignore_result=True)
+def route_spool_replay() -> dict[str, int]:
+    """Write the routes spooled while the database was away into the log, exactly once.
+
+    Replays the spool of the machine it runs on (``ROUTE_SPOOL_DIR``); web processes also
+    replay their own on their next route.
+    """
+    report = spool.spool_replay()
+    if report.written or report.failed:
+        logger.warning("route spool replay: %s", report.as_dict())
+    return report.as_dict()

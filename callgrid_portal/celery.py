@@ -52,6 +52,13 @@ BEAT_SCHEDULE: dict[str, tuple[str, int, str]] = {
         "Reports read raw rows for hours not rolled up yet; building the latest hours every "
         "minute keeps the dashboard fast, and a run takes well under a second.",
     ),
+    "routes: replay the spool": (
+        "bidlog.route_spool_replay",
+        10,
+        "Routes decided while PostgreSQL was away wait in files under ROUTE_SPOOL_DIR; "
+        "replaying them soon after it returns keeps reports, caps and duplicate windows "
+        "right. Exactly once whoever replays (route_key), so a second beat is harmless.",
+    ),
     "retention: prune old bid logs": (
         "bidlog.retention_prune",
         3600,

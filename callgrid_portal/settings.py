@@ -115,6 +115,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "callgrid_portal.middleware.nul_query_guard",
+    # A view failing on an unreachable database, Redis or broker answers 503, not 500.
+    "callgrid_portal.outage.ServiceUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -150,6 +152,10 @@ if DATABASE_URL:
         # Django's backend, checking only connections that have sat idle (postgresql/base.py).
         DATABASES["default"]["ENGINE"] = "callgrid_portal.postgresql"
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # A server that does not answer fails the request (503) instead of holding it.
+        DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+            "DB_CONNECT_TIMEOUT", 5, minimum=2
+        )
 else:
     DATABASES = {
         "default": {
@@ -189,9 +195,16 @@ CACHE_URL = env_str("CACHE_URL") or REDIS_URL
 if CACHE_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis cache, answering as an empty cache while Redis is away.
+            "BACKEND": "callgrid_portal.cache.FailOpenRedisCache",
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "callgrid"),
+            # A Redis that stops answering fails a command after this long instead of holding
+            # the request (the limits then fall back to a process-local limiter).
+            "OPTIONS": {
+                "socket_connect_timeout": env_float("CACHE_TIMEOUT_SECONDS", 1.0, minimum=0.05),
+                "socket_timeout": env_float("CACHE_TIMEOUT_SECONDS", 1.0, minimum=0.05),
+            },
         }
     }
 else:
@@ -319,11 +332,23 @@ LIMITS_LOCK_DIR = Path(env_str("LIMITS_LOCK_DIR", str(DATA_DIR / "locks")))
 # can lose the calls committed in the last ~0.6 s (3 x wal_writer_delay) even though their
 # answers went out. It saves the wait for one disk flush per call. No effect on SQLite.
 ROUTING_SYNCHRONOUS_COMMIT = env_bool("ROUTING_SYNCHRONOUS_COMMIT", True)
+# The log write of a route is tried this many times, each on a fresh connection (0.1 s, then
+# 0.2 s, 0.4 s... apart); if the database is still away, the decision is spooled to files in
+# ROUTE_SPOOL_DIR and replayed into the log, exactly once, when it is back (bidlog/spool.py).
+ROUTE_WRITE_ATTEMPTS = env_int("ROUTE_WRITE_ATTEMPTS", 3, minimum=1)
+ROUTE_SPOOL_DIR = Path(env_str("ROUTE_SPOOL_DIR", str(DATA_DIR / "spool")))
+# How often each web process looks for spooled decisions to replay (it looks at once after
+# spooling one itself); beat also runs bidlog.route_spool_replay every 10 s.
+ROUTE_SPOOL_CHECK_SECONDS = env_float("ROUTE_SPOOL_CHECK_SECONDS", 5.0, minimum=0.0)
 # How long a process trusts an API token it has just checked for POST /api/v1/route/, the
 # live path (every other endpoint checks on each request). A revoked token, or a user made
 # inactive or given another role, takes effect on routes within this many seconds; an expired
 # token is refused at once. 0 checks on every route.
 ROUTE_TOKEN_CACHE_SECONDS = env_float("ROUTE_TOKEN_CACHE_SECONDS", 1.0, minimum=0.0)
+# While Redis is unreachable the shared limits run on a process-local limiter and the cache
+# answers empty; this long after a failure the next request tries Redis again, and the first
+# that works brings both back to it.
+REDIS_RETRY_SECONDS = env_float("REDIS_RETRY_SECONDS", 2.0, minimum=0.0)
 # --- end of call routing -------------------------------------------------------------------
 
 # --- Celery (callgrid_portal/celery.py, bidlog/tasks.py) -------------------------------------
@@ -395,6 +420,9 @@ TEST_BID_STALE_SECONDS = env_int("TEST_BID_STALE_SECONDS", CELERY_TASK_TIME_LIMI
 # Alert threshold (bidlog/alerts.py): the share of timeouts among a buyer's recent bids.
 ALERT_TIMEOUT_RATE = env_float("ALERT_TIMEOUT_RATE", 0.2, minimum=0.01)
 # --- end of Celery ----------------------------------------------------------------------------
+
+# The Retry-After of the 503 answered while the database, Redis or the broker is unreachable.
+OUTAGE_RETRY_AFTER_SECONDS = env_int("OUTAGE_RETRY_AFTER_SECONDS", 5, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -39,3 +39,5 @@ urlpatterns = [
 # A request refused as a whole before any view (a body too large, too many fields) is
 # answered in JSON under /api/ like every other API error.
 handler400 = "callgrid_portal.api.bad_request"
+# An unreachable database, Redis or broker failing a request outside a view is a 503 too.
+handler500 = "callgrid_portal.outage.server_error"

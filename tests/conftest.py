@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from bidlog.api.routing import _checked_tokens
 from callgrid_portal.simulator import Simulator
 from tests.factories import BuyerFactory, UserFactory
+from tests.servers import _pg_cluster_session, pg_cluster, redis_server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -279,7 +280,7 @@ def use_cache(settings, tmp_path: Path, store: str) -> None:
     if store == "redis":
         settings.CACHES = {
             "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "BACKEND": "callgrid_portal.cache.FailOpenRedisCache",
                 "LOCATION": REDIS_URL,
                 "KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
             }

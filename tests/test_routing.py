@@ -323,7 +323,8 @@ def _skip_cooldown(sim_buyer):
 
 def _skip_rate_limit(sim_buyer):
     buyer = sim_buyer(rate_limit_per_minute=1)
-    assert limits.rate_limit_take(grid_id=buyer.grid_id, per_minute=1).allowed
+    for _ in range(2):  # the burst of twice the rate
+        assert limits.rate_limit_take(grid_id=buyer.grid_id, per_minute=1).allowed
     return buyer, {}
 
 
@@ -488,3 +489,14 @@ def test_route_without_buyers_records_an_unrouted_call(db):
 
     assert not call.routed
     assert call.route_bids == []
+
+
+def test_a_grid_takes_a_burst_of_twice_its_rate_then_is_skipped(sim_buyer, simulator):
+    # The error-code reference: "Burst Allowance: 2x rate for short periods" (SPEC §3).
+    buyer = sim_buyer(name="bursty", rate_limit_per_minute=3)
+
+    calls = [call_route(caller_id=f"30355512{n:02d}", strategy="waterfall") for n in range(7)]
+
+    assert [c.routed for c in calls] == [True] * 6 + [False]
+    assert len(simulator.requests(buyer.grid_id)) == 6
+    assert outcomes(calls[-1]) == {"bursty": [Outcome.SKIPPED_RATE_LIMIT]}

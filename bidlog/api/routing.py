@@ -36,6 +36,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bidlog import spool
 from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_caller_id
 from bidlog.api.views import BidCursorPagination
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
@@ -146,7 +147,16 @@ class RouteBidSerializer(serializers.Serializer):
 class RouteOutputSerializer(serializers.Serializer):
     """The answer of ``POST /route/``: where the call goes, and every bid behind it."""
 
-    call = serializers.IntegerField(source="pk")
+    call = serializers.IntegerField(
+        source="pk",
+        allow_null=True,
+        help_text="The call's id in the log; null while the database is away and the decision "
+        "waits in the spool (it is written later under its route_key).",
+    )
+    route_key = serializers.CharField(
+        allow_null=True,
+        help_text="This decision's unique key: GET /calls/?route_key=... finds it once logged.",
+    )
     routed = serializers.BooleanField()
     strategy = serializers.CharField()
     buyer = serializers.IntegerField(source="winner_id", allow_null=True)
@@ -188,6 +198,7 @@ class CallSerializer(serializers.ModelSerializer):
             "destination",
             "duration_ms",
             "paid_out",
+            "route_key",
         ]
         read_only_fields = [f for f in fields if f != "paid_out"]
 
@@ -230,6 +241,7 @@ class CallFilter(django_filters.FilterSet):
     caller_id = CallerIdFilter()
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    route_key = django_filters.UUIDFilter()
 
     class Meta:
         model = Call
@@ -252,7 +264,7 @@ def route_answer(call: Call) -> dict[str, Any]:
     """
     bids = [
         {
-            "id": bid.pk,
+            "id": bid.pk,  # None while the decision is spooled
             "buyer": bid.buyer_id,
             "buyer_name": bid.buyer.name,
             "grid_id": bid.buyer.grid_id,
@@ -270,6 +282,7 @@ def route_answer(call: Call) -> dict[str, Any]:
     ]
     return {
         "call": call.pk,
+        "route_key": str(call.route_key) if call.route_key is not None else None,
         "routed": call.routed,
         "strategy": str(call.strategy),
         "buyer": call.winner_id,
@@ -489,6 +502,9 @@ class RouteView(APIView):
         state = data.get("InboundStateCode") or ""
         if not isinstance(state, str):
             return _bad_field("InboundStateCode", "InboundStateCode must be a two-letter code.")
+        # Decisions this process spooled while the database was away go in first, so this
+        # route's duplicate windows and caps see them.
+        spool.spool_replay_if_due()
         after = _AfterResponse()
         try:
             call = call_route(

@@ -1,0 +1,178 @@
+"""Redis stopped and restarted under load: no 500, limits fall back and come back by themselves.
+
+The portal runs under gunicorn with a ``redis-server`` of the test's own as its cache (the
+API throttle lives there) and as the store of the per-grid limits. While threads route calls,
+read the API and open a page, Redis is stopped and started again (empty: no persistence).
+Every answer must be a normal one or a 503; routes keep being decided on the process-local
+limiter, the throttle and cache fail open with one warning per process, and once Redis is
+back the limits are kept in Redis again without any restart.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+import requests
+
+from tests.servers import (
+    PostgresCluster,
+    RedisServer,
+    portal_env,
+    route,
+    seed_portal,
+    signed_in,
+    started_portal,
+)
+
+pytestmark = pytest.mark.integration
+
+GRID = "faultsredis0000000000001"
+THREADS = 3
+REQUESTS = 240
+PATIENCE = 120.0
+
+
+def test_redis_stopped_and_restarted_under_load(
+    pg_cluster: PostgresCluster, redis_server: RedisServer, simulator, tmp_path
+):
+    database = f"faults_{uuid.uuid4().hex[:8]}"
+    env = portal_env(
+        {
+            "CACHE_URL": redis_server.url(0),
+            "REDIS_URL": redis_server.url(0),
+            "CACHE_KEY_PREFIX": "faults",
+            # Redis is tried again this long after a failure (the default is 2 s).
+            "REDIS_RETRY_SECONDS": "0.3",
+        },
+        tmp_path / "data",
+    )
+    env["DATABASE_URL"] = pg_cluster.migrated_database(database, env)
+    simulator.configure(GRID, respond="accept", bid_amount="12.00", latency_ms=20)
+    token = seed_portal(
+        env,
+        [
+            {
+                "name": "Accepts",
+                "grid_id": GRID,
+                "priority": 1,
+                "endpoint_url": simulator.endpoint,
+                "rate_limit_per_minute": 100000,
+            }
+        ],
+    )
+    store = redis.Redis.from_url(redis_server.url(0))
+
+    def rate_key_in_redis() -> bool:
+        return bool(store.keys(f"faults:*limits:rate:{GRID}"))
+
+    answers: list[tuple[str, int, str, bool]] = []  # kind, status, content type, redis down
+    lock = threading.Lock()
+    down = threading.Event()
+    stop = threading.Event()
+    counter = {"sent": 0}
+
+    with started_portal(env, tmp_path / "gunicorn.log") as portal:
+        browser = signed_in(portal)
+        api = {"Authorization": f"Token {token}"}
+
+        def work(worker: int) -> None:
+            session = requests.Session()
+            session.cookies.update(browser.cookies)
+            while not stop.is_set():
+                with lock:
+                    if counter["sent"] >= REQUESTS:
+                        return
+                    counter["sent"] += 1
+                    n = counter["sent"]
+                was_down = down.is_set()
+                if n % 3 == 0:
+                    kind = "route"
+                    response = route(
+                        session, portal, token, f"720{random.randint(2000000, 9999999)}"
+                    )
+                elif n % 3 == 1:
+                    kind = "api"
+                    response = session.get(f"{portal.url}/api/v1/buyers/", headers=api, timeout=60)
+                else:
+                    kind = "page"
+                    response = session.get(f"{portal.url}/buyers/", timeout=60)
+                with lock:
+                    answers.append(
+                        (
+                            kind,
+                            response.status_code,
+                            response.headers.get("Content-Type", ""),
+                            was_down and down.is_set(),
+                        )
+                    )
+
+        def wait_for(condition) -> None:
+            deadline = time.monotonic() + PATIENCE
+            while not condition():
+                if time.monotonic() > deadline:
+                    stop.set()
+                    raise AssertionError(f"load stalled at {len(answers)} answers")
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        try:
+            wait_for(lambda: len(answers) >= 30)
+            assert rate_key_in_redis()
+            redis_server.stop()
+            down.set()
+            stopped_at = len(answers)
+            health = requests.get(f"{portal.url}/api/v1/health/", timeout=60)
+            wait_for(lambda: len(answers) >= stopped_at + 90)
+            down.clear()
+            redis_server.start()
+            store = redis.Redis.from_url(redis_server.url(0))
+            assert not rate_key_in_redis()  # a fresh, empty Redis
+        finally:
+            for thread in threads:
+                thread.join(timeout=PATIENCE)
+            stop.set()
+
+        # Back by themselves: the next routes keep the grid's bucket in Redis again.
+        session = requests.Session()
+        deadline = time.monotonic() + PATIENCE
+        while not rate_key_in_redis() and time.monotonic() < deadline:
+            assert route(session, portal, token, "3035550188").status_code == 200
+            time.sleep(0.05)
+        assert rate_key_in_redis()
+        log = portal.log_text()
+
+    statuses = {status for _, status, _, _ in answers}
+    assert statuses <= {200, 503}, (statuses, log[-3000:])
+    assert all(
+        content.startswith("application/json")
+        for kind, status, content, _ in answers
+        if status == 503 and kind != "page"
+    )
+    during = [(kind, status) for kind, status, _, was_down in answers if was_down]
+    # While Redis was away, calls were still routed (on the process-local limiter), and the
+    # throttled API and the pages still answered: nothing there needs Redis to work.
+    assert ("route", 200) in during
+    assert ("api", 200) in during
+    assert ("page", 200) in during
+    assert {status for _, status in during} == {200}
+
+    # One warning per outage and process (two gunicorn workers), not one per request.
+    assert 1 <= log.count("the cache (Redis) is unreachable") <= 2, log[-3000:]
+    assert 1 <= log.count("Redis for the shared limits is unreachable") <= 2, log[-3000:]
+
+    # The readiness probe names the part that was down, without the exception's text.
+    assert health.status_code == 503
+    assert health.json()["down"] == ["cache"]
+    assert health.json()["checks"]["cache"] == {"ok": False, "error": "unreachable"}
+    assert str(redis_server.port) not in health.text
+
+    # Every route decided while Redis was away is in the log.
+    [[calls]] = pg_cluster.execute("SELECT count(*) FROM bidlog_call WHERE routed", database)
+    assert calls == len(simulator.requests(GRID))
