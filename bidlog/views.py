@@ -63,6 +63,7 @@ def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
         "error": bid.error,
         "raw_response": bid.raw_response,
         "call_id": bid.call_id,
+        "trace": bid.trace,
     }
     return mask_bid_data(row) if masked else row
 
