@@ -358,13 +358,15 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": 300,
         # A Redis that stops answering (a frozen host, a dropped route: no reset ever comes)
-        # must not hold a publish or the worker's next command for ever: the socket times
-        # out, the connection counts as lost and is made again.
+        # must not hold a publish for ever (kombu's default): a read times out after 3 s, the
+        # connection counts as lost, and the test-bid API answers 503 instead of hanging.
+        # Every command the portal sends Redis answers in milliseconds, and the worker's
+        # BRPOP is sent with a 1 s server-side timeout, so 3 s is never a slow answer.
         "socket_connect_timeout": 3,
-        "socket_timeout": 10,
+        "socket_timeout": 3,
         "socket_keepalive": True,
-        # Ping a connection idle this long before using it, so a dead one is found and
-        # replaced before a message is lost on it.
+        # kombu pings a connection idle this long before using it, and drops a BRPOP whose
+        # reply is this much overdue, so a worker on a half-open connection reconnects.
         "health_check_interval": 25,
     }
 # The worker and beat keep trying to reach the broker for as long as it is away, however
