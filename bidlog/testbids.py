@@ -238,7 +238,10 @@ def _fill(
     """Write the answer into the pending row we claimed; False when someone else took it."""
     mine = BidLog.objects.filter(pk=bid_id, outcome=Outcome.PENDING, claimed_at=claimed_at)
     if isinstance(sent, LimitSkip):
-        return bool(mine.update(outcome=sent.outcome, error=sent.reason))
+        reason = sent.reason
+        if bid_sends_lost(trace):
+            reason += "; an earlier send was lost with its worker (see the trace)"
+        return bool(mine.update(outcome=sent.outcome, error=reason))
     return bool(mine.update(**bid_result_values(result=sent, earlier=trace)))
 
 

@@ -178,3 +178,21 @@ def test_stranded_lists_old_unclaimed_and_stale_claimed_rows_only(buyer, setting
 
     assert stranded == [lost.pk, dead.pk]
     assert fresh.pk not in stranded and working.pk not in stranded and done.pk not in stranded
+
+
+def test_bid_lost_with_its_worker_then_refused_by_the_rate_limit_keeps_the_lost_send(
+    simulator, buyer, settings
+):
+    settings.TEST_BID_STALE_SECONDS = 60
+    buyer.rate_limit_per_minute = 1
+    buyer.save()
+    limits.rate_limit_take(grid_id=buyer.grid_id, per_minute=1)
+    bid = _pending(buyer, claimed_at=timezone.now() - timedelta(seconds=61))
+
+    testbids.test_bid_run(bid_id=bid.pk)
+
+    bid.refresh_from_db()
+    assert bid.outcome == Outcome.SKIPPED_RATE_LIMIT
+    assert "an earlier send was lost with its worker" in bid.error
+    assert [(e["send"], e["lost"]) for e in bid.trace] == [(1, True)]
+    assert simulator.requests(buyer.grid_id) == []
