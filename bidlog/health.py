@@ -39,7 +39,7 @@ from django.utils import timezone
 from bidlog import limits
 from bidlog.choices import AlertStatus, Outcome, Source
 from bidlog.models import Alert, BidLog
-from bidlog.services import bid_attempts_record, bid_skip_record
+from bidlog.services import bid_result_record, bid_skip_record
 from bidlog.testbids import LimitSkip, limited_bid_send
 from buyers.choices import BuyerStatus
 from buyers.models import Buyer
@@ -233,6 +233,8 @@ def health_checks_claim(*, now: datetime | None = None) -> list[tuple[int, datet
 def health_check_run(*, buyer_id: int, due_at: datetime | None = None) -> BidLog | None:
     """Send ``buyer_id`` its health check now, log it with source ``health``, evaluate alerts.
 
+    The check is one row, its final attempt's answer with every attempt in its trace.
+
     Nothing is sent (and ``None`` returned) when the buyer is gone, paused or disabled, has
     checks off, or already has a health row since ``due_at`` (a redelivered task). When the
     grid is near its rate limit, or busy, the check is logged as skipped instead of sent.
@@ -267,7 +269,7 @@ def health_check_run(*, buyer_id: int, due_at: datetime | None = None) -> BidLog
             reason=f"health check skipped: {sent.reason}",
         )
     else:
-        bid = bid_attempts_record(buyer=buyer, result=sent, source=Source.HEALTH)[-1]
+        bid = bid_result_record(buyer=buyer, result=sent, source=Source.HEALTH)
     # Imported here: alerts read what health checks write.
     from bidlog.alerts import alerts_evaluate
 

@@ -62,8 +62,11 @@ class Call(models.Model):
 
 
 class BidLog(models.Model):
-    """One bid attempt for one buyer: a request sent, or a local decision not to send one.
+    """One bid to one buyer: a request sent, or a local decision not to send one.
 
+    A live routing attempt is one row each (a retry is a row of its own, linked by its call).
+    A test bid or a health check is one row whatever its retries: its answer fields are its
+    final attempt's and ``trace`` lists every attempt, with any send a lost worker made.
     ``request`` is the exact JSON sent; ``raw_response`` keeps a truncated body when the answer
     was not JSON. Skips (``skipped_*``) have no HTTP status. A ``pending`` row is a queued test
     bid that a worker will fill in.
@@ -94,6 +97,10 @@ class BidLog(models.Model):
     # "", is "none": the partial unique index leaves NULLs out.
     external_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Every attempt of a test bid or health check, oldest first (see bidlog.services.bid_trace);
+    # the row's own answer fields are its final attempt's. Live rows, one per attempt, leave
+    # it empty.
+    trace = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -67,7 +67,8 @@ def _normalized_or_raw(caller_id: str) -> str:
         return _clip(str(caller_id).strip(), "caller_id")
 
 
-# The BidLog fields an attempt fills in (everything but who, where from and bookkeeping).
+# The BidLog fields a sent bid fills in (everything but who, where from and bookkeeping):
+# what bid_result_values returns for a test bid's pending row.
 ATTEMPT_FIELDS = (
     "created_at",
     "caller_id",
@@ -84,6 +85,7 @@ ATTEMPT_FIELDS = (
     "outcome",
     "error",
     "raw_response",
+    "trace",
 )
 
 
@@ -102,6 +104,7 @@ def _request_values(
         "request": attempt.request or {},
         "external_id": None,
         "claimed_at": None,
+        "trace": [],
     }
 
 
@@ -142,6 +145,100 @@ def bid_from_attempt(
     BidLog.buyer.field.set_cached_value(row, buyer)
     if call is not None:
         BidLog.call.field.set_cached_value(row, call)
+    return row
+
+
+# A lost worker's send in a row's trace: what we know of it, and what we do not.
+LOST_SEND_NOTE = (
+    "the worker sending this bid was lost before it recorded an answer; "
+    "the buyer may have received that bid"
+)
+
+
+def bid_trace_entry(attempt: BidAttempt, *, send: int = 1) -> dict[str, Any]:
+    """One attempt as an entry of :attr:`BidLog.trace` (JSON: plain strings and numbers).
+
+    ``send`` counts how many times the whole bid went out: above 1 only when a worker was lost
+    mid-send and the bid was sent again (see :func:`bid_trace_lost_send`).
+    """
+    amount, amount_note = _storable_amount(attempt.bid_amount)
+    return {
+        "send": send,
+        "attempt": attempt.attempt,
+        "at": attempt.started_at.isoformat(),
+        "outcome": str(Outcome(attempt.outcome)),
+        "code": attempt.code,
+        "http_status": attempt.http_status,
+        "duration_ms": max(0, int(attempt.duration_ms)),
+        "bid_amount": str(amount) if amount is not None else None,
+        "error": "; ".join(part for part in (attempt.error, amount_note) if part),
+        "lost": False,
+    }
+
+
+def bid_trace_lost_send(*, send: int, claimed_at: datetime) -> dict[str, Any]:
+    """The trace entry of a send whose worker died before it wrote an answer down.
+
+    Its answer is unknown (no outcome, no code): the worker may have been killed before the
+    request left, or while the buyer was answering.
+    """
+    return {
+        "send": send,
+        "attempt": None,
+        "at": claimed_at.isoformat(),
+        "outcome": "",
+        "code": None,
+        "http_status": None,
+        "duration_ms": None,
+        "bid_amount": None,
+        "error": LOST_SEND_NOTE,
+        "lost": True,
+    }
+
+
+def bid_sends_lost(trace: list[dict[str, Any]]) -> int:
+    """How many sends of a bid a lost worker left without an answer, from its ``trace``."""
+    return sum(1 for entry in trace if entry.get("lost"))
+
+
+def bid_result_values(
+    *, result: BidResult, earlier: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The :data:`ATTEMPT_FIELDS` and ``trace`` of one row that stands for a whole bid.
+
+    The answer fields are the final attempt's, ``created_at`` is when the first attempt
+    started, and ``trace`` is ``earlier`` (sends a lost worker made) followed by every attempt
+    of ``result``. A bid sent again after a lost worker says so in ``error``.
+    """
+    earlier = list(earlier or [])
+    send = bid_sends_lost(earlier) + 1
+    final = result.final
+    values = {
+        "created_at": result.attempts[0].started_at,
+        "caller_id": _normalized_or_raw(final.caller_id) if final.caller_id else "",
+        "state_code": _clip(final.state_code, "state_code"),
+        "request": final.request or {},
+        **_answer_values(final),
+        "trace": [*earlier, *(bid_trace_entry(a, send=send) for a in result.attempts)],
+    }
+    if send > 1:
+        note = f"sent again after the worker was lost (send {send}; see the trace)"
+        values["error"] = "; ".join(part for part in (note, values["error"]) if part)
+    return values
+
+
+@transaction.atomic
+def bid_result_record(
+    *, buyer: Buyer, result: BidResult, source: str, call: Call | None = None
+) -> BidLog:
+    """Write one row for a whole bid (a health check): the final answer and every attempt.
+
+    See :func:`bid_result_values` for what the row holds.
+    """
+    row = bid_from_attempt(buyer=buyer, attempt=result.final, source=source, call=call)
+    for name, value in bid_result_values(result=result).items():
+        setattr(row, name, value)
+    row.save(force_insert=True)
     return row
 
 
@@ -462,6 +559,30 @@ def bid_send(
         deadline=deadline,
     )
     return bid_attempts_record(buyer=buyer, result=result, source=source, call=call)
+
+
+def bid_send_recorded_once(
+    *,
+    buyer: Buyer,
+    caller_id: str,
+    state_code: str = "",
+    params: dict[str, Any] | None = None,
+    source: str,
+    deadline: float | None = None,
+) -> BidLog:
+    """Send ``buyer`` one bid now and log it as one row (a test bid sent in this process).
+
+    Like :func:`bid_send`, but the row stands for the whole bid: the final attempt's answer,
+    every attempt in its trace (:func:`bid_result_record`).
+    """
+    result = client.send_bid(
+        buyer.as_bid_target(),
+        caller_id,
+        state_code or None,
+        params,
+        deadline=deadline,
+    )
+    return bid_result_record(buyer=buyer, result=result, source=source)
 
 
 @transaction.atomic

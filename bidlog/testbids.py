@@ -5,7 +5,10 @@ with its id), then a ``send_test_bid`` task. The task claims the row with a comp
 update on ``claimed_at``, as healthchecks' ``sendalerts`` claims its checks, so a message
 delivered twice sends one bid. A row claimed by a worker that died (no answer within
 ``TEST_BID_STALE_SECONDS``) may be claimed again, and :func:`test_bids_stranded` finds such rows
-for the recovery sweep: no row stays ``pending`` for ever.
+for the recovery sweep: no row stays ``pending`` for ever. Such a second send is never silent:
+the row's trace keeps the lost send and its ``error`` says the bid was sent again.
+
+One test bid is one row: the answer of its final attempt, with every attempt in ``trace``.
 
 Test bids go through the same client and shared limits as routing (concurrency slot and rate
 token of the grid). They deliberately ignore the buyer's status, hours, caps and no-capacity
@@ -30,7 +33,7 @@ from kombu.exceptions import KombuError
 from bidlog import limits
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from bidlog.services import ATTEMPT_FIELDS, bid_from_attempt
+from bidlog.services import bid_result_values, bid_sends_lost, bid_trace_lost_send
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import BidResult, build_request, send_bid
 from callgrid_portal.bidapi.phone import normalize_caller_id
@@ -183,25 +186,43 @@ def test_bid_run(*, bid_id: int) -> BidLog | None:
 
     Returns the row as it stands afterwards (``None`` when it no longer exists). A row that is
     finished, or claimed by a live worker, is returned untouched without sending anything.
-    The first attempt fills the pending row; a retry (after a 5000 or 5001) becomes an extra
-    row, as for any other bid.
+    The row ends up holding the final attempt's answer, and its trace every attempt (a retry
+    after a 5000 or 5001 is an entry there, not a row of its own).
+
+    A row claimed by a worker that was lost (its claim went stale) is sent again, and the
+    lost send is kept in the trace and named in ``error``: the buyer may have received the
+    bid twice, and the log says so.
     """
     claimed_at = timezone.now()
     stale_before = claimed_at - timedelta(seconds=settings.TEST_BID_STALE_SECONDS)
-    claimed = (
-        BidLog.objects.filter(pk=bid_id, outcome=Outcome.PENDING)
-        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale_before))
-        .update(claimed_at=claimed_at)
-    )
+    bid = BidLog.objects.select_related("buyer").filter(pk=bid_id).first()
+    if (
+        bid is None
+        or bid.outcome != Outcome.PENDING
+        or (bid.claimed_at is not None and bid.claimed_at >= stale_before)
+    ):
+        return bid
+    trace = list(bid.trace or [])
+    if bid.claimed_at is not None:
+        trace.append(bid_trace_lost_send(send=bid_sends_lost(trace) + 1, claimed_at=bid.claimed_at))
+    # Compare-and-set on the claim we read: of two workers reading the same row, one wins.
+    claimed = BidLog.objects.filter(
+        pk=bid_id, outcome=Outcome.PENDING, claimed_at=bid.claimed_at
+    ).update(claimed_at=claimed_at, trace=trace)
     if not claimed:
         return BidLog.objects.filter(pk=bid_id).first()
-    bid = BidLog.objects.select_related("buyer").get(pk=bid_id)
+    if bid.claimed_at is not None:
+        logger.warning(
+            "test bid %s: its worker was lost mid-send (claimed %s); sending it again",
+            bid_id,
+            bid.claimed_at.isoformat(),
+        )
     buyer = bid.buyer
     params = {k: v for k, v in (bid.request or {}).items() if k not in RESERVED_KEYS}
     sent = limited_bid_send(
         buyer=buyer, caller_id=bid.caller_id, state_code=bid.state_code, params=params
     )
-    if not _fill(bid=bid, claimed_at=claimed_at, sent=sent):
+    if not _fill(bid_id=bid_id, claimed_at=claimed_at, trace=trace, sent=sent):
         logger.warning("test bid %s was taken over by another worker; its answer stands", bid_id)
     # Imported here: alerts sit above this module (they read what test bids write).
     from bidlog.alerts import alerts_evaluate
@@ -210,21 +231,17 @@ def test_bid_run(*, bid_id: int) -> BidLog | None:
     return BidLog.objects.filter(pk=bid_id).first()
 
 
-@transaction.atomic
-def _fill(*, bid: BidLog, claimed_at: Any, sent: BidResult | LimitSkip) -> bool:
+def _fill(
+    *, bid_id: int, claimed_at: Any, trace: list[dict[str, Any]], sent: BidResult | LimitSkip
+) -> bool:
     """Write the answer into the pending row we claimed; False when someone else took it."""
-    mine = BidLog.objects.filter(pk=bid.pk, outcome=Outcome.PENDING, claimed_at=claimed_at)
+    mine = BidLog.objects.filter(pk=bid_id, outcome=Outcome.PENDING, claimed_at=claimed_at)
     if isinstance(sent, LimitSkip):
-        return bool(mine.update(outcome=sent.outcome, error=sent.reason))
-    first, *retries = [
-        bid_from_attempt(buyer=bid.buyer, attempt=attempt, source=Source.TEST, call=None)
-        for attempt in sent.attempts
-    ]
-    fields = {name: getattr(first, name) for name in ATTEMPT_FIELDS}
-    if not mine.update(**fields):
-        return False
-    BidLog.objects.bulk_create(retries)
-    return True
+        reason = sent.reason
+        if bid_sends_lost(trace):
+            reason += "; an earlier send was lost with its worker (see the trace)"
+        return bool(mine.update(outcome=sent.outcome, error=reason))
+    return bool(mine.update(**bid_result_values(result=sent, earlier=trace)))
 
 
 def test_bids_stranded(*, now: Any = None) -> list[int]:

@@ -37,6 +37,11 @@ from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 PAGE_SIZE = 50
 
 
+def _outcome_label(outcome: str) -> str:
+    """An outcome as the pages name it ("System error"); anything unknown as it is."""
+    return str(Outcome(outcome).label) if outcome in Outcome.values else outcome
+
+
 def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
     """One bid as the pages show it; ``masked`` hides every copy of the caller's number, in
     the fields, the request and the texts, exactly as the API does for viewers."""
@@ -63,6 +68,10 @@ def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
         "error": bid.error,
         "raw_response": bid.raw_response,
         "call_id": bid.call_id,
+        "trace": [
+            {**entry, "outcome_label": _outcome_label(entry.get("outcome") or "")}
+            for entry in bid.trace or []
+        ],
     }
     return mask_bid_data(row) if masked else row
 

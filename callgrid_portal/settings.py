@@ -379,8 +379,31 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A message a dead worker took but never acknowledged returns to the queue after this long;
     # it must exceed the hard time limit below. Test bids a crash leaves pending are also
     # picked up by the recovery sweep (bidlog.tasks.test_bids_recover), usually sooner.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 300,
+        # A Redis that stops answering (a frozen host, a dropped route: no reset ever comes)
+        # must not hold a publish for ever (kombu's default): a read times out after 3 s, the
+        # connection counts as lost, and the test-bid API answers 503 instead of hanging.
+        # Every command the portal sends Redis answers in milliseconds, and the worker's
+        # BRPOP is sent with a 1 s server-side timeout, so 3 s is never a slow answer.
+        "socket_connect_timeout": 3,
+        "socket_timeout": 3,
+        "socket_keepalive": True,
+        # kombu pings a connection idle this long before using it, and drops a BRPOP whose
+        # reply is this much overdue, so a worker on a half-open connection reconnects.
+        "health_check_interval": 25,
+    }
+# The worker and beat keep trying to reach the broker for as long as it is away, however
+# long: Celery's default gives up after 100 tries (about 45 minutes) and the process exits.
+# Each try waits 2 s more than the one before, up to 30 s.
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A task running when the connection drops is left to finish, not cancelled mid-send; if its
+# acknowledgement is lost with the connection, the message comes back after
+# visibility_timeout and finds its work done (every task here is safe to run twice). Said
+# explicitly: Celery 6 changes the default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Publishing gives up quickly when the broker is down, so the test-bid API answers 503 at once.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0, minimum=0.1)
 CELERY_TASK_PUBLISH_RETRY_POLICY = {

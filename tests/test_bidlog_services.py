@@ -257,15 +257,18 @@ def test_bid_send_logs_the_local_4003_for_an_invalid_caller_id_and_sends_nothing
 
 
 def test_attempt_fields_cover_every_bid_log_field_an_attempt_fills():
-    # A test bid copies ATTEMPT_FIELDS into its pending row: a new BidLog field must be listed
-    # there or among the owner/bookkeeping fields, or a filled-in test bid would lose it.
+    # A test bid fills its pending row with bid_result_values: a new BidLog field must be
+    # listed in ATTEMPT_FIELDS or among the owner/bookkeeping fields, or a filled-in test bid
+    # would lose it.
     from bidlog.models import BidLog
-    from bidlog.services import ATTEMPT_FIELDS
+    from bidlog.services import ATTEMPT_FIELDS, bid_result_values
 
     owner_and_bookkeeping = {"id", "buyer", "call", "source", "external_id", "claimed_at"}
     model_fields = {f.name for f in BidLog._meta.concrete_fields}
     assert set(ATTEMPT_FIELDS) | owner_and_bookkeeping == model_fields
     assert not set(ATTEMPT_FIELDS) & owner_and_bookkeeping
+    attempt = BidAttempt(attempt=1, outcome=Outcome.TIMEOUT, started_at=timezone.now())
+    assert set(bid_result_values(result=BidResult([attempt]))) == set(ATTEMPT_FIELDS)
 
 
 # --- a call and its rows in one write ---------------------------------------------------------

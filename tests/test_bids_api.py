@@ -74,6 +74,7 @@ def test_list_serializes_every_bidlog_field(operator_api):
         "raw_response",
         "external_id",
         "claimed_at",
+        "trace",
         "buyer_name",
         "grid_id",
         "outcome_class",

@@ -81,7 +81,7 @@ def test_task_delivered_three_times_sends_one_bid(celery_worker_factory, simulat
     assert BidLog.objects.filter(buyer=buyer).count() == 2
 
 
-def test_worker_killed_mid_bid_leaves_the_row_to_the_next_worker(
+def test_worker_killed_mid_bid_sends_it_again_and_the_row_says_so(
     celery_worker_factory, simulator, buyer, settings
 ):
     # The first answer takes long enough for the worker to be killed while it waits.
@@ -106,9 +106,14 @@ def test_worker_killed_mid_bid_leaves_the_row_to_the_next_worker(
     bid.refresh_from_db()
     assert bid.outcome == Outcome.ACCEPTED
     # The killed worker's request went out but its answer was lost with it; the bid was sent
-    # again and recorded once.
+    # again, recorded once, and the row says it went out twice.
     assert len(simulator.requests(buyer.grid_id)) == 2
     assert BidLog.objects.filter(buyer=buyer).count() == 1
+    assert "sent again after the worker was lost" in bid.error
+    assert [(e["send"], e["lost"], e["outcome"]) for e in bid.trace] == [
+        (1, True, ""),
+        (2, False, Outcome.ACCEPTED),
+    ]
 
 
 def test_beat_tick_twice_queues_one_health_check(celery_worker_factory, simulator, buyer):

@@ -51,6 +51,11 @@ def mask_bid_data(data: dict[str, Any]) -> dict[str, Any]:
     for field in _TEXT_FIELDS:
         if data.get(field):
             data[field] = mask_numbers_in(data[field], numbers)
+    if data.get("trace"):
+        data["trace"] = [
+            {**entry, "error": mask_numbers_in(entry.get("error") or "", numbers)}
+            for entry in data["trace"]
+        ]
     return data
 
 
@@ -66,8 +71,31 @@ def mask_numbers_in(text: str, numbers: set[str]) -> str:
     return text
 
 
+class BidTraceEntrySerializer(serializers.Serializer):
+    """One attempt of a test bid or health check, as its row's ``trace`` lists it.
+
+    ``send`` counts the times the whole bid went out; an entry with ``lost`` true is a send
+    whose worker was lost before it wrote an answer down (no outcome, the buyer may have
+    received it).
+    """
+
+    send = serializers.IntegerField()
+    attempt = serializers.IntegerField(allow_null=True)
+    at = serializers.DateTimeField()
+    outcome = serializers.CharField(allow_blank=True)
+    code = serializers.IntegerField(allow_null=True)
+    http_status = serializers.IntegerField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    bid_amount = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    lost = serializers.BooleanField()
+
+
 class BidLogSerializer(serializers.ModelSerializer):
-    """One bid attempt with its buyer's name and Grid ID, its outcome class and its URL.
+    """One bid with its buyer's name and Grid ID, its outcome class and its URL.
+
+    A test bid or health check is one row: its final attempt's answer, and ``trace`` listing
+    every attempt. A live routing attempt is a row of its own (``trace`` empty).
 
     Caller IDs are masked unless the requesting user is an operator or admin.
     """
@@ -76,6 +104,7 @@ class BidLogSerializer(serializers.ModelSerializer):
     buyer_name = serializers.CharField(source="buyer.name", read_only=True)
     grid_id = serializers.CharField(source="buyer.grid_id", read_only=True)
     outcome_class = serializers.CharField(read_only=True)
+    trace = BidTraceEntrySerializer(many=True, read_only=True)
 
     class Meta:
         model = BidLog

@@ -5,8 +5,9 @@ Usage::
     python manage.py send_test_bid BUYER [--caller-id 3035551234] [--state CO] [--param K=V ...]
 
 BUYER is a buyer's id, Grid ID or name. The bid goes out in this process (no Celery), is
-logged with source ``test`` like any other attempt, and the command exits non-zero when the
-buyer is unknown or the caller ID is invalid (the local 4003 refusal is still logged).
+logged with source ``test`` as one row (every attempt in its trace), and the command exits
+non-zero when the buyer is unknown or the caller ID is invalid (the local 4003 refusal is
+still logged).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.db.models import Q
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from bidlog.services import bid_send
+from bidlog.services import bid_send_recorded_once
 from bidlog.testbids import DEFAULT_TEST_CALLER_ID, caller_id_for_test_bids
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
@@ -78,23 +79,22 @@ class Command(BaseCommand):
             raise CommandError(f"--state {options['state']!r} is not a US state code such as CO.")
         params = dict(_param(item) for item in options["param"])
 
-        bids = bid_send(
+        final = bid_send_recorded_once(
             buyer=buyer,
             caller_id=caller_id,
             state_code=state,
             params=params or None,
             source=Source.TEST,
         )
-        final = bids[-1]
-        self.stdout.write(self._describe(buyer, bids))
+        self.stdout.write(self._describe(buyer, final))
         if final.outcome == Outcome.INVALID_CALLER_ID:
             raise CommandError(
                 f"Invalid caller ID {caller_id!r}: {final.error or final.message} "
                 f"(logged as bid {final.pk})."
             )
 
-    def _describe(self, buyer: Buyer, bids: list[BidLog]) -> str:
-        final = bids[-1]
+    def _describe(self, buyer: Buyer, final: BidLog) -> str:
+        attempts = [entry for entry in final.trace if not entry.get("lost")]
         lines = [
             f"Buyer:       {buyer.name} ({buyer.grid_id})",
             f"Outcome:     {final.outcome} ({final.get_outcome_display()}, "
@@ -104,13 +104,16 @@ class Command(BaseCommand):
             f"HTTP status: {final.http_status if final.http_status is not None else '-'}",
             f"Bid amount:  {final.bid_amount if final.bid_amount is not None else '-'}",
             f"Destination: {final.destination or '-'}",
-            f"Duration:    {sum(bid.duration_ms for bid in bids)} ms",
-            f"Attempts:    {len(bids)}",
+            f"Duration:    {sum(entry['duration_ms'] or 0 for entry in attempts)} ms",
+            f"Attempts:    {len(attempts)}",
         ]
+        for entry in attempts if len(attempts) > 1 else []:
+            code = entry["code"] if entry["code"] is not None else "-"
+            lines.append(
+                f"  #{entry['attempt']}: {entry['outcome']} (code {code}) "
+                f"in {entry['duration_ms']} ms{': ' + entry['error'] if entry['error'] else ''}"
+            )
         if final.error:
             lines.append(f"Error:       {final.error}")
-        ids = ", ".join(str(bid.pk) for bid in bids)
-        lines.append(
-            f"BidLog id:   {final.pk}" + (f" (all attempts: {ids})" if len(bids) > 1 else "")
-        )
+        lines.append(f"BidLog id:   {final.pk}")
         return "\n".join(lines)

@@ -1,9 +1,12 @@
 """Run the whole portal on one machine: ``manage.py portal``.
 
 Prepares the database and static files, makes sure an admin user exists, seeds the demo
-buyers, then runs the CallGrid simulator and gunicorn as child processes until Ctrl-C or
-SIGTERM, when it stops them all. If one child dies on its own, the others are stopped too and
-the command exits non-zero, so a supervisor (systemd, a container runtime) notices.
+buyers, then runs the CallGrid simulator, gunicorn, a Celery worker and beat as child
+processes until Ctrl-C, SIGTERM, SIGHUP or SIGQUIT (sent to the portal or to its process
+group), when it stops them all: each child and everything it forked is gone within 10 s
+(asked with SIGTERM, killed after ``STOP_TIMEOUT_SECONDS``). If one child dies on its own,
+the others are stopped too and the command exits non-zero, so a supervisor (systemd, a
+container runtime) notices.
 
 The embedded default needs no server and no configuration. So that the demo buyers (plain
 http on loopback) pass the endpoint guard, variables left unset are filled in for this process
@@ -17,6 +20,7 @@ and its children:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -46,9 +50,15 @@ EMBEDDED_DEFAULTS: dict[str, str] = {
 }
 
 READY_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 8.0
-POLL_SECONDS = 0.25
+# How long the children get to stop by themselves before what is left of them is killed:
+# with the kill and the reaping, every child is gone within 10 s of the stop signal.
+STOP_TIMEOUT_SECONDS = 7.0
+# gunicorn's own limit for its workers to finish their requests, inside the one above.
+WEB_GRACEFUL_SECONDS = 5
+POLL_SECONDS = 0.1
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# Signals that stop the portal: Ctrl-C, a supervisor's stop, a closed terminal, Ctrl-\.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 @dataclass
@@ -131,6 +141,8 @@ def child_commands(*, host: str, port: int, sim_port: int, simulator: bool) -> l
                 # Lines of the form "GET /path 200" from every worker would drown the banner.
                 "--log-level",
                 "warning",
+                "--graceful-timeout",
+                str(WEB_GRACEFUL_SECONDS),
             ],
             ready_url=f"http://{_local_address(host)}:{port}/api/v1/health/",
         )
@@ -174,6 +186,25 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+
+
+def _group_alive(process: subprocess.Popen[bytes]) -> bool:
+    """Whether any process of ``process``'s group (it leads one) is still running."""
+    if process.poll() is None:
+        return True
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal is still a member
+        return True
+    return True
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to ``process``'s whole group; nothing when the group is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
 
 
 def _answers_200(url: str) -> bool:
@@ -242,7 +273,7 @@ class Command(BaseCommand):
         def on_signal(signum: int, frame: FrameType | None) -> None:
             stop_signal.append(signum)
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
         try:
             for child in children:
                 child.process = subprocess.Popen(
@@ -250,6 +281,11 @@ class Command(BaseCommand):
                     cwd=settings.BASE_DIR,
                     env=os.environ.copy(),
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                    # Each child leads a process group of its own, with whatever it forks
+                    # (gunicorn's workers, the worker's pool), so stopping reaches them all;
+                    # and a signal sent to the portal's group (Ctrl-C) reaches only the
+                    # portal, which then stops the children in order.
+                    process_group=0,
                 )
             failed = self._wait_ready(children, stop_signal)
             if failed is None and not stop_signal:
@@ -300,19 +336,28 @@ class Command(BaseCommand):
 
     @staticmethod
     def _stop(children: list[Child]) -> None:
-        """Ask every child to stop, wait a bounded time, then kill what is left."""
-        running = [c.process for c in children if c.process and c.process.poll() is None]
+        """Ask every child to stop, wait a bounded time, then kill what is left of each.
+
+        A child's whole process group is signalled: a gunicorn worker stuck at exit (waiting
+        on its thread pool) or a Celery worker finishing a bid goes too, even once its parent
+        has gone, so no process is left holding the port.
+        """
+        started = [c.process for c in children if c.process is not None]
         # Reverse start order: the web server goes first so nothing new reaches the rest.
-        for process in reversed(running):
-            # send_signal does nothing for a process that has already been reaped.
-            process.send_signal(signal.SIGTERM)
+        for process in reversed(started):
+            _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        for process in running:
-            try:
-                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        while time.monotonic() < deadline and any(_group_alive(p) for p in started):
+            for process in started:
+                process.poll()  # reap a leader that exited, so its group can empty
+            time.sleep(POLL_SECONDS)
+        for process in started:
+            if _group_alive(process):
+                _signal_group(process, signal.SIGKILL)
+        for process in started:
+            # A process stuck in the kernel survives even SIGKILL a while; nothing more to do.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=2)
 
     # --- output --------------------------------------------------------------------------
 
