@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bidlog', '0004_external_id_partial_unique'),
+        ('bidlog', '0006_call_route_key'),
     ]
 
     operations = [
