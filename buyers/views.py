@@ -22,7 +22,6 @@ from django.views.generic import DetailView, FormView, ListView
 
 from bidlog import testbids
 from bidlog.alerts import alert_list
-from bidlog.api.serializers import can_see_caller_ids
 from bidlog.choices import AlertStatus, Source
 from bidlog.eligibility import Eligibility, eligibility_check, show_utc
 from bidlog.models import BidLog
@@ -37,6 +36,7 @@ from buyers.models import Buyer
 from buyers.selectors import buyer_changes, buyer_health, buyer_list, buyers_health
 from buyers.validators import timezone_names
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
+from callgrid_portal.privacy import can_see_caller_ids
 from callgrid_portal.roles import OPERATOR, has_role
 
 # The buyer page's status buttons: what each one says.
