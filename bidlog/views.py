@@ -33,6 +33,7 @@ from callgrid_portal.bidapi import codes
 from callgrid_portal.csvexport import csv_write
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phones_in
+from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 PAGE_SIZE = 50
 
@@ -169,7 +170,12 @@ class CursorListView(RoleRequiredMixin, View):
         before = params.pop("before", [""])[-1]
         filterset = self.filterset_class(data=params, queryset=self.get_queryset())
         page = CursorPage(items=[])
-        if filterset.is_valid():
+        wait = caller_search_wait(request)
+        if wait is not None:
+            # Viewers' searches by caller are counted, so masked numbers cannot be guessed.
+            filterset.is_valid()
+            filterset.form.add_error(CALLER_PARAM, throttled_message(wait))
+        elif filterset.is_valid():
             page = cursor_page(filterset.qs, params, before)
         masked = not can_see_caller_ids(request.user)
         return render(
@@ -183,6 +189,7 @@ class CursorListView(RoleRequiredMixin, View):
                 "paged": bool(before),
                 "newest": params.urlencode(),
             },
+            status=429 if wait is not None else 200,
         )
 
 

@@ -404,3 +404,31 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Privacy and access (callgrid_portal/privacy.py, throttles.py; README "Security") ---------
+_RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+
+
+def env_rate(name: str, default: str) -> str:
+    """Parse a DRF throttle rate (``30/hour``); anything else is a configuration error."""
+    value = env_str(name, default)
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period in _RATE_PERIODS):
+        raise ImproperlyConfigured(f"{name} must look like 30/hour (a count and s, m, h or d)")
+    return value
+
+
+# Searches by caller ID (bids, calls, eligibility; API and pages) a viewer may make: each one
+# counts, found or not, so the masked middle of a number cannot be guessed by trying them all.
+CALLER_SEARCH_THROTTLE_RATE = env_rate("CALLER_SEARCH_THROTTLE_RATE", "30/hour")
+# Failed API token logins a client address may make before it is refused for a while.
+TOKEN_FAILURE_THROTTLE_RATE = env_rate("TOKEN_FAILURE_THROTTLE_RATE", "20/hour")
+# How many proxies of ours stand in front of the portal and append to X-Forwarded-For. 0 (the
+# default) reads the client's address from the connection (REMOTE_ADDR) only: a header the
+# client writes itself must never decide which address a lockout counts against.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    *REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"],
+    "callgrid_portal.throttles.CallerSearchThrottle",
+]
+# --- end of privacy and access -----------------------------------------------------------------
