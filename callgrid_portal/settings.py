@@ -431,4 +431,22 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
     *REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"],
     "callgrid_portal.throttles.CallerSearchThrottle",
 ]
+
+# Login brute force (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username,
+# or from one client address, further logins for it are refused (429) for LOGIN_LOCKOUT_MINUTES.
+# The address is the one client_address reads (REMOTE_ADDR unless TRUSTED_PROXY_COUNT is set),
+# so rotating X-Forwarded-For does not start a fresh count.
+INSTALLED_APPS.append("axes")
+# Axes last, as its documentation asks: it answers the lockout after the others ran.
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "callgrid_portal.throttles.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # --- end of privacy and access -----------------------------------------------------------------

@@ -61,8 +61,8 @@ def throttled_message(wait: int) -> str:
 
 class FailedTokenThrottle(SimpleRateThrottle):
     """Scope ``failed_token``: ``TOKEN_FAILURE_THROTTLE_RATE`` failed token logins per client
-    address. :func:`token_failure_record` counts a failure; :func:`token_failures_exceeded`
-    tells whether the address must wait (authentication refuses it without checking)."""
+    address (:func:`client_address`). :meth:`record` counts a failure; :meth:`retry_after`
+    tells whether the address must wait (authentication then refuses it unchecked)."""
 
     scope = "failed_token"
 
@@ -72,14 +72,18 @@ class FailedTokenThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
 
-    def exceeded(self, request: Any) -> bool:
-        """Whether this address has used up its failures, without counting this request."""
+    def retry_after(self, request: Any) -> int | None:
+        """``None`` while this address has failures left (this request is not counted), else
+        the seconds until its oldest counted failure is forgotten."""
         allowed, duration = self.parse_rate(self.get_rate())
         if allowed is None or duration is None:
-            return False
-        history = self.cache.get(self.get_cache_key(request, None), [])
+            return None
         now = self.timer()
-        return len([moment for moment in history if moment > now - duration]) >= allowed
+        history = self.cache.get(self.get_cache_key(request, None), [])
+        recent = [moment for moment in history if moment > now - duration]
+        if len(recent) < allowed:
+            return None
+        return max(int(min(recent) + duration - now), 1)
 
     def record(self, request: Any) -> None:
         """Count one failed token login for this address."""
