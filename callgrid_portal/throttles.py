@@ -12,6 +12,7 @@ Failed token authentications are counted per client address
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, cast
 
 from django.conf import settings
@@ -70,7 +71,8 @@ class FailedTokenThrottle(SimpleRateThrottle):
         return str(settings.TOKEN_FAILURE_THROTTLE_RATE)
 
     def get_cache_key(self, request: Any, view: Any) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+        address = client_address(request) or "unknown"
+        return self.cache_format % {"scope": self.scope, "ident": address}
 
     def retry_after(self, request: Any) -> int | None:
         """``None`` while this address has failures left (this request is not counted), else
@@ -90,18 +92,29 @@ class FailedTokenThrottle(SimpleRateThrottle):
         self.allow_request(request, cast(Any, None))
 
 
-def client_address(request: Any) -> str:
-    """The client's address: ``REMOTE_ADDR``, or the address a trusted proxy put in
-    ``X-Forwarded-For`` when ``TRUSTED_PROXY_COUNT`` says how many proxies stand in front.
+def client_address(request: Any) -> str | None:
+    """The client's IP address: ``REMOTE_ADDR``, or the address a trusted proxy put in
+    ``X-Forwarded-For`` when ``TRUSTED_PROXY_COUNT`` says how many proxies stand in front;
+    ``None`` when the request carries none (a request built in code).
 
     The header's entries are taken from the right, the side our own proxies append to: a
     client can write anything on the left, so a rotated header never changes what is read.
+    An entry that is not an IP address is ignored in favour of the connection's address.
     """
     meta = request.META
     proxies = int(settings.TRUSTED_PROXY_COUNT)
     if proxies > 0:
         hops = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         hops = [hop for hop in hops if hop]
-        if len(hops) >= proxies:
+        if len(hops) >= proxies and _is_ip(hops[-proxies]):
             return hops[-proxies]
-    return str(meta.get("REMOTE_ADDR", "") or "unknown")
+    remote = str(meta.get("REMOTE_ADDR", "") or "").strip()
+    return remote if _is_ip(remote) else None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
