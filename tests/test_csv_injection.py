@@ -50,3 +50,13 @@ def test_the_report_api_csv_escapes_a_buyer_name_that_is_a_formula(viewer_api, e
     cells = _cells(response.content)
     assert "'" + FORMULA in cells
     assert FORMULA not in cells
+
+
+def test_viewers_read_phone_numbers_masked_in_csv_downloads(alice, bob, db):
+    buyer = BuyerFactory(name="Acme 303-555-1234")
+    BidLogFactory(buyer=buyer)
+    query = {"range": "24h", "export": "buyers"}
+    viewer = page_client(alice).get(reverse("reports"), query).content.decode()
+    assert "Acme 303***1234" in viewer and "555-1234" not in viewer
+    operator = page_client(bob).get(reverse("reports"), query).content.decode()
+    assert "Acme 303-555-1234" in operator
