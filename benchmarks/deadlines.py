@@ -31,8 +31,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import django
+import requests
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callgrid_portal.settings")
 django.setup()
@@ -61,8 +63,9 @@ class Figure:
 
     def line(self) -> str:
         missed = sum(run >= self.target for run in self.runs)
+        median = statistics.median(self.runs)
         return (
-            f"{self.name:<58} target < {self.target:.2f} s   median {statistics.median(self.runs):.3f} s"
+            f"{self.name:<58} target < {self.target:.2f} s   median {median:.3f} s"
             f"   worst {max(self.runs):.3f} s   missed {missed}/{len(self.runs)}"
         )
 
@@ -80,7 +83,7 @@ def target(sim: Simulator, timeout: float, grid: str = GRID) -> BidTarget:
 def client_cases(sim: Simulator, repeat: int) -> list[Figure]:
     figures = []
 
-    def case(name: str, limit: float, behaviour: dict, run: Callable[[], object]) -> None:
+    def case(name: str, limit: float, behaviour: dict[str, Any], run: Callable[[], object]) -> None:
         runs = []
         for _ in range(repeat):
             sim.reset()
@@ -124,33 +127,39 @@ def client_cases(sim: Simulator, repeat: int) -> list[Figure]:
 def fan_out_cases(sim: Simulator, repeat: int) -> list[Figure]:
     together, cut = [], []
     for _ in range(repeat):
-        session = new_session()
-        bids = [
-            BidTarget(
-                grid_id=g, endpoint_url=sim.endpoint, timeout_seconds=5, min_bid=Decimal(10)
-            )
-            for g in GRIDS
-        ]
-        sim.reset()
-        for bid in bids:
-            sim.configure(bid.grid_id, latency_ms=100)
-        # Leave a kept-alive connection per buyer, as a live auction finds them.
-        with ThreadPoolExecutor(len(bids)) as threads:
-            list(threads.map(lambda t: send_bid(t, CALLER, session=session), bids))
-        for bid in bids:
-            sim.configure(bid.grid_id, latency_ms=300)
-        together.append(timed(lambda: run_fan_out(session, bids, None)))
-        sim.configure(GRIDS[1], respond="dribble", dribble_interval=0.2)
-        sim.configure(GRIDS[2], latency_ms=5000)
-        cut.append(timed(lambda: run_fan_out(session, bids, time.monotonic() + 0.8)))
-        session.close()
+        first, second = fan_out_once(sim)
+        together.append(first)
+        cut.append(second)
     return [
         Figure("fan-out: three buyers of 300 ms answered together", 0.6, together),
         Figure("fan-out: slow and dribbling buyers end at a 0.8 s deadline", 1.2, cut),
     ]
 
 
-def run_fan_out(session, bids: list[BidTarget], deadline: float | None) -> None:
+def fan_out_once(sim: Simulator) -> tuple[float, float]:
+    """Three buyers of 300 ms at once; then two of them too slow for a 0.8 s deadline."""
+    session = new_session()
+    bids = [
+        BidTarget(grid_id=g, endpoint_url=sim.endpoint, timeout_seconds=5, min_bid=Decimal(10))
+        for g in GRIDS
+    ]
+    sim.reset()
+    for bid in bids:
+        sim.configure(bid.grid_id, latency_ms=100)
+    # Leave a kept-alive connection per buyer, as a live auction finds them.
+    with ThreadPoolExecutor(len(bids)) as threads:
+        list(threads.map(lambda t: send_bid(t, CALLER, session=session), bids))
+    for bid in bids:
+        sim.configure(bid.grid_id, latency_ms=300)
+    together = timed(lambda: run_fan_out(session, bids, None))
+    sim.configure(GRIDS[1], respond="dribble", dribble_interval=0.2)
+    sim.configure(GRIDS[2], latency_ms=5000)
+    cut = timed(lambda: run_fan_out(session, bids, time.monotonic() + 0.8))
+    session.close()
+    return together, cut
+
+
+def run_fan_out(session: requests.Session, bids: list[BidTarget], deadline: float | None) -> None:
     fan = FanOut(session=session, deadline=deadline)
     for index, bid in enumerate(bids):
         request = build_request(bid, CALLER, "CO", {})

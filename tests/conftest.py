@@ -215,6 +215,8 @@ def celery_worker_factory(celery_broker, transactional_db):
             "CALLGRID_INSECURE_HOSTS": "127.0.0.1,localhost",
             **_database_env(),
             **celery_broker.env,
+            # The worker's cache keys (limits, leases) are the test's to delete afterwards.
+            "CACHE_KEY_PREFIX": new_redis_prefix("test-worker"),
             **extra_env,
         }
         if not env.get("DATABASE_URL"):
