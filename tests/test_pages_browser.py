@@ -283,3 +283,27 @@ def test_pages_and_api_docs_work_under_the_content_security_policy(browser, site
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("CallGrid Portal API")
     assert refused == []
     page.close()
+
+
+def test_the_admin_works_under_the_content_security_policy(browser, site):
+    UserFactory(username="root", password=PASSWORD, is_staff=True, is_superuser=True)
+    BuyerFactory(name="Delta")
+    page = browser.new_page()
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: refused.append(message.text)
+        if "Content Security Policy" in message.text
+        else None,
+    )
+    page.goto(f"{site}/admin/login/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#buyers-buyer")).to_be_visible()
+    page.goto(f"{site}/admin/buyers/buyer/")
+    expect(page.get_by_role("link", name="Delta")).to_be_visible()
+    page.goto(f"{site}/admin/buyers/buyer/add/")
+    expect(page.locator("#buyer_form")).to_be_visible()
+    assert refused == []
+    page.close()
