@@ -292,9 +292,9 @@ def test_the_admin_works_under_the_content_security_policy(browser, site):
     refused: list[str] = []
     page.on(
         "console",
-        lambda message: refused.append(message.text)
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
     )
     page.goto(f"{site}/admin/login/")
     page.get_by_label("Username").fill("root")
