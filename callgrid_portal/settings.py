@@ -483,7 +483,7 @@ if not SECURE_HSTS_PRELOAD:
     # not a default; check --deploy's reminder of it (W021) is silenced until then.
     SILENCED_SYSTEM_CHECKS = ["security.W021"]
 # Session and CSRF cookies only over HTTPS: their own setting, on by default when the portal
-# redirects to HTTPS, and on behind a proxy that terminates TLS even with the redirect off.
+# redirects to HTTPS; set it on behind a proxy that terminates TLS and redirects itself.
 SECURE_COOKIES = env_bool("SECURE_COOKIES", SECURE_SSL_REDIRECT)
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
