@@ -154,3 +154,12 @@ def test_the_pinned_swagger_files_are_served(asset, viewer_api):
     page = viewer_api.get("/api/v1/docs/").content.decode()
     url = next(a for a in re.findall(r'(?:src|href)="([^"]+)"', page) if a.endswith(asset))
     assert finders.find(url.removeprefix("/static/")) is not None
+
+
+def test_a_bad_throttle_rate_stops_the_start_naming_the_variable(tmp_path):
+    env = _production_env(tmp_path, CALLER_SEARCH_THROTTLE_RATE="lots")
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert "CALLER_SEARCH_THROTTLE_RATE must look like 30/hour" in out.stderr
