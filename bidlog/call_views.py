@@ -18,13 +18,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 
 from bidlog.api.routing import CallFilter
-from bidlog.api.serializers import can_see_caller_ids, mask_caller_id, mask_numbers_in
 from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
 from bidlog.views import CursorListView, bid_row, buyer_choice_filter
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
+from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
 from callgrid_portal.roles import OPERATOR, has_role
 
 _YES_NO = [("", "Any"), ("true", "Yes"), ("false", "No")]
@@ -55,12 +55,14 @@ class CallPageFilter(PageFilterMixin, CallFilter):
 
 
 def call_row(call: Call, *, masked: bool) -> dict[str, Any]:
-    """One call as the pages show it; ``masked`` hides the caller's number, in its params too."""
-    params = ", ".join(f"{key}={value}" for key, value in sorted(call.params.items()))
+    """One call as the pages show it; ``masked`` hides every phone-like value: the caller's
+    number, the destination and any number in the extra parameters, whatever their key."""
+    shown = mask_phones_in(call.params) if masked else call.params
+    params = ", ".join(f"{key}={value}" for key, value in sorted(shown.items()))
     return {
         "id": call.pk,
         "created_at": call.created_at,
-        "caller_id": mask_caller_id(call.caller_id) if masked else call.caller_id,
+        "caller_id": mask_phone(call.caller_id) if masked else call.caller_id,
         "state_code": call.state_code,
         "strategy": call.get_strategy_display(),
         "source": call.get_source_display(),
@@ -68,10 +70,10 @@ def call_row(call: Call, *, masked: bool) -> dict[str, Any]:
         "winner_id": call.winner_id,
         "winner_name": call.winner.name if call.winner else "",
         "bid_amount": call.bid_amount,
-        "destination": call.destination,
+        "destination": mask_phone(call.destination) if masked else call.destination,
         "duration_ms": call.duration_ms,
         "paid_out": call.paid_out,
-        "params": mask_numbers_in(params, {call.caller_id}) if masked else params,
+        "params": params,
     }
 
 

@@ -8,10 +8,8 @@ rows costs what the first does and new bids never shift what someone is reading.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import django_filters
@@ -21,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views import View
 
-from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_numbers_in
+from bidlog.api.serializers import mask_bid_data
 from bidlog.choices import AlertStatus, Outcome, OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
 from bidlog.forms import ReportRangeForm
@@ -32,7 +30,10 @@ from bidlog.support import support_request_text
 from buyers.models import Buyer
 from buyers.selectors import buyer_list, buyers_health
 from callgrid_portal.bidapi import codes
+from callgrid_portal.csvexport import csv_write
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
+from callgrid_portal.privacy import can_see_caller_ids, mask_phones_in
+from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 PAGE_SIZE = 50
 
@@ -178,7 +179,12 @@ class CursorListView(RoleRequiredMixin, View):
         before = params.pop("before", [""])[-1]
         filterset = self.filterset_class(data=params, queryset=self.get_queryset())
         page = CursorPage(items=[])
-        if filterset.is_valid():
+        wait = caller_search_wait(request)
+        if wait is not None:
+            # Viewers' searches by caller are counted, so masked numbers cannot be guessed.
+            filterset.is_valid()
+            filterset.form.add_error(CALLER_PARAM, throttled_message(wait))
+        elif filterset.is_valid():
             page = cursor_page(filterset.qs, params, before)
         masked = not can_see_caller_ids(request.user)
         return render(
@@ -192,6 +198,7 @@ class CursorListView(RoleRequiredMixin, View):
                 "paged": bool(before),
                 "newest": params.urlencode(),
             },
+            status=429 if wait is not None else 200,
         )
 
 
@@ -223,8 +230,7 @@ class BidDetailView(RoleRequiredMixin, View):
         failed = bid.outcome_class == OutcomeClass.ERROR or bool(guidance and guidance.is_error)
         support = support_request_text(bid) if failed else ""
         if support and masked:
-            sent = str(bid.request.get("CallerId", ""))
-            support = mask_numbers_in(support, {bid.caller_id, bid.response_caller_id, sent})
+            support = mask_phones_in(support)
         return render(
             request,
             "bidlog/bid_detail.html",
@@ -406,12 +412,9 @@ class ReportsView(RoleRequiredMixin, View):
             response["Content-Disposition"] = (
                 f'attachment; filename="callgrid-{export}-{stamp}.csv"'
             )
-            writer = csv.writer(response)
-            writer.writerow(header)
-            # Times as ISO 8601 with their offset, for spreadsheets and scripts alike.
-            writer.writerows(
-                [v.isoformat() if isinstance(v, datetime) else v for v in row] for row in rows
-            )
+            # Times as ISO 8601 with their offset, for spreadsheets and scripts alike; text
+            # escaped so no cell runs as a formula, and numbers masked for viewers.
+            csv_write(response, [header, *rows], masked=not can_see_caller_ids(request.user))
             return response
         summary = report_summary(**args)
         tables = {name: _report_table(name, args, bucket, summary) for name in REPORT_TABLES}

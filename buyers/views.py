@@ -22,7 +22,6 @@ from django.views.generic import DetailView, FormView, ListView
 
 from bidlog import testbids
 from bidlog.alerts import alert_list
-from bidlog.api.serializers import can_see_caller_ids
 from bidlog.choices import AlertStatus, Source
 from bidlog.eligibility import Eligibility, eligibility_check, show_utc
 from bidlog.models import BidLog
@@ -37,7 +36,9 @@ from buyers.models import Buyer
 from buyers.selectors import buyer_changes, buyer_health, buyer_list, buyers_health
 from buyers.validators import timezone_names
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
+from callgrid_portal.privacy import can_see_caller_ids
 from callgrid_portal.roles import OPERATOR, has_role
+from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 # The buyer page's status buttons: what each one says.
 _STATUS_ACTIONS: dict[str, str] = {
@@ -92,13 +93,27 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
     model = Buyer
     template_name = "buyers/buyer_detail.html"
     context_object_name = "buyer"
+    # Set when this request's eligibility check was refused by the caller-search throttle.
+    throttled = False
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().get(request, *args, **kwargs)
+        if self.throttled:
+            response.status_code = 429
+        return response
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         buyer: Buyer = context["buyer"]
         user = self.request.user
         form = EligibilityForm(self.request.GET if "caller_id" in self.request.GET else None)
-        if form.is_bound and form.is_valid():
+        wait = caller_search_wait(self.request) if form.is_bound else None
+        if wait is not None:
+            # Viewers' checks by caller are counted, so masked numbers cannot be guessed.
+            form.is_valid()
+            form.add_error(CALLER_PARAM, throttled_message(wait))
+            self.throttled = True
+        elif form.is_bound and form.is_valid():
             context["eligibility"] = _eligibility_view(
                 eligibility_check(
                     buyers=[buyer],

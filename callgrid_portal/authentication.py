@@ -9,14 +9,36 @@ from __future__ import annotations
 from typing import Any
 
 from knox.auth import TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.authentication import get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.request import Request
 
 from callgrid_portal.text import contains_nul
+from callgrid_portal.throttles import FailedTokenThrottle
 
 
 class PortalTokenAuthentication(TokenAuthentication):
     """``Authorization: Token <token>``; a token that is not UTF-8 text, or holds a NUL (which
-    PostgreSQL cannot compare), is refused as invalid: knox itself would crash on it (500)."""
+    PostgreSQL cannot compare), is refused as invalid: knox itself would crash on it (500).
+
+    Failed token logins are counted per client address (:class:`FailedTokenThrottle`); once an
+    address has used up ``TOKEN_FAILURE_THROTTLE_RATE``, its token logins are answered 429
+    without being checked, so tokens cannot be guessed at full speed.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = get_authorization_header(request).split()
+        if not header or header[0].lower() != self.authenticate_header(request).lower().encode():
+            return None
+        throttle = FailedTokenThrottle()
+        wait = throttle.retry_after(request)
+        if wait is not None:
+            raise Throttled(wait=wait, detail="Too many failed token logins from this address.")
+        try:
+            return super().authenticate(request)
+        except AuthenticationFailed:
+            throttle.record(request)
+            raise
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, Any]:
         try:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
@@ -22,6 +23,16 @@ class RolePermission(BasePermission):
         if request.method == "DELETE":
             return has_role(request.user, getattr(view, "delete_role", OPERATOR))
         return has_role(request.user, getattr(view, "write_role", OPERATOR))
+
+
+class ApiDocsPermission(BasePermission):
+    """The schema and the docs: anyone when ``API_DOCS_PUBLIC`` is on, else a signed-in user
+    with a role (the viewer role is enough)."""
+
+    message = "Sign in to read the API schema and docs (or set API_DOCS_PUBLIC)."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(settings.API_DOCS_PUBLIC) or has_role(request.user, VIEWER)
 
 
 class IsPortalAdmin(BasePermission):

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -243,8 +244,7 @@ LOGOUT_REDIRECT_URL = "login"
 # terminates TLS, or when serving on loopback (the embedded default does).
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SESSION_COOKIE_SECURE = SECURE_SSL_REDIRECT
-CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT
+# Secure cookies and HSTS: see "Privacy and access" at the end (SECURE_COOKIES).
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -454,3 +454,101 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Privacy and access (callgrid_portal/privacy.py, throttles.py; README "Security") ---------
+_RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+
+
+def env_rate(name: str, default: str) -> str:
+    """Parse a DRF throttle rate (``30/hour``); anything else is a configuration error."""
+    value = env_str(name, default)
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period in _RATE_PERIODS):
+        raise ImproperlyConfigured(f"{name} must look like 30/hour (a count and s, m, h or d)")
+    return value
+
+
+# Searches by caller ID (bids, calls, eligibility; API and pages) a viewer may make: each one
+# counts, found or not, so the masked middle of a number cannot be guessed by trying them all.
+CALLER_SEARCH_THROTTLE_RATE = env_rate("CALLER_SEARCH_THROTTLE_RATE", "30/hour")
+# Failed API token logins a client address may make before it is refused for a while.
+TOKEN_FAILURE_THROTTLE_RATE = env_rate("TOKEN_FAILURE_THROTTLE_RATE", "20/hour")
+# How many proxies of ours stand in front of the portal and append to X-Forwarded-For. 0 (the
+# default) reads the client's address from the connection (REMOTE_ADDR) only: a header the
+# client writes itself must never decide which address a lockout counts against.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    *REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"],
+    "callgrid_portal.throttles.CallerSearchThrottle",
+]
+
+# Login brute force (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username,
+# or from one client address, further logins for it are refused (429) for LOGIN_LOCKOUT_MINUTES.
+# The address is the one client_address reads (REMOTE_ADDR unless TRUSTED_PROXY_COUNT is set),
+# so rotating X-Forwarded-For does not start a fresh count.
+INSTALLED_APPS.append("axes")
+# Axes last, as its documentation asks: it answers the lockout after the others ran.
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "callgrid_portal.throttles.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
+# Headers (django-csp): scripts, styles and everything else from the portal itself only; the
+# pages keep no inline script or style (static files), and the Swagger UI page's own inline
+# style carries the request's nonce.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# HSTS: browsers keep to HTTPS for this many seconds once they saw it over HTTPS. On (a year)
+# by default when the portal redirects to HTTPS; 0 turns it off.
+SECURE_HSTS_SECONDS = env_int(
+    "SECURE_HSTS_SECONDS", 31_536_000 if SECURE_SSL_REDIRECT else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_PRELOAD:
+    # The browsers' preload list is a commitment a deployment opts into (SECURE_HSTS_PRELOAD),
+    # not a default; check --deploy's reminder of it (W021) is silenced until then.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# Session and CSRF cookies only over HTTPS: their own setting, on by default when the portal
+# redirects to HTTPS; set it on behind a proxy that terminates TLS and redirects itself.
+SECURE_COOKIES = env_bool("SECURE_COOKIES", SECURE_SSL_REDIRECT)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+
+# API docs: Swagger UI's files come from the project (drf-spectacular-sidecar, pinned with the
+# package), never from a CDN. The schema and the docs need a signed-in user with a role unless
+# API_DOCS_PUBLIC opens them to anyone.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", False)
+INSTALLED_APPS.append("drf_spectacular_sidecar")
+SPECTACULAR_SETTINGS.update(
+    {
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+        "SERVE_PERMISSIONS": ["callgrid_portal.permissions.ApiDocsPermission"],
+    }
+)
+# --- end of privacy and access -----------------------------------------------------------------

@@ -7,11 +7,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import pytest
+import redis
 from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
@@ -214,6 +216,8 @@ def celery_worker_factory(celery_broker, transactional_db):
             "CALLGRID_INSECURE_HOSTS": "127.0.0.1,localhost",
             **_database_env(),
             **celery_broker.env,
+            # The worker's cache keys (limits, leases) are the test's to delete afterwards.
+            "CACHE_KEY_PREFIX": new_redis_prefix("test-worker"),
             **extra_env,
         }
         if not env.get("DATABASE_URL"):
@@ -268,6 +272,63 @@ def celery_worker_factory(celery_broker, transactional_db):
 
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Key prefixes handed out in the current test; their keys are deleted when it ends.
+_redis_prefixes: list[str] = []
+
+
+def new_redis_prefix(tag: str = "test") -> str:
+    """A fresh cache key prefix (``<tag>-<10 hex>``) whose keys in REDIS_URL's database are
+    deleted at the end of the current test, whichever process wrote them."""
+    prefix = f"{tag}-{uuid.uuid4().hex[:10]}"
+    _redis_prefixes.append(prefix)
+    return prefix
+
+
+def _redis_keys(pattern: str = "*") -> set[bytes]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return set(client.scan_iter(match=pattern, count=1000))
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _redis_prefixes_cleaned() -> Iterator[None]:
+    """Delete every key written under a prefix from :func:`new_redis_prefix` in this test."""
+    yield
+    if REDIS_URL and _redis_prefixes:
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            for prefix in _redis_prefixes:
+                # Django's key format is <prefix>:<version>:<key>.
+                keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+                if keys:
+                    client.delete(*keys)
+        finally:
+            client.close()
+    _redis_prefixes.clear()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under xdist, only the controlling process (which has no workerinput) takes the snapshot
+    # and checks it, once every worker has finished.
+    if REDIS_URL and not hasattr(session.config, "workerinput"):
+        session.config.stash[_REDIS_KEYS_BEFORE] = _redis_keys()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when the tests left keys in REDIS_URL's database."""
+    before = session.config.stash.get(_REDIS_KEYS_BEFORE, None)
+    if before is None:
+        return
+    left = sorted(key.decode(errors="replace") for key in _redis_keys() - before)
+    if left:
+        shown = ", ".join(left[:20]) + (" ..." if len(left) > 20 else "")
+        sys.stderr.write(f"\nThe tests left {len(left)} keys in {REDIS_URL}: {shown}\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_REDIS_KEYS_BEFORE = pytest.StashKey[set[bytes]]()
 
 
 def use_cache(settings, tmp_path: Path, store: str) -> None:
@@ -282,7 +343,7 @@ def use_cache(settings, tmp_path: Path, store: str) -> None:
             "default": {
                 "BACKEND": "callgrid_portal.cache.FailOpenRedisCache",
                 "LOCATION": REDIS_URL,
-                "KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
+                "KEY_PREFIX": new_redis_prefix(),
             }
         }
     else:

@@ -55,8 +55,9 @@ def test_health_stays_open_to_anonymous(api_client):
     assert api_client.get("/api/v1/health/").status_code == 200
 
 
-def test_openapi_schema_renders_with_buyer_paths(api_client):
-    response = api_client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def test_openapi_schema_renders_with_buyer_paths(viewer_api):
+    # Signed in: the schema is not public unless API_DOCS_PUBLIC says so.
+    response = viewer_api.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     schema = response.json()
     assert "/api/v1/buyers/" in schema["paths"]
@@ -64,8 +65,8 @@ def test_openapi_schema_renders_with_buyer_paths(api_client):
     assert "health" in schema["components"]["schemas"]["Buyer"]["properties"]
 
 
-def test_interactive_docs_are_served(api_client):
-    response = api_client.get("/api/v1/docs/")
+def test_interactive_docs_are_served(viewer_api):
+    response = viewer_api.get("/api/v1/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
 

@@ -306,7 +306,7 @@ def test_viewer_sees_caller_ids_masked_in_list_and_detail(viewer_api):
         response_caller_id="3035551234",
         request={"CallerId": "+13035551234", "InboundStateCode": "CO"},
         raw_response="caller 3035551234 not found",
-        destination="17205559876",  # the buyer's number: not the caller's, so shown in full
+        destination="17205559876",  # the buyer's number, phone-like: masked too (SPEC §6)
     )
 
     [row] = viewer_api.get(URL).json()["results"]
@@ -317,7 +317,7 @@ def test_viewer_sees_caller_ids_masked_in_list_and_detail(viewer_api):
         assert data["response_caller_id"] == "303***1234"
         assert data["request"] == {"CallerId": "+1303***1234", "InboundStateCode": "CO"}
         assert data["raw_response"] == "caller 303***1234 not found"
-        assert data["destination"] == "17205559876"
+        assert data["destination"] == "1720***9876"
         assert "3035551234" not in str(data)
 
 

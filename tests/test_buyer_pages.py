@@ -331,7 +331,7 @@ def test_operator_queues_a_test_bid_and_the_page_waits_for_it(bob):
     assert f'data-poll="{reverse("api:bid-detail", args=[bid.pk])}"' in page
 
 
-def test_the_answer_of_a_test_bid_is_shown(alice):
+def test_the_answer_of_a_test_bid_is_shown(alice, bob):
     buyer = BuyerFactory()
     bid = BidLogFactory(
         buyer=buyer,
@@ -342,11 +342,14 @@ def test_the_answer_of_a_test_bid_is_shown(alice):
         destination="13035550000",
         duration_ms=48,
     )
-    page = page_client(alice).get(reverse("buyers:detail", args=[buyer.pk]), {"test_bid": bid.pk})
-    text = page.content.decode()
+    url = reverse("buyers:detail", args=[buyer.pk])
+    text = page_client(alice).get(url, {"test_bid": bid.pk}).content.decode()
+    # A viewer reads the destination masked, like every phone-like value (SPEC §6).
     assert (
-        "Answer: <strong>Accepted</strong> (code 1000), bid $31.25 to 13035550000, in 48 ms" in text
+        "Answer: <strong>Accepted</strong> (code 1000), bid $31.25 to 1303***0000, in 48 ms" in text
     )
+    full = page_client(bob).get(url, {"test_bid": bid.pk}).content.decode()
+    assert "bid $31.25 to 13035550000, in 48 ms" in full
     assert 'data-poll="' not in text
 
 

@@ -168,12 +168,25 @@ def test_duplicate_window_accepts_top_of_vertical_range(vertical, days):
 
 
 def test_endpoint_https_to_callgrid_is_accepted():
-    Buyer(**valid_fields(endpoint_url="https://bid.callgrid.com/api/bid/")).full_clean()
+    url = "https://bid.callgrid.com/api/bid/"
+    buyer = buyer_create(**valid_fields(endpoint_url=url))
+    assert Buyer.objects.get(pk=buyer.pk).as_bid_target().endpoint_url == url
+    # The same host over plain http is refused: the acceptance above is the rule, not a pass.
+    with pytest.raises(ValidationError) as excinfo:
+        Buyer(**valid_fields(endpoint_url="http://bid.callgrid.com/api/bid/")).full_clean()
+    assert "endpoint_url" in excinfo.value.message_dict
 
 
-def test_endpoint_plain_http_to_allowlisted_simulator_is_accepted():
+def test_endpoint_plain_http_to_allowlisted_simulator_is_accepted(settings):
     # tests/conftest.py lists 127.0.0.1 as allowlisted and insecure, like the embedded default.
-    Buyer(**valid_fields(endpoint_url="http://127.0.0.1:8001/api/bid/")).full_clean()
+    url = "http://127.0.0.1:8001/api/bid/"
+    buyer = buyer_create(**valid_fields(endpoint_url=url))
+    assert Buyer.objects.get(pk=buyer.pk).as_bid_target().endpoint_url == url
+    # Not listed as insecure, the same plain-http endpoint is refused.
+    settings.CALLGRID_INSECURE_HOSTS = []
+    with pytest.raises(ValidationError) as excinfo:
+        Buyer(**valid_fields(endpoint_url=url)).full_clean()
+    assert "endpoint_url" in excinfo.value.message_dict
 
 
 def test_endpoint_link_local_is_refused_even_when_allowlisted(settings):

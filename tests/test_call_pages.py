@@ -143,7 +143,8 @@ def test_a_call_shows_every_bid_behind_it_in_order_with_reasons(alice, sold):
     assert "Bid declined" in page
     assert "PublisherId=pub-1" in page
     assert page.count("<strong>won</strong>") == 1
-    assert "13035550142" in page
+    # The destination is phone-like: masked for viewers like every number (SPEC §6).
+    assert "1303***0142" in page and "13035550142" not in page
     # Viewers read; only operators get the paid-out button.
     assert "Mark not paid out" not in page
 

@@ -27,6 +27,7 @@ from bidlog.eligibility import cap_counters
 from bidlog.models import BidLog, Call
 from bidlog.routing import call_route
 from bidlog.services import call_paid_out_set
+from tests.conftest import new_redis_prefix
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +155,7 @@ def _child_env(store: str, data_dir: Path) -> dict[str, str]:
         env.update(
             REDIS_URL=REDIS_URL,
             CACHE_URL=REDIS_URL,
-            CACHE_KEY_PREFIX=f"test-cap-{uuid.uuid4().hex[:8]}",
+            CACHE_KEY_PREFIX=new_redis_prefix("test-cap"),
         )
     return env
 

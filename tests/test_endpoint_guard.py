@@ -264,5 +264,5 @@ def test_a_slow_dns_answer_ends_at_the_bid_budget(simulator):
     release.set()
     assert result.outcome == Outcome.NETWORK_ERROR
     assert result.final.error == "could not resolve the host name (no DNS answer within 1.0 s)"
-    assert elapsed < 2
+    assert elapsed < 2.5  # the budget (1 s), not the resolver's 10 s
     assert simulator.requests(GRID) == []

@@ -7,7 +7,6 @@ runs here, as in a web worker, so this process's memory is the web process's.
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -89,18 +88,18 @@ def test_a_hostile_answer_costs_its_buyer_only_and_in_time(hostile_port, honest,
         timeout_seconds=TIMEOUT_SECONDS,
     )
     before = _rss_mb()
-    started = time.monotonic()
 
     call = call_route(caller_id=CALLER, strategy=RoutingStrategy.HIGHEST_BID)
 
-    elapsed = time.monotonic() - started
     grown = _rss_mb() - before
     row = BidLog.objects.get(call=call, buyer=hostile, attempt=1)
     outcome, word = EXPECTED[mode]
     assert call.winner == honest
     assert row.outcome == outcome, row.error
     assert word in row.error, row.error
-    assert elapsed < TIMEOUT_SECONDS + 1
+    # Within the buyer's timeout plus a second, as the route and the row each measured it.
+    assert row.duration_ms <= (TIMEOUT_SECONDS + 1) * 1000
+    assert call.duration_ms <= (TIMEOUT_SECONDS + 1) * 1000
     assert grown < 50, f"the web process grew {grown:.0f} MB"
     assert BidLog.objects.filter(call=call, buyer=honest, outcome=Outcome.ACCEPTED).exists()
 
@@ -114,16 +113,14 @@ def test_all_hostile_answers_together_keep_the_process_small(hostile_port, hones
         )
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     before = _rss_mb()
-    started = time.monotonic()
 
     calls = [
         call_route(caller_id=f"30355501{n:02d}", strategy=RoutingStrategy.HIGHEST_BID)
         for n in range(3)
     ]
 
-    elapsed = time.monotonic() - started
     assert all(call.winner == honest for call in calls)
     assert BidLog.objects.filter(call__in=calls).count() == 3 * (len(MODES) + 1)
-    assert elapsed < 3 * (TIMEOUT_SECONDS + 1)
+    assert all(call.duration_ms <= (TIMEOUT_SECONDS + 1) * 1000 for call in calls)
     assert _rss_mb() - before < 50
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - peak_before < 50

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import new_redis_prefix
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +76,7 @@ def _environment(store: str, data_dir: Path) -> dict[str, str]:
     if store == "redis":
         env["REDIS_URL"] = REDIS_URL
         env["CACHE_URL"] = REDIS_URL
-        env["CACHE_KEY_PREFIX"] = f"test-mp-{uuid.uuid4().hex[:8]}"
+        env["CACHE_KEY_PREFIX"] = new_redis_prefix("test-mp")
     return env
 
 

@@ -256,3 +256,54 @@ def test_viewer_follows_a_failing_bid_from_the_overview_to_its_guidance(browser,
     page.get_by_role("link", name="Every code in the troubleshooting guide").click()
     expect(page.locator("#code-4004")).to_be_in_viewport()
     page.close()
+
+
+def test_pages_and_api_docs_work_under_the_content_security_policy(browser, site):
+    UserFactory(username="alice", role="viewer", password=PASSWORD)
+    buyer = BuyerFactory(name="Gamma")
+    BidLogFactory(buyer=buyer, outcome=Outcome.ACCEPTED, code=1000)
+    page = _log_in(browser, site, "alice")
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    for path in ("/", f"/buyers/{buyer.pk}/", "/bids/", "/reports/"):
+        response = page.goto(f"{site}{path}")
+        assert response is not None and response.status == 200
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        # The stylesheet is a file of the project's: the header is styled.
+        expect(page.locator("header")).to_have_css("background-color", "rgb(29, 36, 48)")
+    page.goto(f"{site}/")
+    # The acceptance bar is sized by a class, not a style attribute the policy refuses.
+    expect(page.locator(".chart .bar.h-100")).to_have_count(1)
+    page.goto(f"{site}/api/v1/docs/")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("CallGrid Portal API")
+    assert refused == []
+    page.close()
+
+
+def test_the_admin_works_under_the_content_security_policy(browser, site):
+    UserFactory(username="root", password=PASSWORD, is_staff=True, is_superuser=True)
+    BuyerFactory(name="Delta")
+    page = browser.new_page()
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.goto(f"{site}/admin/login/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#buyers-buyer")).to_be_visible()
+    page.goto(f"{site}/admin/buyers/buyer/")
+    expect(page.get_by_role("link", name="Delta")).to_be_visible()
+    page.goto(f"{site}/admin/buyers/buyer/add/")
+    expect(page.locator("#buyer_form")).to_be_visible()
+    assert refused == []
+    page.close()

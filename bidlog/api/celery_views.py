@@ -21,6 +21,7 @@ from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import param_problem
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.privacy import shown_to
 from callgrid_portal.roles import OPERATOR, VIEWER
 
 
@@ -129,6 +130,13 @@ class AlertSerializer(serializers.ModelSerializer):
             "notified_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: Alert) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        user = getattr(self.context.get("request"), "user", None)
+        data["title"] = shown_to(user, data["title"])
+        data["detail"] = shown_to(user, data["detail"])
+        return data
 
 
 class AlertListView(generics.ListAPIView):

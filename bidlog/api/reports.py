@@ -7,7 +7,6 @@ Reports need the viewer role, imports the operator role.
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,6 +28,8 @@ from bidlog.filters import parse_iso_datetime
 from bidlog.imports import ImportRejected, bids_import
 from bidlog.reports import report_states, report_summary, report_timeseries
 from buyers.models import Buyer
+from callgrid_portal.csvexport import csv_write
+from callgrid_portal.privacy import can_see_caller_ids
 from callgrid_portal.roles import OPERATOR, VIEWER
 
 MAX_RANGE = timedelta(days=400)
@@ -49,9 +50,9 @@ class CSVRenderer(BaseRenderer):
         return _csv([["detail"], [detail]])
 
 
-def _csv(rows: list[list[Any]]) -> str:
+def _csv(rows: list[list[Any]], *, masked: bool = False) -> str:
     out = io.StringIO()
-    csv.writer(out).writerows(rows)
+    csv_write(out, rows, masked=masked)
     return out.getvalue()
 
 
@@ -144,9 +145,11 @@ def _query(serializer_class: type[serializers.Serializer], request: Request) -> 
     return data
 
 
-def _csv_response(rows: list[list[Any]], name: str) -> Response:
+def _csv_response(rows: list[list[Any]], name: str, request: Request) -> Response:
+    """A CSV download; text is escaped against formulas and, for viewers, phone-masked."""
     return Response(
-        _csv(rows), headers={"Content-Disposition": f'attachment; filename="{name}.csv"'}
+        _csv(rows, masked=not can_see_caller_ids(request.user)),
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
 
 
@@ -208,7 +211,7 @@ class ReportSummaryView(_ReportView):
                     row.get("recommended_timeout_seconds", ""),
                 ]
             )
-        return _csv_response(rows, "summary")
+        return _csv_response(rows, "summary", request)
 
 
 SERIES_COLUMNS = [
@@ -237,7 +240,7 @@ class ReportTimeseriesView(_ReportView):
         if not self.wants_csv(request):
             return Response({"bucket": query["bucket"], "tz": query["tz"], "results": _plain(rows)})
         table = [SERIES_COLUMNS] + [[_plain(row[c]) for c in SERIES_COLUMNS] for row in rows]
-        return _csv_response(table, "timeseries")
+        return _csv_response(table, "timeseries", request)
 
 
 STATE_COLUMNS = ["state_code", "attempts", "bids", "accepted", "acceptance_rate"]
@@ -255,7 +258,7 @@ class ReportStatesView(_ReportView):
         if not self.wants_csv(request):
             return Response({"results": rows})
         return _csv_response(
-            [STATE_COLUMNS] + [[r[c] for c in STATE_COLUMNS] for r in rows], "states"
+            [STATE_COLUMNS] + [[r[c] for c in STATE_COLUMNS] for r in rows], "states", request
         )
 
 

@@ -37,7 +37,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bidlog import spool
-from bidlog.api.serializers import can_see_caller_ids, mask_bid_data, mask_caller_id
+from bidlog.api.serializers import mask_bid_data
 from bidlog.api.views import BidCursorPagination
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
 from bidlog.eligibility import eligibility_check
@@ -50,6 +50,7 @@ from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
 from callgrid_portal.authentication import PortalTokenAuthentication
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
 from callgrid_portal.roles import OPERATOR, VIEWER
 
 logger = logging.getLogger(__name__)
@@ -205,7 +206,9 @@ class CallSerializer(serializers.ModelSerializer):
     def to_representation(self, instance: Call) -> dict[str, Any]:
         data = super().to_representation(instance)
         if not can_see_caller_ids(getattr(self.context.get("request"), "user", None)):
-            data["caller_id"] = mask_caller_id(data["caller_id"])
+            data["caller_id"] = mask_phone(data["caller_id"])
+            data["destination"] = mask_phone(data["destination"])
+            data["params"] = mask_phones_in(data["params"])
         return data
 
 
@@ -594,7 +597,7 @@ class EligibilityView(APIView):
         answers = eligibility_check(
             buyers=buyers, caller_id=caller.digits, state_code=state, now=now, include_limits=True
         )
-        shown = caller.digits if can_see_caller_ids(request.user) else mask_caller_id(caller.digits)
+        shown = caller.digits if can_see_caller_ids(request.user) else mask_phone(caller.digits)
         return Response(
             {
                 "caller_id": shown,

@@ -4,71 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from rest_framework import serializers
 
 from bidlog.models import BidLog
-from callgrid_portal.roles import OPERATOR, has_role
+from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
 
-# Fields that hold the caller's number, in the row and in the exact JSON that was sent.
-_CALLER_FIELDS = ("caller_id", "response_caller_id")
-_REQUEST_CALLER_KEY = "CallerId"
-# Free text that may quote the number back (an error detail, a non-JSON body).
-_TEXT_FIELDS = ("message", "error", "raw_response")
-
-
-def mask_caller_id(value: str) -> str:
-    """Hide the middle of a phone number: ``3035551234`` → ``303***1234``.
-
-    The area code and last four digits stay, which is enough to tell callers apart and to spot
-    a test number, without exposing a full consumer number to read-only users (SPEC §6).
-    A ``+1`` prefix is kept in front. Anything too short to mask is hidden entirely.
-    """
-    text = str(value or "")
-    if not text:
-        return ""
-    if len(text) < 10:
-        return "***"
-    return text[:-7] + "***" + text[-4:]
-
-
-def can_see_caller_ids(user: AbstractBaseUser | AnonymousUser | None) -> bool:
-    """Operators and admins see caller IDs in full; viewers (and unknown users) see them masked."""
-    return has_role(user, OPERATOR)
+# Fields that hold one phone number each: the caller's, and where the buyer sends the call.
+_PHONE_FIELDS = ("caller_id", "response_caller_id", "destination")
+# Free text and JSON that may quote numbers back (the request sent with its extra parameters
+# under any key, an error detail, a non-JSON body, a route's reason).
+_TEXT_FIELDS = ("request", "message", "error", "raw_response", "reason")
 
 
 def mask_bid_data(data: dict[str, Any]) -> dict[str, Any]:
-    """Mask every copy of the caller's number in one serialized bid (fields, request, text)."""
-    numbers = {str(data[field]) for field in _CALLER_FIELDS if data.get(field)}
-    for field in _CALLER_FIELDS:
+    """Mask every phone-like value in one serialized bid: its number fields, and every number
+    inside the request, the texts and the raw answer (see :mod:`callgrid_portal.privacy`)."""
+    for field in _PHONE_FIELDS:
         if data.get(field):
-            data[field] = mask_caller_id(data[field])
+            data[field] = mask_phone(data[field])
     request = data.get("request")
-    if isinstance(request, dict) and request.get(_REQUEST_CALLER_KEY):
-        sent = str(request[_REQUEST_CALLER_KEY])
-        numbers.add(sent)
-        data["request"] = {**request, _REQUEST_CALLER_KEY: mask_caller_id(sent)}
+    if isinstance(request, dict) and request.get("CallerId"):
+        # The caller ID as sent is hidden even when it is too short to look like a number.
+        data["request"] = {**request, "CallerId": mask_phone(request["CallerId"])}
     for field in _TEXT_FIELDS:
         if data.get(field):
-            data[field] = mask_numbers_in(data[field], numbers)
+            data[field] = mask_phones_in(data[field])
     if data.get("trace"):
         data["trace"] = [
-            {**entry, "error": mask_numbers_in(entry.get("error") or "", numbers)}
-            for entry in data["trace"]
+            {**entry, "error": mask_phones_in(entry.get("error") or "")} for entry in data["trace"]
         ]
     return data
-
-
-def mask_numbers_in(text: str, numbers: set[str]) -> str:
-    """``text`` with every phone number of ``numbers`` in it masked (see :func:`mask_caller_id`).
-
-    Longest first, so "+13035551234" is masked whole before "3035551234" inside it; anything
-    shorter than a phone number is left alone.
-    """
-    for number in sorted((n for n in numbers if len(n) >= 10), key=len, reverse=True):
-        if number in text:
-            text = text.replace(number, mask_caller_id(number))
-    return text
 
 
 class BidTraceEntrySerializer(serializers.Serializer):

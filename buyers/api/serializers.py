@@ -11,6 +11,7 @@ from rest_framework.settings import api_settings
 from buyers import services
 from buyers.models import Buyer
 from buyers.selectors import buyer_health, buyers_open_alerts, buyers_recent_outcomes
+from callgrid_portal.privacy import shown_to
 
 # Field kwargs DRF derives from the model's validators. The model checks these itself in
 # full_clean; leaving them here would run every rule twice, with two wordings.
@@ -29,6 +30,10 @@ def to_drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
         }
         return serializers.ValidationError(detail)
     return serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
+
+
+# Fields of a buyer that may hold phone numbers.
+_PHONE_BEARING_FIELDS = ("health_check_caller_id", "extra_params", "notes")
 
 
 class BuyerListSerializer(serializers.ListSerializer):
@@ -106,6 +111,15 @@ class BuyerSerializer(serializers.ModelSerializer):
         for name in _MODEL_RULE_KWARGS:
             field_kwargs.pop(name, None)
         return field_class, field_kwargs
+
+    def to_representation(self, instance: Buyer) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        # Viewers read the buyer's settings with every phone-like value masked: its test
+        # caller, its extra parameters (ANI and the like) and its notes.
+        user = getattr(self.context.get("request"), "user", None)
+        for field in _PHONE_BEARING_FIELDS:
+            data[field] = shown_to(user, data[field])
+        return data
 
     def get_health(self, buyer: Buyer) -> str:
         # In a list, BuyerListSerializer has read alerts and answers for every buyer at once;
