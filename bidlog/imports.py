@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -240,34 +239,77 @@ def _record_to_row(
     )
 
 
-def _insert(rows: list[dict[str, Any]]) -> None:
-    """Write new rows: ``COPY`` on PostgreSQL (several times faster than a multi-row INSERT).
+# The staging table lives for one import: dropped at its end, and by ON COMMIT DROP should the
+# statement that drops it never run.
+_STAGING = "bidlog_import_staging"
 
-    If a concurrent import of the same records wins the race, the unique ``external_id``
-    stops the COPY; the rows are then written with ``ON CONFLICT DO NOTHING`` instead, so
-    each record still ends up once.
+
+def _insert_by_copy(rows: list[dict[str, Any]]) -> tuple[int, list[datetime]]:
+    """Write new rows on PostgreSQL: ``COPY`` into a staging table, then one merge.
+
+    The merge is one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on the unique
+    ``external_id``, so a record that a concurrent import wrote first is skipped, not an error.
+    Returns the number of rows written and the UTC hours they fall in.
     """
-    if connection.vendor == "postgresql" and rows:
-        quote = connection.ops.quote_name
-        sql = f"COPY {quote(BidLog._meta.db_table)} ({', '.join(map(quote, COLUMNS))}) FROM STDIN"
-        try:
-            with (
-                transaction.atomic(),
-                connection.cursor() as cursor,
-                cursor.cursor.copy(sql) as copy,
-            ):
-                for row in rows:
-                    copy.write_row(
-                        [row[name] for name in COLUMNS[:4]]
-                        + [Jsonb(row["request"])]
-                        + [row[name] for name in COLUMNS[5:]]
-                    )
-            return
-        except (IntegrityError, psycopg.IntegrityError):
-            pass
-    BidLog.objects.bulk_create(
-        [BidLog(**row) for row in rows], batch_size=1000, ignore_conflicts=True
+    quote = connection.ops.quote_name
+    table = quote(BidLog._meta.db_table)
+    columns = ", ".join(map(quote, COLUMNS))
+    created_at = quote("created_at")
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE {_STAGING} ON COMMIT DROP AS "
+            f"SELECT {columns} FROM {table} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [Jsonb(row[name]) if name == "request" else row[name] for name in COLUMNS]
+                )
+        # The hours come back grouped: a few rows instead of one timestamp per row written.
+        cursor.execute(
+            f"WITH written AS (INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGING} "
+            f"ON CONFLICT ({quote('external_id')}) WHERE {quote('external_id')} IS NOT NULL "
+            f"DO NOTHING RETURNING {created_at}) "
+            f"SELECT date_trunc('hour', {created_at}, 'UTC'), count(*) FROM written GROUP BY 1"
+        )
+        hours = cursor.fetchall()
+        cursor.execute(f"DROP TABLE {_STAGING}")
+    return sum(count for _hour, count in hours), [hour for hour, _count in hours]
+
+
+def _insert_by_orm(rows: list[dict[str, Any]]) -> tuple[int, list[datetime]]:
+    """Write the rows whose ``external_id`` is new through the ORM; the count and their times.
+
+    SQLite lets one writer in at a time (the settings open IMMEDIATE transactions), so nothing
+    can write the same records between the check and the insert.
+    """
+    existing = set(
+        BidLog.objects.filter(external_id__in=[row["external_id"] for row in rows]).values_list(
+            "external_id", flat=True
+        )
     )
+    new = [row for row in rows if row["external_id"] not in existing]
+    BidLog.objects.bulk_create(
+        [BidLog(**row) for row in new], batch_size=1000, ignore_conflicts=True
+    )
+    return len(new), [row["created_at"] for row in new]
+
+
+def _insert(rows: list[dict[str, Any]]) -> tuple[int, list[datetime]]:
+    """Write the validated rows not imported before; return how many, and when they happened.
+
+    The moments are enough to mark the rollup hours stale: every row's ``created_at``, or
+    only the start of each UTC hour written to.
+
+    ``COPY`` and a merge on PostgreSQL (several times faster than row inserts), the ORM on
+    SQLite. Call inside a transaction: all rows are written or none.
+    """
+    if not rows:
+        return 0, []
+    if connection.vendor == "postgresql":
+        return _insert_by_copy(rows)
+    return _insert_by_orm(rows)
 
 
 def bids_import(*, records: list[Any], now: datetime | None = None) -> ImportResult:
@@ -308,10 +350,6 @@ def bids_import(*, records: list[Any], now: datetime | None = None) -> ImportRes
     if errors:
         raise ImportRejected(errors)
     with transaction.atomic():
-        existing = set(
-            BidLog.objects.filter(external_id__in=list(seen)).values_list("external_id", flat=True)
-        )
-        new = [row for row in rows if row["external_id"] not in existing]
-        _insert(new)
-        rollup_mark_stale(moments=[row["created_at"] for row in new])
-    return ImportResult(created=len(new), existing=len(existing), received=len(records))
+        created, moments = _insert(rows)
+        rollup_mark_stale(moments=moments)
+    return ImportResult(created=created, existing=len(rows) - created, received=len(records))
