@@ -1,0 +1,104 @@
+"""A report over 400 days combines day rollups with hour rollups and raw edges, and equals raw.
+
+The data set spans 401 UTC days with a few rows a day; the report's range starts and ends
+inside hours, so it reads a raw edge, hours of a partial day, whole days, and back again.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import override_settings
+
+from bidlog.models import (
+    BidLog,
+    BidOutcomeRollup,
+    BidPerformanceRollup,
+    BidStateRollup,
+    Call,
+    CallRollup,
+    RollupBucket,
+)
+from bidlog.reports import plan_range, report_states, report_summary, report_timeseries
+from bidlog.rollups import DAY, HOUR, ROLLUP_MODELS, rollup_build
+from buyers.models import Buyer
+from tests.factories import BuyerFactory, bid_log_dataset
+from tests.test_reports import _assert_same_summary, _within_error
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+END = START + timedelta(days=401)
+NOW = END + timedelta(hours=6)
+SINCE = START + timedelta(hours=5, minutes=17, seconds=3)
+UNTIL = SINCE + timedelta(days=399, hours=20)
+
+
+@pytest.fixture(scope="module")
+def _year(django_db_setup, django_db_blocker):
+    # Built once for the module (rolling up 9,600 hours takes seconds), removed at its end.
+    with django_db_blocker.unblock(), override_settings(BIDLOG_RETENTION_DAYS=500):
+        buyers = [BuyerFactory(timeout_seconds=t) for t in (2, 5, 10)]
+        bid_log_dataset(buyers=buyers, start=START, end=END, count=2400)
+        rollup_build(start=START, end=END, now=NOW)
+        yield buyers
+        for model in (*ROLLUP_MODELS, RollupBucket, BidLog, Call):
+            model.objects.all().delete()
+        Buyer.objects.filter(pk__in=[buyer.pk for buyer in buyers]).delete()
+
+
+@pytest.fixture
+def year(_year, db):
+    return _year
+
+
+def _span_count(spans: list[tuple[datetime, datetime]], unit: timedelta) -> int:
+    return sum((end - start) // unit for start, end in spans)
+
+
+def test_a_400_day_range_reads_days_and_only_the_edge_hours(year):
+    plan = plan_range(SINCE, UNTIL)
+
+    days, hours = _span_count(plan.days, DAY), _span_count(plan.hours, HOUR)
+    assert days == 399
+    # The rest of the first day after its partial hour, and the last day up to the last hour.
+    assert hours == (24 - 6) + 1
+    assert plan.raw == [
+        (SINCE, START + timedelta(hours=6)),
+        (UNTIL.replace(minute=0, second=0), UNTIL),
+    ]
+    # The buckets a report reads: a few hundred, whatever the number of raw rows.
+    assert days + hours < 500
+    q = plan.rollup_q()
+    read = sum(
+        model.objects.filter(q).count()
+        for model in (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup)
+    )
+    assert 0 < read < 10_000
+
+
+@pytest.mark.parametrize("buyer_index", [None, 1])
+def test_a_400_day_summary_equals_the_raw_group_by(year, buyer_index):
+    buyer_id = None if buyer_index is None else year[buyer_index].pk
+
+    fast = report_summary(since=SINCE, until=UNTIL, buyer_id=buyer_id)
+    exact = report_summary(since=SINCE, until=UNTIL, buyer_id=buyer_id, exact=True)
+
+    assert exact["attempts"] > 500 and exact["revenue"] > 0
+    _assert_same_summary(fast, exact)
+
+
+def test_a_400_day_state_table_equals_the_raw_group_by(year):
+    fast = report_states(since=SINCE, until=UNTIL)
+
+    assert fast == report_states(since=SINCE, until=UNTIL, exact=True)
+    assert sum(row["attempts"] for row in fast) > 500
+
+
+def test_a_400_day_daily_series_equals_the_raw_group_by(year):
+    fast = report_timeseries(since=SINCE, until=UNTIL, bucket="day", tz="America/New_York")
+    exact = report_timeseries(
+        since=SINCE, until=UNTIL, bucket="day", tz="America/New_York", exact=True
+    )
+
+    assert len(fast) == len(exact) == 400
+    for fast_row, exact_row in zip(fast, exact, strict=True):
+        assert _within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
+        assert fast_row == exact_row
