@@ -67,7 +67,9 @@ ROW_DEFAULTS: dict[str, Any] = {
     "attempt": 1,
     "error": "",
     "raw_response": "",
+    "trace": [],
 }
+_JSON_COLUMNS = frozenset({"request", "trace"})
 COLUMNS = (
     "buyer_id",
     "created_at",
@@ -264,7 +266,7 @@ def _insert_by_copy(rows: list[dict[str, Any]]) -> tuple[int, list[datetime]]:
         with cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(
-                    [Jsonb(row[name]) if name == "request" else row[name] for name in COLUMNS]
+                    [Jsonb(row[name]) if name in _JSON_COLUMNS else row[name] for name in COLUMNS]
                 )
         # The hours come back grouped: a few rows instead of one timestamp per row written.
         cursor.execute(
