@@ -154,8 +154,8 @@ def _record_to_row(
     else:
         try:
             created_at = parse_iso_datetime(raw_created)
-        except ValueError:
-            fail("created_at", "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z.")
+        except ValueError as exc:
+            fail("created_at", str(exc))
         else:
             if created_at < floor:
                 fail("created_at", "Older than the retention period; it would be deleted.")

@@ -70,15 +70,13 @@ def _plain(value: Any) -> Any:
 
 @extend_schema_field(OpenApiTypes.DATETIME)
 class IsoDateTime(serializers.Field):
-    """ISO 8601 date or date-time; naive means UTC (the bids list reads it the same way)."""
+    """ISO 8601 date or date-time from 1970 to 2999; naive means UTC (as the bids list reads it)."""
 
     def to_internal_value(self, data: Any) -> datetime:
         try:
             return parse_iso_datetime(str(data))
-        except ValueError:
-            raise serializers.ValidationError(
-                "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z."
-            ) from None
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
