@@ -6,22 +6,76 @@ own views, so this module imports nothing of DRF but its parsers.
 
 from __future__ import annotations
 
+import codecs
+import json
+import math
 from typing import Any
 
+from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
 from callgrid_portal.jsondepth import TOO_DEEP_MESSAGE, too_deep
 
+# No value the portal takes needs more digits than this (a bigint has 19, money 12); a longer
+# number is refused before Python converts it, which costs time quadratic in its length.
+MAX_NUMBER_CHARS = 100
+
+
+class NumberRefused(ValueError):
+    """A JSON number the API does not take: not finite, or too long to convert."""
+
+
+def _checked_length(text: str) -> str:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise NumberRefused(
+            f"a number longer than {MAX_NUMBER_CHARS} characters ({text[:20]}...) is not accepted"
+        )
+    return text
+
+
+def _int(text: str) -> int:
+    return int(_checked_length(text))
+
+
+def _float(text: str) -> float:
+    number = float(_checked_length(text))
+    if not math.isfinite(number):
+        # 1e999 is valid JSON, but Python reads it as infinity, which no field can hold.
+        raise NumberRefused(f"{text} is not a finite number")
+    return number
+
+
+def _constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259), though Python's parser reads them.
+    raise NumberRefused(f"{name} is not a finite number; JSON has no such value")
+
+
+def json_loads_strict(text: str) -> Any:
+    """``json.loads`` refusing what no request may carry: NaN, infinities, numbers too long.
+
+    Raises :class:`NumberRefused` (a ``ValueError``) for those, ``ValueError`` for bad JSON.
+    """
+    return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, refusing JSON nested too deeply with a 400 instead of crashing."""
+    """DRF's JSON parser, refusing with a 400 what would crash or corrupt what follows.
+
+    JSON nested too deeply, ``NaN``/``Infinity``/``-Infinity``, numbers that overflow to
+    infinity (``1e999``) and numbers longer than :data:`MAX_NUMBER_CHARS` characters are
+    refused here, before any view sends or writes anything.
+    """
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            data = super().parse(stream, media_type, parser_context)
+            text = codecs.getreader(encoding)(stream).read()
+            data = json_loads_strict(text)
         except RecursionError:
             raise ParseError(f"JSON parse error - {TOO_DEEP_MESSAGE}") from None
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
         if too_deep(data):
             raise ParseError(f"JSON parse error - {TOO_DEEP_MESSAGE}")
         return data
