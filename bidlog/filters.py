@@ -15,8 +15,8 @@ from django.db.models import QuerySet
 
 from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass, Source
 from bidlog.models import BidLog
+from callgrid_portal.allowed import ChoiceFilter, MultipleChoiceFilter
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
-
 
 # Dates from outside are read within these bounds: every report, filter and import can add
 # a year or step a bucket on either side without leaving what Python's datetime holds.
@@ -149,14 +149,12 @@ class BidLogFilter(django_filters.FilterSet):
     grid_id = django_filters.CharFilter(field_name="buyer__grid_id")
     # distinct=False: a bid has one outcome, and SELECT DISTINCT would make PostgreSQL sort
     # every matching row before it can return the first page.
-    outcome = django_filters.MultipleChoiceFilter(
+    outcome = MultipleChoiceFilter(
         choices=Outcome.choices, widget=CommaSeparatedSelectMultiple, distinct=False
     )
-    outcome_class = django_filters.ChoiceFilter(
-        choices=OutcomeClass.choices, method="filter_outcome_class"
-    )
+    outcome_class = ChoiceFilter(choices=OutcomeClass.choices, method="filter_outcome_class")
     code = django_filters.NumberFilter()
-    source = django_filters.ChoiceFilter(choices=Source.choices)
+    source = ChoiceFilter(choices=Source.choices)
     caller_id = CallerIdFilter()
     call = IdFilter(field_name="call_id")
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")

@@ -20,6 +20,7 @@ from callgrid_portal.jsondepth import TOO_DEEP_MESSAGE, too_deep
 # No value the portal takes needs more digits than this (a bigint has 19, money 12); a longer
 # number is refused before Python converts it, which costs time quadratic in its length.
 MAX_NUMBER_CHARS = 100
+NOT_AN_OBJECT_MESSAGE = "Send a JSON object."
 
 
 class NumberRefused(ValueError):
@@ -63,8 +64,9 @@ class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, refusing with a 400 what would crash or corrupt what follows.
 
     JSON nested too deeply, ``NaN``/``Infinity``/``-Infinity``, numbers that overflow to
-    infinity (``1e999``) and numbers longer than :data:`MAX_NUMBER_CHARS` characters are
-    refused here, before any view sends or writes anything.
+    infinity (``1e999``), numbers longer than :data:`MAX_NUMBER_CHARS` characters and a body
+    that is not a JSON object (every endpoint takes one) are refused here, before any view
+    sends or writes anything.
     """
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
@@ -78,4 +80,8 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(f"JSON parse error - {exc}") from None
         if too_deep(data):
             raise ParseError(f"JSON parse error - {TOO_DEEP_MESSAGE}")
+        if not isinstance(data, dict):
+            # Every body the API takes is an object; a list where one belongs was read as
+            # "no fields given" (a test bid went out with defaults).
+            raise ParseError(NOT_AN_OBJECT_MESSAGE)
         return data

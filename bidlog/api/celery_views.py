@@ -19,6 +19,7 @@ from bidlog.filters import MAX_ID
 from bidlog.models import Alert
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
+from callgrid_portal.allowed import not_one_of
 from callgrid_portal.bidapi.client import param_problem
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
@@ -147,9 +148,7 @@ class AlertListView(generics.ListAPIView):
         params = self.request.query_params
         wanted = params.get("status") or None
         if wanted and wanted not in AlertStatus.values:
-            raise serializers.ValidationError(
-                {"status": [f"Use one of: {', '.join(AlertStatus.values)}."]}
-            )
+            raise serializers.ValidationError({"status": [not_one_of(wanted, AlertStatus.values)]})
         buyer = params.get("buyer") or None
         if buyer is not None and not (buyer.isdigit() and int(buyer) <= MAX_ID):
             raise serializers.ValidationError({"buyer": ["A buyer id is a whole number."]})

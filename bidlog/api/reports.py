@@ -29,6 +29,7 @@ from bidlog.filters import parse_iso_datetime
 from bidlog.imports import ImportRejected, bids_import
 from bidlog.reports import report_states, report_summary, report_timeseries
 from buyers.models import Buyer
+from callgrid_portal.allowed import drf_invalid_choice
 from callgrid_portal.roles import OPERATOR, VIEWER
 
 MAX_RANGE = timedelta(days=400)
@@ -90,7 +91,11 @@ class ReportQuerySerializer(serializers.Serializer):
     buyer = serializers.IntegerField(required=False, min_value=1)
     # DRF's serializer metaclass moves declared fields off the class, so this never replaces
     # Field.source; the stubs see a class attribute of another type.
-    source = serializers.ChoiceField(choices=Source.choices, required=False)  # type: ignore[assignment]
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=Source.choices,
+        required=False,
+        error_messages={"invalid_choice": drf_invalid_choice(Source.choices)},
+    )
 
     def validate_buyer(self, value: int) -> int:
         if not Buyer.objects.filter(pk=value).exists():
@@ -110,7 +115,11 @@ class ReportQuerySerializer(serializers.Serializer):
 class TimeseriesQuerySerializer(ReportQuerySerializer):
     """Adds ``bucket`` (``hour`` or ``day``) and ``tz`` (IANA zone, default ``TIME_ZONE``)."""
 
-    bucket = serializers.ChoiceField(choices=["hour", "day"], default="hour")
+    bucket = serializers.ChoiceField(
+        choices=["hour", "day"],
+        default="hour",
+        error_messages={"invalid_choice": drf_invalid_choice(["hour", "day"])},
+    )
     tz = serializers.CharField(required=False, max_length=64)
 
     def validate_tz(self, value: str) -> str:

@@ -46,6 +46,7 @@ from bidlog.routing import ProcessThreadPool, call_route
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
+from callgrid_portal.allowed import BooleanFilter, ChoiceFilter
 from callgrid_portal.authentication import PortalTokenAuthentication
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
@@ -220,12 +221,12 @@ class PaidOutInputSerializer(serializers.Serializer):
 class CallFilter(django_filters.FilterSet):
     """Filter calls by outcome, winner, strategy, source, caller and time (since ≤ t < until)."""
 
-    routed = django_filters.BooleanFilter()
-    paid_out = django_filters.BooleanFilter()
+    routed = BooleanFilter()
+    paid_out = BooleanFilter()
     winner = IdFilter(field_name="winner_id")
     grid_id = django_filters.CharFilter(field_name="winner__grid_id")
-    strategy = django_filters.ChoiceFilter(choices=RoutingStrategy.choices)
-    source = django_filters.ChoiceFilter(choices=Source.choices)
+    strategy = ChoiceFilter(choices=RoutingStrategy.choices)
+    source = ChoiceFilter(choices=Source.choices)
     caller_id = CallerIdFilter()
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
