@@ -163,11 +163,24 @@ class RouteOutputSerializer(serializers.Serializer):
 
 
 class CallSerializer(serializers.ModelSerializer):
-    """A routing decision; caller IDs are masked for viewers. Only ``paid_out`` is writable."""
+    """A routing decision; caller IDs are masked for viewers.
+
+    ``paid_out`` is null for a call that was not routed: there was no sale to pay out.
+    ``PATCH`` changes it through :class:`PaidOutInputSerializer`.
+    """
 
     url = serializers.HyperlinkedIdentityField(view_name="api:call-detail")
-    winner_name = serializers.CharField(source="winner.name", read_only=True, default=None)
-    grid_id = serializers.CharField(source="winner.grid_id", read_only=True, default=None)
+    winner_name = serializers.CharField(
+        source="winner.name", read_only=True, default=None, allow_null=True
+    )
+    grid_id = serializers.CharField(
+        source="winner.grid_id", read_only=True, default=None, allow_null=True
+    )
+    paid_out = serializers.BooleanField(
+        read_only=True,
+        allow_null=True,
+        help_text="Whether the buyer paid for the call; null when the call was not routed.",
+    )
 
     class Meta:
         model = Call
@@ -189,10 +202,12 @@ class CallSerializer(serializers.ModelSerializer):
             "duration_ms",
             "paid_out",
         ]
-        read_only_fields = [f for f in fields if f != "paid_out"]
+        read_only_fields = fields
 
     def to_representation(self, instance: Call) -> dict[str, Any]:
         data = super().to_representation(instance)
+        if not instance.routed:
+            data["paid_out"] = None
         if not can_see_caller_ids(getattr(self.context.get("request"), "user", None)):
             data["caller_id"] = mask_caller_id(data["caller_id"])
         return data
@@ -222,7 +237,8 @@ class CallFilter(django_filters.FilterSet):
     """Filter calls by outcome, winner, strategy, source, caller and time (since ≤ t < until)."""
 
     routed = BooleanFilter()
-    paid_out = BooleanFilter()
+    # Only a routed call can be paid out or not; an unrouted one matches neither.
+    paid_out = BooleanFilter(method="filter_paid_out")
     winner = IdFilter(field_name="winner_id")
     grid_id = django_filters.CharFilter(field_name="winner__grid_id")
     strategy = ChoiceFilter(choices=RoutingStrategy.choices)
@@ -234,6 +250,9 @@ class CallFilter(django_filters.FilterSet):
     class Meta:
         model = Call
         fields: list[str] = []
+
+    def filter_paid_out(self, queryset: QuerySet[Call], name: str, value: bool) -> QuerySet[Call]:
+        return queryset.filter(routed=True, paid_out=value)
 
 
 def _money(amount: Decimal | None) -> str | None:
