@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
@@ -29,7 +30,7 @@ from bidlog.filters import parse_iso_datetime
 from bidlog.imports import ImportRejected, bids_import
 from bidlog.reports import report_states, report_summary, report_timeseries
 from buyers.models import Buyer
-from callgrid_portal.allowed import drf_invalid_choice
+from callgrid_portal.allowed import drf_invalid_choice, not_one_of
 from callgrid_portal.roles import OPERATOR, VIEWER
 
 MAX_RANGE = timedelta(days=400)
@@ -160,6 +161,15 @@ def _csv_response(rows: list[list[Any]], name: str) -> Response:
 class _ReportView(APIView):
     read_role = VIEWER
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # DRF answers an unknown ?format= with a 404, as if the report did not exist.
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            wanted = request.query_params.get("format", "")
+            formats = [renderer.format for renderer in self.get_renderers()]
+            raise serializers.ValidationError({"format": [not_one_of(wanted, formats)]}) from None
 
     def wants_csv(self, request: Request) -> bool:
         return getattr(request.accepted_renderer, "format", None) == "csv"
