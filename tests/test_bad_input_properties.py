@@ -36,7 +36,7 @@ EXAMPLES = settings(
 )
 
 # Text a client can put in a URL (no lone surrogates: they cannot be encoded at all).
-TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 EDGES = [
     "",
     "0",
