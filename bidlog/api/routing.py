@@ -46,7 +46,7 @@ from bidlog.routing import ProcessThreadPool, call_route
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
-from callgrid_portal.allowed import BooleanFilter, ChoiceFilter
+from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
 from callgrid_portal.authentication import PortalTokenAuthentication
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.roles import OPERATOR, VIEWER
@@ -82,7 +82,11 @@ class RouteInputSerializer(serializers.Serializer):
     InboundStateCode = serializers.CharField(
         required=False, allow_blank=True, help_text="Two-letter US state code."
     )
-    strategy = serializers.ChoiceField(choices=RoutingStrategy.choices, required=False)
+    strategy = serializers.ChoiceField(
+        choices=RoutingStrategy.choices,
+        required=False,
+        error_messages={"invalid_choice": drf_invalid_choice(RoutingStrategy.choices)},
+    )
     buyers = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, allow_empty=False
     )
