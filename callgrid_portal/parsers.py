@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 
 from callgrid_portal.jsondepth import TOO_DEEP_MESSAGE, too_deep
 
@@ -24,40 +24,91 @@ NOT_AN_OBJECT_MESSAGE = "Send a JSON object."
 
 
 class NumberRefused(ValueError):
-    """A JSON number the API does not take: not finite, or too long to convert."""
+    """A JSON number the API does not take: not finite, or too long to convert.
+
+    ``field`` is the key of the object that held it (``None`` outside any object).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field is not None else message)
+        self.message = message
+        self.field = field
 
 
-def _checked_length(text: str) -> str:
+class _Refused:
+    """Stands in for a refused number until the object holding it can name its key."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _too_long(text: str) -> _Refused | None:
     if len(text) > MAX_NUMBER_CHARS:
-        raise NumberRefused(
+        return _Refused(
             f"a number longer than {MAX_NUMBER_CHARS} characters ({text[:20]}...) is not accepted"
         )
-    return text
+    return None
 
 
-def _int(text: str) -> int:
-    return int(_checked_length(text))
+def _int(text: str) -> int | _Refused:
+    return _too_long(text) or int(text)
 
 
-def _float(text: str) -> float:
-    number = float(_checked_length(text))
+def _float(text: str) -> float | _Refused:
+    refused = _too_long(text)
+    if refused is not None:
+        return refused
+    number = float(text)
     if not math.isfinite(number):
         # 1e999 is valid JSON, but Python reads it as infinity, which no field can hold.
-        raise NumberRefused(f"{text} is not a finite number")
+        return _Refused(f"{text} is not a finite number")
     return number
 
 
-def _constant(name: str) -> Any:
+def _constant(name: str) -> _Refused:
     # NaN, Infinity and -Infinity are not JSON (RFC 8259), though Python's parser reads them.
-    raise NumberRefused(f"{name} is not a finite number; JSON has no such value")
+    return _Refused(f"{name} is not a finite number; JSON has no such value")
+
+
+def _refused_in(value: Any) -> _Refused | None:
+    """A refused number in ``value`` or the lists inside it (objects were checked already)."""
+    if isinstance(value, _Refused):
+        return value
+    if isinstance(value, list):
+        for item in value:
+            refused = _refused_in(item)
+            if refused is not None:
+                return refused
+    return None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, value in pairs:
+        refused = _refused_in(value)
+        if refused is not None:
+            raise NumberRefused(refused.message, key)
+    return dict(pairs)
 
 
 def json_loads_strict(text: str) -> Any:
     """``json.loads`` refusing what no request may carry: NaN, infinities, numbers too long.
 
-    Raises :class:`NumberRefused` (a ``ValueError``) for those, ``ValueError`` for bad JSON.
+    Raises :class:`NumberRefused` (a ``ValueError``) naming the key that held such a number,
+    ``ValueError`` for text that is not JSON.
     """
-    return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    data = json.loads(
+        text,
+        parse_int=_int,
+        parse_float=_float,
+        parse_constant=_constant,
+        object_pairs_hook=_object,
+    )
+    refused = _refused_in(data)
+    if refused is not None:
+        raise NumberRefused(refused.message)
+    return data
 
 
 class JSONParser(parsers.JSONParser):
@@ -74,6 +125,11 @@ class JSONParser(parsers.JSONParser):
         try:
             text = codecs.getreader(encoding)(stream).read()
             data = json_loads_strict(text)
+        except NumberRefused as exc:
+            if exc.field is None:
+                raise ParseError(f"JSON parse error - {exc}") from None
+            # Named like any other bad field: {"detail": "Score: ...", "field": "Score"}.
+            raise ValidationError({exc.field: [f"{exc.message}."]}) from None
         except RecursionError:
             raise ParseError(f"JSON parse error - {TOO_DEEP_MESSAGE}") from None
         except ValueError as exc:

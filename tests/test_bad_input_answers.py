@@ -114,26 +114,29 @@ def test_each_bad_query_gets_its_exact_answer(admin_api, url, params, field, det
     assert (response.json()["field"], response.json()["detail"]) == (field, detail)
 
 
-NOT_FINITE = "JSON parse error - {} is not a finite number; JSON has no such value"
+NOT_FINITE = "{0}: {1} is not a finite number; JSON has no such value."
 
 BODIES = [
-    ("POST", "/api/v1/route/", '{"CallerId": "3035551234", "Score": 1e999}', None,
+    ("POST", "/api/v1/route/", '{"CallerId": "3035551234", "Score": 1e999}', "Score",
+     "Score: 1e999 is not a finite number."),
+    ("POST", "/api/v1/route/", '{"CallerId": "3035551234", "Score": [NaN]}', "Score",
+     NOT_FINITE.format("Score", "NaN")),
+    ("POST", "/api/v1/route/", '{"CallerId": "3035551234", "S": ' + "9" * 200 + "}", "S",
+     "S: a number longer than 100 characters (99999999999999999999...) is not accepted."),
+    ("POST", "/api/v1/route/", "[1e999]", None,
      "JSON parse error - 1e999 is not a finite number"),
-    ("POST", "/api/v1/route/", '{"CallerId": "3035551234", "Score": NaN}', None,
-     NOT_FINITE.format("NaN")),
-    ("POST", "/api/v1/route/", '{"CallerId": "3035551234", "S": ' + "9" * 200 + "}", None,
-     "JSON parse error - a number longer than 100 characters (99999999999999999999...)"
-     " is not accepted"),
     ("POST", "/api/v1/route/", "[]", None, "Send a JSON object."),
     ("POST", "/api/v1/route/", '{"CallerId": "3035551234", "strategy": "x"}', "strategy",
      "strategy: 'x' is not one of: waterfall, highest_bid."),
     ("POST", "/api/v1/buyers/{buyer}/test-bid/", '[{"CallerId": "3035551234"}]', None,
      "Send a JSON object."),
-    ("POST", "/api/v1/buyers/{buyer}/test-bid/", '{"Score": -Infinity}', None,
-     NOT_FINITE.format("-Infinity")),
+    ("POST", "/api/v1/buyers/{buyer}/test-bid/", '{"Score": -Infinity}', "Score",
+     NOT_FINITE.format("Score", "-Infinity")),
+    ("POST", "/api/v1/bids/import/", '{"records": [{"bid_amount": 1e999}]}', "bid_amount",
+     "bid_amount: 1e999 is not a finite number."),
     ("POST", "/api/v1/bids/import/", "[]", None, "Send a JSON object."),
-    ("POST", "/api/v1/buyers/", '{"name": "x", "min_bid": Infinity}', None,
-     NOT_FINITE.format("Infinity")),
+    ("POST", "/api/v1/buyers/", '{"name": "x", "min_bid": Infinity}', "min_bid",
+     NOT_FINITE.format("min_bid", "Infinity")),
     ("PATCH", "/api/v1/calls/{call}/", '{"paid_out": false}', "paid_out",
      "paid_out: Only a routed call can be marked paid out."),
 ]  # fmt: skip

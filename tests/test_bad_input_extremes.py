@@ -180,7 +180,8 @@ def test_a_non_finite_number_in_a_route_is_refused_before_any_bid_is_sent(
     response = api.generic("POST", "/api/v1/route/", _raw(body), content_type="application/json")
 
     assert response.status_code == 400, response.content[:300]
-    assert "not a finite number" in response.json()["detail"]
+    assert response.json()["field"] == "Score"
+    assert response.json()["detail"].startswith(f"Score: {number} is not a finite number")
     assert simulator.requests() == []
     assert not Call.objects.exists()
     assert not BidLog.objects.exists()
@@ -199,14 +200,19 @@ def test_a_non_finite_number_in_a_test_bid_or_an_import_is_refused(api, sim_buye
         .replace("GRID", buyer.grid_id)
         .replace("NUMBER", number)
     )
-    for url, body in [
-        (f"/api/v1/buyers/{buyer.pk}/test-bid/", test_bid),
-        ("/api/v1/bids/import/", record),
-        ("/api/v1/buyers/", '{"name": "x", "min_bid": NUMBER}'.replace("NUMBER", number)),
+    for url, body, field in [
+        (f"/api/v1/buyers/{buyer.pk}/test-bid/", test_bid, "Score"),
+        ("/api/v1/bids/import/", record, "bid_amount"),
+        (
+            "/api/v1/buyers/",
+            '{"name": "x", "min_bid": NUMBER}'.replace("NUMBER", number),
+            "min_bid",
+        ),
     ]:
         response = api.generic("POST", url, _raw(body), content_type="application/json")
 
         assert response.status_code == 400, (url, response.content[:300])
+        assert response.json()["field"] == field, url
         assert "not a finite number" in response.json()["detail"], url
     assert not BidLog.objects.exists()
 
@@ -219,6 +225,7 @@ def test_a_number_too_long_is_refused_before_it_is_converted(api, sim_buyer, sim
     response = api.generic("POST", "/api/v1/route/", _raw(body), content_type="application/json")
 
     assert response.status_code == 400
+    assert response.json()["field"] == "Score"
     assert "longer than 100 characters" in response.json()["detail"]
     assert simulator.requests() == []
 
