@@ -72,7 +72,8 @@ def call_row(call: Call, *, masked: bool) -> dict[str, Any]:
         "bid_amount": call.bid_amount,
         "destination": mask_phone(call.destination) if masked else call.destination,
         "duration_ms": call.duration_ms,
-        "paid_out": call.paid_out,
+        # Only a sale can be paid out: an unrouted call has no paid-out mark to show.
+        "paid_out": call.paid_out if call.routed else None,
         "params": params,
     }
 

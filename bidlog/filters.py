@@ -15,33 +15,61 @@ from django.db.models import QuerySet
 
 from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass, Source
 from bidlog.models import BidLog
+from callgrid_portal.allowed import ChoiceFilter, MultipleChoiceFilter
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+
+# Dates from outside are read within these bounds: every report, filter and import can add
+# a year or step a bucket on either side without leaving what Python's datetime holds.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+DATETIME_INVALID_MESSAGE = "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z."
+DATETIME_RANGE_MESSAGE = "Must be between 1970-01-01 and 2999-12-31 (UTC)."
+# The longest ISO 8601 spelling fromisoformat reads (date, time to microseconds, offset with
+# seconds) is under 40 characters; anything much longer is not a date.
+MAX_DATETIME_CHARS = 64
 
 
 def parse_iso_datetime(value: str) -> datetime:
     """Parse an ISO 8601 date or date-time into an aware UTC datetime; naive means UTC.
 
+    The one reader of a date from outside (query parameters, forms, imports, page cursors).
+    Raises ``ValueError`` with a message to show as is: :data:`DATETIME_INVALID_MESSAGE`
+    when it is not a date, :data:`DATETIME_RANGE_MESSAGE` when it lies outside
+    :data:`EARLIEST`..:data:`LATEST` (year 1 and year 9999 are valid ISO 8601, but their
+    offsets and any arithmetic on them overflow).
+
     A ``+`` in an offset often arrives as a space when a client forgets to URL-encode it
     (``...T12:00:00 02:00``); that spelling is read as the ``+`` it was meant to be.
     """
     text = value.strip()
+    if len(text) > MAX_DATETIME_CHARS:
+        raise ValueError(DATETIME_INVALID_MESSAGE)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        if "T" in text and " " in text:
+        if not ("T" in text and " " in text):
+            raise ValueError(DATETIME_INVALID_MESSAGE) from None
+        try:
             parsed = datetime.fromisoformat(text.replace(" ", "+"))
-        else:
-            raise
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        except ValueError:
+            raise ValueError(DATETIME_INVALID_MESSAGE) from None
+    try:
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        # Year 1 east of UTC or year 9999 west of it: UTC falls outside datetime's years.
+        raise ValueError(DATETIME_RANGE_MESSAGE) from None
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError(DATETIME_RANGE_MESSAGE)
+    return moment
 
 
 class IsoDateTimeField(forms.Field):
-    """A date-time in ISO 8601 (``2025-05-01T12:00:00Z``, ``2025-05-01``), naive read as UTC."""
+    """A date-time in ISO 8601 (``2025-05-01T12:00:00Z``, ``2025-05-01``), naive read as UTC,
+    between 1970 and 2999 (see :func:`parse_iso_datetime`)."""
 
     default_error_messages = {
-        "invalid": "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z.",
+        "invalid": DATETIME_INVALID_MESSAGE,
+        "out_of_range": DATETIME_RANGE_MESSAGE,
     }
 
     def to_python(self, value: Any) -> datetime | None:
@@ -51,8 +79,9 @@ class IsoDateTimeField(forms.Field):
             return value if value.tzinfo else value.replace(tzinfo=UTC)
         try:
             return parse_iso_datetime(str(value))
-        except ValueError:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        except ValueError as exc:
+            code = "out_of_range" if str(exc) == DATETIME_RANGE_MESSAGE else "invalid"
+            raise forms.ValidationError(self.error_messages[code], code=code) from None
 
 
 class CallerIdField(forms.CharField):
@@ -120,14 +149,12 @@ class BidLogFilter(django_filters.FilterSet):
     grid_id = django_filters.CharFilter(field_name="buyer__grid_id")
     # distinct=False: a bid has one outcome, and SELECT DISTINCT would make PostgreSQL sort
     # every matching row before it can return the first page.
-    outcome = django_filters.MultipleChoiceFilter(
+    outcome = MultipleChoiceFilter(
         choices=Outcome.choices, widget=CommaSeparatedSelectMultiple, distinct=False
     )
-    outcome_class = django_filters.ChoiceFilter(
-        choices=OutcomeClass.choices, method="filter_outcome_class"
-    )
+    outcome_class = ChoiceFilter(choices=OutcomeClass.choices, method="filter_outcome_class")
     code = django_filters.NumberFilter()
-    source = django_filters.ChoiceFilter(choices=Source.choices)
+    source = ChoiceFilter(choices=Source.choices)
     caller_id = CallerIdFilter()
     call = IdFilter(field_name="call_id")
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")

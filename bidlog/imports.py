@@ -10,6 +10,7 @@ are marked stale so reports read them raw until the rollups catch up.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -24,7 +25,7 @@ from bidlog.filters import parse_iso_datetime
 from bidlog.models import BidLog
 from bidlog.rollups import retention_floor, rollup_mark_stale
 from buyers.models import Buyer
-from callgrid_portal.bidapi.answers import CODE_OUTCOMES
+from callgrid_portal.bidapi.answers import ACCEPT_OUTCOMES, outcome_for
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
@@ -124,6 +125,40 @@ def _amount(value: Any) -> Decimal:
     return amount
 
 
+def _outcome(
+    given: Any, values: dict[str, Any], buyer: Buyer | None, fail: Callable[[str, str], None]
+) -> tuple[Any, str]:
+    """The record's outcome and, when it was derived, why (the row's ``error``).
+
+    With a code, the outcome is what the live client makes of that answer
+    (:func:`~callgrid_portal.bidapi.answers.outcome_for`); a given outcome must agree with
+    it. Without one, the given outcome stands, except those only code 1000 gives.
+    """
+    code = values.get("code")
+    if given is not None and (given not in Outcome.values or given == Outcome.PENDING):
+        fail("outcome", "Not a known outcome.")
+        return given, ""
+    if code is None:
+        if given is None:
+            fail("outcome", "Give an outcome, or a CallGrid code it can be read from.")
+        elif given in ACCEPT_OUTCOMES:
+            fail("outcome", f"Outcome {given} needs its code (1000).")
+        return given, ""
+    if buyer is None:
+        return given, ""  # the missing buyer is reported; its minimum bid is unknown
+    derived = outcome_for(
+        code,
+        values.get("bid_amount"),
+        values.get("destination", ""),
+        buyer.min_bid,
+        http_status=values.get("http_status"),
+    )
+    if given is not None and given != derived.outcome:
+        why = f" ({derived.reason})" if derived.reason else ""
+        fail("outcome", f"Code {code} is {derived.outcome}{why}, not {given}.")
+    return derived.outcome, derived.reason
+
+
 def _record_to_row(
     record: Any, buyers: dict[str, Buyer], floor: datetime, latest: datetime
 ) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
@@ -155,8 +190,8 @@ def _record_to_row(
     else:
         try:
             created_at = parse_iso_datetime(raw_created)
-        except ValueError:
-            fail("created_at", "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z.")
+        except ValueError as exc:
+            fail("created_at", str(exc))
         else:
             if created_at < floor:
                 fail("created_at", "Older than the retention period; it would be deleted.")
@@ -199,18 +234,9 @@ def _record_to_row(
         fail("request", "Must be a JSON object.")
     elif contains_nul(request):
         fail("request", f"Keys and values {NUL_MESSAGE}.")
-    outcome = record.get("outcome")
-    code = values.get("code")
-    if outcome is None:
-        outcome = CODE_OUTCOMES.get(code) if code is not None else None
-        if outcome is None:
-            fail("outcome", "Give an outcome, or a CallGrid code it can be read from.")
-        elif outcome == Outcome.ACCEPTED and buyer is not None:
-            amount = values.get("bid_amount")
-            if amount is None or amount < buyer.min_bid or not values.get("destination"):
-                outcome = Outcome.BELOW_MIN_BID
-    elif outcome not in Outcome.values or outcome == Outcome.PENDING:
-        fail("outcome", "Not a known outcome.")
+    outcome, reason = _outcome(record.get("outcome"), values, buyer, fail)
+    if reason and not values.get("error"):
+        values["error"] = reason
     caller_id = record.get("caller_id")
     if not isinstance(caller_id, str | int) or isinstance(caller_id, bool) or caller_id == "":
         fail("caller_id", "This field is required.")

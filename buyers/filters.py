@@ -5,6 +5,7 @@ from django.db.models import Q, QuerySet
 
 from buyers.choices import BuyerStatus, CallerIdFormat, Vertical
 from buyers.models import Buyer
+from callgrid_portal.allowed import ChoiceFilter
 
 
 class BuyerFilter(django_filters.FilterSet):
@@ -15,9 +16,9 @@ class BuyerFilter(django_filters.FilterSet):
     """
 
     q = django_filters.CharFilter(method="search", label="Search")
-    status = django_filters.ChoiceFilter(choices=BuyerStatus.choices)
-    vertical = django_filters.ChoiceFilter(choices=Vertical.choices)
-    caller_id_format = django_filters.ChoiceFilter(choices=CallerIdFormat.choices)
+    status = ChoiceFilter(choices=BuyerStatus.choices)
+    vertical = ChoiceFilter(choices=Vertical.choices)
+    caller_id_format = ChoiceFilter(choices=CallerIdFormat.choices)
     grid_id = django_filters.CharFilter(field_name="grid_id", lookup_expr="exact")
 
     class Meta:

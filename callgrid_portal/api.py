@@ -65,9 +65,12 @@ class PortalAutoSchema(AutoSchema):
         if direction != "response":
             return responses
         errors = {"400": "Bad input; `field` names the field at fault."}
-        if self.get_auth():
+        if self.method in ("POST", "PUT", "PATCH"):
+            errors["415"] = "The body is not JSON (nor a form)."
+        if self.get_auth() and getattr(self.view, "authentication_classes", None):
             errors["401"] = "No valid token or session."
             errors["403"] = "Your role does not allow this."
+        if getattr(self.view, "throttle_classes", None):
             errors["429"] = "Too many requests (API_THROTTLE_RATE)."
         if "{" in self.path:
             errors["404"] = "No such object."

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from callgrid_portal.allowed import not_one_of
 from callgrid_portal.bidapi import codes
 from callgrid_portal.bidapi.outcomes import outcome_class
 
@@ -75,9 +76,7 @@ class ErrorCodeListView(APIView):
         priority = request.query_params.get("priority")
         if priority is not None:
             if priority not in codes.Priority.values:
-                raise ValidationError(
-                    {"priority": [f"Choose one of {', '.join(codes.Priority.values)}."]}
-                )
+                raise ValidationError({"priority": [not_one_of(priority, codes.Priority.values)]})
             entries = [entry for entry in entries if entry.priority == priority]
         data: dict[str, Any] = {
             "count": len(entries),

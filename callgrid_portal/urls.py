@@ -2,16 +2,18 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from bidlog.api.routing import EligibilityView
 from bidlog.views import OverviewView, ReportsView
 from callgrid_portal.api import HealthView
+from callgrid_portal.api_index import NOT_FOUND_NAME, ApiIndexView, api_not_found
 from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
 from callgrid_portal.views import TroubleshootingView
 
 api_v1: list[URLPattern | URLResolver] = [
+    path("", ApiIndexView.as_view(), name="index"),
     path("health/", HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file of its own: no inline script (CSP).
@@ -35,6 +37,8 @@ urlpatterns = [
     path("troubleshooting/", TroubleshootingView.as_view(), name="troubleshooting"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
+    # Last: any other path under /api/ is a JSON 404, never the site's HTML page.
+    re_path(r"^api/", api_not_found, name=NOT_FOUND_NAME),
 ]
 
 # A request refused as a whole before any view (a body too large, too many fields) is

@@ -1,7 +1,8 @@
 """Bad input never answers 500: a sweep of odd values over every endpoint that takes input.
 
-Each request must be answered below 500, and a refusal must be JSON (the API's error shape),
-never Django's HTML error page. The values are the ones that broke endpoints before: the NUL
+Each request must be answered with a success or exactly a 400 in the API's JSON error shape,
+with a message and the field at fault (the parameter or body field the sweep changed), never
+Django's HTML error page. The values are the ones that broke endpoints before: the NUL
 character PostgreSQL cannot store, numbers past a bigint (SQLite cannot even compare them),
 lists and objects where a string belongs, and bodies that are not JSON at all.
 """
@@ -74,6 +75,8 @@ LIST_FILTERS = {
 # Every field the API declares, read-only ones included (they must be ignored, not crash).
 BUYER_FIELDS = [name for name in BuyerSerializer.Meta.fields if name != "id"]
 IMPORT_FIELDS = sorted(FIELDS)
+# Health checks need a test caller ID: turning them on names the caller ID that is missing.
+BUYER_DEPENDS = {"health_check_minutes": ("health_check_caller_id",)}
 
 
 @pytest.fixture
@@ -82,14 +85,28 @@ def api(admin_api):
     return admin_api
 
 
-def _refused_properly(response) -> bool:
-    if response.status_code >= 500:
+def _refused_properly(response, fields: tuple[str, ...] | None = None) -> bool:
+    """A success, or a JSON 400 with a message whose ``field`` is one of ``fields``."""
+    if response.status_code in (200, 201, 202, 204):
+        return True
+    if response.status_code != 400 or not response["Content-Type"].startswith("application/json"):
         return False
-    return response.status_code < 400 or response["Content-Type"].startswith("application/json")
+    body = response.json()
+    if not isinstance(body.get("detail"), str) or not body["detail"]:
+        return False
+    return fields is None or body.get("field") in fields
 
 
 def _sweep(requests) -> list:
-    return [what for what, response in requests if not _refused_properly(response)]
+    """What was not answered properly, as ``(what, status, body)``.
+
+    Each request is ``(what, response)`` or ``(what, response, fields at fault)``.
+    """
+    failures = []
+    for what, response, *fields in requests:
+        if not _refused_properly(response, fields[0] if fields else None):
+            failures.append((what, response.status_code, response.content[:200]))
+    return failures
 
 
 def test_list_filters_and_lookups_never_answer_500(api, sim_buyer):
@@ -100,10 +117,15 @@ def test_list_filters_and_lookups_never_answer_500(api, sim_buyer):
             params = {name: value}
             if url.endswith("eligibility/") and name != "caller_id":
                 params["caller_id"] = "3035551234"
-            requests.append(((url, params), api.get(url, params)))
-    for code in ["x", "-1", "9" * 40, "%00"]:
-        requests.append((code, api.get(f"/api/v1/error-codes/{code}/")))
+            requests.append(((url, params), api.get(url, params), (name,)))
     assert _sweep(requests) == []
+    for code in ["x", "-1", "9" * 40]:
+        response = api.get(f"/api/v1/error-codes/{code}/")
+        assert response.status_code == 404
+        assert response.json() == {
+            "detail": f"CallGrid has no documented code {code!r}.",
+            "field": None,
+        }
 
 
 def test_buyer_writes_never_answer_500(api, sim_buyer):
@@ -115,6 +137,7 @@ def test_buyer_writes_never_answer_500(api, sim_buyer):
             (
                 ("patch", *what),
                 api.patch(f"/api/v1/buyers/{buyer.pk}/", {field: value}, format="json"),
+                (field, *BUYER_DEPENDS.get(field, ())),
             )
         )
         body = {
@@ -123,7 +146,14 @@ def test_buyer_writes_never_answer_500(api, sim_buyer):
             "endpoint_url": buyer.endpoint_url,
             field: value,
         }
-        requests.append((("create", *what), api.post("/api/v1/buyers/", body, format="json")))
+        # Every create after the first repeats the name and Grid ID, refused on their own.
+        requests.append(
+            (
+                ("create", *what),
+                api.post("/api/v1/buyers/", body, format="json"),
+                (field, "name", "grid_id", *BUYER_DEPENDS.get(field, ())),
+            )
+        )
     assert _sweep(requests) == []
 
 
@@ -136,11 +166,13 @@ def test_route_test_bid_and_call_writes_never_answer_500(api, sim_buyer):
     ):
         body = {"CallerId": "3035551234", key: value}
         what = (key, repr(value)[:30])
-        requests.append((("route", *what), api.post("/api/v1/route/", body, format="json")))
+        # Extra parameters are checked by name: the error names the key that was sent.
+        requests.append((("route", *what), api.post("/api/v1/route/", body, format="json"), (key,)))
         requests.append(
             (
                 ("test bid", *what),
                 api.post(f"/api/v1/buyers/{buyer.pk}/test-bid/", body, format="json"),
+                (key,),
             )
         )
     for value in ODD_VALUES:
@@ -148,6 +180,7 @@ def test_route_test_bid_and_call_writes_never_answer_500(api, sim_buyer):
             (
                 ("paid_out", repr(value)[:30]),
                 api.patch(f"/api/v1/calls/{call.pk}/", {"paid_out": value}, format="json"),
+                ("paid_out",),
             )
         )
         requests.append(
@@ -171,6 +204,7 @@ def test_imports_never_answer_500(api, sim_buyer):
             (
                 ("records", repr(value)[:30]),
                 api.post("/api/v1/bids/import/", {"records": value}, format="json"),
+                ("records",),
             )
         )
     for field, value in itertools.product(IMPORT_FIELDS, ODD_VALUES):
@@ -180,6 +214,7 @@ def test_imports_never_answer_500(api, sim_buyer):
                 api.post(
                     "/api/v1/bids/import/", {"records": [{**record, field: value}]}, format="json"
                 ),
+                ("records",),
             )
         )
     assert _sweep(requests) == []
@@ -203,8 +238,16 @@ def test_bodies_that_are_not_json_never_answer_500(api, sim_buyer, raw, content_
         f"/api/v1/buyers/{buyer.pk}/test-bid/",
         "/api/v1/bids/import/",
     ]
-    requests = [(url, api.generic("POST", url, raw, content_type=content_type)) for url in urls]
-    assert _sweep(requests) == []
+    for url in urls:
+        response = api.generic("POST", url, raw, content_type=content_type)
+        if content_type == "text/plain":
+            assert response.status_code == 415, url
+            assert response.json() == {
+                "detail": 'Unsupported media type "text/plain" in request.',
+                "field": None,
+            }
+        else:
+            assert _refused_properly(response), (url, response.content[:200])
 
 
 @pytest.mark.parametrize("depth", [40, 100_000])

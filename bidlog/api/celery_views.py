@@ -6,7 +6,7 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +19,8 @@ from bidlog.filters import MAX_ID
 from bidlog.models import Alert
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
+from callgrid_portal.allowed import not_one_of
+from callgrid_portal.api import ErrorSerializer
 from callgrid_portal.bidapi.client import param_problem
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.privacy import shown_to
@@ -79,7 +81,15 @@ class TestBidView(APIView):
 
     write_role = OPERATOR
 
-    @extend_schema(request=TestBidInputSerializer, responses={202: TestBidOutputSerializer})
+    @extend_schema(
+        request=TestBidInputSerializer,
+        responses={
+            202: TestBidOutputSerializer,
+            503: OpenApiResponse(
+                ErrorSerializer, "The task queue is unreachable; nothing was recorded."
+            ),
+        },
+    )
     def post(self, request: Request, pk: int) -> Response:
         buyer = get_object_or_404(Buyer, pk=pk)
         body = request.data if isinstance(request.data, dict) else {}
@@ -155,9 +165,7 @@ class AlertListView(generics.ListAPIView):
         params = self.request.query_params
         wanted = params.get("status") or None
         if wanted and wanted not in AlertStatus.values:
-            raise serializers.ValidationError(
-                {"status": [f"Use one of: {', '.join(AlertStatus.values)}."]}
-            )
+            raise serializers.ValidationError({"status": [not_one_of(wanted, AlertStatus.values)]})
         buyer = params.get("buyer") or None
         if buyer is not None and not (buyer.isdigit() and int(buyer) <= MAX_ID):
             raise serializers.ValidationError({"buyer": ["A buyer id is a whole number."]})

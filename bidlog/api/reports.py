@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
@@ -28,6 +29,7 @@ from bidlog.filters import parse_iso_datetime
 from bidlog.imports import ImportRejected, bids_import
 from bidlog.reports import report_states, report_summary, report_timeseries
 from buyers.models import Buyer
+from callgrid_portal.allowed import drf_invalid_choice, not_one_of
 from callgrid_portal.csvexport import csv_write
 from callgrid_portal.privacy import can_see_caller_ids
 from callgrid_portal.roles import OPERATOR, VIEWER
@@ -71,15 +73,13 @@ def _plain(value: Any) -> Any:
 
 @extend_schema_field(OpenApiTypes.DATETIME)
 class IsoDateTime(serializers.Field):
-    """ISO 8601 date or date-time; naive means UTC (the bids list reads it the same way)."""
+    """ISO 8601 date or date-time from 1970 to 2999; naive means UTC (as the bids list reads it)."""
 
     def to_internal_value(self, data: Any) -> datetime:
         try:
             return parse_iso_datetime(str(data))
-        except ValueError:
-            raise serializers.ValidationError(
-                "Enter an ISO 8601 date-time such as 2025-05-01T12:00:00Z."
-            ) from None
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
@@ -93,7 +93,11 @@ class ReportQuerySerializer(serializers.Serializer):
     buyer = serializers.IntegerField(required=False, min_value=1)
     # DRF's serializer metaclass moves declared fields off the class, so this never replaces
     # Field.source; the stubs see a class attribute of another type.
-    source = serializers.ChoiceField(choices=Source.choices, required=False)  # type: ignore[assignment]
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=Source.choices,
+        required=False,
+        error_messages={"invalid_choice": drf_invalid_choice(Source.choices)},
+    )
 
     def validate_buyer(self, value: int) -> int:
         if not Buyer.objects.filter(pk=value).exists():
@@ -113,7 +117,11 @@ class ReportQuerySerializer(serializers.Serializer):
 class TimeseriesQuerySerializer(ReportQuerySerializer):
     """Adds ``bucket`` (``hour`` or ``day``) and ``tz`` (IANA zone, default ``TIME_ZONE``)."""
 
-    bucket = serializers.ChoiceField(choices=["hour", "day"], default="hour")
+    bucket = serializers.ChoiceField(
+        choices=["hour", "day"],
+        default="hour",
+        error_messages={"invalid_choice": drf_invalid_choice(["hour", "day"])},
+    )
     tz = serializers.CharField(required=False, max_length=64)
 
     def validate_tz(self, value: str) -> str:
@@ -156,6 +164,15 @@ def _csv_response(rows: list[list[Any]], name: str, request: Request) -> Respons
 class _ReportView(APIView):
     read_role = VIEWER
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # DRF answers an unknown ?format= with a 404, as if the report did not exist.
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            wanted = request.query_params.get("format", "")
+            formats = [renderer.format for renderer in self.get_renderers()]
+            raise serializers.ValidationError({"format": [not_one_of(wanted, formats)]}) from None
 
     def wants_csv(self, request: Request) -> bool:
         return getattr(request.accepted_renderer, "format", None) == "csv"

@@ -48,6 +48,7 @@ from bidlog.routing import call_route
 from bidlog.selectors import call_list
 from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
+from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
 from callgrid_portal.authentication import PortalTokenAuthentication
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
@@ -84,7 +85,11 @@ class RouteInputSerializer(serializers.Serializer):
     InboundStateCode = serializers.CharField(
         required=False, allow_blank=True, help_text="Two-letter US state code."
     )
-    strategy = serializers.ChoiceField(choices=RoutingStrategy.choices, required=False)
+    strategy = serializers.ChoiceField(
+        choices=RoutingStrategy.choices,
+        required=False,
+        error_messages={"invalid_choice": drf_invalid_choice(RoutingStrategy.choices)},
+    )
     buyers = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, allow_empty=False
     )
@@ -174,11 +179,24 @@ class RouteOutputSerializer(serializers.Serializer):
 
 
 class CallSerializer(serializers.ModelSerializer):
-    """A routing decision; caller IDs are masked for viewers. Only ``paid_out`` is writable."""
+    """A routing decision; caller IDs are masked for viewers.
+
+    ``paid_out`` is null for a call that was not routed: there was no sale to pay out.
+    ``PATCH`` changes it through :class:`PaidOutInputSerializer`.
+    """
 
     url = serializers.HyperlinkedIdentityField(view_name="api:call-detail")
-    winner_name = serializers.CharField(source="winner.name", read_only=True, default=None)
-    grid_id = serializers.CharField(source="winner.grid_id", read_only=True, default=None)
+    winner_name = serializers.CharField(
+        source="winner.name", read_only=True, default=None, allow_null=True
+    )
+    grid_id = serializers.CharField(
+        source="winner.grid_id", read_only=True, default=None, allow_null=True
+    )
+    paid_out = serializers.BooleanField(
+        read_only=True,
+        allow_null=True,
+        help_text="Whether the buyer paid for the call; null when the call was not routed.",
+    )
 
     class Meta:
         model = Call
@@ -201,10 +219,12 @@ class CallSerializer(serializers.ModelSerializer):
             "paid_out",
             "route_key",
         ]
-        read_only_fields = [f for f in fields if f != "paid_out"]
+        read_only_fields = fields
 
     def to_representation(self, instance: Call) -> dict[str, Any]:
         data = super().to_representation(instance)
+        if not instance.routed:
+            data["paid_out"] = None
         if not can_see_caller_ids(getattr(self.context.get("request"), "user", None)):
             data["caller_id"] = mask_phone(data["caller_id"])
             data["destination"] = mask_phone(data["destination"])
@@ -235,12 +255,13 @@ class PaidOutInputSerializer(serializers.Serializer):
 class CallFilter(django_filters.FilterSet):
     """Filter calls by outcome, winner, strategy, source, caller and time (since ≤ t < until)."""
 
-    routed = django_filters.BooleanFilter()
-    paid_out = django_filters.BooleanFilter()
+    routed = BooleanFilter()
+    # Only a routed call can be paid out or not; an unrouted one matches neither.
+    paid_out = BooleanFilter(method="filter_paid_out")
     winner = IdFilter(field_name="winner_id")
     grid_id = django_filters.CharFilter(field_name="winner__grid_id")
-    strategy = django_filters.ChoiceFilter(choices=RoutingStrategy.choices)
-    source = django_filters.ChoiceFilter(choices=Source.choices)
+    strategy = ChoiceFilter(choices=RoutingStrategy.choices)
+    source = ChoiceFilter(choices=Source.choices)
     caller_id = CallerIdFilter()
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
@@ -249,6 +270,9 @@ class CallFilter(django_filters.FilterSet):
     class Meta:
         model = Call
         fields: list[str] = []
+
+    def filter_paid_out(self, queryset: QuerySet[Call], name: str, value: bool) -> QuerySet[Call]:
+        return queryset.filter(routed=True, paid_out=value)
 
 
 def _money(amount: Decimal | None) -> str | None:

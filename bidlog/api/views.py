@@ -9,10 +9,12 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers, viewsets
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
 
 from bidlog.api.serializers import BidLogSerializer
-from bidlog.filters import BidLogFilter
+from bidlog.filters import BidLogFilter, parse_iso_datetime
 from bidlog.models import BidLog
 from bidlog.selectors import bid_get, bid_list
 from callgrid_portal.roles import VIEWER
@@ -32,6 +34,28 @@ class BidCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+    invalid_cursor_message = "Invalid cursor; follow the next or previous link of a page."
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """The cursor of the request; a broken one is a 400 naming ``cursor``, not a 404.
+
+        Its position is a ``created_at`` from outside too, read by the one date parser.
+        """
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            cursor = None
+            broken = True
+        else:
+            broken = False
+            if cursor is not None and cursor.position is not None:
+                try:
+                    parse_iso_datetime(str(cursor.position))
+                except ValueError:
+                    broken = True
+        if broken:
+            raise serializers.ValidationError({"cursor": [self.invalid_cursor_message]})
+        return cursor
 
 
 class BidViewSet(viewsets.ReadOnlyModelViewSet):

@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.exceptions import APIException
 
@@ -10,6 +11,7 @@ from buyers.api.serializers import BuyerSerializer
 from buyers.filters import BuyerFilter
 from buyers.models import Buyer
 from buyers.selectors import buyer_list
+from callgrid_portal.api import ErrorSerializer
 from callgrid_portal.roles import ADMIN, OPERATOR, VIEWER
 
 
@@ -20,6 +22,16 @@ class BuyerHasBids(APIException):
     default_code = "has_bids"
 
 
+@extend_schema_view(
+    destroy=extend_schema(
+        responses={
+            204: None,
+            409: OpenApiResponse(
+                ErrorSerializer, "The buyer has bid logs; disable it instead of deleting it."
+            ),
+        }
+    )
+)
 class BuyerViewSet(viewsets.ModelViewSet):
     """Buyers: viewers read, operators create and edit, admins delete.
 

@@ -26,6 +26,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
@@ -180,47 +181,66 @@ def _read(
     attempt.code = code if 0 <= code <= MAX_STORED_CODE else None
     attempt.message = nul_replaced(_text(payload.get("message"))[:MAX_MESSAGE_CHARS])
     attempt.response_caller_id = _short(payload.get("caller_id"))
-    # HTTP 429 is a rate limit whatever the body says (error-code reference, 5001).
-    outcome = Outcome.RATE_LIMITED if http_status == 429 else CODE_OUTCOMES.get(code)
-    if outcome is None:
-        attempt.outcome = Outcome.BAD_RESPONSE
-        attempt.error = f"unknown code {code}"
-        attempt.raw_response = raw_text(raw)
-        return
     amount, amount_error = parse_amount(payload.get("bid_amount"))
     attempt.bid_amount = None if amount is None else amount.quantize(CENT, rounding=ROUND_DOWN)
-    if outcome != Outcome.ACCEPTED:
+    destination = payload.get("destination")
+    if amount_error and http_status != 429 and CODE_OUTCOMES.get(code) == Outcome.ACCEPTED:
         # Only an acceptance carries a meaningful amount (the guide sends 0 with the others),
-        # so an odd amount there does not hide the real answer, e.g. a retryable 5000.
-        attempt.outcome = outcome
-        return
-    if amount_error:
-        attempt.outcome = Outcome.BAD_RESPONSE
-        attempt.error = amount_error
+        # so an odd amount elsewhere does not hide the real answer, e.g. a retryable 5000.
+        classified = Classified(Outcome.BAD_RESPONSE, amount_error)
+    else:
+        classified = outcome_for(code, amount, destination, min_bid, http_status=http_status)
+    attempt.outcome = classified.outcome
+    if classified.outcome in ACCEPT_OUTCOMES:
+        attempt.destination = _text(destination).strip()
+    if classified.outcome in (Outcome.BAD_RESPONSE, Outcome.BELOW_MIN_BID):
+        attempt.error = classified.reason
+    if classified.outcome == Outcome.BAD_RESPONSE:
         attempt.raw_response = raw_text(raw)
-        return
-    _read_accept(attempt, payload.get("destination"), amount, min_bid, raw)
 
 
-def _read_accept(
-    attempt: Any, destination: Any, amount: Decimal | None, min_bid: Decimal, raw: bytes
-) -> None:
-    problem = destination_problem(destination) if amount is not None else None
+@dataclass(frozen=True)
+class Classified:
+    """An outcome and, when the answer was not taken at its word, why (the bid's ``error``)."""
+
+    outcome: Outcome
+    reason: str = ""
+
+
+# Outcomes only an answer with code 1000 gives.
+ACCEPT_OUTCOMES = frozenset({Outcome.ACCEPTED, Outcome.BELOW_MIN_BID})
+
+
+def outcome_for(
+    code: int,
+    amount: Decimal | None,
+    destination: Any,
+    min_bid: Decimal,
+    *,
+    http_status: int | None = None,
+) -> Classified:
+    """The outcome of an answer with CallGrid ``code``: one rule for live and imported bids.
+
+    HTTP 429 is a rate limit whatever the code (error-code reference, 5001); an unknown code
+    is a bad response; code 1000 is accepted only with an amount, a destination that can
+    receive a call and an amount at or above ``min_bid`` (else a bad response, or below the
+    minimum bid). The amount is compared exactly: 24.999 is below a 25.00 minimum.
+    """
+    if http_status == 429:
+        return Classified(Outcome.RATE_LIMITED, "HTTP 429")
+    outcome = CODE_OUTCOMES.get(code)
+    if outcome is None:
+        return Classified(Outcome.BAD_RESPONSE, f"unknown code {code}")
+    if outcome != Outcome.ACCEPTED:
+        return Classified(outcome)
     if amount is None:
-        problem = "accepted without a bid amount"
+        return Classified(Outcome.BAD_RESPONSE, "accepted without a bid amount")
+    problem = destination_problem(destination)
     if problem is not None:
-        attempt.outcome = Outcome.BAD_RESPONSE
-        attempt.error = problem
-        attempt.raw_response = raw_text(raw)
-        return
-    attempt.destination = _text(destination).strip()
-    # Compare the exact offer: 24.999 is below a 25.00 minimum even though it rounds to 25.00.
-    assert amount is not None
+        return Classified(Outcome.BAD_RESPONSE, problem)
     if amount < min_bid:
-        attempt.outcome = Outcome.BELOW_MIN_BID
-        attempt.error = f"bid {amount} is below the minimum {min_bid}"
-        return
-    attempt.outcome = Outcome.ACCEPTED
+        return Classified(Outcome.BELOW_MIN_BID, f"bid {amount} is below the minimum {min_bid}")
+    return Classified(Outcome.ACCEPTED)
 
 
 def destination_problem(destination: Any) -> str | None:
