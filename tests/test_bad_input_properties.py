@@ -274,3 +274,98 @@ def test_any_page_query_value_shows_the_page_with_the_error_on_its_field(bob, da
             assert "broken_link" in context
 
     check()
+
+
+# --- the buyer page forms ------------------------------------------------------------------
+
+FORM_TEXT = st.one_of(st.sampled_from(EDGES), TEXT, st.integers().map(str))
+# The fields a person may type into, and the errors a value may cause on another field.
+BUYER_FORM_ALSO = {
+    "vertical": {"duplicate_window_days"},
+    "duplicate_window_days": {"vertical"},
+    "status": set(),
+    "endpoint_url": set(),
+    "health_check_minutes": {"health_check_caller_id"},
+    "health_check_caller_id": {"health_check_minutes"},
+    "timezone": {"operating_hours"},
+    "operating_hours": {"timezone"},
+}
+
+
+def _buyer_form(**overrides: str) -> dict[str, str]:
+    fields = {
+        "name": "Property Buyer",
+        "grid_id": "cm97s8hmv000777ijt06r4dj",
+        "status": "active",
+        "priority": "3",
+        "vertical": "insurance",
+        "notes": "",
+        "endpoint_url": "https://bid.callgrid.com/api/bid/",
+        "min_bid": "12.50",
+        "caller_id_format": "10-digit",
+        "accepted_states": "co, tx",
+        "extra_params": "",
+        "duplicate_window_days": "30",
+        "timeout_seconds": "5",
+        "max_concurrency": "10",
+        "rate_limit_per_minute": "120",
+        "capacity_cooldown_seconds": "60",
+        "daily_cap": "",
+        "monthly_cap": "",
+        "timezone": "America/Denver",
+        "operating_hours": "",
+        "health_check_minutes": "0",
+        "health_check_caller_id": "",
+        "auto_pause": "",
+    }
+    fields.update(overrides)
+    return fields
+
+
+@pytest.mark.parametrize("name", sorted(_buyer_form()))
+@pytest.mark.parametrize("page", ["buyers:create", "buyers:edit"])
+def test_any_buyer_form_value_is_saved_or_shown_with_the_error_on_its_field(bob, data, page, name):
+    client = page_client(bob)
+    client.raise_request_exception = False
+    url = reverse(page) if page == "buyers:create" else reverse(page, args=[data.pk])
+
+    @EXAMPLES
+    @given(value=FORM_TEXT)
+    def check(value: str) -> None:
+        response = client.post(url, _buyer_form(**{name: value}))
+        if "\x00" in value:
+            assert response.status_code == 400  # refused at the door, naming the field
+            assert name in response.content.decode()
+            return
+        if response.status_code == 302:
+            return  # saved
+        assert response.status_code == 200, (name, value, response.status_code)
+        errors = response.context["form"].errors
+        allowed = {name, "__all__"} | BUYER_FORM_ALSO.get(name, set())
+        assert errors and set(errors) <= allowed, (value, errors)
+
+    check()
+
+
+@pytest.mark.parametrize("name", ["caller_id", "state_code"])
+def test_any_test_bid_form_value_queues_the_bid_or_names_the_field(bob, data, broker_down, name):
+    client = page_client(bob)
+    client.raise_request_exception = False
+    url = reverse("buyers:test_bid", args=[data.pk])
+    label = {"caller_id": "Test caller ID", "state_code": "Caller's state"}[name]
+
+    @EXAMPLES
+    @given(value=FORM_TEXT)
+    def check(value: str) -> None:
+        response = client.post(url, {f"test-{name}": value}, follow=True)
+        if "\x00" in value:
+            assert response.status_code == 400
+            return
+        assert response.status_code == 200, (name, value, response.status_code)
+        shown = [str(m) for m in response.context["messages"]]
+        # Refused with the field's label, or accepted and then refused by the broker (down).
+        assert any(m.startswith(f"{label}:") for m in shown) or any(
+            "queue" in m.lower() or "broker" in m.lower() for m in shown
+        ), shown
+
+    check()

@@ -377,6 +377,14 @@ class RouteTokenAuthentication(PortalTokenAuthentication):
     and role; expiry is still checked on every route.
     """
 
+    def recently_checked(self, token: bytes) -> bool:
+        max_age = settings.ROUTE_TOKEN_CACHE_SECONDS
+        try:
+            digest = hash_token(token.decode("utf-8"))
+        except (TypeError, UnicodeDecodeError, binascii.Error):
+            return False
+        return max_age > 0 and _checked_tokens.get(digest, max_age=max_age) is not None
+
     def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
         max_age = settings.ROUTE_TOKEN_CACHE_SECONDS
         if max_age <= 0:

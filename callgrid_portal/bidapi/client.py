@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from callgrid_portal.bidapi import answers
-from callgrid_portal.bidapi.endpoints import EndpointPolicy, parse_address
+from callgrid_portal.bidapi.endpoints import EndpointPolicy
 from callgrid_portal.bidapi.outcomes import Outcome
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.bidapi.transport import (
@@ -293,16 +293,8 @@ def _request(bid: Bid, *, start_at: float, deadline: float | None) -> Request:
         headers=request_headers(bid.target.user_agent),
         budget_end=budget_end,
         start_at=start_at,
-        check_address=None if policy is None else _address_check(policy),
+        check_address=None if policy is None else policy.text_address_problem,
     )
-
-
-def _address_check(policy: EndpointPolicy) -> Callable[[str], str | None]:
-    def check(text: str) -> str | None:
-        address = parse_address(text)
-        return "not an IP address" if address is None else policy.address_problem(address)
-
-    return check
 
 
 def _retry_request(

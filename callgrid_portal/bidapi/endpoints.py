@@ -17,6 +17,7 @@ This module knows nothing of Django: the policy is built from settings by ``buye
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ METADATA_ADDRESSES = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> IPAddress | None:
     """``text`` as an IP address (brackets and IPv4-mapped IPv6 unwrapped), or ``None``."""
     try:
@@ -57,7 +59,17 @@ class EndpointPolicy:
         )
 
     def url_problem(self, url: str) -> str | None:
-        """Why a bid may not go to ``url`` (scheme, credentials, allow-list), or ``None``."""
+        """Why a bid may not go to ``url`` (scheme, credentials, allow-list), or ``None``.
+
+        Asked before every bid, so the answers are remembered per policy and URL.
+        """
+        return _url_problem(self, url)
+
+    def text_address_problem(self, text: str) -> str | None:
+        """:meth:`address_problem` for an address written as text (remembered, as above)."""
+        return _text_address_problem(self, text)
+
+    def _url_problem(self, url: str) -> str | None:
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").lower()
@@ -111,6 +123,17 @@ class EndpointPolicy:
             elif first_problem is None:
                 first_problem = problem
         return allowed, first_problem
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_problem(policy: EndpointPolicy, url: str) -> str | None:
+    return policy._url_problem(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_address_problem(policy: EndpointPolicy, text: str) -> str | None:
+    address = parse_address(text)
+    return "not an IP address" if address is None else policy.address_problem(address)
 
 
 def _host_key(host: str) -> str:
