@@ -23,6 +23,7 @@ from bidlog.forms import ReportRangeForm
 from bidlog.imports import FIELDS as IMPORT_FIELDS
 from bidlog.views import BidPageFilter
 from buyers.api.serializers import BuyerSerializer
+from buyers.models import Buyer
 from callgrid_portal.text import NUL_MESSAGE
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
@@ -333,11 +334,9 @@ def test_any_buyer_form_value_is_saved_or_shown_with_the_error_on_its_field(bob,
     @given(value=FORM_TEXT)
     def check(value: str) -> None:
         response = client.post(url, _buyer_form(**{name: value}))
-        if "\x00" in value:
-            assert response.status_code == 400  # refused at the door, naming the field
-            assert name in response.content.decode()
-            return
         if response.status_code == 302:
+            if page == "buyers:create":  # the next example creates anew
+                Buyer.objects.exclude(pk=data.pk).delete()
             return  # saved
         assert response.status_code == 200, (name, value, response.status_code)
         errors = response.context["form"].errors
@@ -358,14 +357,14 @@ def test_any_test_bid_form_value_queues_the_bid_or_names_the_field(bob, data, br
     @given(value=FORM_TEXT)
     def check(value: str) -> None:
         response = client.post(url, {f"test-{name}": value}, follow=True)
-        if "\x00" in value:
-            assert response.status_code == 400
-            return
         assert response.status_code == 200, (name, value, response.status_code)
         shown = [str(m) for m in response.context["messages"]]
-        # Refused with the field's label, or accepted and then refused by the broker (down).
-        assert any(m.startswith(f"{label}:") for m in shown) or any(
-            "queue" in m.lower() or "broker" in m.lower() for m in shown
+        queued = "test_bid=" in response.redirect_chain[-1][0]
+        # Refused with the field's label, or queued (or refused by the task queue, if down).
+        assert (
+            queued
+            or any(m.startswith(f"{label}:") for m in shown)
+            or any("task queue" in m for m in shown)
         ), shown
 
     check()
