@@ -94,7 +94,6 @@ class Response:
     detail: str = ""
     started: float = 0.0
     ended: float = 0.0
-    sent_at: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -219,7 +218,6 @@ class _Exchange:
         self.handle = handle
         handle.setopt(pycurl.HEADERFUNCTION, self.on_header)
         handle.setopt(pycurl.WRITEFUNCTION, self.on_body)
-        handle.setopt(pycurl.PREREQFUNCTION, self.on_prereq)
         self.reset(request)
 
     def reset(self, request: Request) -> None:
@@ -234,8 +232,10 @@ class _Exchange:
         self.allowed: frozenset[str] | None = None
         self.stopped: tuple[Failure, str] | None = None
 
-    # Whether the handle carries a CURLOPT_RESOLVE pin, to be replaced or cleared.
+    # Whether the handle carries a CURLOPT_RESOLVE pin, to be replaced or cleared, and the
+    # pre-request check (only names need it: a Python call per request otherwise saved).
     pinned = False
+    prereq = False
     # The headers the handle was last given.
     headers: Sequence[str] = ()
 
@@ -275,7 +275,6 @@ class _Exchange:
         A kept-alive connection made under an earlier DNS answer, or before the guard was
         tightened, is checked here too.
         """
-        self.response.sent_at = time.monotonic()
         if self.allowed is None or self.request.check_address is None:
             return pycurl.PREREQFUNC_OK
         checked = parse_address(address)
@@ -285,7 +284,6 @@ class _Exchange:
                 return pycurl.PREREQFUNC_OK
         else:
             problem = f"{address} is not an address the endpoint guard passed"
-        self.response.sent_at = 0.0  # refused: nothing is written
         self.stopped = (Failure.REFUSED_ADDRESS, problem)
         return pycurl.PREREQFUNC_ABORT
 
@@ -443,6 +441,12 @@ class _Loop:
         if pin or exchange.pinned:
             handle.setopt(pycurl.RESOLVE, pin)
             exchange.pinned = bool(pin)
+        if (allowed is not None) != exchange.prereq:
+            if allowed is not None:
+                handle.setopt(pycurl.PREREQFUNCTION, exchange.on_prereq)
+            else:
+                handle.unsetopt(pycurl.PREREQFUNCTION)
+            exchange.prereq = allowed is not None
         self.running[handle] = exchange
         self.multi.add_handle(handle)
         return None
@@ -533,7 +537,8 @@ class _Loop:
         if exchange.stopped is not None:
             response.failure, response.detail = exchange.stopped
         elif errno:
-            sent = response.sent_at > 0
+            # No byte of the request written: it never got past connecting.
+            sent = handle.getinfo(pycurl.REQUEST_SIZE) > 0
             response.failure, response.detail = _failure(errno, message, handle, sent)
         exchange.chunks = []
         self.idle.append(exchange)
