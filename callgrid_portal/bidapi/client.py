@@ -241,18 +241,9 @@ def send_bids(
 
     first: list[Request] = []
     for bid in bids:
-        try:
-            request = _first_request(bid, deadline)
-        except Exception as exc:  # a bug upstream (a target without a URL) costs one bid
-            logger.exception("preparing a bid to grid %s failed", bid.target.grid_id)
-            bid.attempts.append(
-                _failed_attempt(
-                    bid, Response(Request(bid.key, "", b"", (), 0)), f"unexpected error: {exc!r}"
-                )
-            )
-            request = None
+        request = _first_request(bid, deadline)
         if request is None:
-            finish(bid)  # refused by the endpoint guard: nothing sent
+            finish(bid)  # refused by the endpoint guard, or not sendable: nothing sent
         else:
             first.append(request)
     sent = None if on_sent is None else (lambda: on_sent([by_key[r.key] for r in first]))
@@ -262,7 +253,17 @@ def send_bids(
 
 
 def _first_request(bid: Bid, deadline: float | None) -> Request | None:
-    """The first request of ``bid``, or ``None`` (with its skip attempt) when it may not go."""
+    """The first request of ``bid``, or ``None`` (with its attempt) when it may not go."""
+    try:
+        return _checked_first_request(bid, deadline)
+    except Exception as exc:  # a bug upstream (a target without a URL) costs one bid
+        logger.exception("preparing a bid to grid %s failed", bid.target.grid_id)
+        unsent = Response(Request(bid.key, "", b"", (), 0))
+        bid.attempts.append(_failed_attempt(bid, unsent, f"unexpected error: {exc!r}"))
+        return None
+
+
+def _checked_first_request(bid: Bid, deadline: float | None) -> Request | None:
     target = bid.target
     if target.policy is not None:
         problem = target.policy.url_problem(target.bid_url)
