@@ -10,8 +10,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def document(api_client):
-    return api_client.get("/api/v1/schema/?format=json").json()
+def document(viewer_api):
+    return viewer_api.get("/api/v1/schema/?format=json").json()
 
 
 @pytest.mark.parametrize(
