@@ -24,6 +24,7 @@ from bidlog.imports import FIELDS as IMPORT_FIELDS
 from bidlog.views import BidPageFilter
 from buyers.api.serializers import BuyerSerializer
 from buyers.models import Buyer
+from buyers.views import BuyerPageFilter
 from callgrid_portal.text import NUL_MESSAGE
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
@@ -273,6 +274,46 @@ def test_any_page_query_value_shows_the_page_with_the_error_on_its_field(bob, da
         assert set(form.errors) <= {param} | ALSO.get(param, set()), (value, form.errors)
         if param == "before" and value:
             assert "broken_link" in context
+
+    check()
+
+
+@pytest.mark.parametrize("param", [*BuyerPageFilter.base_filters])
+def test_any_buyers_list_filter_value_shows_the_list_with_the_error_on_its_field(bob, data, param):
+    client = page_client(bob)
+    client.raise_request_exception = False
+
+    @EXAMPLES
+    @given(value=QUERY_VALUE)
+    def check(value: str) -> None:
+        response = client.get(reverse("buyers:list"), {param: value})
+        if "\x00" in value:
+            assert response.status_code == 400  # refused at the door, naming the parameter
+            return
+        assert response.status_code == 200, (param, value, response.status_code)
+        assert set(response.context["filter"].form.errors) <= {param}, value
+
+    check()
+
+
+@pytest.mark.parametrize("param", ["caller_id", "state_code"])
+def test_any_eligibility_check_value_shows_the_answer_or_the_error_on_its_field(bob, data, param):
+    client = page_client(bob)
+    client.raise_request_exception = False
+    url = reverse("buyers:detail", args=[data.pk])
+
+    @EXAMPLES
+    @given(value=QUERY_VALUE)
+    def check(value: str) -> None:
+        query = {"caller_id": "3035551234", "state_code": "CO", param: value}
+        response = client.get(url, query)
+        if "\x00" in value:
+            assert response.status_code == 400
+            return
+        assert response.status_code == 200, (param, value, response.status_code)
+        form = response.context["eligibility_form"]
+        assert set(form.errors) <= {param}, value
+        assert form.errors or "eligibility" in response.context  # an answer, or the error
 
     check()
 
