@@ -48,9 +48,9 @@ from django.utils import timezone  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from bidlog.models import BidLog, Call, RollupBucket  # noqa: E402
-from bidlog.reports import report_summary  # noqa: E402
-from bidlog.rollups import floor_hour, rollup_build  # noqa: E402
-from bidlog.views import PAGE_SIZE  # noqa: E402
+from bidlog.reports.pages import PAGE_SIZE  # noqa: E402
+from bidlog.reports.rollups import floor_hour, rollup_build  # noqa: E402
+from bidlog.reports.services import report_summary  # noqa: E402
 from buyers.models import Buyer  # noqa: E402
 
 BUYERS = 50

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from bidlog import call_views
+from bidlog.reports import call_pages as call_views
 
 app_name = "calls"
 

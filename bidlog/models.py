@@ -97,7 +97,8 @@ class BidLog(models.Model):
     # "", is "none": the partial unique index leaves NULLs out.
     external_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     claimed_at = models.DateTimeField(null=True, blank=True)
-    # Every attempt of a test bid or health check, oldest first (see bidlog.services.bid_trace);
+    # Every attempt of a test bid or health check, oldest first (see
+    # bidlog.routing.record.bid_trace);
     # the row's own answer fields are its final attempt's. Live rows, one per attempt, leave
     # it empty.
     trace = models.JSONField(default=list, blank=True)

@@ -11,8 +11,8 @@ Suggested beat schedule (the one schedule lives in callgrid_portal/celery.py):
 
 from celery import shared_task
 
-from bidlog.retention import retention_prune
-from bidlog.rollups import rollup_refresh
+from bidlog.ingest.retention import retention_prune
+from bidlog.reports.rollups import rollup_refresh
 
 
 @shared_task(name="bidlog.rollup_refresh", ignore_result=True)

@@ -14,8 +14,9 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from bidlog import alerts, health, notify, spool, testbids
 from bidlog.models import Alert
+from bidlog.monitoring import alerts, health, notify, testbids
+from bidlog.routing import spool
 
 logger = logging.getLogger(__name__)
 

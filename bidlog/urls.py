@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from bidlog import views
+from bidlog.reports import pages as views
 
 app_name = "bids"
 

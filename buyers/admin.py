@@ -95,7 +95,7 @@ class BuyerAdmin(SimpleHistoryAdmin):
         The worker fills each ``pending`` row in; the message links to the rows to watch.
         """
         # Imported here: buyers sits below bidlog; only this page action needs it.
-        from bidlog import testbids
+        from bidlog.monitoring import testbids
 
         queued = []
         for buyer in queryset:

@@ -7,7 +7,7 @@ it. Reads return their default, writes are dropped, and one warning is logged pe
 cache does not even try Redis (a Redis that hangs would cost every request a timeout); then
 the next command tries again, and the first that works ends the outage. ``incr``/``decr``
 still raise: they have no value to make up. The shared limits do not go through these
-methods (they run Lua scripts on the client) and fall back on their own (``bidlog.limits``).
+methods (they run Lua scripts on the client) and fall back on their own (``bidlog.routing.limits``).
 """
 
 from __future__ import annotations

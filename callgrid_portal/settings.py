@@ -310,7 +310,7 @@ BIDLOG_RETENTION_DAYS = env_int("BIDLOG_RETENTION_DAYS", 90, minimum=1)
 ALERT_EMAILS = env_list("ALERT_EMAILS")
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
 
-# --- Call routing (bidlog.routing, bidlog.limits) ---------------------------------------
+# --- Call routing (bidlog.routing) ------------------------------------------------------
 # The strategy a route request gets when it names none: waterfall (priority order, first
 # acceptable bid) or highest_bid (parallel auction).
 ROUTING_DEFAULT_STRATEGY = env_str("ROUTING_DEFAULT_STRATEGY", "waterfall")

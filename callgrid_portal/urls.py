@@ -5,8 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from bidlog.api.routing import EligibilityView
-from bidlog.views import OverviewView, ReportsView
+from bidlog.reports.pages import OverviewView, ReportsView
+from bidlog.routing.api import EligibilityView
 from callgrid_portal.api import HealthView
 from callgrid_portal.api_index import NOT_FOUND_NAME, ApiIndexView, api_not_found
 from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
@@ -22,7 +22,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("error-codes/<str:code>/", ErrorCodeDetailView.as_view(), name="error-code-detail"),
     # Before the buyers router, whose buyers/{pk}/ would otherwise claim "eligibility".
     path("buyers/eligibility/", EligibilityView.as_view(), name="buyer-eligibility"),
-    path("", include("buyers.api.urls")),
+    path("", include("bidlog.monitoring.buyer_api.urls")),
     path("", include("bidlog.api.urls")),
 ]
 
@@ -31,7 +31,7 @@ urlpatterns = [
     path("reports/", ReportsView.as_view(), name="reports"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("buyers/", include("buyers.urls")),
+    path("buyers/", include("bidlog.monitoring.buyer_urls")),
     path("bids/", include("bidlog.urls")),
     path("calls/", include("bidlog.call_urls")),
     path("troubleshooting/", TroubleshootingView.as_view(), name="troubleshooting"),

@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from bidlog.api.routing import _checked_tokens
+from bidlog.routing.api import _checked_tokens
 from callgrid_portal.simulator import Simulator
 from tests.factories import BuyerFactory, UserFactory
 from tests.servers import _pg_cluster_session, pg_cluster, redis_server  # noqa: F401 (fixtures)

@@ -12,9 +12,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from bidlog import alerts, notify
 from bidlog.choices import AlertRule, AlertStatus, Outcome, Source
 from bidlog.models import Alert
+from bidlog.monitoring import alerts, notify
 from tests.factories import BidLogFactory, BuyerFactory
 
 pytestmark = pytest.mark.django_db

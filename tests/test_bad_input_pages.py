@@ -9,12 +9,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from bidlog.call_views import CallPageFilter
 from bidlog.choices import Source
-from bidlog.forms import ReportRangeForm
-from bidlog.views import BidPageFilter
+from bidlog.monitoring.buyer_pages import BuyerPageFilter
+from bidlog.reports.call_pages import CallPageFilter
+from bidlog.reports.forms import ReportRangeForm
+from bidlog.reports.pages import BidPageFilter
 from buyers.forms import BuyerForm, EligibilityForm
-from buyers.views import BuyerPageFilter
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 

@@ -18,13 +18,13 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bidlog.call_views import CallPageFilter
-from bidlog.forms import ReportRangeForm
-from bidlog.imports import FIELDS as IMPORT_FIELDS
-from bidlog.views import BidPageFilter
-from buyers.api.serializers import BuyerSerializer
+from bidlog.ingest.imports import FIELDS as IMPORT_FIELDS
+from bidlog.monitoring.buyer_api.serializers import BuyerSerializer
+from bidlog.monitoring.buyer_pages import BuyerPageFilter
+from bidlog.reports.call_pages import CallPageFilter
+from bidlog.reports.forms import ReportRangeForm
+from bidlog.reports.pages import BidPageFilter
 from buyers.models import Buyer
-from buyers.views import BuyerPageFilter
 from callgrid_portal.text import NUL_MESSAGE
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory

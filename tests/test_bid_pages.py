@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
-from bidlog.support import support_request_text
+from bidlog.monitoring.support import support_request_text
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory
 

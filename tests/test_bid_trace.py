@@ -13,9 +13,10 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from bidlog import health, limits, testbids
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
+from bidlog.monitoring import health, testbids
+from bidlog.routing import limits
 from tests.conftest import page_client
 from tests.factories import BuyerFactory
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog, Call
-from bidlog.services import (
+from bidlog.routing.record import (
     ATTEMPT_FIELDS,
     StartedBidRow,
     bid_attempts_record,
@@ -261,7 +261,7 @@ def test_attempt_fields_cover_every_bid_log_field_an_attempt_fills():
     # listed in ATTEMPT_FIELDS or among the owner/bookkeeping fields, or a filled-in test bid
     # would lose it.
     from bidlog.models import BidLog
-    from bidlog.services import ATTEMPT_FIELDS, bid_result_values
+    from bidlog.routing.record import ATTEMPT_FIELDS, bid_result_values
 
     owner_and_bookkeeping = {"id", "buyer", "call", "source", "external_id", "claimed_at"}
     model_fields = {f.name for f in BidLog._meta.concrete_fields}

@@ -26,9 +26,10 @@ import redis
 from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from bidlog import limits, testbids
 from bidlog.choices import Outcome
 from bidlog.models import BidLog
+from bidlog.monitoring import testbids
+from bidlog.routing import limits
 from tests.conftest import _celery_reset, _database_env
 from tests.factories import BuyerFactory
 

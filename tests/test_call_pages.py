@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bidlog.choices import Outcome
-from bidlog.eligibility import eligibility_check
 from bidlog.models import Call
+from bidlog.routing.eligibility import eligibility_check
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 

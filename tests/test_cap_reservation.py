@@ -1,7 +1,8 @@
 """Caps and duplicate windows hold while routes run at once, in threads and in OS processes.
 
 The database only knows calls already written; these tests route many calls at the same time
-and check that the reservations taken at admission (bidlog.limits) keep a cap of N at exactly
+and check that the reservations taken at admission (bidlog.routing.limits) keep a cap of N at
+exactly
 N routed calls, sell one caller once, and never leak a place when a bid fails.
 """
 
@@ -21,12 +22,12 @@ from unittest import mock
 import pytest
 from django.db import DatabaseError, connection, connections
 
-from bidlog import limits, routing
 from bidlog.choices import Outcome
-from bidlog.eligibility import cap_counters
 from bidlog.models import BidLog, Call
-from bidlog.routing import call_route
-from bidlog.services import call_paid_out_set
+from bidlog.routing import strategies as routing
+from bidlog.routing.eligibility import cap_counters
+from bidlog.routing.record import call_paid_out_set
+from bidlog.routing.strategies import call_route, limits
 from tests.conftest import new_redis_prefix
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -108,7 +109,7 @@ _ROUTER = textwrap.dedent(
     import django
     django.setup()
     from django.db import connections
-    from bidlog.routing import call_route
+    from bidlog.routing.strategies import call_route
 
     buyer_id, start_at = int(sys.argv[1]), float(sys.argv[2])
     callers = sys.argv[3].split(",")

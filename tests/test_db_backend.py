@@ -17,9 +17,9 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bidlog.eligibility import buyers_with_last_paid
 from bidlog.models import BidLog, Call
-from bidlog.routing import call_route
+from bidlog.routing.eligibility import buyers_with_last_paid
+from bidlog.routing.strategies import call_route
 from buyers.models import Buyer
 from tests.factories import BuyerFactory, CallFactory
 

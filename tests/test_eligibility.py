@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bidlog import limits
 from bidlog.choices import Outcome
-from bidlog.eligibility import (
+from bidlog.routing import limits
+from bidlog.routing.eligibility import (
     eligibility_check,
     hours_next_open,
     hours_open,

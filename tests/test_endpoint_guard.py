@@ -13,8 +13,8 @@ import pytest
 
 from bidlog.choices import Outcome, RoutingStrategy
 from bidlog.models import BidLog
-from bidlog.routing import call_route
-from bidlog.testbids import limited_bid_send
+from bidlog.monitoring.testbids import limited_bid_send
+from bidlog.routing.strategies import call_route
 from buyers.models import Buyer
 from buyers.services import buyer_set_status, buyer_update
 from callgrid_portal.bidapi.client import BidTarget, send_bid

@@ -9,9 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bidlog import health, limits
 from bidlog.choices import AlertRule, Outcome, Source
 from bidlog.models import Alert, BidLog
+from bidlog.monitoring import health
+from bidlog.routing import limits
 from tests.factories import BidLogFactory, BuyerFactory
 
 pytestmark = pytest.mark.django_db

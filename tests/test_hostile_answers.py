@@ -13,7 +13,7 @@ import pytest
 
 from bidlog.choices import Outcome, RoutingStrategy
 from bidlog.models import BidLog
-from bidlog.routing import call_route
+from bidlog.routing.strategies import call_route
 from tests.factories import BuyerFactory
 from tests.hostile_buyer import MODES
 

@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
-from bidlog.imports import MAX_RECORDS, ROW_DEFAULTS, _insert
+from bidlog.ingest.imports import MAX_RECORDS, ROW_DEFAULTS, _insert
 from bidlog.models import BidLog, RollupBucket
-from bidlog.reports import report_summary
-from bidlog.rollups import floor_hour, rollup_build, rollup_refresh
+from bidlog.reports.rollups import floor_hour, rollup_build, rollup_refresh
+from bidlog.reports.services import report_summary
 from tests.factories import BuyerFactory
 
 URL = "/api/v1/bids/import/"

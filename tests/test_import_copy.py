@@ -11,9 +11,9 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
-from bidlog.imports import ImportRejected, _insert_by_orm, bids_import
+from bidlog.ingest.imports import ImportRejected, _insert_by_orm, bids_import
 from bidlog.models import BidLog, RollupBucket
-from bidlog.rollups import floor_hour
+from bidlog.reports.rollups import floor_hour
 from tests.factories import BuyerFactory
 
 pytestmark = pytest.mark.skipif(

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from bidlog import limits
+from bidlog.routing import limits
 
 
 @pytest.fixture

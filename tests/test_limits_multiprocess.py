@@ -24,7 +24,7 @@ _RACER = textwrap.dedent(
     import json, sys, time, uuid
     import django
     django.setup()
-    from bidlog import limits
+    from bidlog.routing import limits
 
     grid_id, rounds = sys.argv[1], int(sys.argv[2])
     warm_up = uuid.uuid4().hex[:24]
@@ -53,7 +53,7 @@ _CRASHER = textwrap.dedent(
     import os, sys, time
     import django
     django.setup()
-    from bidlog import limits
+    from bidlog.routing import limits
 
     asked = time.time()
     lease = limits.concurrency_acquire(

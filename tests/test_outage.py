@@ -10,7 +10,7 @@ from django.db import OperationalError
 from django.test import RequestFactory
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bidlog import limits
+from bidlog.routing import limits
 from callgrid_portal import outage
 from callgrid_portal.cache import cache_outage
 from tests.servers import RedisServer, free_port

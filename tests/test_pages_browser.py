@@ -18,10 +18,9 @@ from django.test import override_settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
-from bidlog import limits
 from bidlog.choices import Outcome
 from bidlog.models import Call
-from bidlog.routing import call_route
+from bidlog.routing.strategies import call_route, limits
 from buyers.models import Buyer
 from callgrid_portal.roles import ROLES
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory

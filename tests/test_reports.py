@@ -13,7 +13,8 @@ import pytest
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import LATENCY_EDGES_MS, Call
-from bidlog.reports import (
+from bidlog.reports.rollups import rollup_build, rollup_mark_stale
+from bidlog.reports.services import (
     LATENCY_ERROR_MS,
     LATENCY_ERROR_SHARE,
     bucket_starts,
@@ -24,7 +25,6 @@ from bidlog.reports import (
     report_summary,
     report_timeseries,
 )
-from bidlog.rollups import rollup_build, rollup_mark_stale
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, bid_log_dataset
 
 START = datetime(2025, 11, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from bidlog.rollups import rollup_build
+from bidlog.reports.rollups import rollup_build
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
 AT = datetime(2025, 11, 2, 5, 30, tzinfo=UTC)

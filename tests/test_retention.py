@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bidlog.ingest.retention import retention_prune
 from bidlog.models import BidLog, Call
-from bidlog.reports import report_summary
-from bidlog.retention import retention_prune
-from bidlog.rollups import rollup_build_hour
+from bidlog.reports.rollups import rollup_build_hour
+from bidlog.reports.services import report_summary
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
 NOW = datetime(2025, 6, 30, 12, 40, tzinfo=UTC)

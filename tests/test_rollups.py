@@ -14,7 +14,7 @@ from bidlog.models import (
     CallRollup,
     RollupBucket,
 )
-from bidlog.rollups import SENT, rollup_build, rollup_build_day, rollup_refresh
+from bidlog.reports.rollups import SENT, rollup_build, rollup_build_day, rollup_refresh
 from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
 
 START = datetime(2025, 11, 1, tzinfo=UTC)

@@ -9,11 +9,11 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIRequestFactory, force_authenticate
 
-from bidlog import limits
-from bidlog.api.routing import RouteView
 from bidlog.choices import Outcome
-from bidlog.eligibility import cap_counters
 from bidlog.models import BidLog, Call
+from bidlog.routing import limits
+from bidlog.routing.api import RouteView
+from bidlog.routing.eligibility import cap_counters
 from tests.factories import BuyerFactory, CallFactory
 
 ROUTE = "/api/v1/route/"
@@ -215,8 +215,8 @@ def test_eligibility_can_be_limited_to_some_buyers(viewer_api, db):
 def test_route_answer_matches_the_documented_serializer(sim_buyer, amounts, responds):
     # The live path builds the answer without the serializer; the OpenAPI document describes
     # the serializer, so the two must give the same JSON.
-    from bidlog.api.routing import RouteOutputSerializer, route_answer
-    from bidlog.routing import call_route
+    from bidlog.routing.api import RouteOutputSerializer, route_answer
+    from bidlog.routing.strategies import call_route
 
     for amount, respond in zip(amounts, responds, strict=True):
         sim_buyer(respond=respond, bid_amount=amount, min_bid=Decimal("10.00"))

@@ -16,12 +16,12 @@ import psycopg
 import pytest
 from django.db import connection
 
-from bidlog import limits, spool, tasks
+from bidlog import tasks
 from bidlog.choices import Outcome, Source
-from bidlog.eligibility import cap_counters
 from bidlog.models import BidLog, Call
-from bidlog.routing import call_route
-from bidlog.services import bid_from_attempt
+from bidlog.routing.eligibility import cap_counters
+from bidlog.routing.record import bid_from_attempt
+from bidlog.routing.strategies import call_route, limits, spool
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import BidAttempt
 from tests.factories import BuyerFactory

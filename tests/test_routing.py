@@ -8,10 +8,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from bidlog import limits
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
-from bidlog.routing import RouteError, call_route
+from bidlog.routing.strategies import RouteError, call_route, limits
 from tests.factories import BuyerFactory, CallFactory
 
 CALLER = "3035551234"

@@ -16,9 +16,14 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from bidlog.choices import Outcome
-from bidlog.eligibility import _buyers_statement, buyers_with_last_paid, cap_block, cap_counts
 from bidlog.models import BidLog, Call
-from bidlog.routing import call_route
+from bidlog.routing.eligibility import (
+    _buyers_statement,
+    buyers_with_last_paid,
+    cap_block,
+    cap_counts,
+)
+from bidlog.routing.strategies import call_route
 from buyers.models import Buyer
 from tests.factories import BuyerFactory, CallFactory
 

@@ -9,9 +9,10 @@ from typing import cast
 import pytest
 from django.utils import timezone
 
-from bidlog import limits, testbids
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
+from bidlog.monitoring import testbids
+from bidlog.routing import limits
 from tests.factories import BidLogFactory, BuyerFactory
 
 pytestmark = pytest.mark.django_db

@@ -12,9 +12,11 @@ from collections.abc import Callable
 
 import pytest
 
-from bidlog import limits, tasks, testbids
+from bidlog import tasks
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
+from bidlog.monitoring import testbids
+from bidlog.routing import limits
 from tests.factories import BuyerFactory
 
 pytestmark = pytest.mark.integration

@@ -3,15 +3,15 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from bidlog.api.celery_views import AlertListView, TestBidView
-from bidlog.api.reports import (
+from bidlog.api.views import BidViewSet
+from bidlog.monitoring.api import AlertListView, TestBidView
+from bidlog.reports.api import (
     BidImportView,
     ReportStatesView,
     ReportSummaryView,
     ReportTimeseriesView,
 )
-from bidlog.api.routing import CallViewSet, RouteView
-from bidlog.api.views import BidViewSet
+from bidlog.routing.api import CallViewSet, RouteView
 
 router = SimpleRouter()
 router.register("bids", BidViewSet, basename="bid")

@@ -20,8 +20,8 @@ from django.db.models import Q
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from bidlog.services import bid_send_recorded_once
-from bidlog.testbids import DEFAULT_TEST_CALLER_ID, caller_id_for_test_bids
+from bidlog.monitoring.testbids import DEFAULT_TEST_CALLER_ID, caller_id_for_test_bids
+from bidlog.routing.record import bid_send_recorded_once
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 

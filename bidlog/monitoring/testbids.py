@@ -30,10 +30,10 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
-from bidlog import limits
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from bidlog.services import bid_result_values, bid_sends_lost, bid_trace_lost_send
+from bidlog.routing import limits
+from bidlog.routing.record import bid_result_values, bid_sends_lost, bid_trace_lost_send
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import BidResult, build_request, send_bid
 from callgrid_portal.bidapi.phone import normalize_caller_id
@@ -225,7 +225,7 @@ def test_bid_run(*, bid_id: int) -> BidLog | None:
     if not _fill(bid_id=bid_id, claimed_at=claimed_at, trace=trace, sent=sent):
         logger.warning("test bid %s was taken over by another worker; its answer stands", bid_id)
     # Imported here: alerts sit above this module (they read what test bids write).
-    from bidlog.alerts import alerts_evaluate
+    from bidlog.monitoring.alerts import alerts_evaluate
 
     alerts_evaluate(buyer=buyer)
     return BidLog.objects.filter(pk=bid_id).first()

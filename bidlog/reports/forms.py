@@ -8,9 +8,9 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from bidlog.api.reports import MAX_RANGE
 from bidlog.choices import Source
 from bidlog.filters import IsoDateTimeField
+from bidlog.reports.api import MAX_RANGE
 from buyers.models import Buyer
 
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}

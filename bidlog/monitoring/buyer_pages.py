@@ -20,13 +20,13 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 
-from bidlog import testbids
-from bidlog.alerts import alert_list
 from bidlog.choices import AlertStatus, Source
-from bidlog.eligibility import Eligibility, eligibility_check, show_utc
 from bidlog.models import BidLog
+from bidlog.monitoring import testbids
+from bidlog.monitoring.alerts import alert_list
+from bidlog.reports.pages import bid_row
+from bidlog.routing.eligibility import Eligibility, eligibility_check, show_utc
 from bidlog.selectors import bid_list
-from bidlog.views import bid_row
 from buyers import services
 from buyers.choices import BuyerStatus
 from buyers.filters import BuyerFilter
@@ -216,7 +216,8 @@ def _eligibility_view(answer: Eligibility) -> dict[str, Any]:
 class BuyerTestBidView(RoleRequiredMixin, View):
     """``POST``: queue a test bid, then show the buyer's page, which waits for the answer.
 
-    A worker sends it (:mod:`bidlog.testbids`); the page polls the bid's API entry and shows
+    A worker sends it (:mod:`bidlog.monitoring.testbids`); the page polls the bid's API entry and
+    shows
     the answer once it has arrived.
     """
 

@@ -8,7 +8,7 @@ every answer, with the moment each block lifts.
 Order of the checks: the configuration first (status, state, hours), then what the database
 knows (caps, duplicate window), then the shared cache (cooldown). Routing logs the first block
 only; the eligibility API lists them all. The rate limit and concurrency cap are consumed
-atomically at send time (:mod:`bidlog.limits`); here they are only peeked at for display.
+atomically at send time (:mod:`bidlog.routing.limits`); here they are only peeked at for display.
 
 Operating hours and caps are read on the buyer's wall clock (``Buyer.timezone``) so "09:00" and
 "today" mean what the buyer means across daylight-saving changes; every instant returned is
@@ -29,9 +29,9 @@ from django.db import connection
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from bidlog import limits
 from bidlog.choices import Outcome
 from bidlog.models import Call
+from bidlog.routing import limits
 from buyers.choices import BuyerStatus
 from buyers.models import Buyer
 from buyers.validators import WEEKDAYS, parse_hhmm

@@ -76,7 +76,7 @@ def floor_day(moment: datetime) -> datetime:
 def retention_floor(*, now: datetime | None = None) -> datetime:
     """The oldest hour whose raw rows retention keeps whole; older hours must not be rebuilt.
 
-    Retention deletes whole hours only (see ``bidlog.retention``), so every hour from here on
+    Retention deletes whole hours only (see ``bidlog.ingest.retention``), so every hour from here on
     still has all its raw rows and every hour before it has none.
     """
     now = now or timezone.now()

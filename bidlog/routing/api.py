@@ -1,7 +1,8 @@
 """Routing API: ``POST /route/``, ``/calls/`` and ``GET /buyers/eligibility/`` (SPEC §7).
 
-Views stay thin: they read the request, call :mod:`bidlog.routing` or
-:mod:`bidlog.eligibility`, and shape the answer. A bad caller ID is answered the way CallGrid
+Views stay thin: they read the request, call :mod:`bidlog.routing.strategies` or
+:mod:`bidlog.routing.eligibility`, and shape the answer. A bad caller ID is answered the way
+CallGrid
 itself would phrase it: ``400 {"code": 4003, "message": ..., "field": "CallerId"}``.
 """
 
@@ -36,17 +37,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bidlog import spool
 from bidlog.api.serializers import mask_bid_data
 from bidlog.api.views import BidCursorPagination
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
-from bidlog.eligibility import eligibility_check
-from bidlog.errors import RouteError
 from bidlog.filters import CallerIdFilter, IdField, IdFilter, IsoDateTimeFilter
 from bidlog.models import BidLog, Call
-from bidlog.routing import call_route
+from bidlog.routing.eligibility import eligibility_check
+from bidlog.routing.errors import RouteError
+from bidlog.routing.record import call_paid_out_set
+from bidlog.routing.strategies import call_route, spool
 from bidlog.selectors import call_list
-from bidlog.services import call_paid_out_set
 from buyers.models import Buyer
 from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
 from callgrid_portal.authentication import PortalTokenAuthentication
@@ -477,7 +477,7 @@ class _AfterResponse:
                 future.result()
             except Exception:
                 # The answer is out; the slots and holds a failed step leaves lapse on their
-                # own (see bidlog.limits), and the error must reach the log, not the caller.
+                # own (see bidlog.routing.limits), and the error must reach the log, not the caller.
                 logger.exception("routing: the step after the answer failed")
 
 

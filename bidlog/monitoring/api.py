@@ -12,11 +12,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bidlog import testbids
-from bidlog.alerts import alert_list
 from bidlog.choices import AlertStatus
 from bidlog.filters import MAX_ID
 from bidlog.models import Alert
+from bidlog.monitoring import testbids
+from bidlog.monitoring.alerts import alert_list
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.allowed import not_one_of

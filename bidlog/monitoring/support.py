@@ -14,8 +14,8 @@ from django.db.models import Avg
 from django.utils import timezone
 
 from bidlog.choices import Outcome
-from bidlog.eligibility import show_utc
 from bidlog.models import BidLog
+from bidlog.routing.eligibility import show_utc
 from buyers.hours import hours_summary
 from callgrid_portal.bidapi import codes
 

@@ -16,10 +16,10 @@ from typing import Any, cast
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from psycopg.types.json import Json, Jsonb
 
-from bidlog import limits
 from bidlog.choices import Outcome
-from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
+from bidlog.routing import limits
+from bidlog.routing.errors import RouteError
 from buyers.models import Buyer
 from callgrid_portal.bidapi import client
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
@@ -600,6 +600,6 @@ def call_paid_out_set(*, call: Call, paid_out: bool) -> Call:
     call.paid_out = paid_out
     if not paid_out and call.winner_id is not None:
         # The route that sold the call may still hold the caller in the shared cache for a
-        # short while (see bidlog.limits); drop it so the very next route may sell again.
+        # short while (see bidlog.routing.limits); drop it so the very next route may sell again.
         limits.duplicate_forget(buyer_id=call.winner_id, caller_id=call.caller_id, call_id=call.pk)
     return call

@@ -22,11 +22,11 @@ from django.views import View
 from bidlog.api.serializers import mask_bid_data
 from bidlog.choices import AlertStatus, Outcome, OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
-from bidlog.forms import ReportRangeForm
 from bidlog.models import Alert, BidLog
-from bidlog.reports import report_states, report_summary, report_timeseries
+from bidlog.monitoring.support import support_request_text
+from bidlog.reports.forms import ReportRangeForm
+from bidlog.reports.services import report_states, report_summary, report_timeseries
 from bidlog.selectors import bid_get
-from bidlog.support import support_request_text
 from buyers.models import Buyer
 from buyers.selectors import buyer_list, buyers_health
 from callgrid_portal.bidapi import codes

@@ -36,11 +36,11 @@ from django.db.models import F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from bidlog import limits
 from bidlog.choices import AlertStatus, Outcome, Source
 from bidlog.models import Alert, BidLog
-from bidlog.services import bid_result_record, bid_skip_record
-from bidlog.testbids import LimitSkip, limited_bid_send
+from bidlog.monitoring.testbids import LimitSkip, limited_bid_send
+from bidlog.routing import limits
+from bidlog.routing.record import bid_result_record, bid_skip_record
 from buyers.choices import BuyerStatus
 from buyers.models import Buyer
 from callgrid_portal.bidapi.codes import Priority
@@ -271,7 +271,7 @@ def health_check_run(*, buyer_id: int, due_at: datetime | None = None) -> BidLog
     else:
         bid = bid_result_record(buyer=buyer, result=sent, source=Source.HEALTH)
     # Imported here: alerts read what health checks write.
-    from bidlog.alerts import alerts_evaluate
+    from bidlog.monitoring.alerts import alerts_evaluate
 
     alerts_evaluate(buyer=buyer)
     return bid

@@ -17,12 +17,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 
-from bidlog.api.routing import CallFilter
-from bidlog.errors import RouteError
 from bidlog.models import BidLog, Call
+from bidlog.reports.pages import CursorListView, bid_row, buyer_choice_filter
+from bidlog.routing.api import CallFilter
+from bidlog.routing.errors import RouteError
+from bidlog.routing.record import call_paid_out_set
 from bidlog.selectors import call_list
-from bidlog.services import call_paid_out_set
-from bidlog.views import CursorListView, bid_row, buyer_choice_filter
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
 from callgrid_portal.roles import OPERATOR, has_role

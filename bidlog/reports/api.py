@@ -1,7 +1,8 @@
 """Report and import API: ``/reports/summary/``, ``/reports/timeseries/``, ``/reports/states/``
 (JSON, or CSV with ``?format=csv``) and ``POST /bids/import/``.
 
-Views only parse input, call ``bidlog.reports`` / ``bidlog.imports`` and shape the answer.
+Views only parse input, call ``bidlog.reports.services`` / ``bidlog.ingest.imports`` and shape the
+answer.
 Reports need the viewer role, imports the operator role.
 """
 
@@ -26,8 +27,8 @@ from rest_framework.views import APIView
 
 from bidlog.choices import Source
 from bidlog.filters import parse_iso_datetime
-from bidlog.imports import ImportRejected, bids_import
-from bidlog.reports import report_states, report_summary, report_timeseries
+from bidlog.ingest.imports import ImportRejected, bids_import
+from bidlog.reports.services import report_states, report_summary, report_timeseries
 from buyers.models import Buyer
 from callgrid_portal.allowed import drf_invalid_choice, not_one_of
 from callgrid_portal.csvexport import csv_write

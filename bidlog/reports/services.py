@@ -17,7 +17,8 @@ Every figure is defined once, in :meth:`Tally.figures` (and in the README's "Rep
   routed calls; ``revenue_per_call`` = revenue / calls.
 
 Ranges are ``[since, until)``. Whole UTC hours and days are read from rollups when they are
-built and fresh (``bidlog.rollups``); the partial hours at both ends, and any hour not rolled
+built and fresh (``bidlog.reports.rollups``); the partial hours at both ends, and any hour not
+rolled
 up yet, are read from raw rows, so a report equals the same report over raw rows (percentiles
 within the stated error). ``exact=True`` reads only raw rows and computes exact percentiles:
 the reference the tests and the benchmark compare against.
@@ -53,7 +54,7 @@ from bidlog.models import (
     RollupBucket,
     RollupGrain,
 )
-from bidlog.rollups import (
+from bidlog.reports.rollups import (
     DAY,
     HOUR,
     SENT,

@@ -13,8 +13,9 @@ buyers in play) is handed to the client, so no attempt, retry or backoff runs pa
 auction, buyers still pending at the deadline are logged ``timeout`` and the answer goes out
 without them.
 
-Before a request goes out, :mod:`bidlog.eligibility` rules out buyers that would refuse the
-call anyway, and :mod:`bidlog.limits` takes a concurrency slot and a rate-limit token shared by
+Before a request goes out, :mod:`bidlog.routing.eligibility` rules out buyers that would refuse the
+call anyway, and :mod:`bidlog.routing.limits` takes a concurrency slot and a rate-limit token
+shared by
 every process. Every decision becomes a BidLog row (``skipped_*`` ones send nothing).
 
 The database alone cannot hold caps and duplicate windows against routes running at the same
@@ -44,9 +45,10 @@ from typing import Any, cast
 from django.conf import settings
 from django.utils import timezone
 
-from bidlog import limits, spool
 from bidlog.choices import Outcome, RoutingStrategy, Source
-from bidlog.eligibility import (
+from bidlog.models import BidLog, Call
+from bidlog.routing import limits, spool
+from bidlog.routing.eligibility import (
     Block,
     buyers_with_last_paid,
     cap_counters,
@@ -57,14 +59,13 @@ from bidlog.eligibility import (
     reserved_cap_block,
     show_utc,
 )
-from bidlog.errors import RouteError
-from bidlog.models import BidLog, Call
-from bidlog.selectors import call_list
-from bidlog.services import (
+from bidlog.routing.errors import RouteError
+from bidlog.routing.record import (
     StartedBidRow,
     bid_rows_prepare,
     call_paid_out_set,
 )
+from bidlog.selectors import call_list
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
@@ -538,7 +539,7 @@ def _record(
     """Write the call and one BidLog row per attempt or skip, all or nothing.
 
     The write is retried on a fresh connection and, while the database stays away, spooled
-    (:func:`bidlog.spool.call_write`): the returned call then has no id yet, only its
+    (:func:`bidlog.routing.spool.call_write`): the returned call then has no id yet, only its
     ``route_key``, and the caller still gets the decision.
     """
     final = winner.result.final if winner and winner.result else None

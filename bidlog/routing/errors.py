@@ -1,4 +1,5 @@
-"""Errors of the routing service, shared by :mod:`bidlog.routing` and :mod:`bidlog.services`.
+"""Errors of the routing service, shared by :mod:`bidlog.routing.strategies` and
+:mod:`bidlog.routing.record`.
 
 Kept apart so both can raise them without importing each other.
 """

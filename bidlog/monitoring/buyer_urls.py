@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from buyers import views
+from bidlog.monitoring import buyer_pages as views
 
 app_name = "buyers"
 

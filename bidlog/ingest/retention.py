@@ -14,7 +14,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from bidlog.models import BidLog, RollupBucket, RollupGrain
-from bidlog.rollups import (
+from bidlog.reports.rollups import (
     HOUR,
     floor_hour,
     hour_runs,

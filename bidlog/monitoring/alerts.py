@@ -2,7 +2,8 @@
 
 The rules come from the error-code reference's advice on when to act (seeds/
 callgrid-error-codes.txt, "Error Resolution Priority" and "When to Contact Support") and
-SPEC §5. Each reads the buyer's latest answers (:func:`bidlog.health.answers_recent`: sent
+SPEC §5. Each reads the buyer's latest answers (:func:`bidlog.monitoring.health.answers_recent`:
+sent
 bids of live, test and health sources, newest first):
 
 ============== ================================================ ==========================
@@ -40,8 +41,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from bidlog.choices import AlertRule, AlertStatus, Outcome, Source
-from bidlog.health import ANSWER_SOURCES, answers_recent, is_failure
 from bidlog.models import Alert, BidLog
+from bidlog.monitoring.health import ANSWER_SOURCES, answers_recent, is_failure
 from buyers.choices import BuyerStatus
 from buyers.models import Buyer
 from callgrid_portal.bidapi import codes

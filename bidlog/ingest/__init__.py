@@ -1,0 +1,1 @@
+"""Ingest and retention: bids imported from other systems, and old rows pruned."""
