@@ -27,7 +27,7 @@ WIDTH = 640
 HEIGHT = 240
 LEFT = 60
 RIGHT = 56
-TOP = 14
+TOP = 26
 BOTTOM = 40
 # At most this many labels under the time axis, so they never overlap.
 MAX_X_LABELS = 6
@@ -125,7 +125,7 @@ def _y_axis(
         )
     unit_x = LEFT + plot_width + RIGHT - 4 if right else 4
     parts.append(
-        f'<text class="unit" x="{_num(unit_x)}" y="{TOP - 4 if TOP > 10 else 10}" '
+        f'<text class="unit" x="{_num(unit_x)}" y="12" '
         f'text-anchor="{"end" if right else "start"}">{escape(unit)}</text>'
     )
     return "".join(parts)
@@ -378,7 +378,7 @@ def hbars(
 ) -> SafeString:
     """One horizontal bar per row ``(label, value, value as text)``, longest first as given;
     ``classes`` colours each row (``s0``..``s7``)."""
-    row_height, label_width, text_width = 22, 150, 110
+    row_height, label_width, text_width = 22, 170, 170
     height = TOP + row_height * max(len(rows), 1) + 24
     plot_width = WIDTH - label_width - text_width
     top = nice_ticks(max((value for _, value, _ in rows), default=0))[-1]
@@ -389,7 +389,7 @@ def hbars(
     for index, (label, value, shown) in enumerate(rows):
         y = TOP + index * row_height
         css = classes[index] if classes else "s0"
-        short = label if len(label) <= 22 else label[:21] + "…"
+        short = label if len(label) <= 26 else label[:25] + "…"
         body.append(
             _mark(
                 f"{label}: {shown}",
