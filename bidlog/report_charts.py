@@ -97,14 +97,14 @@ def report_codes_over_time(
     raw = plan.raw_q()
     if raw is not None:
         trunc = (TruncHour if aligned else TruncMinute)("created_at", tzinfo=UTC)
-        for row in (
+        for raw_row in (
             BidLog.objects.filter(raw, SENT, **filters)
             .annotate(slot=trunc)
             .values("slot", "code")
             .annotate(n=Count("id"))
             .order_by()
         ):
-            add(row["slot"], row["code"], row["n"])
+            add(raw_row["slot"], raw_row["code"], raw_row["n"])
     ordered = sorted(counts.items(), key=lambda item: (-sum(item[1]), item[0]))
     return {"starts": [start.astimezone(zone) for start in starts], "codes": dict(ordered)}
 
@@ -156,15 +156,15 @@ def buyers_hourly_bids(
             series[row["buyer_id"]][index] += row["n"] or 0
     raw = plan.raw_q()
     if raw is not None:
-        for row in (
+        for raw_row in (
             BidLog.objects.filter(raw, SENT, buyer_id__in=wanted)
             .annotate(slot=TruncHour("created_at", tzinfo=UTC))
             .values("buyer_id", "slot")
             .annotate(n=Count("id"))
             .order_by()
         ):
-            index = bisect.bisect_right(starts, _as_utc(row["slot"])) - 1
-            series[row["buyer_id"]][index] += row["n"]
+            index = bisect.bisect_right(starts, _as_utc(raw_row["slot"])) - 1
+            series[raw_row["buyer_id"]][index] += raw_row["n"]
     return series
 
 

@@ -263,7 +263,7 @@ def stacked_bars(
     ]
     for index, label in enumerate(labels):
         x = LEFT + slot * index + (slot - bar_width) / 2
-        base = TOP + plot_height
+        base: float = TOP + plot_height
         shapes, parts = [], []
         for position, (name, values) in enumerate(series):
             value = values[index]

@@ -7,21 +7,18 @@ answers with. ``test_every_page_of_the_url_conf_is_checked`` fails when a page o
 conf is neither here nor in ``NOT_PAGES``.
 
 Screenshots go to ``$SCREENSHOT_DIR`` (default ``var/screenshots/``), as
-``<name>-<width>.png``; the run prints the folder's path at the end of the module.
+``<name>-<width>.png``; the run's summary prints the folder's path (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from django.conf import settings
 from django.db.utils import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.test import override_settings
@@ -29,8 +26,10 @@ from django.urls import URLPattern, URLResolver, get_resolver, path
 from playwright.sync_api import Browser, Page, expect
 
 from bidlog.choices import AlertRule, Outcome, Source
-from bidlog.models import Alert
+from bidlog.models import Alert, BidLog, Call
+from buyers.models import Buyer
 from tests import test_pages_browser
+from tests.conftest import SCREENSHOT_DIR
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
 # The browser and the live server of the browser tests, shared as fixtures of this module.
@@ -40,9 +39,6 @@ _server = test_pages_browser._server
 site = test_pages_browser.site
 
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
-SCREENSHOT_DIR = Path(
-    os.environ.get("SCREENSHOT_DIR") or Path(settings.BASE_DIR) / "var" / "screenshots"
-)
 
 
 # The url_name of a page that exists only in this module's URL conf (the failing views).
@@ -116,12 +112,11 @@ handler500 = "callgrid_portal.outage.server_error"
 
 
 @pytest.fixture(scope="module")
-def screenshot_dir(request) -> Iterator[Path]:
+def screenshot_dir() -> Path:
+    """The folder (``$SCREENSHOT_DIR``, default ``var/screenshots/``); conftest's terminal
+    summary prints its path at the end of the run."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    yield SCREENSHOT_DIR
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"Screenshots of every page at both widths: {SCREENSHOT_DIR}")
+    return SCREENSHOT_DIR
 
 
 @pytest.fixture(scope="module")
@@ -135,21 +130,26 @@ def world(site) -> dict[str, Any]:
     for username, role in (("alice", "viewer"), ("bob", "operator"), ("nora", None)):
         UserFactory(username=username, role=role, password=PASSWORD)
     UserFactory(username="ada", role="admin", email="ada@example.com")
-    buyer = BuyerFactory(name="Acme Auto", min_bid=Decimal("10.00"), health_check_minutes=15)
-    other = BuyerFactory(name="Beta Insurance", priority=2, timeout_seconds=2)
-    accepted = BidLogFactory(buyer=buyer)
-    failed = BidLogFactory(
-        buyer=other,
-        outcome=Outcome.CAPACITY_CHECK_FAILED,
-        code=4004,
-        http_status=400,
-        bid_amount=None,
-        message="Capacity check failed",
-        duration_ms=2100,
+    buyer = cast(
+        Buyer, BuyerFactory(name="Acme Auto", min_bid=Decimal("10.00"), health_check_minutes=15)
+    )
+    other = cast(Buyer, BuyerFactory(name="Beta Insurance", priority=2, timeout_seconds=2))
+    accepted = cast(BidLog, BidLogFactory(buyer=buyer))
+    failed = cast(
+        BidLog,
+        BidLogFactory(
+            buyer=other,
+            outcome=Outcome.CAPACITY_CHECK_FAILED,
+            code=4004,
+            http_status=400,
+            bid_amount=None,
+            message="Capacity check failed",
+            duration_ms=2100,
+        ),
     )
     BidLogFactory(buyer=buyer, outcome=Outcome.TIMEOUT, code=None, http_status=None)
     BidLogFactory(buyer=buyer, source=Source.HEALTH, outcome=Outcome.DECLINED, code=2000)
-    call = CallFactory(winner=buyer, routed=True, bid_amount=Decimal("25.50"))
+    call = cast(Call, CallFactory(winner=buyer, routed=True, bid_amount=Decimal("25.50")))
     accepted.call = call
     accepted.save()
     Alert.objects.create(
