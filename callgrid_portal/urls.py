@@ -10,6 +10,7 @@ from bidlog.routing.api import EligibilityView
 from callgrid_portal.api import HealthView
 from callgrid_portal.api_index import NOT_FOUND_NAME, ApiIndexView, api_not_found
 from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
+from callgrid_portal.navigation import PortalLogoutView
 from callgrid_portal.views import TroubleshootingView
 
 api_v1: list[URLPattern | URLResolver] = [
@@ -30,7 +31,7 @@ urlpatterns = [
     path("", OverviewView.as_view(), name="home"),
     path("reports/", ReportsView.as_view(), name="reports"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", PortalLogoutView.as_view(), name="logout"),
     path("buyers/", include("bidlog.monitoring.buyer_urls")),
     path("bids/", include("bidlog.urls")),
     path("calls/", include("bidlog.call_urls")),
@@ -46,3 +47,6 @@ urlpatterns = [
 handler400 = "callgrid_portal.api.bad_request"
 # An unreachable database, Redis or broker failing a request outside a view is a 503 too.
 handler500 = "callgrid_portal.outage.server_error"
+# The branded 403 page; a user without a role is told whom to ask. (404 and 500 are Django's
+# handlers rendering the project's 404.html and 500.html.)
+handler403 = "callgrid_portal.navigation.permission_denied"

@@ -23,6 +23,19 @@ from callgrid_portal.simulator import Simulator
 from tests.factories import BuyerFactory, UserFactory
 from tests.servers import _pg_cluster_session, pg_cluster, redis_server  # noqa: F401 (fixtures)
 
+# Where the browser tests save a screenshot of every page (tests/test_pages_a11y.py).
+SCREENSHOT_DIR = Path(
+    os.environ.get("SCREENSHOT_DIR") or Path(__file__).parent.parent / "var" / "screenshots"
+)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Name the screenshots' folder at the end of the run (in the controller, under xdist too),
+    so the CI log says where they are."""
+    if SCREENSHOT_DIR.is_dir() and any(SCREENSHOT_DIR.glob("*.png")):
+        count = len(list(SCREENSHOT_DIR.glob("*.png")))
+        terminalreporter.write_line(f"Screenshots of the pages ({count}): {SCREENSHOT_DIR}")
+
 
 @pytest.fixture(autouse=True)
 def _callgrid_test_settings(settings):

@@ -413,7 +413,7 @@ def test_the_list_searches_and_narrows(alice, query, expected):
         grid_id="cgquiet00000000000000000",
     )
     response = page_client(alice).get(reverse("buyers:list"), query)
-    assert [buyer.name for buyer, _health in response.context["rows"]] == expected
+    assert [buyer.name for buyer, *_ in response.context["rows"]] == expected
     if not expected:
         assert "No buyer matches." in response.content.decode()
 

@@ -24,10 +24,11 @@ from django.db import DatabaseError, connection, connections
 
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
+from bidlog.routing import limits
 from bidlog.routing import strategies as routing
 from bidlog.routing.eligibility import cap_counters
 from bidlog.routing.record import call_paid_out_set
-from bidlog.routing.strategies import call_route, limits
+from bidlog.routing.strategies import call_route
 from tests.conftest import new_redis_prefix
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -81,7 +81,12 @@ def test_overview_shows_the_last_24_hours_alerts_and_every_buyer(alice, day):
     names = [row["buyer"].name for row in response.context["buyers"]]
     assert names == ["Acme", "Beta", "Idle"]
     assert "no bids in this range" in page  # Idle
-    assert len(response.context["bars"]) >= 24
+    # Volume and acceptance on one time axis: a focusable, named mark per hour.
+    assert page.count('<g class="mark" tabindex="0" role="img"') >= 24
+    assert 'aria-label="Bids and acceptance per hour (UTC)"' in page
+    # Codes stacked over time: the hour with Beta's bids names both codes.
+    assert 'aria-label="CallGrid codes per hour (UTC)"' in page
+    assert "4004 " in page and "2000 " in page
 
 
 def test_a_wider_range_counts_older_bids(alice, day):
@@ -124,6 +129,32 @@ def test_reports_break_down_codes_buyers_states_and_time(alice, day):
     assert {row[0] for row in tables["buyers"][1]} == {"Acme", "Beta"}
     assert {row[0]: row[2] for row in tables["states"][1]} == {"CO": 4, "TX": 1}
     assert sum(row[1] for row in tables["timeseries"][1]) == 5
+
+
+def test_reports_state_column_names_the_state(alice, day):
+    """The state column was blank: a date filter was applied to the state code."""
+    page = page_client(alice).get(reverse("reports")).content.decode()
+    states = page[page.index('id="states"') : page.index('id="timeseries"')]
+    assert "<tr><td>CO</td><td>4</td>" in states
+    assert "<tr><td>TX</td><td>1</td>" in states
+
+
+def test_reports_separate_answers_from_errors_with_a_chart_beside_every_table(alice, day):
+    response = page_client(alice).get(reverse("reports"))
+    page = response.content.decode()
+    (_, answers, _), (_, errors, _) = response.context["code_tables"]
+    assert [row[0] for row in answers] == [1000, 2000]
+    assert [row[0] for row in errors] == [4004]
+    answers_table = page[
+        page.index('<table class="answers">') : page.index('<table class="errors">')
+    ]
+    assert "#code-1000" in answers_table and "#code-4004" not in answers_table
+    for name in ("codes", "buyers", "states", "timeseries"):
+        section = page[page.index(f'id="{name}"') :]
+        section = section[: section.index("</section>")]
+        assert "<table" in section and '<svg class="chart-svg"' in section, name
+    # Errors are drawn in the error colour, answers in the answer colour.
+    assert 'aria-label="4004 Capacity' in page
 
 
 def test_each_report_table_downloads_as_csv(alice, day):

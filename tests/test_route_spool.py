@@ -19,9 +19,10 @@ from django.db import connection
 from bidlog import tasks
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog, Call
+from bidlog.routing import limits, spool
 from bidlog.routing.eligibility import cap_counters
 from bidlog.routing.record import bid_from_attempt
-from bidlog.routing.strategies import call_route, limits, spool
+from bidlog.routing.strategies import call_route
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import BidAttempt
 from tests.factories import BuyerFactory

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
-from bidlog.routing.strategies import RouteError, call_route, limits
+from bidlog.routing import limits
+from bidlog.routing.strategies import RouteError, call_route
 from tests.factories import BuyerFactory, CallFactory
 
 CALLER = "3035551234"

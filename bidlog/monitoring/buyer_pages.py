@@ -8,6 +8,7 @@ recorded with its author.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -24,8 +25,19 @@ from bidlog.choices import AlertStatus, Source
 from bidlog.models import BidLog
 from bidlog.monitoring import testbids
 from bidlog.monitoring.alerts import alert_list
+from bidlog.reports.charts import (
+    buyer_latency_histogram,
+    buyers_hourly_bids,
+    latency_chart,
+    volume_chart,
+)
 from bidlog.reports.pages import bid_row
-from bidlog.routing.eligibility import Eligibility, eligibility_check, show_utc
+from bidlog.reports.services import report_timeseries
+from bidlog.routing.eligibility import (
+    Eligibility,
+    eligibility_check,
+    show_utc,
+)
 from bidlog.selectors import bid_list
 from buyers import services
 from buyers.choices import BuyerStatus
@@ -35,11 +47,13 @@ from buyers.hours import hours_summary
 from buyers.models import Buyer
 from buyers.selectors import buyer_changes, buyer_health, buyer_list, buyers_health
 from buyers.validators import timezone_names
+from callgrid_portal import charts
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids
 from callgrid_portal.roles import OPERATOR, has_role
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
+DAY = timedelta(hours=24)
 # The buyer page's status buttons: what each one says.
 _STATUS_ACTIONS: dict[str, str] = {
     BuyerStatus.ACTIVE: "Activate",
@@ -77,7 +91,11 @@ class BuyerListView(RoleRequiredMixin, ListView):
         context = super().get_context_data(**kwargs)
         buyers = list(context["buyers"])
         health = buyers_health(buyers)
-        context["rows"] = [(buyer, health[buyer.pk]) for buyer in buyers]
+        # Every row's sparkline from one read for the whole page, never one per row.
+        hourly = buyers_hourly_bids(buyer_ids=[b.pk for b in buyers], until=timezone.now())
+        context["rows"] = [
+            (buyer, health[buyer.pk], _sparkline(buyer, hourly[buyer.pk])) for buyer in buyers
+        ]
         context["can_edit"] = has_role(self.request.user, OPERATOR)
         context["filter"] = self.filterset
         context["filtered"] = any(self.request.GET.get(name) for name in self.filterset.filters)
@@ -136,6 +154,7 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
                 ]
             ],
             health=buyer_health(buyer),
+            last_day=_last_day_charts(buyer),
             # Open first, then those resolved in the last week, newest first in each.
             alerts=sorted(
                 alert_list(buyer_id=buyer.pk)[:ALERT_HISTORY],
@@ -154,6 +173,33 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
             ],
         )
         return context
+
+
+def _sparkline(buyer: Buyer, hourly: list[int]) -> str:
+    total = sum(hourly)
+    return charts.sparkline(
+        hourly,
+        label=f"{buyer.name}: {charts.fmt_count(total)} bids in the last {len(hourly)} hours, "
+        f"at most {charts.fmt_count(max(hourly, default=0))} in one hour",
+    )
+
+
+def _last_day_charts(buyer: Buyer) -> dict[str, Any]:
+    """The buyer page's charts over the last 24 hours: bids with acceptance per hour, and
+    response times against the buyer's timeout."""
+    until = timezone.now()
+    since = until - DAY
+    series = report_timeseries(since=since, until=until, bucket="hour", tz="UTC", buyer_id=buyer.pk)
+    histogram = buyer_latency_histogram(buyer_id=buyer.pk, since=since, until=until)
+    return {
+        "volume": volume_chart(series, bucket="hour", tz="UTC"),
+        "latency": latency_chart(
+            histogram,
+            timeout_seconds=buyer.timeout_seconds,
+            title=f"Response times of {buyer.name} in the last 24 hours",
+        ),
+        "bids": sum(row["bids"] for row in series),
+    }
 
 
 def _field_change(name: str, old: Any, new: Any) -> tuple[str, str, str]:

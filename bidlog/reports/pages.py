@@ -24,11 +24,22 @@ from bidlog.choices import AlertStatus, Outcome, OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
 from bidlog.models import Alert, BidLog
 from bidlog.monitoring.support import support_request_text
+from bidlog.reports.charts import (
+    bucket_label,
+    codes_chart,
+    report_codes_over_time,
+    volume_chart,
+)
 from bidlog.reports.forms import ReportRangeForm
-from bidlog.reports.services import report_states, report_summary, report_timeseries
+from bidlog.reports.services import (
+    report_states,
+    report_summary,
+    report_timeseries,
+)
 from bidlog.selectors import bid_get
 from buyers.models import Buyer
 from buyers.selectors import buyer_list, buyers_health
+from callgrid_portal import charts
 from callgrid_portal.bidapi import codes
 from callgrid_portal.csvexport import csv_write
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
@@ -260,19 +271,6 @@ def _range(request: HttpRequest) -> tuple[ReportRangeForm, dict[str, Any] | None
     }
 
 
-def _bars(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Acceptance per bucket as bar heights (percent of the chart), with their labels."""
-    return [
-        {
-            "start": row["bucket_start"],
-            "height": round((row["acceptance_rate"] or 0) * 100, 1),
-            "rate": row["acceptance_rate"],
-            "bids": row["bids"],
-        }
-        for row in series
-    ]
-
-
 class OverviewView(RoleRequiredMixin, View):
     """``/``: how bidding goes over a range (default the last 24 hours), what needs attention,
     every buyer with its health, acceptance over time and the outcome breakdown."""
@@ -282,16 +280,17 @@ class OverviewView(RoleRequiredMixin, View):
         context: dict[str, Any] = {"form": form, "time_zone": settings.TIME_ZONE}
         if args is not None:
             summary = report_summary(**args)
-            series = report_timeseries(
-                bucket=form.cleaned_data["bucket"], tz=settings.TIME_ZONE, **args
-            )
+            bucket = form.cleaned_data["bucket"]
+            series = report_timeseries(bucket=bucket, tz=settings.TIME_ZONE, **args)
+            over_time = report_codes_over_time(bucket=bucket, tz=settings.TIME_ZONE, **args)
             by_buyer = {row["buyer"]: row for row in summary["buyers"]}
             every_buyer = list(buyer_list())
             health = buyers_health(every_buyer)
             total = sum(summary["by_class"].values()) or 1
             context.update(
                 summary=summary,
-                bars=_bars(series),
+                volume_chart=volume_chart(series, bucket=bucket, tz=settings.TIME_ZONE),
+                codes_chart=codes_chart(over_time, bucket=bucket, tz=settings.TIME_ZONE),
                 classes=[
                     {"name": name, "count": count, "share": round(count / total * 100, 1)}
                     for name, count in summary["by_class"].items()
@@ -393,6 +392,48 @@ def _report_table(
     )
 
 
+def _report_charts(
+    tables: dict[str, Table], answers: list[list[Any]], errors: list[list[Any]], bucket: str
+) -> dict[str, Any]:
+    """The chart beside each table of the reports page, drawn from the table's own rows."""
+
+    def share(value: float | None) -> str:
+        return charts.fmt_percent(value) if value is not None else "no bids"
+
+    code_rows = [*answers, *errors]
+    series_rows = tables["timeseries"][1]
+    tz = settings.TIME_ZONE
+    return {
+        "codes": charts.hbars(
+            title="Answers and errors by CallGrid code",
+            rows=[(f"{row[0]} {row[1]}", row[3], charts.fmt_count(row[3])) for row in code_rows],
+            classes=["s2"] * len(answers) + ["s3"] * len(errors),
+            unit="attempts",
+        ),
+        "buyers": charts.hbars(
+            title="Bids per buyer",
+            rows=[
+                (row[0], row[2], f"{charts.fmt_count(row[2])} bids, {share(row[4])} accepted")
+                for row in tables["buyers"][1]
+            ],
+        ),
+        "states": charts.hbars(
+            title="Bids per inbound state",
+            rows=[
+                (row[0], row[2], f"{charts.fmt_count(row[2])} bids, {share(row[4])} accepted")
+                for row in tables["states"][1]
+            ],
+        ),
+        "timeseries": charts.combo_chart(
+            title=f"Bids and acceptance per {bucket} ({tz})",
+            labels=[bucket_label(row[0], bucket) for row in series_rows],
+            bars=[row[1] for row in series_rows],
+            line=[row[3] for row in series_rows],
+            x_unit=f"{bucket} ({tz})",
+        ),
+    }
+
+
 class ReportsView(RoleRequiredMixin, View):
     """``/reports/``: error codes, buyers, states and time over a range, each as a CSV too."""
 
@@ -418,6 +459,12 @@ class ReportsView(RoleRequiredMixin, View):
             return response
         summary = report_summary(**args)
         tables = {name: _report_table(name, args, bucket, summary) for name in REPORT_TABLES}
+        # Answers (1000-3999: accepted, no bid, ...) apart from errors (4000 and up, and any
+        # code the catalog does not know).
+        answers, errors = [], []
+        for row in tables["codes"][1]:
+            entry = codes.get(row[0])
+            (answers if entry is not None and not entry.is_error else errors).append(row)
         query = request.GET.copy()
         links = {}
         for name in REPORT_TABLES:
@@ -431,6 +478,11 @@ class ReportsView(RoleRequiredMixin, View):
                 "summary": summary,
                 "tables": tables,
                 "csv": links,
+                "code_tables": [
+                    ("Answers", answers, "No answers in this range."),
+                    ("Errors", errors, "No error codes in this range."),
+                ],
+                "charts": _report_charts(tables, answers, errors, bucket),
                 # A day bucket starts at midnight in TIME_ZONE; shown in UTC, it needs its hour
                 # unless that midnight is UTC's.
                 "bucket_format": (

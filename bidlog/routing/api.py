@@ -42,10 +42,11 @@ from bidlog.api.views import BidCursorPagination
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
 from bidlog.filters import CallerIdFilter, IdField, IdFilter, IsoDateTimeFilter
 from bidlog.models import BidLog, Call
+from bidlog.routing import spool
 from bidlog.routing.eligibility import eligibility_check
 from bidlog.routing.errors import RouteError
 from bidlog.routing.record import call_paid_out_set
-from bidlog.routing.strategies import call_route, spool
+from bidlog.routing.strategies import call_route
 from bidlog.selectors import call_list
 from buyers.models import Buyer
 from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
