@@ -461,7 +461,8 @@ class ReportsView(RoleRequiredMixin, View):
         tables = {name: _report_table(name, args, bucket, summary) for name in REPORT_TABLES}
         # Answers (1000-3999: accepted, no bid, ...) apart from errors (4000 and up, and any
         # code the catalog does not know).
-        answers, errors = [], []
+        answers: list[Any] = []
+        errors: list[Any] = []
         for row in tables["codes"][1]:
             entry = codes.get(row[0])
             (answers if entry is not None and not entry.is_error else errors).append(row)
