@@ -11,12 +11,17 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, cast
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from bidlog.models import BidLog, Call
+from bidlog.monitoring import testbids
+from buyers.admin import BuyerAdmin
+from buyers.models import Buyer
 
 COUNT_CAP = 10_000
 
@@ -87,3 +92,42 @@ class CallAdmin(ReadOnlyAdmin):
     list_select_related = ("winner",)
     raw_id_fields = ("winner",)
     ordering = ("-created_at", "-id")
+
+
+admin.site.unregister(Buyer)
+
+
+@admin.register(Buyer)
+class BuyerWithTestBidsAdmin(BuyerAdmin):
+    """The buyer admin with the test-bid action, which needs the log, so it is added here."""
+
+    actions = ("send_test_bid", *BuyerAdmin.actions)
+
+    @admin.action(description="Send a test bid to selected buyers", permissions=["change"])
+    def send_test_bid(self, request: HttpRequest, queryset: QuerySet[Buyer]) -> None:
+        """Queue one test bid per buyer (its health-check caller ID, else a demo number).
+
+        The worker fills each ``pending`` row in; the message links to the rows to watch.
+        """
+        queued = []
+        for buyer in queryset:
+            try:
+                bid = testbids.test_bid_queue(
+                    buyer=buyer,
+                    caller_id=testbids.caller_id_for_test_bids(buyer),
+                    actor=request.user,
+                )
+            except testbids.BrokerUnavailable as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return
+            queued.append(bid)
+        links = format_html_join(
+            ", ",
+            '<a href="{}">#{}</a>',
+            ((reverse("admin:bidlog_bidlog_change", args=[bid.pk]), bid.pk) for bid in queued),
+        )
+        self.message_user(
+            request,
+            format_html("{} test bid(s) queued: {}", len(queued), links),
+            messages.SUCCESS,
+        )

@@ -14,14 +14,15 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
+from bidlog.enqueue import ALERT_EMAIL, ALERT_WEBHOOK, SEND_TEST_BID
 from bidlog.models import Alert
-from bidlog.monitoring import alerts, health, notify, testbids
+from bidlog.monitoring import alerts, checks, notify, testbids
 from bidlog.routing import spool
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="bidlog.send_test_bid", ignore_result=True)
+@shared_task(name=SEND_TEST_BID, ignore_result=True)
 def send_test_bid(bid_id: int) -> str | None:
     """Send the queued test bid ``bid_id`` and fill its row in; returns its outcome."""
     bid = testbids.test_bid_run(bid_id=bid_id)
@@ -47,7 +48,7 @@ def health_checks_enqueue(now: str | None = None) -> int:
     """
     moment = datetime.fromisoformat(now) if now else timezone.now()
     with transaction.atomic():
-        claimed = health.health_checks_claim(now=moment)
+        claimed = checks.health_checks_claim(now=moment)
         for buyer_id, due_at in claimed:
             # Queued after the claim commits, so a worker never sees an unclaimed buyer.
             def enqueue(b: int = buyer_id, d: datetime = due_at) -> None:
@@ -61,7 +62,7 @@ def health_checks_enqueue(now: str | None = None) -> int:
 def run_health_check(buyer_id: int, due_at: str | None = None) -> str | None:
     """Send one buyer its health check; returns the outcome (``None``: nothing to do)."""
     due = datetime.fromisoformat(due_at) if due_at else None
-    bid = health.health_check_run(buyer_id=buyer_id, due_at=due)
+    bid = checks.health_check_run(buyer_id=buyer_id, due_at=due)
     return bid.outcome if bid is not None else None
 
 
@@ -72,7 +73,7 @@ def alerts_check() -> int:
 
 
 @shared_task(
-    name="bidlog.alert_email",
+    name=ALERT_EMAIL,
     ignore_result=True,
     autoretry_for=(Exception,),
     retry_backoff=5,
@@ -88,7 +89,7 @@ def alert_email(alert_id: int, event: str) -> bool:
 
 
 @shared_task(
-    name="bidlog.alert_webhook",
+    name=ALERT_WEBHOOK,
     ignore_result=True,
     autoretry_for=(notify.WebhookFailed,),
     retry_backoff=5,

@@ -5,8 +5,6 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.urls import reverse
-from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from buyers import services
@@ -46,7 +44,7 @@ class BuyerAdmin(SimpleHistoryAdmin):
             raise Http404(f"No buyer with id {object_id!r}.") from None
         return super().history_view(request, object_id, extra_context)
 
-    actions = ("send_test_bid", "activate", "pause", "disable")
+    actions = ("activate", "pause", "disable")
     # The buyer pages' sections, then the bookkeeping only the admin shows.
     fieldsets = (
         *((title, {"fields": fields}) for title, fields in BuyerForm.SECTIONS),
@@ -87,35 +85,3 @@ class BuyerAdmin(SimpleHistoryAdmin):
     @admin.action(description="Disable selected buyers (stops all bids)", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Buyer]) -> None:
         self._set_status(request, queryset, BuyerStatus.DISABLED)
-
-    @admin.action(description="Send a test bid to selected buyers", permissions=["change"])
-    def send_test_bid(self, request: HttpRequest, queryset: QuerySet[Buyer]) -> None:
-        """Queue one test bid per buyer (its health-check caller ID, else a demo number).
-
-        The worker fills each ``pending`` row in; the message links to the rows to watch.
-        """
-        # Imported here: buyers sits below bidlog; only this page action needs it.
-        from bidlog.monitoring import testbids
-
-        queued = []
-        for buyer in queryset:
-            try:
-                bid = testbids.test_bid_queue(
-                    buyer=buyer,
-                    caller_id=testbids.caller_id_for_test_bids(buyer),
-                    actor=request.user,
-                )
-            except testbids.BrokerUnavailable as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                return
-            queued.append(bid)
-        links = format_html_join(
-            ", ",
-            '<a href="{}">#{}</a>',
-            ((reverse("admin:bidlog_bidlog_change", args=[bid.pk]), bid.pk) for bid in queued),
-        )
-        self.message_user(
-            request,
-            format_html("{} test bid(s) queued: {}", len(queued), links),
-            messages.SUCCESS,
-        )

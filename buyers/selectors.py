@@ -31,50 +31,6 @@ def buyer_get(buyer_id: int) -> Buyer:
     return Buyer.objects.get(pk=buyer_id)
 
 
-def buyer_health(
-    buyer: Buyer,
-    *,
-    open_alerts: dict[int, set[str]] | None = None,
-    outcomes: list[str] | None = None,
-) -> str:
-    """The buyer's health badge: ``healthy``, ``degraded``, ``failing`` or ``unknown``.
-
-    Computed by :func:`bidlog.monitoring.health.buyer_health` from recent answers and open alerts.
-    When a
-    list of buyers is shown, ``open_alerts`` comes from :func:`buyers_open_alerts` and
-    ``outcomes`` from :func:`buyers_recent_outcomes`, each read once for the whole list.
-    """
-    # Imported here: models and services import one way (buyers <- bidlog), and only these
-    # reads need the bid log.
-    from bidlog.monitoring.health import buyer_health as health_of
-
-    return health_of(buyer, open_alerts=open_alerts, outcomes=outcomes)
-
-
-def buyers_recent_outcomes(buyer_ids: list[int]) -> dict[int, list[str]]:
-    """Each buyer's latest answer outcomes (newest first), read once for a list of buyers."""
-    from bidlog.monitoring.health import answer_outcomes_recent
-
-    return answer_outcomes_recent(buyer_ids=buyer_ids)
-
-
-def buyers_open_alerts() -> dict[int, set[str]]:
-    """Priorities of every buyer's open alerts, read once for a whole list of buyers."""
-    from bidlog.monitoring.health import open_alert_priorities
-
-    return open_alert_priorities()
-
-
-def buyers_health(buyers: list[Buyer]) -> dict[int, str]:
-    """Each buyer's health badge by id, reading alerts and recent answers once for the list."""
-    alerts = buyers_open_alerts()
-    outcomes = buyers_recent_outcomes([buyer.pk for buyer in buyers])
-    return {
-        buyer.pk: buyer_health(buyer, open_alerts=alerts, outcomes=outcomes.get(buyer.pk, []))
-        for buyer in buyers
-    }
-
-
 # Bookkeeping the history records but nobody changes by hand.
 _UNTRACKED = ["created_at", "updated_at", "next_health_check_at"]
 

@@ -23,7 +23,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("error-codes/<str:code>/", ErrorCodeDetailView.as_view(), name="error-code-detail"),
     # Before the buyers router, whose buyers/{pk}/ would otherwise claim "eligibility".
     path("buyers/eligibility/", EligibilityView.as_view(), name="buyer-eligibility"),
-    path("", include("bidlog.monitoring.buyer_api.urls")),
+    path("", include("bidlog.buyer_pages.api.urls")),
     path("", include("bidlog.api.urls")),
 ]
 
@@ -32,7 +32,7 @@ urlpatterns = [
     path("reports/", ReportsView.as_view(), name="reports"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", PortalLogoutView.as_view(), name="logout"),
-    path("buyers/", include("bidlog.monitoring.buyer_urls")),
+    path("buyers/", include("bidlog.buyer_pages.urls")),
     path("bids/", include("bidlog.urls")),
     path("calls/", include("bidlog.call_urls")),
     path("troubleshooting/", TroubleshootingView.as_view(), name="troubleshooting"),

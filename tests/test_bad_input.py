@@ -12,8 +12,8 @@ import json
 
 import pytest
 
+from bidlog.buyer_pages.api.serializers import BuyerSerializer
 from bidlog.ingest.imports import FIELDS
-from bidlog.monitoring.buyer_api.serializers import BuyerSerializer
 from tests.factories import CallFactory
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from bidlog.buyer_pages.views import BuyerPageFilter
 from bidlog.choices import Source
-from bidlog.monitoring.buyer_pages import BuyerPageFilter
 from bidlog.reports.call_pages import CallPageFilter
 from bidlog.reports.forms import ReportRangeForm
 from bidlog.reports.pages import BidPageFilter

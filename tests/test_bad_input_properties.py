@@ -18,9 +18,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bidlog.buyer_pages.api.serializers import BuyerSerializer
+from bidlog.buyer_pages.views import BuyerPageFilter
 from bidlog.ingest.imports import FIELDS as IMPORT_FIELDS
-from bidlog.monitoring.buyer_api.serializers import BuyerSerializer
-from bidlog.monitoring.buyer_pages import BuyerPageFilter
 from bidlog.reports.call_pages import CallPageFilter
 from bidlog.reports.forms import ReportRangeForm
 from bidlog.reports.pages import BidPageFilter

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from bidlog.monitoring import health, testbids
+from bidlog.monitoring import checks, testbids
 from bidlog.routing import limits
 from tests.conftest import page_client
 from tests.factories import BuyerFactory
@@ -51,7 +51,7 @@ RETRIED = [(1, 5000, Outcome.SYSTEM_ERROR), (2, 5000, Outcome.SYSTEM_ERROR), (3,
 
 
 def test_health_check_that_was_retried_is_one_row_with_its_final_answer(simulator, flaky_buyer):
-    bid = health.health_check_run(buyer_id=flaky_buyer.pk)
+    bid = checks.health_check_run(buyer_id=flaky_buyer.pk)
 
     assert bid is not None
     [row] = BidLog.objects.filter(buyer=flaky_buyer)

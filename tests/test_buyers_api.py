@@ -6,9 +6,10 @@ from unittest import mock
 import pytest
 from django.core.exceptions import ValidationError
 
+from bidlog.monitoring.health import buyer_health
 from buyers import services
 from buyers.models import Buyer
-from buyers.selectors import buyer_get, buyer_health, buyer_list
+from buyers.selectors import buyer_get, buyer_list
 from tests.factories import BidLogFactory, BuyerFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from bidlog.choices import AlertRule, Outcome, Source
 from bidlog.models import Alert, BidLog
-from bidlog.monitoring import health
+from bidlog.monitoring import checks, health
 from bidlog.routing import limits
 from tests.factories import BidLogFactory, BuyerFactory
 
@@ -33,10 +33,10 @@ def checked(simulator):
 def test_due_buyer_is_claimed_once_per_interval_however_often_beat_ticks(checked):
     start = timezone.now()
 
-    first = health.health_checks_claim(now=start)
-    same_tick = health.health_checks_claim(now=start)
-    a_minute_later = health.health_checks_claim(now=start + timedelta(minutes=1))
-    next_interval = health.health_checks_claim(now=start + timedelta(minutes=5))
+    first = checks.health_checks_claim(now=start)
+    same_tick = checks.health_checks_claim(now=start)
+    a_minute_later = checks.health_checks_claim(now=start + timedelta(minutes=1))
+    next_interval = checks.health_checks_claim(now=start + timedelta(minutes=5))
 
     assert [buyer_id for buyer_id, _ in first] == [checked.pk]
     assert same_tick == []
@@ -48,10 +48,10 @@ def test_due_buyer_is_claimed_once_per_interval_however_often_beat_ticks(checked
 
 def test_checks_that_fell_behind_restart_from_now(checked):
     start = timezone.now()
-    health.health_checks_claim(now=start)
+    checks.health_checks_claim(now=start)
 
     late = start + timedelta(minutes=23)
-    health.health_checks_claim(now=late)
+    checks.health_checks_claim(now=late)
 
     checked.refresh_from_db()
     assert checked.next_health_check_at == late + timedelta(minutes=5)
@@ -72,13 +72,13 @@ def test_buyer_is_not_claimed_when_it_must_not_be_checked(checked, fields):
         setattr(checked, name, value)
     checked.save()
 
-    assert health.health_checks_claim(now=timezone.now()) == []
+    assert checks.health_checks_claim(now=timezone.now()) == []
 
 
 def test_check_uses_the_test_caller_id_and_is_logged_as_health(simulator, checked):
     simulator.configure(checked.grid_id, respond="decline")
 
-    bid = health.health_check_run(buyer_id=checked.pk)
+    bid = checks.health_check_run(buyer_id=checked.pk)
 
     assert bid is not None
     assert (bid.source, bid.outcome, bid.caller_id) == (
@@ -96,7 +96,7 @@ def test_check_near_the_rate_limit_is_skipped_and_logged(simulator, checked):
     for _ in range(17):  # live traffic took most of the burst's 20 tokens
         limits.rate_limit_take(grid_id=checked.grid_id, per_minute=10)
 
-    bid = health.health_check_run(buyer_id=checked.pk)
+    bid = checks.health_check_run(buyer_id=checked.pk)
 
     assert bid is not None
     assert bid.outcome == Outcome.SKIPPED_RATE_LIMIT
@@ -109,15 +109,15 @@ def test_paused_buyer_is_not_checked_even_if_a_task_was_queued(simulator, checke
     checked.status = "paused"
     checked.save()
 
-    assert health.health_check_run(buyer_id=checked.pk) is None
+    assert checks.health_check_run(buyer_id=checked.pk) is None
     assert simulator.requests(checked.grid_id) == []
 
 
 def test_redelivered_check_sends_nothing_the_second_time(simulator, checked):
     due = timezone.now() - timedelta(seconds=1)
 
-    health.health_check_run(buyer_id=checked.pk, due_at=due)
-    again = health.health_check_run(buyer_id=checked.pk, due_at=due)
+    checks.health_check_run(buyer_id=checked.pk, due_at=due)
+    again = checks.health_check_run(buyer_id=checked.pk, due_at=due)
 
     assert again is None
     assert len(simulator.requests(checked.grid_id)) == 1
@@ -225,7 +225,7 @@ def test_answers_read_for_many_buyers_are_each_buyer_s_own_latest_answers():
 def test_check_result_feeds_the_alert_rules(simulator, checked):
     simulator.configure(checked.grid_id, respond="no_numbers")
 
-    health.health_check_run(buyer_id=checked.pk)
+    checks.health_check_run(buyer_id=checked.pk)
 
     alert = Alert.objects.get(buyer=checked)
     assert alert.rule == AlertRule.HEALTH_FAILING

@@ -13,7 +13,7 @@ import pytest
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import LATENCY_EDGES_MS, Call
-from bidlog.reports.rollups import rollup_build, rollup_mark_stale
+from bidlog.reports.rollups import rollup_build
 from bidlog.reports.services import (
     LATENCY_ERROR_MS,
     LATENCY_ERROR_SHARE,
@@ -25,6 +25,7 @@ from bidlog.reports.services import (
     report_summary,
     report_timeseries,
 )
+from bidlog.stale import rollup_mark_stale
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, bid_log_dataset
 
 START = datetime(2025, 11, 1, tzinfo=UTC)

@@ -13,7 +13,7 @@ def test_the_wsgi_module_loads_every_view_and_freezes_start_up_objects():
     script = (
         "import gc, sys; import callgrid_portal.wsgi; "
         "print(gc.get_freeze_count() > 0, 'bidlog.routing.api' in sys.modules, "
-        "'bidlog.monitoring.buyer_api.views' in sys.modules)"
+        "'bidlog.buyer_pages.api.views' in sys.modules)"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60

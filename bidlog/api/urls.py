@@ -4,9 +4,9 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from bidlog.api.views import BidViewSet
+from bidlog.ingest.api import BidImportView
 from bidlog.monitoring.api import AlertListView, TestBidView
 from bidlog.reports.api import (
-    BidImportView,
     ReportStatesView,
     ReportSummaryView,
     ReportTimeseriesView,

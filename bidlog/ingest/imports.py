@@ -23,7 +23,8 @@ from psycopg.types.json import Jsonb
 from bidlog.choices import Outcome, Source
 from bidlog.filters import parse_iso_datetime
 from bidlog.models import BidLog
-from bidlog.reports.rollups import retention_floor, rollup_mark_stale
+from bidlog.reports.rollups import retention_floor
+from bidlog.stale import rollup_mark_stale
 from buyers.models import Buyer
 from callgrid_portal.bidapi.answers import ACCEPT_OUTCOMES, outcome_for
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id

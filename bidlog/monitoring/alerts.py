@@ -41,6 +41,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from bidlog.choices import AlertRule, AlertStatus, Outcome, Source
+from bidlog.enqueue import ALERT_EMAIL, ALERT_WEBHOOK, task_enqueue
 from bidlog.models import Alert, BidLog
 from bidlog.monitoring.health import ANSWER_SOURCES, answers_recent, is_failure
 from buyers.choices import BuyerStatus
@@ -357,15 +358,13 @@ def _auto_pause(*, buyer: Buyer, alert: Alert) -> None:
 
 def _queue_notice(alert_id: int, event: str) -> None:
     """Queue the email and webhook for an alert; a broker outage is logged, never raised."""
-    from bidlog.tasks import alert_email, alert_webhook
-
-    for task in (alert_email, alert_webhook):
+    for task in (ALERT_EMAIL, ALERT_WEBHOOK):
         try:
-            task.delay(alert_id, event)
+            task_enqueue(task, alert_id, event)
         except Exception:
             # Never let a notice break the evaluation that raised it: the alert is saved and
             # shown in the API and on the dashboard either way.
-            logger.exception("could not queue %s for alert %s", task.name, alert_id)
+            logger.exception("could not queue %s for alert %s", task, alert_id)
 
 
 # --- reads -------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 
 from bidlog.choices import Outcome, Source
+from bidlog.enqueue import SEND_TEST_BID, task_enqueue
 from bidlog.models import BidLog
+from bidlog.monitoring.alerts import alerts_evaluate
 from bidlog.routing import limits
 from bidlog.routing.record import bid_result_values, bid_sends_lost, bid_trace_lost_send
 from buyers.models import Buyer
@@ -166,11 +168,8 @@ def test_bid_queue(
 
 
 def _publish(bid_id: int) -> None:
-    # Imported here: tasks import this module to run the bids.
-    from bidlog.tasks import send_test_bid as send_test_bid_task
-
     try:
-        send_test_bid_task.delay(bid_id)
+        task_enqueue(SEND_TEST_BID, bid_id)
     except PUBLISH_ERRORS as exc:
         BidLog.objects.filter(pk=bid_id, outcome=Outcome.PENDING, claimed_at__isnull=True).delete()
         logger.warning("test bid %s not queued, broker unavailable: %s", bid_id, exc)
@@ -224,9 +223,6 @@ def test_bid_run(*, bid_id: int) -> BidLog | None:
     )
     if not _fill(bid_id=bid_id, claimed_at=claimed_at, trace=trace, sent=sent):
         logger.warning("test bid %s was taken over by another worker; its answer stands", bid_id)
-    # Imported here: alerts sit above this module (they read what test bids write).
-    from bidlog.monitoring.alerts import alerts_evaluate
-
     alerts_evaluate(buyer=buyer)
     return BidLog.objects.filter(pk=bid_id).first()
 

@@ -1,9 +1,8 @@
-"""Report and import API: ``/reports/summary/``, ``/reports/timeseries/``, ``/reports/states/``
-(JSON, or CSV with ``?format=csv``) and ``POST /bids/import/``.
+"""Report API: ``/reports/summary/``, ``/reports/timeseries/``, ``/reports/states/`` (JSON, or
+CSV with ``?format=csv``).
 
-Views only parse input, call ``bidlog.reports.services`` / ``bidlog.ingest.imports`` and shape the
-answer.
-Reports need the viewer role, imports the operator role.
+Views only parse input, call :mod:`bidlog.reports.services` and shape the answer. Reports need
+the viewer role.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,13 +26,12 @@ from rest_framework.views import APIView
 
 from bidlog.choices import Source
 from bidlog.filters import parse_iso_datetime
-from bidlog.ingest.imports import ImportRejected, bids_import
 from bidlog.reports.services import report_states, report_summary, report_timeseries
 from buyers.models import Buyer
 from callgrid_portal.allowed import drf_invalid_choice, not_one_of
 from callgrid_portal.csvexport import csv_write
 from callgrid_portal.privacy import can_see_caller_ids
-from callgrid_portal.roles import OPERATOR, VIEWER
+from callgrid_portal.roles import VIEWER
 
 MAX_RANGE = timedelta(days=400)
 MAX_BUCKETS = {"hour": 24 * 93, "day": 400}
@@ -277,34 +275,4 @@ class ReportStatesView(_ReportView):
             return Response({"results": rows})
         return _csv_response(
             [STATE_COLUMNS] + [[r[c] for c in STATE_COLUMNS] for r in rows], "states", request
-        )
-
-
-class BidImportView(APIView):
-    """``POST {"records": [...]}``: up to 5,000 bid records, all or nothing, by ``external_id``.
-
-    201 with ``{"created", "existing", "received"}``; 400 with the errors of each bad record
-    under ``errors.records.<index>`` and nothing written.
-    """
-
-    write_role = OPERATOR
-
-    @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "{created, existing, received}")},
-    )
-    def post(self, request: Request) -> Response:
-        records = request.data.get("records") if isinstance(request.data, dict) else None
-        if not isinstance(records, list):
-            raise serializers.ValidationError({"records": ["Send a list of bid records."]})
-        try:
-            result = bids_import(records=records)
-        except ImportRejected as exc:
-            raise serializers.ValidationError(
-                {"records": {str(index): errors for index, errors in exc.errors.items()}}
-            ) from None
-        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-        return Response(
-            {"created": result.created, "existing": result.existing, "received": result.received},
-            status=code,
         )

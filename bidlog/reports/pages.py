@@ -23,6 +23,7 @@ from bidlog.api.serializers import mask_bid_data
 from bidlog.choices import AlertStatus, Outcome, OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
 from bidlog.models import Alert, BidLog
+from bidlog.monitoring.health import buyers_health
 from bidlog.monitoring.support import support_request_text
 from bidlog.reports.charts import (
     bucket_label,
@@ -38,7 +39,7 @@ from bidlog.reports.services import (
 )
 from bidlog.selectors import bid_get
 from buyers.models import Buyer
-from buyers.selectors import buyer_list, buyers_health
+from buyers.selectors import buyer_list
 from callgrid_portal import charts
 from callgrid_portal.bidapi import codes
 from callgrid_portal.csvexport import csv_write

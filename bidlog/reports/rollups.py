@@ -18,7 +18,7 @@ fresh; reports read raw rows for anything else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -42,6 +42,7 @@ from bidlog.models import (
     RollupBucket,
     RollupGrain,
 )
+from bidlog.stale import floor_day, floor_hour, mark_stale
 from callgrid_portal.bidapi.outcomes import LOCAL_OUTCOMES
 
 logger = logging.getLogger(__name__)
@@ -57,20 +58,10 @@ SENT = ~Q(outcome__in=LOCAL_OUTCOMES) & ~Q(
 )
 
 
-def floor_hour(moment: datetime) -> datetime:
-    """The start of the UTC hour holding ``moment``."""
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def ceil_hour(moment: datetime) -> datetime:
     """The first UTC hour boundary at or after ``moment``."""
     floor = floor_hour(moment)
     return floor if floor == moment else floor + HOUR
-
-
-def floor_day(moment: datetime) -> datetime:
-    """The start of the UTC day holding ``moment``."""
-    return floor_hour(moment).replace(hour=0)
 
 
 def retention_floor(*, now: datetime | None = None) -> datetime:
@@ -183,15 +174,6 @@ def _mark_built(grain: str, bucket_start: datetime, now: datetime) -> None:
     )
 
 
-def _mark_stale(grain: str, starts: Iterable[datetime]) -> None:
-    RollupBucket.objects.bulk_create(
-        [RollupBucket(grain=grain, bucket_start=start, stale=True) for start in starts],
-        update_conflicts=True,
-        unique_fields=["grain", "bucket_start"],
-        update_fields=["stale"],
-    )
-
-
 def rollup_build_hour(
     *, hour: datetime, now: datetime | None = None, before_pruning: bool = False
 ) -> None:
@@ -291,7 +273,7 @@ def rollup_build_hours(
         unique_fields=["grain", "bucket_start"],
         update_fields=["built_at", "stale"],
     )
-    _mark_stale(RollupGrain.DAY, sorted({floor_day(h) for h in hours}))
+    mark_stale(RollupGrain.DAY, sorted({floor_day(h) for h in hours}))
     return len(hours)
 
 
@@ -390,19 +372,6 @@ def hour_runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
         else:
             runs.append((hour, hour + HOUR))
     return runs
-
-
-def rollup_mark_stale(*, moments: Iterable[datetime]) -> int:
-    """Mark the hours (and days) holding ``moments`` stale, after rows were added to them.
-
-    Reports read raw rows for stale hours until ``rollup_refresh`` rebuilds them, so an
-    import is visible at once. Returns the number of distinct hours marked.
-    """
-    hours = {floor_hour(moment) for moment in moments}
-    if hours:
-        _mark_stale(RollupGrain.HOUR, sorted(hours))
-        _mark_stale(RollupGrain.DAY, sorted({floor_day(hour) for hour in hours}))
-    return len(hours)
 
 
 def rollup_refresh(

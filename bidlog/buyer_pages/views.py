@@ -25,6 +25,7 @@ from bidlog.choices import AlertStatus, Source
 from bidlog.models import BidLog
 from bidlog.monitoring import testbids
 from bidlog.monitoring.alerts import alert_list
+from bidlog.monitoring.health import buyer_health, buyers_health
 from bidlog.reports.charts import (
     buyer_latency_histogram,
     buyers_hourly_bids,
@@ -45,7 +46,7 @@ from buyers.filters import BuyerFilter
 from buyers.forms import BuyerForm, EligibilityForm, TestBidForm
 from buyers.hours import hours_summary
 from buyers.models import Buyer
-from buyers.selectors import buyer_changes, buyer_health, buyer_list, buyers_health
+from buyers.selectors import buyer_changes, buyer_list
 from buyers.validators import timezone_names
 from callgrid_portal import charts
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin

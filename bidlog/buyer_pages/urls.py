@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from bidlog.monitoring import buyer_pages as views
+from bidlog.buyer_pages import views
 
 app_name = "buyers"
 

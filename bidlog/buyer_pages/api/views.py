@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import status, viewsets
 from rest_framework.exceptions import APIException
 
-from bidlog.monitoring.buyer_api.serializers import BuyerSerializer
+from bidlog.buyer_pages.api.serializers import BuyerSerializer
 from buyers import services
 from buyers.filters import BuyerFilter
 from buyers.models import Buyer

@@ -8,9 +8,13 @@ from django.db import models
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from bidlog.monitoring.health import (
+    answer_outcomes_recent,
+    buyer_health,
+    open_alert_priorities,
+)
 from buyers import services
 from buyers.models import Buyer
-from buyers.selectors import buyer_health, buyers_open_alerts, buyers_recent_outcomes
 from callgrid_portal.privacy import shown_to
 
 # Field kwargs DRF derives from the model's validators. The model checks these itself in
@@ -44,8 +48,8 @@ class BuyerListSerializer(serializers.ListSerializer):
         # The root serializer's context is the dict it was given (or its own {}), shared with
         # every child; the stubs type it as a read-only Mapping.
         context = cast(dict[str, Any], self.context)
-        context["open_alerts"] = buyers_open_alerts()
-        context["recent_outcomes"] = buyers_recent_outcomes([b.pk for b in buyers])
+        context["open_alerts"] = open_alert_priorities()
+        context["recent_outcomes"] = answer_outcomes_recent(buyer_ids=[b.pk for b in buyers])
         return super().to_representation(buyers)
 
 

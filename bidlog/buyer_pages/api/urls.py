@@ -2,7 +2,7 @@
 
 from rest_framework.routers import SimpleRouter
 
-from bidlog.monitoring.buyer_api.views import BuyerViewSet
+from bidlog.buyer_pages.api.views import BuyerViewSet
 
 router = SimpleRouter()
 router.register("buyers", BuyerViewSet, basename="buyer")
