@@ -44,7 +44,7 @@ class BuyerAdmin(SimpleHistoryAdmin):
             raise Http404(f"No buyer with id {object_id!r}.") from None
         return super().history_view(request, object_id, extra_context)
 
-    actions = ("activate", "pause", "disable")
+    actions: tuple[str, ...] = ("activate", "pause", "disable")
     # The buyer pages' sections, then the bookkeeping only the admin shows.
     fieldsets = (
         *((title, {"fields": fields}) for title, fields in BuyerForm.SECTIONS),
