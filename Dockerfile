@@ -14,9 +14,9 @@ WORKDIR /app
 COPY . .
 RUN pip install .
 
-# Static files are part of the image (whitenoise serves them). The throwaway key only lets the
-# settings load here; without it a generated key would be baked into the image.
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0
+# Static files are part of the image (whitenoise serves them). collectstatic signs nothing, and
+# the settings generate no key, so none is needed (or baked into the image) here.
+RUN python manage.py collectstatic --noinput -v 0
 
 # Run as an unprivileged user that owns only DATA_DIR. The route spool's folder exists in the
 # image so a volume mounted there (docker-compose.yml) starts owned by that user.

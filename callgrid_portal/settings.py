@@ -72,23 +72,18 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+# Where the embedded default keeps its files. Only read here: `manage.py portal` creates it
+# (callgrid_portal/datadir.py), so importing the settings writes nothing.
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var")))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
+# Django's signing key. Unset, `manage.py portal` hands its children the key it keeps in
+# DATA_DIR/secret_key; a web server started any other way refuses to start without it
+# (callgrid_portal/wsgi.py), and commands that sign nothing run as usual.
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set")
-    # The embedded default keeps a random key in the data directory so sessions survive a
-    # restart without anyone having to invent a secret.
-    _key_file = DATA_DIR / "secret_key"
-    if not _key_file.exists():
-        from django.core.management.utils import get_random_secret_key
-
-        _key_file.write_text(get_random_secret_key())
-        _key_file.chmod(0o600)
-    SECRET_KEY = _key_file.read_text().strip()
+REQUIRE_SECRET_KEY = env_bool("REQUIRE_SECRET_KEY", False)
+if not SECRET_KEY and not DEBUG and REQUIRE_SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set (REQUIRE_SECRET_KEY is on)")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -231,7 +226,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -356,15 +350,13 @@ REDIS_RETRY_SECONDS = env_float("REDIS_RETRY_SECONDS", 2.0, minimum=0.0)
 # The broker comes from CELERY_BROKER_URL (redis://... or amqp://...). Without one, kombu's
 # filesystem transport passes messages through folders of DATA_DIR, so the embedded default
 # needs no server: producers write message files into broker/in and workers take them from
-# there. The folders are created here so every process finds them on startup.
+# there. `manage.py portal` creates the folders before it starts any process.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if not CELERY_BROKER_URL:
     # The host names nothing (the folders below do); given, kombu does not warn it is missing.
     CELERY_BROKER_URL = "filesystem://localhost//"
     CELERY_BROKER_DIR = Path(env_str("CELERY_BROKER_DIR", str(DATA_DIR / "broker")))
-    for _sub in ("in", "processed", "control"):
-        (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # One folder for both directions: what a producer writes is what a worker reads.
         "data_folder_in": str(CELERY_BROKER_DIR / "in"),
@@ -436,7 +428,7 @@ if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The schedule lives in the database, editable in the admin; its entries and the reason for
-# each are in callgrid_portal/migrations/0002_beat_schedule.py.
+# each are BEAT_SCHEDULE in callgrid_portal/celery.py, installed when beat starts.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # A test bid claimed this long ago by a worker that never finished it is taken over by the
 # next worker, and re-queued by the recovery sweep. Must exceed the hard time limit.

@@ -3,10 +3,21 @@
 import gc
 import os
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
+from callgrid_portal.datadir import secret_key_required
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callgrid_portal.settings")
+
+try:
+    # Django refuses an empty key only when something first signs with it (a login).
+    _secret_key = settings.SECRET_KEY
+except ImproperlyConfigured:
+    _secret_key = ""
+secret_key_required(_secret_key)
 
 application = get_wsgi_application()
 

@@ -14,6 +14,7 @@ from typing import cast
 
 import pytest
 import redis
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
@@ -22,6 +23,12 @@ from bidlog.routing.api import _checked_tokens
 from callgrid_portal.simulator import Simulator
 from tests.factories import BuyerFactory, UserFactory
 from tests.servers import _pg_cluster_session, pg_cluster, redis_server  # noqa: F401 (fixtures)
+
+# The settings read SECRET_KEY from the environment only (`manage.py portal` generates one for
+# its children); the tests, and every process they start, sign with this one.
+if not os.environ.get("SECRET_KEY"):
+    os.environ["SECRET_KEY"] = "tests-only-signing-key-" + "k3y" * 12
+    django_settings.SECRET_KEY = os.environ["SECRET_KEY"]
 
 # Where the browser tests save a screenshot of every page (tests/test_pages_a11y.py).
 SCREENSHOT_DIR = Path(

@@ -245,9 +245,12 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
             "CALLGRID_ENDPOINT_ALLOWLIST",
             "CALLGRID_INSECURE_HOSTS",
             "SECURE_SSL_REDIRECT",
+            "SECRET_KEY",
         }
     }
-    env.update(DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    # A DATA_DIR that does not exist yet: portal creates it, the database and the signing key.
+    data_dir = tmp_path / "data"
+    env.update(DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
     log = tmp_path / "portal.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -268,7 +271,10 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
         output = log.read_text()
         password = re.search(r"Password:\s+(\S+)", output)
         assert password, output
-        assert (tmp_path / "portal.sqlite3").exists()
+        assert (data_dir / "portal.sqlite3").exists()
+        key_file = data_dir / "secret_key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert len(key_file.read_text().strip()) >= 50
 
         browser = _Browser(base)
         status, _page = browser.get("/admin/login/")

@@ -31,15 +31,18 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from callgrid_portal.datadir import SECRET_KEY_FILE, data_dir_prepare
 from callgrid_portal.management.commands.seed_demo import DEMO_SCENARIO, demo_endpoint
 
 # Variables the embedded default fills in when they are unset (see the module docstring).
@@ -242,6 +245,7 @@ class Command(BaseCommand):
         if "CALLGRID_INSECURE_HOSTS" in filled:
             settings.CALLGRID_INSECURE_HOSTS = filled["CALLGRID_INSECURE_HOSTS"].split(",")
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callgrid_portal.settings")
+        self._data_prepare()
 
         self._say("Preparing the database")
         call_command("migrate", interactive=False, verbosity=0)
@@ -262,6 +266,24 @@ class Command(BaseCommand):
         exit_code = self._supervise(children, account, host=host, port=port, sim_port=sim_port)
         if exit_code:
             sys.exit(exit_code)
+
+    def _data_prepare(self) -> None:
+        """Create DATA_DIR, the folder broker's folders and the signing key the children use."""
+        filesystem_broker = settings.CELERY_BROKER_URL.startswith("filesystem")
+        try:
+            prepared = data_dir_prepare(
+                data_dir=Path(settings.DATA_DIR),
+                broker_dir=Path(settings.CELERY_BROKER_DIR) if filesystem_broker else None,
+                secret_key=os.environ.get("SECRET_KEY", "").strip(),
+                require_secret_key=settings.REQUIRE_SECRET_KEY and not settings.DEBUG,
+            )
+        except (ImproperlyConfigured, OSError) as exc:
+            raise CommandError(str(exc)) from exc
+        if prepared.secret_key_created:
+            self._say(f"Generated a signing key in {Path(settings.DATA_DIR) / SECRET_KEY_FILE}")
+        # The children read the key from their environment, like every other setting.
+        os.environ["SECRET_KEY"] = prepared.secret_key
+        settings.SECRET_KEY = prepared.secret_key
 
     # --- running the children ------------------------------------------------------------
 
