@@ -245,6 +245,8 @@ def portal_env(extra: dict[str, str]) -> dict[str, str]:
             "CALLGRID_INSECURE_HOSTS": "127.0.0.1",
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
+            # The settings generate no key; the benchmark's own web server signs with this.
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or "benchmark-only-" + uuid.uuid4().hex,
         }
     )
     env.pop("REDIS_URL", None)

@@ -27,6 +27,8 @@ import psycopg
 import pytest
 import requests
 
+from callgrid_portal.datadir import data_dir_prepare
+
 ROOT = Path(__file__).resolve().parent.parent
 # Generous: a loaded two-core CI machine may take a while to start anything.
 START_TIMEOUT = 60.0
@@ -241,6 +243,18 @@ class Portal:
     """The portal served by gunicorn (gthread workers), as in production."""
 
     def __init__(self, env: Mapping[str, str], log: Path, *, workers: int = 2) -> None:
+        # What `manage.py portal` prepares before it starts gunicorn: DATA_DIR and, for the
+        # folder broker (no CELERY_BROKER_URL), its folders; the key comes from the tests' env.
+        data_dir = Path(env["DATA_DIR"])
+        folder_broker = not env.get("CELERY_BROKER_URL")
+        data_dir_prepare(
+            data_dir=data_dir,
+            broker_dir=Path(env.get("CELERY_BROKER_DIR") or data_dir / "broker")
+            if folder_broker
+            else None,
+            secret_key=env["SECRET_KEY"],
+            require_secret_key=False,
+        )
         self.port = free_port()
         self.log = log
         handle = open(log, "ab")  # noqa: SIM115 (gunicorn holds it)
