@@ -15,8 +15,8 @@ from django.db.models import QuerySet
 
 from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass, Source
 from bidlog.models import BidLog
+from buyers.validators import caller_id_clean
 from callgrid_portal.allowed import ChoiceFilter, MultipleChoiceFilter
-from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 
 # Dates from outside are read within these bounds: every report, filter and import can add
 # a year or step a bucket on either side without leaving what Python's datetime holds.
@@ -91,12 +91,7 @@ class CallerIdField(forms.CharField):
         text = super().to_python(value)
         if not text:
             return ""
-        try:
-            return normalize_caller_id(text).digits
-        except InvalidCallerId as exc:
-            raise forms.ValidationError(
-                f"Invalid caller ID: {exc.reason}.", code="invalid_caller_id"
-            ) from None
+        return caller_id_clean(text).digits
 
 
 class CommaSeparatedSelectMultiple(forms.SelectMultiple):

@@ -9,8 +9,7 @@ from django.core.exceptions import ValidationError
 
 from buyers.hours import HoursSyntaxError, hours_text, parse_hours_text
 from buyers.models import Buyer
-from buyers.validators import US_STATE_CODES
-from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from buyers.validators import US_STATE_CODES, caller_id_clean
 from callgrid_portal.jsondepth import TOO_DEEP_MESSAGE, too_deep
 
 _STATE_SEPARATORS = re.compile(r"[\s,;]+")
@@ -279,10 +278,7 @@ class BuyerForm(forms.ModelForm):
 
 def _caller_id(value: str) -> str:
     """A typed caller ID as its 10 digits, or a field error that says what is wrong."""
-    try:
-        return normalize_caller_id(value).ten_digit
-    except InvalidCallerId as exc:
-        raise ValidationError(f"Invalid caller ID: {exc.reason}.", code="invalid") from None
+    return caller_id_clean(value).ten_digit
 
 
 def _state_code(value: str) -> str:

@@ -10,8 +10,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from buyers.choices import DUPLICATE_WINDOW_DAYS, Vertical
+from callgrid_portal.bidapi.client import RESERVED_KEYS
 from callgrid_portal.bidapi.endpoints import EndpointPolicy
-from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.bidapi.phone import CallerId, InvalidCallerId, normalize_caller_id
 from callgrid_portal.text import NUL_MESSAGE, contains_nul
 
 GRID_ID_RE = re.compile(r"^[a-z0-9]{20,40}$")
@@ -86,7 +87,7 @@ def validate_extra_params(value: Any) -> None:
     for key, item in value.items():
         if not isinstance(key, str) or not key.strip():
             raise ValidationError("Parameter names must be non-empty strings.", code="bad_key")
-        if key in ("CallerId", "InboundStateCode"):
+        if key in RESERVED_KEYS:
             raise ValidationError(
                 f"{key} is set per call and cannot be a static parameter.", code="reserved_key"
             )
@@ -101,16 +102,18 @@ def validate_extra_params(value: Any) -> None:
             )
 
 
+def caller_id_clean(value: object) -> CallerId:
+    """``value`` as a NANP number, or the field error every form, filter and API gives."""
+    try:
+        return normalize_caller_id(value)
+    except InvalidCallerId as exc:
+        raise ValidationError(exc.message, code="invalid_caller_id") from None
+
+
 def validate_caller_id(value: str) -> None:
     """A caller ID that normalizes to a valid NANP number."""
-    if not value:
-        return
-    try:
-        normalize_caller_id(value)
-    except InvalidCallerId as exc:
-        raise ValidationError(
-            f"Invalid caller ID: {exc.reason}.", code="invalid_caller_id"
-        ) from None
+    if value:
+        caller_id_clean(value)
 
 
 def validate_timezone(value: str) -> None:

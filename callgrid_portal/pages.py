@@ -30,11 +30,23 @@ class RoleRequiredMixin(LoginRequiredMixin):
             return super().dispatch(request, *args, **kwargs)
 
 
+# The labels of the filters several pages share (bids, calls, buyers), said once.
+SHARED_FILTER_LABELS = {
+    "grid_id": "Grid ID",
+    "source": "Source",
+    "caller_id": "Caller ID",
+    "since": "Since",
+    "until": "Until",
+}
+SHARED_EMPTY_LABELS = {"source": "Any source"}
+
+
 class PageFilterMixin:
     """Mixed into an API ``FilterSet`` to show it on a page.
 
     ``LABELS`` are the labels people read, ``EMPTY_LABELS`` what an empty choice says ("Any
     source" rather than "---------"), and ``HIDDEN`` the API's filters the page leaves out.
+    A page lists only its own: the shared filters' labels come from the tables above.
     """
 
     LABELS: dict[str, str] = {}
@@ -46,7 +58,9 @@ class PageFilterMixin:
         super().__init__(*args, **kwargs)
         for name in self.HIDDEN:
             self.filters.pop(name)
-        for name, label in self.LABELS.items():
-            self.filters[name].label = label
-        for name, label in self.EMPTY_LABELS.items():
-            self.filters[name].extra["empty_label"] = label
+        for name, label in {**SHARED_FILTER_LABELS, **self.LABELS}.items():
+            if name in self.filters:
+                self.filters[name].label = label
+        for name, label in {**SHARED_EMPTY_LABELS, **self.EMPTY_LABELS}.items():
+            if name in self.filters:
+                self.filters[name].extra["empty_label"] = label

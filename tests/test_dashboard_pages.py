@@ -126,7 +126,9 @@ def test_reports_break_down_codes_buyers_states_and_time(alice, day):
     response = page_client(alice).get(reverse("reports"))
     tables = response.context["tables"]
     assert [row[0] for row in tables["codes"][1]] == [1000, 2000, 4004]
-    assert {row[0] for row in tables["buyers"][1]} == {"Acme", "Beta"}
+    # Every buyer's together first, then each buyer (the report API's summary CSV rows).
+    assert tables["buyers"][1][0][1] == "All buyers"
+    assert {row[1] for row in tables["buyers"][1]} == {"All buyers", "Acme", "Beta"}
     assert {row[0]: row[2] for row in tables["states"][1]} == {"CO": 4, "TX": 1}
     assert sum(row[1] for row in tables["timeseries"][1]) == 5
 
@@ -168,7 +170,8 @@ def test_each_report_table_downloads_as_csv(alice, day):
     assert rows[0] == ["code", "title", "priority", "count"]
     assert [row[0] for row in rows[1:]] == ["1000", "2000", "4004"]
     buyers = client.get(reverse("reports"), {"export": "buyers"}).content.decode()
-    assert buyers.splitlines()[0].startswith("buyer,grid_id,bids")
+    # The same columns as the report API's summary CSV (bidlog/reports/tables.py).
+    assert buyers.splitlines()[0].startswith("buyer,name,grid_id,attempts,bids")
 
 
 def test_time_buckets_read_as_times_on_the_page_and_iso_8601_in_the_csv(alice, day):

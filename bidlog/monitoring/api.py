@@ -18,11 +18,10 @@ from bidlog.models import Alert
 from bidlog.monitoring import testbids
 from bidlog.monitoring.alerts import alert_list
 from buyers.models import Buyer
-from buyers.validators import US_STATE_CODES
+from buyers.validators import US_STATE_CODES, caller_id_clean
 from callgrid_portal.allowed import not_one_of
 from callgrid_portal.api import ErrorSerializer
-from callgrid_portal.bidapi.client import param_problem
-from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
+from callgrid_portal.bidapi.client import RESERVED_KEYS, param_problem
 from callgrid_portal.privacy import shown_to
 from callgrid_portal.roles import OPERATOR, VIEWER
 
@@ -36,12 +35,7 @@ class TestBidInputSerializer(serializers.Serializer):
     def validate_CallerId(self, value: str) -> str:
         if not value:
             return value
-        try:
-            return normalize_caller_id(value).ten_digit
-        except InvalidCallerId as exc:
-            raise serializers.ValidationError(
-                f"Invalid caller ID (4003): {exc.reason}.", code="4003"
-            ) from None
+        return caller_id_clean(value).ten_digit
 
     def validate_InboundStateCode(self, value: str) -> str:
         state = value.strip().upper()
@@ -62,7 +56,7 @@ def _extra_params(data: Any) -> dict[str, Any]:
         return {}
     params: dict[str, Any] = {}
     for key, value in data.items():
-        if key in testbids.RESERVED_KEYS:
+        if key in RESERVED_KEYS:
             continue
         problem = param_problem(key, value)
         if problem is not None:

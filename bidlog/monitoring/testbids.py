@@ -35,14 +35,19 @@ from bidlog.enqueue import SEND_TEST_BID, task_enqueue
 from bidlog.models import BidLog
 from bidlog.monitoring.alerts import alerts_evaluate
 from bidlog.routing import limits
+from bidlog.routing.eligibility import (
+    Block,
+    concurrency_block,
+    cooldown_block,
+    rate_limit_block,
+)
 from bidlog.routing.record import bid_result_values, bid_sends_lost, bid_trace_lost_send
 from buyers.models import Buyer
-from callgrid_portal.bidapi.client import BidResult, build_request, send_bid
+from callgrid_portal.bidapi.client import RESERVED_KEYS, BidResult, build_request, send_bid
 from callgrid_portal.bidapi.phone import normalize_caller_id
 
 logger = logging.getLogger(__name__)
 
-RESERVED_KEYS = frozenset({"CallerId", "InboundStateCode"})
 # The Bid API guide's sample number, for a test bid to a buyer with no test caller ID of its own.
 DEFAULT_TEST_CALLER_ID = "3035551234"
 # Three attempts of at most timeout_seconds each, plus backoff, fit in this; the task's soft
@@ -65,6 +70,11 @@ class LimitSkip:
     outcome: str
     reason: str
 
+    @classmethod
+    def of(cls, block: Block) -> LimitSkip:
+        """The skip of a limit's block (its outcome and reason, as routes give them)."""
+        return cls(block.outcome, block.reason)
+
 
 def limited_bid_send(
     *,
@@ -85,34 +95,21 @@ def limited_bid_send(
     if respect_cooldown:
         until = limits.cooldown_until(grid_id=grid_id)
         if until is not None:
-            return LimitSkip(
-                Outcome.SKIPPED_COOLDOWN,
-                f"no-capacity cooldown until {until:%Y-%m-%d %H:%M:%S} UTC",
-            )
+            return LimitSkip.of(cooldown_block(until))
     lease = limits.concurrency_acquire(
         grid_id=grid_id, limit=buyer.max_concurrency, ttl_seconds=LEASE_TTL_SECONDS
     )
     if lease is None:
-        return LimitSkip(
-            Outcome.SKIPPED_CONCURRENCY,
-            f"all {buyer.max_concurrency} simultaneous requests to this grid are in flight",
-        )
+        return LimitSkip.of(concurrency_block(buyer))
     try:
         rate = limits.rate_limit_take(
             grid_id=grid_id, per_minute=buyer.rate_limit_per_minute, headroom=rate_headroom
         )
         if not rate.allowed:
-            if rate_headroom:
-                reason = (
-                    f"near the rate limit of {buyer.rate_limit_per_minute}/min "
-                    f"({rate.tokens:.0f} requests left, {rate_headroom:.0f} kept for live calls)"
-                )
-            else:
-                reason = (
-                    f"rate limit of {buyer.rate_limit_per_minute}/min reached; next slot in "
-                    f"{rate.retry_after:.1f} s"
-                )
-            return LimitSkip(Outcome.SKIPPED_RATE_LIMIT, reason)
+            block = rate_limit_block(
+                buyer, retry_after=rate.retry_after, tokens=rate.tokens, headroom=rate_headroom
+            )
+            return LimitSkip.of(block)
         result = send_bid(
             buyer.as_bid_target(),
             caller_id,

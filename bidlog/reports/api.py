@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,6 +26,14 @@ from rest_framework.views import APIView
 from bidlog.choices import Source
 from bidlog.filters import parse_iso_datetime
 from bidlog.reports.services import report_states, report_summary, report_timeseries
+from bidlog.reports.tables import (
+    BUYERS,
+    STATES,
+    TIMESERIES,
+    ReportTable,
+    plain,
+    summary_records,
+)
 from buyers.models import Buyer
 from callgrid_portal.allowed import drf_invalid_choice, not_one_of
 from callgrid_portal.csvexport import csv_write
@@ -55,19 +62,6 @@ def _csv(rows: list[list[Any]], *, masked: bool = False) -> str:
     out = io.StringIO()
     csv_write(out, rows, masked=masked)
     return out.getvalue()
-
-
-def _plain(value: Any) -> Any:
-    """Money as a string with 2 decimals (as DRF's DecimalField), times in ISO 8601."""
-    if isinstance(value, Decimal):
-        return f"{value:.2f}"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -152,11 +146,14 @@ def _query(serializer_class: type[serializers.Serializer], request: Request) -> 
     return data
 
 
-def _csv_response(rows: list[list[Any]], name: str, request: Request) -> Response:
-    """A CSV download; text is escaped against formulas and, for viewers, phone-masked."""
+def _csv_response(
+    table: ReportTable, records: list[dict[str, Any]], request: Request, *, name: str = ""
+) -> Response:
+    """The report table as a CSV download; text escaped against formulas and, for viewers,
+    phone-masked."""
+    text = table.csv(table.rows(records), masked=not can_see_caller_ids(request.user))
     return Response(
-        _csv(rows, masked=not can_see_caller_ids(request.user)),
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        text, headers={"Content-Disposition": f'attachment; filename="{name or table.name}.csv"'}
     )
 
 
@@ -177,18 +174,6 @@ class _ReportView(APIView):
         return getattr(request.accepted_renderer, "format", None) == "csv"
 
 
-SUMMARY_COLUMNS = [
-    "attempts",
-    "bids",
-    "accepted",
-    "acceptance_rate",
-    "timeouts",
-    "timeout_rate",
-    "routed_calls",
-    "revenue",
-]
-
-
 class ReportSummaryView(_ReportView):
     """Totals, breakdowns by outcome, class and code, latency, revenue and per-buyer rows."""
 
@@ -199,48 +184,8 @@ class ReportSummaryView(_ReportView):
     def get(self, request: Request) -> Response:
         summary = report_summary(**_query(ReportQuerySerializer, request))
         if not self.wants_csv(request):
-            return Response(_plain(summary))
-        latency = ["p50", "p95", "p99", "max"]
-        rows: list[list[Any]] = [
-            [
-                "buyer",
-                "name",
-                "grid_id",
-                *SUMMARY_COLUMNS,
-                *(f"latency_{name}_ms" for name in latency),
-                "timeout_seconds",
-                "recommended_timeout_seconds",
-            ]
-        ]
-        for row in [
-            {"buyer": "", "name": "All buyers", "grid_id": "", **summary},
-            *summary["buyers"],
-        ]:
-            rows.append(
-                [
-                    row["buyer"] or "",
-                    row["name"],
-                    row["grid_id"],
-                    *(_plain(row[name]) for name in SUMMARY_COLUMNS),
-                    *(row["latency_ms"][name] for name in latency),
-                    row.get("timeout_seconds", ""),
-                    row.get("recommended_timeout_seconds", ""),
-                ]
-            )
-        return _csv_response(rows, "summary", request)
-
-
-SERIES_COLUMNS = [
-    "bucket_start",
-    "bids",
-    "accepted",
-    "acceptance_rate",
-    "timeouts",
-    "calls",
-    "routed_calls",
-    "revenue",
-    "p95_ms",
-]
+            return Response(plain(summary))
+        return _csv_response(BUYERS, summary_records(summary), request, name="summary")
 
 
 class ReportTimeseriesView(_ReportView):
@@ -254,12 +199,8 @@ class ReportTimeseriesView(_ReportView):
         query = _query(TimeseriesQuerySerializer, request)
         rows = report_timeseries(**query)
         if not self.wants_csv(request):
-            return Response({"bucket": query["bucket"], "tz": query["tz"], "results": _plain(rows)})
-        table = [SERIES_COLUMNS] + [[_plain(row[c]) for c in SERIES_COLUMNS] for row in rows]
-        return _csv_response(table, "timeseries", request)
-
-
-STATE_COLUMNS = ["state_code", "attempts", "bids", "accepted", "acceptance_rate"]
+            return Response({"bucket": query["bucket"], "tz": query["tz"], "results": plain(rows)})
+        return _csv_response(TIMESERIES, rows, request)
 
 
 class ReportStatesView(_ReportView):
@@ -273,6 +214,4 @@ class ReportStatesView(_ReportView):
         rows = report_states(**_query(ReportQuerySerializer, request))
         if not self.wants_csv(request):
             return Response({"results": rows})
-        return _csv_response(
-            [STATE_COLUMNS] + [[r[c] for c in STATE_COLUMNS] for r in rows], "states", request
-        )
+        return _csv_response(STATES, rows, request)

@@ -41,12 +41,8 @@ class CallPageFilter(PageFilterMixin, CallFilter):
         "winner": "Winner",
         "grid_id": "Winner's Grid ID",
         "strategy": "Strategy",
-        "source": "Source",
-        "caller_id": "Caller ID",
-        "since": "Since",
-        "until": "Until",
     }
-    EMPTY_LABELS = {"strategy": "Any strategy", "source": "Any source"}
+    EMPTY_LABELS = {"strategy": "Any strategy"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

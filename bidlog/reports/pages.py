@@ -37,12 +37,12 @@ from bidlog.reports.services import (
     report_summary,
     report_timeseries,
 )
+from bidlog.reports.tables import CODES, REPORT_TABLES, summary_records
 from bidlog.selectors import bid_get
 from buyers.models import Buyer
 from buyers.selectors import buyer_list
 from callgrid_portal import charts
 from callgrid_portal.bidapi import codes
-from callgrid_portal.csvexport import csv_write
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phones_in
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
@@ -105,17 +105,12 @@ class BidPageFilter(PageFilterMixin, BidLogFilter):
 
     LABELS = {
         "buyer": "Buyer",
-        "grid_id": "Grid ID",
         "outcome": "Outcome (any of)",
         "outcome_class": "Outcome class",
         "code": "CallGrid code",
-        "source": "Source",
-        "caller_id": "Caller ID",
         "call": "Call ID",
-        "since": "Since",
-        "until": "Until",
     }
-    EMPTY_LABELS = {"outcome_class": "Any class", "source": "Any source"}
+    EMPTY_LABELS = {"outcome_class": "Any class"}
 
 
 def _cursor(value: str) -> tuple[Any, int] | None:
@@ -317,120 +312,129 @@ def _urgency(priority: str) -> int:
     return order.index(priority) if priority in order else len(order)
 
 
-# The tables of the reports page, each also a CSV download (?export=<name>).
-REPORT_TABLES = ("codes", "buyers", "states", "timeseries")
-
 Table = tuple[list[str], list[list[Any]]]
 
 
-def _report_table(
+def _report_records(
     name: str, args: dict[str, Any], bucket: str, summary: dict[str, Any] | None = None
-) -> Table:
-    """One table of the reports page (a header and rows); a CSV download reads only its own."""
+) -> list[dict[str, Any]]:
+    """The report rows behind one table of the reports page; a CSV download reads only its own."""
     if name == "states":
-        return (
-            ["state", "attempts", "bids", "accepted", "acceptance_rate"],
-            [
-                [
-                    r["state_code"] or "(none)",
-                    r["attempts"],
-                    r["bids"],
-                    r["accepted"],
-                    r["acceptance_rate"],
-                ]
-                for r in report_states(**args)
-            ],
-        )
+        return report_states(**args)
     if name == "timeseries":
-        return (
-            ["bucket_start", "bids", "accepted", "acceptance_rate", "revenue", "p95_ms"],
-            [
-                [
-                    r["bucket_start"],
-                    r["bids"],
-                    r["accepted"],
-                    r["acceptance_rate"],
-                    r["revenue"],
-                    r["p95_ms"],
-                ]
-                for r in report_timeseries(bucket=bucket, tz=settings.TIME_ZONE, **args)
-            ],
-        )
+        return report_timeseries(bucket=bucket, tz=settings.TIME_ZONE, **args)
     summary = summary or report_summary(**args)
-    if name == "codes":
-        return (
-            ["code", "title", "priority", "count"],
-            [[r["code"], r["title"], r["priority"], r["count"]] for r in summary["by_code"]],
-        )
-    return (
-        [
-            "buyer",
-            "grid_id",
-            "bids",
-            "accepted",
-            "acceptance_rate",
-            "p95_ms",
-            "timeouts",
-            "timeout_rate",
-            "routed_calls",
-            "revenue",
-        ],
-        [
-            [
-                r["name"],
-                r["grid_id"],
-                r["bids"],
-                r["accepted"],
-                r["acceptance_rate"],
-                r["latency_ms"]["p95"],
-                r["timeouts"],
-                r["timeout_rate"],
-                r["routed_calls"],
-                r["revenue"],
-            ]
-            for r in summary["buyers"]
-        ],
-    )
+    return summary["by_code"] if name == "codes" else summary_records(summary)
 
 
 def _report_charts(
-    tables: dict[str, Table], answers: list[list[Any]], errors: list[list[Any]], bucket: str
+    records: dict[str, list[dict[str, Any]]],
+    summary: dict[str, Any],
+    answers: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    bucket: str,
 ) -> dict[str, Any]:
-    """The chart beside each table of the reports page, drawn from the table's own rows."""
+    """The chart beside each table of the reports page, drawn from the same report rows."""
 
     def share(value: float | None) -> str:
         return charts.fmt_percent(value) if value is not None else "no bids"
 
-    code_rows = [*answers, *errors]
-    series_rows = tables["timeseries"][1]
+    def bids_bar(label: str, row: dict[str, Any]) -> tuple[str, int, str]:
+        bids = row["bids"]
+        return (
+            label,
+            bids,
+            f"{charts.fmt_count(bids)} bids, {share(row['acceptance_rate'])} accepted",
+        )
+
+    series = records["timeseries"]
     tz = settings.TIME_ZONE
     return {
         "codes": charts.hbars(
             title="Answers and errors by CallGrid code",
-            rows=[(f"{row[0]} {row[1]}", row[3], charts.fmt_count(row[3])) for row in code_rows],
+            rows=[
+                (f"{row['code']} {row['title']}", row["count"], charts.fmt_count(row["count"]))
+                for row in [*answers, *errors]
+            ],
             classes=["s2"] * len(answers) + ["s3"] * len(errors),
             unit="attempts",
         ),
         "buyers": charts.hbars(
             title="Bids per buyer",
-            rows=[
-                (row[0], row[2], f"{charts.fmt_count(row[2])} bids, {share(row[4])} accepted")
-                for row in tables["buyers"][1]
-            ],
+            rows=[bids_bar(row["name"], row) for row in summary["buyers"]],
         ),
         "states": charts.hbars(
             title="Bids per inbound state",
-            rows=[
-                (row[0], row[2], f"{charts.fmt_count(row[2])} bids, {share(row[4])} accepted")
-                for row in tables["states"][1]
-            ],
+            rows=[bids_bar(row["state_code"] or "(none)", row) for row in records["states"]],
         ),
         "timeseries": charts.combo_chart(
             title=f"Bids and acceptance per {bucket} ({tz})",
-            labels=[bucket_label(row[0], bucket) for row in series_rows],
-            bars=[row[1] for row in series_rows],
-            line=[row[3] for row in series_rows],
+            labels=[bucket_label(row["bucket_start"], bucket) for row in series],
+            bars=[row["bids"] for row in series],
+            line=[row["acceptance_rate"] for row in series],
             x_unit=f"{bucket} ({tz})",
+        ),
+    }
+
+
+def _report_export(
+    name: str, args: dict[str, Any], bucket: str, request: HttpRequest
+) -> HttpResponse:
+    """One table of the reports page as a CSV download, as the report API writes it."""
+    table = REPORT_TABLES[name]
+    rows = table.rows(_report_records(name, args, bucket))
+    response = HttpResponse(
+        table.csv(rows, masked=not can_see_caller_ids(request.user)),
+        content_type="text/csv; charset=utf-8",
+    )
+    stamp = args["until"].strftime("%Y%m%dT%H%M")
+    response["Content-Disposition"] = f'attachment; filename="callgrid-{name}-{stamp}.csv"'
+    return response
+
+
+def _is_answer(row: dict[str, Any]) -> bool:
+    """Answers (1000-3999: accepted, no bid, ...), apart from errors (4000 and up, and any
+    code the catalog does not know)."""
+    entry = codes.get(row["code"])
+    return entry is not None and not entry.is_error
+
+
+def _export_links(request: HttpRequest) -> dict[str, str]:
+    """The query string of each table's CSV download: this page's, with ``export`` set."""
+    query = request.GET.copy()
+    links = {}
+    for name in REPORT_TABLES:
+        query["export"] = name
+        links[name] = query.urlencode()
+    return links
+
+
+def _reports_context(request: HttpRequest, args: dict[str, Any], bucket: str) -> dict[str, Any]:
+    """What the reports page shows: the summary, each table (rows and cells) and its chart."""
+    summary = report_summary(**args)
+    records = {name: _report_records(name, args, bucket, summary) for name in REPORT_TABLES}
+    tables: dict[str, Table] = {
+        name: (table.header(), table.rows(records[name])) for name, table in REPORT_TABLES.items()
+    }
+    answers = [row for row in records["codes"] if _is_answer(row)]
+    errors = [row for row in records["codes"] if not _is_answer(row)]
+    code_tables = [
+        ("Answers", CODES.rows(answers), "No answers in this range."),
+        ("Errors", CODES.rows(errors), "No error codes in this range."),
+    ]
+    return {
+        "summary": summary,
+        "tables": tables,
+        "report_tables": REPORT_TABLES,
+        "cells": {name: table.cells(tables[name][1]) for name, table in REPORT_TABLES.items()},
+        "code_tables": code_tables,
+        "code_cells": [(heading, CODES.cells(rows), empty) for heading, rows, empty in code_tables],
+        "csv": _export_links(request),
+        "charts": _report_charts(records, summary, answers, errors, bucket),
+        # A day bucket starts at midnight in TIME_ZONE; shown in UTC, it needs its hour unless
+        # that midnight is UTC's.
+        "bucket_format": (
+            "Y-m-d" if bucket == "day" and settings.TIME_ZONE == "UTC" else "Y-m-d H:i"
         ),
     }
 
@@ -448,47 +452,6 @@ class ReportsView(RoleRequiredMixin, View):
             return render(request, "bidlog/reports.html", {"form": form}, status=200)
         bucket = form.cleaned_data["bucket"]
         if export:
-            header, rows = _report_table(export, args, bucket)
-            response = HttpResponse(content_type="text/csv; charset=utf-8")
-            stamp = args["until"].strftime("%Y%m%dT%H%M")
-            response["Content-Disposition"] = (
-                f'attachment; filename="callgrid-{export}-{stamp}.csv"'
-            )
-            # Times as ISO 8601 with their offset, for spreadsheets and scripts alike; text
-            # escaped so no cell runs as a formula, and numbers masked for viewers.
-            csv_write(response, [header, *rows], masked=not can_see_caller_ids(request.user))
-            return response
-        summary = report_summary(**args)
-        tables = {name: _report_table(name, args, bucket, summary) for name in REPORT_TABLES}
-        # Answers (1000-3999: accepted, no bid, ...) apart from errors (4000 and up, and any
-        # code the catalog does not know).
-        answers: list[Any] = []
-        errors: list[Any] = []
-        for row in tables["codes"][1]:
-            entry = codes.get(row[0])
-            (answers if entry is not None and not entry.is_error else errors).append(row)
-        query = request.GET.copy()
-        links = {}
-        for name in REPORT_TABLES:
-            query["export"] = name
-            links[name] = query.urlencode()
-        return render(
-            request,
-            "bidlog/reports.html",
-            {
-                "form": form,
-                "summary": summary,
-                "tables": tables,
-                "csv": links,
-                "code_tables": [
-                    ("Answers", answers, "No answers in this range."),
-                    ("Errors", errors, "No error codes in this range."),
-                ],
-                "charts": _report_charts(tables, answers, errors, bucket),
-                # A day bucket starts at midnight in TIME_ZONE; shown in UTC, it needs its hour
-                # unless that midnight is UTC's.
-                "bucket_format": (
-                    "Y-m-d" if bucket == "day" and settings.TIME_ZONE == "UTC" else "Y-m-d H:i"
-                ),
-            },
-        )
+            return _report_export(export, args, bucket, request)
+        context = _reports_context(request, args, bucket)
+        return render(request, "bidlog/reports.html", {"form": form, **context})

@@ -51,6 +51,7 @@ from bidlog.selectors import call_list
 from buyers.models import Buyer
 from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
 from callgrid_portal.authentication import PortalTokenAuthentication
+from callgrid_portal.bidapi.client import RESERVED_KEYS
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
 from callgrid_portal.roles import OPERATOR, VIEWER
@@ -58,7 +59,7 @@ from callgrid_portal.roles import OPERATOR, VIEWER
 logger = logging.getLogger(__name__)
 
 # Keys of the route request that steer routing; every other key is forwarded to buyers.
-_CONTROL_KEYS = ("CallerId", "InboundStateCode", "strategy", "buyers")
+_CONTROL_KEYS = RESERVED_KEYS | {"strategy", "buyers"}
 # Money in answers: two places, at most ten digits, as the serializers declare it.
 _CENTS = Decimal("0.01")
 _MONEY_CONTEXT = Context(prec=10)
@@ -616,8 +617,7 @@ class EligibilityView(APIView):
         try:
             caller = normalize_caller_id(raw)
         except InvalidCallerId as exc:
-            message = f"Invalid caller ID: {exc.reason}."
-            return _route_error(RouteError(code=4003, message=message, field="caller_id"))
+            return _route_error(RouteError(code=4003, message=exc.message, field="caller_id"))
         state = request.query_params.get("state_code", "").strip().upper()
         buyers = Buyer.objects.order_by("priority", "name", "pk")
         wanted = request.query_params.getlist("buyer")

@@ -400,6 +400,47 @@ def _buyers_statement(vendor: str, id_count: int | None) -> _Statement:
     )
 
 
+# --- the shared limits' reasons (one wording each: routes, eligibility, test bids) ---------
+
+
+def cooldown_block(until: datetime) -> Block:
+    """The ``skipped_cooldown`` block of a grid cooling down after a 3000 No Capacity."""
+    return Block(
+        Outcome.SKIPPED_COOLDOWN,
+        f"answered 3000 No Capacity; cooling down until {show_utc(until)}",
+        until,
+    )
+
+
+def concurrency_block(buyer: Buyer) -> Block:
+    """The ``skipped_concurrency`` block of a grid whose every slot is held."""
+    return Block(
+        Outcome.SKIPPED_CONCURRENCY,
+        f"all {buyer.max_concurrency} simultaneous requests to this grid are in flight",
+    )
+
+
+def rate_limit_block(
+    buyer: Buyer, *, retry_after: float, tokens: float = 0.0, headroom: float = 0.0
+) -> Block:
+    """The ``skipped_rate_limit`` block of a grid out of tokens.
+
+    With ``headroom`` (health checks keep that many tokens for live calls) the grid is only
+    near its limit, and the reason says so.
+    """
+    per_minute = buyer.rate_limit_per_minute
+    if headroom:
+        reason = (
+            f"near the rate limit of {per_minute}/min "
+            f"({tokens:.0f} requests left, {headroom:.0f} kept for live calls)"
+        )
+    else:
+        reason = f"rate limit of {per_minute}/min reached; next slot in {retry_after:.1f} s"
+    return Block(
+        Outcome.SKIPPED_RATE_LIMIT, reason, timezone.now() + timedelta(seconds=retry_after)
+    )
+
+
 def in_flight_duplicate_block() -> Block:
     """The ``skipped_duplicate`` block of a caller another route is selling to this buyer now."""
     return Block(
@@ -490,13 +531,7 @@ def eligibility_check(
             else None
         )
         if cooling is not None:
-            blocks.append(
-                Block(
-                    Outcome.SKIPPED_COOLDOWN,
-                    f"answered 3000 No Capacity; cooling down until {show_utc(cooling)}",
-                    cooling,
-                )
-            )
+            blocks.append(cooldown_block(cooling))
         if include_limits:
             blocks.extend(_in_flight_blocks(buyer, caller_id, now, caps.get(buyer.pk), blocks))
             blocks.extend(_limit_blocks(buyer))
@@ -536,21 +571,7 @@ def _limit_blocks(buyer: Buyer) -> list[Block]:
     blocks: list[Block] = []
     rate = limits.rate_limit_peek(grid_id=buyer.grid_id, per_minute=buyer.rate_limit_per_minute)
     if not rate.allowed:
-        until = timezone.now() + timedelta(seconds=rate.retry_after)
-        blocks.append(
-            Block(
-                Outcome.SKIPPED_RATE_LIMIT,
-                f"rate limit of {buyer.rate_limit_per_minute}/min reached; "
-                f"next slot at {show_utc(until)}",
-                until,
-            )
-        )
-    in_flight = limits.concurrency_in_flight(grid_id=buyer.grid_id)
-    if in_flight >= buyer.max_concurrency:
-        blocks.append(
-            Block(
-                Outcome.SKIPPED_CONCURRENCY,
-                f"{in_flight} of {buyer.max_concurrency} simultaneous requests in flight",
-            )
-        )
+        blocks.append(rate_limit_block(buyer, retry_after=rate.retry_after))
+    if limits.concurrency_in_flight(grid_id=buyer.grid_id) >= buyer.max_concurrency:
+        blocks.append(concurrency_block(buyer))
     return blocks

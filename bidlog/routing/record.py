@@ -22,6 +22,7 @@ from bidlog.routing import limits
 from bidlog.routing.errors import RouteError
 from buyers.models import Buyer
 from callgrid_portal.bidapi import client
+from callgrid_portal.bidapi.answers import MAX_BID_AMOUNT
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.postgresql import prepared_cursor
@@ -30,8 +31,6 @@ from callgrid_portal.postgresql import prepared_cursor
 SKIP_OUTCOMES = frozenset(o for o in Outcome.values if o.startswith("skipped_"))
 
 _CENT = Decimal("0.01")
-# BidLog.bid_amount is DECIMAL(10, 2): anything at or above this cannot be stored.
-_MAX_AMOUNT = Decimal("100000000")
 
 
 @functools.cache
@@ -54,7 +53,7 @@ def _storable_amount(amount: Decimal | None) -> tuple[Decimal | None, str]:
         rounded = Decimal(amount).quantize(_CENT, rounding=ROUND_HALF_UP)
     except (InvalidOperation, TypeError, ValueError):
         return None, f"bid amount {amount!r} is not a number"
-    if not rounded.is_finite() or rounded < 0 or rounded >= _MAX_AMOUNT:
+    if not rounded.is_finite() or rounded < 0 or rounded > MAX_BID_AMOUNT:
         return None, f"bid amount {amount} is out of range and was not stored"
     return rounded, ""
 

@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -52,12 +52,14 @@ from bidlog.routing.eligibility import (
     Block,
     buyers_with_last_paid,
     cap_counters,
+    concurrency_block,
+    cooldown_block,
     duplicate_block,
     eligibility_check,
     in_flight_duplicate_block,
     last_paid_calls,
+    rate_limit_block,
     reserved_cap_block,
-    show_utc,
 )
 from bidlog.routing.errors import RouteError
 from bidlog.routing.record import (
@@ -139,8 +141,7 @@ def _clean_input(
     try:
         number = normalize_caller_id(caller_id)
     except InvalidCallerId as exc:
-        message = f"Invalid caller ID: {exc.reason}."
-        raise RouteError(code=4003, message=message, field="CallerId") from None
+        raise RouteError(code=4003, message=exc.message, field="CallerId") from None
     state = (state_code or "").strip().upper()
     if state and state not in US_STATE_CODES:
         raise RouteError(
@@ -274,23 +275,10 @@ def _refusal(buyer: Buyer, admission: limits.Admission, moment: datetime) -> Blo
             buyer=buyer, now=moment, cap_index=admission.cap_index, total=admission.cap_total
         )
     if admission.refused == "cooldown" and admission.cooldown_until is not None:
-        return Block(
-            Outcome.SKIPPED_COOLDOWN,
-            f"answered 3000 No Capacity; cooling down until {show_utc(admission.cooldown_until)}",
-            admission.cooldown_until,
-        )
+        return cooldown_block(admission.cooldown_until)
     if admission.refused == "concurrency":
-        return Block(
-            Outcome.SKIPPED_CONCURRENCY,
-            f"all {buyer.max_concurrency} simultaneous requests to this grid are in flight",
-        )
-    until = timezone.now() + timedelta(seconds=admission.retry_after)
-    return Block(
-        Outcome.SKIPPED_RATE_LIMIT,
-        f"rate limit of {buyer.rate_limit_per_minute}/min reached; next slot in "
-        f"{admission.retry_after:.1f} s",
-        until,
-    )
+        return concurrency_block(buyer)
+    return rate_limit_block(buyer, retry_after=admission.retry_after)
 
 
 def _answered(

@@ -58,6 +58,8 @@ BACKOFF_BASE = 0.25  # seconds; retry n waits BACKOFF_BASE * 2**(n-1): 0.25 s, t
 # (timeout_seconds is at most 10), so we stop instead of retrying early against its wishes.
 MAX_RETRY_AFTER_SECONDS = 10.0
 DEFAULT_USER_AGENT = "CallGridPortal/0.1"
+# The keys of a bid request set per call: never a buyer's static parameter, never forwarded
+# from a caller's own parameters (the one definition; buyers, routes and test bids use it).
 RESERVED_KEYS = frozenset({"CallerId", "InboundStateCode"})
 RETRIED_OUTCOMES = frozenset({Outcome.SYSTEM_ERROR, Outcome.RATE_LIMITED})
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")

@@ -18,6 +18,14 @@ class InvalidCallerId(ValueError):
         super().__init__(reason)
         self.reason = reason
 
+    @property
+    def message(self) -> str:
+        """The one wording of a refused caller ID: pages, forms, API answers and route errors.
+
+        It names the Bid API's code for it (4003), so the guidance for that code applies.
+        """
+        return f"Invalid caller ID (4003): {self.reason}."
+
 
 @dataclass(frozen=True)
 class CallerId:
