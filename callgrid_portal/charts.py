@@ -287,6 +287,76 @@ def stacked_bars(
     return _figure(_svg(title, body), legend)
 
 
+def _rebin(
+    edges: Sequence[int], counts: Sequence[int], marker: float | None
+) -> tuple[list[int], float, int]:
+    """Counts in bins with lower ``edges`` redrawn as equal-width bins from 0 to a little past
+    the larger of the marker and the last value: the bins, their width and the last value."""
+    highest = max((edge for edge, n in zip(edges, counts, strict=True) if n), default=0)
+    span = max(float(marker or 0), highest + (highest // 10 or 10), 100.0) * 1.1
+    step = nice_ticks(span / HISTOGRAM_BINS, 1)[-1]
+    bins = [0] * max(1, math.ceil(span / step))
+    for index, (edge, number) in enumerate(zip(edges, counts, strict=True)):
+        if not number:
+            continue
+        upper = edges[index + 1] if index + 1 < len(edges) else edge
+        middle = (edge + upper) / 2
+        bins[min(int(middle // step), len(bins) - 1)] += number
+    return bins, step, highest
+
+
+def _histogram_axes(ticks: list[float], extent: float, unit: str) -> list[str]:
+    """The y axis of counts and the x axis of response times, from 0 to ``extent`` ms."""
+    plot_width = WIDTH - LEFT - RIGHT
+    axis = [
+        '<g class="axes" aria-hidden="true">',
+        _y_axis(ticks, fmt_count, unit, plot_width=plot_width),
+        f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{HEIGHT - BOTTOM}" '
+        f'y2="{HEIGHT - BOTTOM}"/>',
+    ]
+    for tick in nice_ticks(extent, 5):
+        if tick > extent:
+            break
+        x = LEFT + tick / extent * plot_width
+        axis.append(
+            f'<text class="tick" x="{_num(x)}" y="{HEIGHT - BOTTOM + 14}" '
+            f'text-anchor="middle">{escape(fmt_ms(tick))}</text>'
+        )
+    axis.append(
+        f'<text class="unit" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">'
+        "response time</text></g>"
+    )
+    return axis
+
+
+def _histogram_bars(
+    bins: list[int], step: float, highest: int, top: float, marker: float | None, unit: str
+) -> list[str]:
+    """One bar per bin, each with its text; bins past ``marker`` are drawn as cut off."""
+    plot_height = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / len(bins)
+    bars = []
+    for index, number in enumerate(bins):
+        low, high = index * step, (index + 1) * step
+        cut = marker is not None and low >= marker
+        height = number / top * plot_height
+        x = LEFT + slot * index
+        text = f"{fmt_ms(low)} to {fmt_ms(high)}: {fmt_count(number)} {unit}"
+        if index == len(bins) - 1 and highest >= high:
+            text = f"{fmt_ms(low)} or more: {fmt_count(number)} {unit}"
+        bars.append(
+            _mark(
+                text + (" (past the timeout)" if cut else ""),
+                f'<rect class="bar {"s3" if cut else "s0"}" x="{_num(x + 0.5)}" '
+                f'y="{_num(TOP + plot_height - height)}" width="{_num(max(slot - 1, 1))}" '
+                f'height="{_num(height)}"/>'
+                f'<rect class="hit" x="{_num(x)}" y="{TOP}" width="{_num(slot)}" '
+                f'height="{_num(plot_height)}"/>',
+            )
+        )
+    return bars
+
+
 def histogram(
     *,
     title: str,
@@ -299,63 +369,14 @@ def histogram(
     """Counts of values (ms) in bins with lower ``edges`` (the last bin open-ended), redrawn as
     equal-width bins from 0 to a little past the larger of the marker and the last value, with
     a dashed line at ``marker`` (a timeout); bins past the marker are drawn as cut off."""
-    highest = max((edge for edge, n in zip(edges, counts, strict=True) if n), default=0)
-    span = max(float(marker or 0), highest + (highest // 10 or 10), 100.0) * 1.1
-    step = nice_ticks(span / HISTOGRAM_BINS, 1)[-1]
-    bins = [0] * max(1, math.ceil(span / step))
-    for index, (edge, number) in enumerate(zip(edges, counts, strict=True)):
-        if not number:
-            continue
-        upper = edges[index + 1] if index + 1 < len(edges) else edge
-        middle = (edge + upper) / 2
-        bins[min(int(middle // step), len(bins) - 1)] += number
-    plot_width = WIDTH - LEFT - RIGHT
-    plot_height = HEIGHT - TOP - BOTTOM
+    bins, step, highest = _rebin(edges, counts, marker)
     ticks = nice_ticks(max(bins))
-    top = ticks[-1]
     extent = step * len(bins)
-    slot = plot_width / len(bins)
-    x_ticks = nice_ticks(extent, 5)
-    axis = [
-        '<g class="axes" aria-hidden="true">',
-        _y_axis(ticks, fmt_count, unit, plot_width=plot_width),
-        f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{HEIGHT - BOTTOM}" '
-        f'y2="{HEIGHT - BOTTOM}"/>',
-    ]
-    for tick in x_ticks:
-        if tick > extent:
-            break
-        x = LEFT + tick / extent * plot_width
-        axis.append(
-            f'<text class="tick" x="{_num(x)}" y="{HEIGHT - BOTTOM + 14}" '
-            f'text-anchor="middle">{escape(fmt_ms(tick))}</text>'
-        )
-    axis.append(
-        f'<text class="unit" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">'
-        "response time</text></g>"
-    )
-    body = axis
-    for index, number in enumerate(bins):
-        low, high = index * step, (index + 1) * step
-        cut = marker is not None and low >= marker
-        height = number / top * plot_height
-        x = LEFT + slot * index
-        text = f"{fmt_ms(low)} to {fmt_ms(high)}: {fmt_count(number)} {unit}"
-        if index == len(bins) - 1 and highest >= high:
-            text = f"{fmt_ms(low)} or more: {fmt_count(number)} {unit}"
-        body.append(
-            _mark(
-                text + (" (past the timeout)" if cut else ""),
-                f'<rect class="bar {"s3" if cut else "s0"}" x="{_num(x + 0.5)}" '
-                f'y="{_num(TOP + plot_height - height)}" width="{_num(max(slot - 1, 1))}" '
-                f'height="{_num(height)}"/>'
-                f'<rect class="hit" x="{_num(x)}" y="{TOP}" width="{_num(slot)}" '
-                f'height="{_num(plot_height)}"/>',
-            )
-        )
+    body = _histogram_axes(ticks, extent, unit)
+    body += _histogram_bars(bins, step, highest, ticks[-1], marker, unit)
     legend = ""
     if marker is not None:
-        x = LEFT + min(marker / extent, 1) * plot_width
+        x = LEFT + min(marker / extent, 1) * (WIDTH - LEFT - RIGHT)
         body.append(
             f'<g class="marker" aria-hidden="true"><line x1="{_num(x)}" x2="{_num(x)}" '
             f'y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>'

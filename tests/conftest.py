@@ -19,7 +19,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from bidlog.routing.api import _checked_tokens
+from bidlog.routing.tokens import checked_tokens
 from callgrid_portal.simulator import Simulator
 from tests.factories import BuyerFactory, UserFactory
 from tests.servers import _pg_cluster_session, pg_cluster, redis_server  # noqa: F401 (fixtures)
@@ -381,7 +381,7 @@ def isolated_cache(settings, tmp_path):
     """Limits start empty in every test, on Redis when REDIS_URL is set, else the file cache."""
     use_cache(settings, tmp_path, "redis" if REDIS_URL else "file")
     # Tokens the route view has checked are remembered per process; start every test afresh.
-    _checked_tokens.clear()
+    checked_tokens.clear()
 
 
 @pytest.fixture(params=["file", "redis"])

@@ -13,18 +13,15 @@ import pytest
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import LATENCY_EDGES_MS, Call
-from bidlog.reports.rollups import rollup_build
-from bidlog.reports.services import (
+from bidlog.reports.figures import (
     LATENCY_ERROR_MS,
     LATENCY_ERROR_SHARE,
-    bucket_starts,
     percentile_from_histogram,
-    plan_range,
     recommended_timeout_seconds,
-    report_states,
-    report_summary,
-    report_timeseries,
 )
+from bidlog.reports.plan import bucket_starts, plan_range
+from bidlog.reports.rollups import rollup_build
+from bidlog.reports.services import report_states, report_summary, report_timeseries
 from bidlog.stale import rollup_mark_stale
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, bid_log_dataset
 

@@ -215,7 +215,7 @@ def test_eligibility_can_be_limited_to_some_buyers(viewer_api, db):
 def test_route_answer_matches_the_documented_serializer(sim_buyer, amounts, responds):
     # The live path builds the answer without the serializer; the OpenAPI document describes
     # the serializer, so the two must give the same JSON.
-    from bidlog.routing.api import RouteOutputSerializer, route_answer
+    from bidlog.routing.serializers import RouteOutputSerializer, route_answer
     from bidlog.routing.strategies import call_route
 
     for amount, respond in zip(amounts, responds, strict=True):

@@ -19,9 +19,9 @@ from django.views import View
 
 from bidlog.models import BidLog, Call
 from bidlog.reports.pages import CursorListView, bid_row, buyer_choice_filter
-from bidlog.routing.api import CallFilter
 from bidlog.routing.errors import RouteError
 from bidlog.routing.record import call_paid_out_set
+from bidlog.routing.serializers import CallFilter
 from bidlog.selectors import call_list
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in

@@ -27,31 +27,16 @@ from bidlog.models import (
     BidPerformanceRollup,
     RollupGrain,
 )
+from bidlog.reports.figures import Tally
+from bidlog.reports.plan import Plan, bid_filters, bucket_starts, plan_range, spans_q
 from bidlog.reports.rollups import HOUR, SENT, floor_hour
-from bidlog.reports.services import Plan, Tally, bucket_starts, plan_range, raw_performance_rows
+from bidlog.reports.services import raw_performance_rows
 from callgrid_portal import charts
 from callgrid_portal.bidapi import codes as code_catalog
 from callgrid_portal.bidapi.outcomes import LOCAL_OUTCOMES
 
 # The series of a code chart for bids that got no CallGrid code (timeouts, transport errors).
 NO_CODE = 0
-
-
-def _spans(spans: Iterable[tuple[datetime, datetime]], name: str) -> Q | None:
-    query: Q | None = None
-    for start, end in spans:
-        part = Q(**{f"{name}__gte": start, f"{name}__lt": end})
-        query = part if query is None else query | part
-    return query
-
-
-def _filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
-    filters: dict[str, Any] = {}
-    if buyer_id is not None:
-        filters["buyer_id"] = buyer_id
-    if source:
-        filters["source"] = source
-    return filters
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -83,9 +68,9 @@ def report_codes_over_time(
         index = bisect.bisect_right(starts, _as_utc(moment)) - 1
         counts[code or NO_CODE][index] += number
 
-    filters = _filters(buyer_id, source)
+    filters = bid_filters(buyer_id, source)
     not_local = ~Q(outcome__in=LOCAL_OUTCOMES)
-    hours = _spans(plan.hours, "bucket_start")
+    hours = spans_q(plan.hours, "bucket_start")
     if hours is not None:
         for row in (
             BidOutcomeRollup.objects.filter(hours, not_local, grain=RollupGrain.HOUR, **filters)
@@ -142,7 +127,7 @@ def buyers_hourly_bids(
     if not wanted:
         return series
     plan = plan_range(starts[0], min(end, until), use_days=False)
-    covered = _spans(plan.hours, "bucket_start")
+    covered = spans_q(plan.hours, "bucket_start")
     if covered is not None:
         for row in (
             BidPerformanceRollup.objects.filter(

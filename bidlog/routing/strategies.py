@@ -50,7 +50,6 @@ from bidlog.models import BidLog, Call
 from bidlog.routing import limits, spool
 from bidlog.routing.eligibility import (
     Block,
-    buyers_with_last_paid,
     cap_counters,
     concurrency_block,
     cooldown_block,
@@ -67,19 +66,17 @@ from bidlog.routing.record import (
     bid_rows_prepare,
     call_paid_out_set,
 )
+from bidlog.routing.route_input import RouteInput, route_input_clean
 from bidlog.selectors import call_list
 from buyers.models import Buyer
-from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
-    RESERVED_KEYS,
     Bid,
     BidResult,
     build_request,
-    param_problem,
     prepare,
     send_bids,
 )
-from callgrid_portal.bidapi.phone import CallerId, InvalidCallerId, normalize_caller_id
+from callgrid_portal.bidapi.phone import CallerId
 
 logger = logging.getLogger(__name__)
 
@@ -123,65 +120,6 @@ class _Route:
     source: str = Source.LIVE
     # Slots of requests that have ended, given back with the route's last settle.
     finished: list[limits.Lease] = field(default_factory=list)
-
-
-# --- input --------------------------------------------------------------------------------
-
-
-def _clean_input(
-    *,
-    caller_id: object,
-    state_code: str,
-    params: Mapping[str, Any] | None,
-    strategy: str | None,
-    buyer_ids: Sequence[int] | None,
-    deadline_seconds: float | None,
-    now: datetime,
-) -> tuple[CallerId, str, dict[str, Any], str, list[Buyer], float]:
-    try:
-        number = normalize_caller_id(caller_id)
-    except InvalidCallerId as exc:
-        raise RouteError(code=4003, message=exc.message, field="CallerId") from None
-    state = (state_code or "").strip().upper()
-    if state and state not in US_STATE_CODES:
-        raise RouteError(
-            code=4000,
-            message=f"{state_code!r} is not a US state code; use two letters like CO.",
-            field="InboundStateCode",
-        )
-    chosen = strategy or settings.ROUTING_DEFAULT_STRATEGY
-    if chosen not in RoutingStrategy.values:
-        raise RouteError(
-            code=4000,
-            message=f"Unknown strategy {chosen!r}; use {' or '.join(RoutingStrategy.values)}.",
-            field="strategy",
-        )
-    extra: dict[str, Any] = {}
-    for key, value in (params or {}).items():
-        if key in RESERVED_KEYS:
-            continue
-        problem = param_problem(key, value)
-        if problem is not None:
-            raise RouteError(code=4000, message=problem, field=str(key))
-        extra[str(key)] = value
-    wanted = {int(pk) for pk in buyer_ids} if buyer_ids is not None else None
-    # One query for the buyers and this caller's duplicate windows with them.
-    ordered = buyers_with_last_paid(buyer_ids=wanted, caller_id=number.ten_digit, now=now)
-    if wanted is not None:
-        missing = wanted - {b.pk for b in ordered}
-        if missing:
-            raise RouteError(
-                code=4000,
-                message=f"No buyer with id {', '.join(str(pk) for pk in sorted(missing))}.",
-                field="buyers",
-            )
-    limit = float(deadline_seconds or settings.ROUTING_DEADLINE_SECONDS)
-    if limit <= 0:
-        raise RouteError(code=4000, message="The deadline must be positive.", field="deadline")
-    if ordered:
-        # No buyer may be waited on longer than its own timeout allows anyway.
-        limit = min(limit, max(float(b.timeout_seconds) for b in ordered))
-    return number, state, extra, chosen, ordered, limit
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -411,6 +349,77 @@ def _highest_bid(
 # --- the service --------------------------------------------------------------------------
 
 
+def _candidates(
+    buyers: list[Buyer], *, caller: CallerId, state: str, moment: datetime
+) -> list[_Candidate]:
+    """Each buyer with the first block the database finds (the limits come at admission)."""
+    return [
+        _Candidate(e.buyer, e.first, e.caps)
+        for e in eligibility_check(
+            buyers=buyers,
+            caller_id=caller.ten_digit,
+            state_code=state,
+            now=moment,
+            check_cooldown=False,
+            last_paid={b.pk: b.last_paid_at for b in buyers},  # type: ignore[attr-defined]
+        )
+    ]
+
+
+def _settle_after_write(
+    route: _Route, winner: _Answer | None, *, call_id: int, hold_seconds: float
+) -> Callable[[], None]:
+    """The step that gives back the slots still held and the losers' reservations, and
+    confirms the winner's: its caller's duplicate key now names the call, for a short hold."""
+    kept = winner.reservation if winner is not None else None
+    return functools.partial(
+        limits.admission_settle,
+        leases=route.finished,
+        release=[r for r in route.held if r is not kept],
+        keep=[kept] if kept is not None else [],
+        call_id=call_id,
+        hold_seconds=hold_seconds,
+    )
+
+
+def _route_and_record(
+    cleaned: RouteInput, route: _Route, *, started: float
+) -> tuple[Call, _Answer | None]:
+    """Ask the buyers as the strategy says, then write the call and its rows.
+
+    Whatever fails (a bug, the database, an interrupt), no call was written: every slot and
+    reservation goes back, the winner's included, so no cap place or caller is lost.
+    """
+    candidates = _candidates(
+        cleaned.buyers, caller=cleaned.caller, state=cleaned.state, moment=route.moment
+    )
+    run = _waterfall if cleaned.strategy == RoutingStrategy.WATERFALL else _highest_bid
+    try:
+        answers, winner = run(
+            candidates=candidates,
+            caller=cleaned.caller,
+            state=cleaned.state,
+            params=cleaned.params,
+            deadline=started + cleaned.budget,
+            route=route,
+        )
+        call = _record(
+            caller=cleaned.caller,
+            state=cleaned.state,
+            params=cleaned.params,
+            strategy=cleaned.strategy,
+            source=route.source,
+            moment=route.moment,
+            answers=answers,
+            winner=winner,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+    except BaseException:
+        limits.admission_settle(leases=route.finished, release=route.held)
+        raise
+    return call, winner
+
+
 def call_route(
     *,
     caller_id: object,
@@ -442,7 +451,7 @@ def call_route(
     """
     started = time.monotonic()
     moment = now or timezone.now()
-    caller, state, extra, chosen, buyers, budget = _clean_input(
+    cleaned = route_input_clean(
         caller_id=caller_id,
         state_code=state_code,
         params=params,
@@ -451,60 +460,16 @@ def call_route(
         deadline_seconds=deadline_seconds,
         now=moment,
     )
-    deadline = started + budget
-    lease_ttl = budget + LEASE_MARGIN_SECONDS
-    candidates = [
-        _Candidate(e.buyer, e.first, e.caps)
-        for e in eligibility_check(
-            buyers=buyers,
-            caller_id=caller.ten_digit,
-            state_code=state,
-            now=moment,
-            check_cooldown=False,
-            last_paid={b.pk: b.last_paid_at for b in buyers},  # type: ignore[attr-defined]
-        )
-    ]
+    lease_ttl = cleaned.budget + LEASE_MARGIN_SECONDS
     route = _Route(
-        caller_id=caller.ten_digit, moment=moment, lease_ttl=lease_ttl, held=[], source=source
+        caller_id=cleaned.caller.ten_digit,
+        moment=moment,
+        lease_ttl=lease_ttl,
+        held=[],
+        source=source,
     )
-    run = _waterfall if chosen == RoutingStrategy.WATERFALL else _highest_bid
-    try:
-        answers, winner = run(
-            candidates=candidates,
-            caller=caller,
-            state=state,
-            params=extra,
-            deadline=deadline,
-            route=route,
-        )
-        duration_ms = int((time.monotonic() - started) * 1000)
-        call = _record(
-            caller=caller,
-            state=state,
-            params=extra,
-            strategy=chosen,
-            source=source,
-            moment=moment,
-            answers=answers,
-            winner=winner,
-            duration_ms=duration_ms,
-        )
-    except BaseException:
-        # Whatever failed (a bug, the database, an interrupt), no call was written: every
-        # slot and reservation goes back, the winner's included, so no cap place or caller
-        # is lost.
-        limits.admission_settle(leases=route.finished, release=route.held)
-        raise
-    kept = winner.reservation if winner is not None else None
-    settle = functools.partial(
-        limits.admission_settle,
-        leases=route.finished,
-        release=[r for r in route.held if r is not kept],
-        keep=[kept] if kept is not None else [],
-        # Written: the caller's duplicate key now names the call, for a short hold.
-        call_id=call.pk,
-        hold_seconds=lease_ttl,
-    )
+    call, winner = _route_and_record(cleaned, route, started=started)
+    settle = _settle_after_write(route, winner, call_id=call.pk, hold_seconds=lease_ttl)
     if defer is None:
         settle()
     else:

@@ -1,0 +1,140 @@
+"""Which rows a report reads: rollups for whole fresh buckets, raw rows for the rest.
+
+Ranges are ``[since, until)``. Whole UTC hours and days are read from rollups when they are
+built and fresh (``bidlog.reports.rollups``); the partial hours at both ends, and any hour not
+rolled up yet, are read from raw rows, so a report equals the same report over raw rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db.models import Q
+
+from bidlog.models import RollupBucket, RollupGrain
+from bidlog.reports.rollups import DAY, HOUR, ceil_hour, floor_hour
+
+Span = tuple[datetime, datetime]
+
+
+@dataclass
+class Plan:
+    """The range split into raw spans, fresh hour spans and fresh day spans."""
+
+    raw: list[Span] = field(default_factory=list)
+    hours: list[Span] = field(default_factory=list)
+    days: list[Span] = field(default_factory=list)
+
+    def raw_q(self, name: str = "created_at") -> Q | None:
+        return spans_q(self.raw, name)
+
+    def rollup_q(self) -> Q | None:
+        parts = []
+        hours = spans_q(self.hours, "bucket_start")
+        if hours is not None:
+            parts.append(Q(grain=RollupGrain.HOUR) & hours)
+        days = spans_q(self.days, "bucket_start")
+        if days is not None:
+            parts.append(Q(grain=RollupGrain.DAY) & days)
+        return _or(parts)
+
+
+def _or(parts: list[Q]) -> Q | None:
+    if not parts:
+        return None
+    query = parts[0]
+    for part in parts[1:]:
+        query |= part
+    return query
+
+
+def spans_q(spans: list[Span], name: str) -> Q | None:
+    """Rows whose ``name`` falls in any of ``spans`` (``None``: no span at all)."""
+    return _or([Q(**{f"{name}__gte": start, f"{name}__lt": end}) for start, end in spans])
+
+
+def _add_span(spans: list[Span], start: datetime, end: datetime) -> None:
+    # Merge touching spans so the query has as few ranges as possible.
+    if spans and spans[-1][1] == start:
+        spans[-1] = (spans[-1][0], end)
+    else:
+        spans.append((start, end))
+
+
+def plan_range(since: datetime, until: datetime, *, use_days: bool = True) -> Plan:
+    """Split ``[since, until)`` into what rollups can answer and what raw rows must.
+
+    Whole UTC days with a fresh day rollup come from the day grain (when ``use_days``), other
+    whole hours with a fresh hour rollup from the hour grain, everything else from raw rows.
+    """
+    plan = Plan()
+    first, last = ceil_hour(since), floor_hour(until)
+    if first >= last:
+        _add_span(plan.raw, since, until)
+        return plan
+    buckets = RollupBucket.objects.filter(
+        stale=False, bucket_start__gte=first - DAY, bucket_start__lt=last
+    ).values_list("grain", "bucket_start")
+    fresh = {(grain, start) for grain, start in buckets}
+    if since < first:
+        _add_span(plan.raw, since, first)
+    hour = first
+    while hour < last:
+        day_end = hour + DAY
+        if use_days and hour.hour == 0 and day_end <= last and (RollupGrain.DAY, hour) in fresh:
+            _add_span(plan.days, hour, day_end)
+            hour = day_end
+            continue
+        target = plan.hours if (RollupGrain.HOUR, hour) in fresh else plan.raw
+        _add_span(target, hour, hour + HOUR)
+        hour += HOUR
+    if last < until:
+        _add_span(plan.raw, last, until)
+    return plan
+
+
+def bid_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
+    """The bid-log (and bid rollup) filters of a report's ``buyer`` and ``source``."""
+    filters: dict[str, Any] = {}
+    if buyer_id is not None:
+        filters["buyer_id"] = buyer_id
+    if source:
+        filters["source"] = source
+    return filters
+
+
+def call_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
+    """The call (and call rollup) filters of a report's ``buyer`` and ``source``."""
+    filters: dict[str, Any] = {}
+    if buyer_id is not None:
+        filters["winner_id"] = buyer_id
+    if source:
+        filters["source"] = source
+    return filters
+
+
+def bucket_starts(since: datetime, until: datetime, bucket: str, zone: ZoneInfo) -> list[datetime]:
+    """UTC starts of the ``hour`` or ``day`` buckets in ``zone`` that overlap ``[since, until)``.
+
+    Days are local calendar days, so a daylight-saving day lasts 23 or 25 hours. Hours are
+    absolute hours starting on local hour boundaries, so the repeated hour of a fall-back day
+    is two buckets.
+    """
+    starts: list[datetime] = []
+    local = since.astimezone(zone)
+    if bucket == "hour":
+        current = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        while current < until:
+            starts.append(current)
+            current += HOUR
+        return starts
+    day: date = local.date()
+    while True:
+        start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+        if start >= until:
+            return starts
+        starts.append(start)
+        day += timedelta(days=1)
