@@ -28,6 +28,7 @@ from bidlog.routing import limits
 from bidlog.routing import strategies as routing
 from bidlog.routing.eligibility import cap_counters
 from bidlog.routing.record import call_paid_out_set
+from bidlog.routing.route_admission import Candidate, Route, admit_candidates
 from bidlog.routing.strategies import call_route
 from tests.conftest import new_redis_prefix
 
@@ -303,10 +304,10 @@ def test_winner_hold_blocks_a_route_that_read_the_database_before_the_call_was_w
     sold = call_route(caller_id=CALLER)
     # A route that read the database before `sold` was written sees no paid call; only the
     # hold left in the cache stands between it and a second sale.
-    stale = routing._Route(caller_id=CALLER, moment=sold.created_at, lease_ttl=60, held=[])
-    candidate = routing._Candidate(buyer, None, None)
+    stale = Route(caller_id=CALLER, moment=sold.created_at, lease_ttl=60, held=[])
+    candidate = Candidate(buyer, None, None)
 
-    ((lease, reservation, block),) = routing._admit([candidate], stale)
+    ((lease, reservation, block),) = admit_candidates([candidate], stale)
 
     assert lease is None and reservation is None
     assert block.outcome == Outcome.SKIPPED_DUPLICATE

@@ -37,7 +37,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -50,15 +50,7 @@ from bidlog.models import BidLog, Call
 from bidlog.routing import limits, spool
 from bidlog.routing.eligibility import (
     Block,
-    cap_counters,
-    concurrency_block,
-    cooldown_block,
-    duplicate_block,
     eligibility_check,
-    in_flight_duplicate_block,
-    last_paid_calls,
-    rate_limit_block,
-    reserved_cap_block,
 )
 from bidlog.routing.errors import RouteError
 from bidlog.routing.record import (
@@ -66,6 +58,7 @@ from bidlog.routing.record import (
     bid_rows_prepare,
     call_paid_out_set,
 )
+from bidlog.routing.route_admission import Candidate, Route, admit_candidates
 from bidlog.routing.route_input import RouteInput, route_input_clean
 from bidlog.selectors import call_list
 from buyers.models import Buyer
@@ -100,123 +93,7 @@ class _Answer:
     rows: list[BidLog] | None = None
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    """A buyer in the running, the first block found before admission, and its cap counts."""
-
-    buyer: Buyer
-    block: Block | None
-    caps: tuple[int, int] | None
-
-
-@dataclass
-class _Route:
-    """What admission needs to know about the call, and every reservation it has taken."""
-
-    caller_id: str
-    moment: datetime
-    lease_ttl: float
-    held: list[limits.Reservation]
-    source: str = Source.LIVE
-    # Slots of requests that have ended, given back with the route's last settle.
-    finished: list[limits.Lease] = field(default_factory=list)
-
-
 # --- sending ------------------------------------------------------------------------------
-
-
-def _reservation_request(candidate: _Candidate, route: _Route) -> limits.ReservationRequest | None:
-    """What must be reserved with this buyer: its caps, and the caller's duplicate window."""
-    buyer = candidate.buyer
-    caps = cap_counters(buyer=buyer, now=route.moment, counts=candidate.caps)
-    dup = (
-        limits.duplicate_key(buyer_id=buyer.pk, caller_id=route.caller_id)
-        if buyer.duplicate_window_days
-        else ""
-    )
-    if not caps and not dup:
-        return None
-    return limits.ReservationRequest(buyer_id=buyer.pk, caps=caps, duplicate_key=dup)
-
-
-def _admit(
-    candidates: list[_Candidate], route: _Route
-) -> list[tuple[limits.Lease | None, limits.Reservation | None, Block | None]]:
-    """For each buyer, a slot, a rate token and its reservations, or the block that refused it.
-
-    One round trip to the shared store for the whole list (see :func:`limits.admit`). A
-    duplicate key left by an earlier winner is checked against the database (one query, only
-    then): if that call no longer counts (marked not paid out), the key is taken over.
-    """
-    requests = [
-        limits.AdmissionRequest(
-            grid_id=c.buyer.grid_id,
-            max_concurrency=c.buyer.max_concurrency,
-            per_minute=c.buyer.rate_limit_per_minute,
-            reserve=_reservation_request(c, route),
-        )
-        for c in candidates
-    ]
-    admissions = limits.admit(requests=requests, ttl_seconds=route.lease_ttl)
-    decided: dict[int, Block] = {}
-    sold = [
-        i
-        for i, a in enumerate(admissions)
-        if a.refused == "duplicate" and limits.duplicate_holder_call(a.holder) is not None
-    ]
-    if sold:
-        paid = last_paid_calls(
-            caller_id=route.caller_id,
-            buyers=[candidates[i].buyer for i in sold],
-            now=route.moment,
-        )
-        retry: list[int] = []
-        for i in sold:
-            buyer = candidates[i].buyer
-            block = duplicate_block(buyer=buyer, last_paid=paid.get(buyer.pk), now=route.moment)
-            if block is None:
-                retry.append(i)
-            else:
-                decided[i] = block
-        if retry:
-            again = limits.admit(
-                requests=[
-                    replace(
-                        requests[i],
-                        reserve=replace(
-                            requests[i].reserve,  # type: ignore[type-var]
-                            duplicate_expect=admissions[i].holder,
-                        ),
-                    )
-                    for i in retry
-                ],
-                ttl_seconds=route.lease_ttl,
-            )
-            for i, admission in zip(retry, again, strict=True):
-                admissions[i] = admission
-    out: list[tuple[limits.Lease | None, limits.Reservation | None, Block | None]] = []
-    for i, (candidate, admission) in enumerate(zip(candidates, admissions, strict=True)):
-        if admission.reservation is not None:
-            route.held.append(admission.reservation)
-        block = decided.get(i) or _refusal(candidate.buyer, admission, route.moment)
-        out.append((admission.lease, admission.reservation, block))
-    return out
-
-
-def _refusal(buyer: Buyer, admission: limits.Admission, moment: datetime) -> Block | None:
-    if admission.admitted:
-        return None
-    if admission.refused == "duplicate":
-        return in_flight_duplicate_block()
-    if admission.refused == "cap":
-        return reserved_cap_block(
-            buyer=buyer, now=moment, cap_index=admission.cap_index, total=admission.cap_total
-        )
-    if admission.refused == "cooldown" and admission.cooldown_until is not None:
-        return cooldown_block(admission.cooldown_until)
-    if admission.refused == "concurrency":
-        return concurrency_block(buyer)
-    return rate_limit_block(buyer, retry_after=admission.retry_after)
 
 
 def _answered(
@@ -242,12 +119,12 @@ def _acceptable_amount(answer: _Answer) -> Decimal | None:
 
 def _waterfall(
     *,
-    candidates: list[_Candidate],
+    candidates: list[Candidate],
     caller: CallerId,
     state: str,
     params: dict[str, Any],
     deadline: float,
-    route: _Route,
+    route: Route,
 ) -> tuple[list[_Answer], _Answer | None]:
     answers: list[_Answer] = []
     for i, candidate in enumerate(candidates):
@@ -261,7 +138,7 @@ def _waterfall(
             (result,) = send_bids([bid], deadline=deadline)
             answers.append(_Answer(buyer, result=result))
             continue
-        ((lease, reservation, refused),) = _admit([candidate], route)
+        ((lease, reservation, refused),) = admit_candidates([candidate], route)
         if lease is None:
             answers.append(_Answer(buyer, block=refused))
             continue
@@ -288,19 +165,19 @@ def _waterfall(
 
 def _highest_bid(
     *,
-    candidates: list[_Candidate],
+    candidates: list[Candidate],
     caller: CallerId,
     state: str,
     params: dict[str, Any],
     deadline: float,
-    route: _Route,
+    route: Route,
 ) -> tuple[list[_Answer], _Answer | None]:
     """Ask every admitted buyer at once in one event loop; the best acceptable bid wins."""
     answers = [_Answer(c.buyer, block=c.block) for c in candidates]
     asked = [(answer, c) for answer, c in zip(answers, candidates, strict=True) if c.block is None]
     admitted: list[tuple[_Answer, limits.Lease]] = []
     for (answer, _), (lease, reservation, refused) in zip(
-        asked, _admit([c for _, c in asked], route), strict=True
+        asked, admit_candidates([c for _, c in asked], route), strict=True
     ):
         if lease is None:
             answer.block = refused
@@ -351,10 +228,10 @@ def _highest_bid(
 
 def _candidates(
     buyers: list[Buyer], *, caller: CallerId, state: str, moment: datetime
-) -> list[_Candidate]:
+) -> list[Candidate]:
     """Each buyer with the first block the database finds (the limits come at admission)."""
     return [
-        _Candidate(e.buyer, e.first, e.caps)
+        Candidate(e.buyer, e.first, e.caps)
         for e in eligibility_check(
             buyers=buyers,
             caller_id=caller.ten_digit,
@@ -367,7 +244,7 @@ def _candidates(
 
 
 def _settle_after_write(
-    route: _Route, winner: _Answer | None, *, call_id: int, hold_seconds: float
+    route: Route, winner: _Answer | None, *, call_id: int, hold_seconds: float
 ) -> Callable[[], None]:
     """The step that gives back the slots still held and the losers' reservations, and
     confirms the winner's: its caller's duplicate key now names the call, for a short hold."""
@@ -383,7 +260,7 @@ def _settle_after_write(
 
 
 def _route_and_record(
-    cleaned: RouteInput, route: _Route, *, started: float
+    cleaned: RouteInput, route: Route, *, started: float
 ) -> tuple[Call, _Answer | None]:
     """Ask the buyers as the strategy says, then write the call and its rows.
 
@@ -461,7 +338,7 @@ def call_route(
         now=moment,
     )
     lease_ttl = cleaned.budget + LEASE_MARGIN_SECONDS
-    route = _Route(
+    route = Route(
         caller_id=cleaned.caller.ten_digit,
         moment=moment,
         lease_ttl=lease_ttl,
