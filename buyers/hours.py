@@ -25,9 +25,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from buyers.validators import WEEKDAYS
+from buyers.validators import WEEKDAYS, parse_hhmm
 
 _DAY_NAMES = {
     **{day: (day,) for day in WEEKDAYS},
@@ -236,3 +238,41 @@ def _days_title(days: Sequence[str]) -> str:
 
 def _windows_label(windows: Sequence[Sequence[str]]) -> str:
     return ", ".join(f"{opens}-{closes}" for opens, closes in windows)
+
+
+# --- open or closed at an instant ------------------------------------------------------------
+
+
+def _windows(hours: dict, day: date) -> list[tuple[time, time | None]]:
+    pairs = hours.get(WEEKDAYS[day.weekday()], [])
+    return sorted((parse_hhmm(opens), parse_hhmm(closes)) for opens, closes in pairs)  # type: ignore[misc]
+
+
+def hours_open(*, hours: dict, tz: ZoneInfo, now: datetime) -> bool:
+    """Whether ``now`` falls inside one of the [open, close) windows of the buyer's weekday.
+
+    Empty ``hours`` is always open; a weekday left out is closed all day. The weekday and time
+    are the buyer's own, so a Monday window in Los Angeles is still open at 03:00 UTC Tuesday.
+    """
+    if not hours:
+        return True
+    local = now.astimezone(tz)
+    clock = local.time().replace(tzinfo=None)
+    return any(
+        opens <= clock and (closes is None or clock < closes)
+        for opens, closes in _windows(hours, local.date())
+    )
+
+
+def hours_next_open(*, hours: dict, tz: ZoneInfo, now: datetime) -> datetime | None:
+    """The next instant (UTC) a window opens after ``now``; ``None`` when none ever does."""
+    local_day = now.astimezone(tz).date()
+    for offset in range(8):
+        day = local_day + timedelta(days=offset)
+        for opens, _closes in _windows(hours, day):
+            # A wall time skipped by a spring-forward change resolves to the same instant as
+            # the hour after it, which is when the buyer's clock reaches the window anyway.
+            start = datetime.combine(day, opens, tzinfo=tz).astimezone(UTC)
+            if start > now:
+                return start
+    return None

@@ -10,15 +10,13 @@ from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog, Call
+from bidlog.routing.call_write import StartedBidRow, bid_rows_prepare, call_with_bids_create
 from bidlog.routing.record import (
     ATTEMPT_FIELDS,
-    StartedBidRow,
     bid_attempts_record,
     bid_from_attempt,
-    bid_rows_prepare,
     bid_send,
     bid_skip_record,
-    call_with_bids_create,
 )
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from tests.factories import BuyerFactory, CallFactory

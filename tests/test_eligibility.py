@@ -7,12 +7,8 @@ import pytest
 
 from bidlog.choices import Outcome
 from bidlog.routing import limits
-from bidlog.routing.eligibility import (
-    eligibility_check,
-    hours_next_open,
-    hours_open,
-    local_month_bounds,
-)
+from bidlog.routing.eligibility import eligibility_check, local_month_bounds
+from buyers.hours import hours_next_open, hours_open
 from tests.factories import BuyerFactory, CallFactory
 
 CALLER = "3035551234"

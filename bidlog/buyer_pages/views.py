@@ -34,11 +34,8 @@ from bidlog.reports.charts import (
 )
 from bidlog.reports.pages import bid_row
 from bidlog.reports.services import report_timeseries
-from bidlog.routing.eligibility import (
-    Eligibility,
-    eligibility_check,
-    show_utc,
-)
+from bidlog.routing.blocks import show_utc
+from bidlog.routing.eligibility import Eligibility, eligibility_check
 from bidlog.selectors import bid_list
 from buyers import services
 from buyers.choices import BuyerStatus

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from bidlog.choices import Outcome
 from bidlog.models import BidLog
-from bidlog.routing.eligibility import show_utc
+from bidlog.routing.blocks import show_utc
 from buyers.hours import hours_summary
 from callgrid_portal.bidapi import codes
 

@@ -35,12 +35,7 @@ from bidlog.enqueue import SEND_TEST_BID, task_enqueue
 from bidlog.models import BidLog
 from bidlog.monitoring.alerts import alerts_evaluate
 from bidlog.routing import limits
-from bidlog.routing.eligibility import (
-    Block,
-    concurrency_block,
-    cooldown_block,
-    rate_limit_block,
-)
+from bidlog.routing.blocks import Block, concurrency_block, cooldown_block, rate_limit_block
 from bidlog.routing.record import bid_result_values, bid_sends_lost, bid_trace_lost_send
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import RESERVED_KEYS, BidResult, build_request, send_bid

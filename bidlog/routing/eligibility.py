@@ -21,7 +21,7 @@ import calendar
 import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -32,26 +32,18 @@ from django.utils import timezone
 from bidlog.choices import Outcome
 from bidlog.models import Call
 from bidlog.routing import limits
+from bidlog.routing.blocks import (
+    Block,
+    concurrency_block,
+    cooldown_block,
+    in_flight_duplicate_block,
+    rate_limit_block,
+    show_utc,
+)
 from buyers.choices import BuyerStatus
+from buyers.hours import hours_next_open, hours_open
 from buyers.models import Buyer
-from buyers.validators import WEEKDAYS, parse_hhmm
 from callgrid_portal.postgresql import prepared_cursor
-
-
-@dataclass(frozen=True)
-class Block:
-    """One reason a buyer cannot take the call now."""
-
-    outcome: str  # a skipped_* outcome
-    reason: str  # plain words, shown in the log and the API
-    until: datetime | None = None  # when it lifts (aware UTC); None: not by itself
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "until": self.until.isoformat() if self.until else None,
-        }
 
 
 @dataclass
@@ -69,49 +61,6 @@ class Eligibility:
     @property
     def first(self) -> Block | None:
         return self.blocks[0] if self.blocks else None
-
-
-def show_utc(moment: datetime) -> str:
-    """``2026-12-21 14:03 UTC``: how reasons name an instant."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-# --- operating hours ----------------------------------------------------------------------
-
-
-def _windows(hours: dict, day: date) -> list[tuple[time, time | None]]:
-    pairs = hours.get(WEEKDAYS[day.weekday()], [])
-    return sorted((parse_hhmm(opens), parse_hhmm(closes)) for opens, closes in pairs)  # type: ignore[misc]
-
-
-def hours_open(*, hours: dict, tz: ZoneInfo, now: datetime) -> bool:
-    """Whether ``now`` falls inside one of the [open, close) windows of the buyer's weekday.
-
-    Empty ``hours`` is always open; a weekday left out is closed all day. The weekday and time
-    are the buyer's own, so a Monday window in Los Angeles is still open at 03:00 UTC Tuesday.
-    """
-    if not hours:
-        return True
-    local = now.astimezone(tz)
-    clock = local.time().replace(tzinfo=None)
-    return any(
-        opens <= clock and (closes is None or clock < closes)
-        for opens, closes in _windows(hours, local.date())
-    )
-
-
-def hours_next_open(*, hours: dict, tz: ZoneInfo, now: datetime) -> datetime | None:
-    """The next instant (UTC) a window opens after ``now``; ``None`` when none ever does."""
-    local_day = now.astimezone(tz).date()
-    for offset in range(8):
-        day = local_day + timedelta(days=offset)
-        for opens, _closes in _windows(hours, day):
-            # A wall time skipped by a spring-forward change resolves to the same instant as
-            # the hour after it, which is when the buyer's clock reaches the window anyway.
-            start = datetime.combine(day, opens, tzinfo=tz).astimezone(UTC)
-            if start > now:
-                return start
-    return None
 
 
 # --- caps ---------------------------------------------------------------------------------
@@ -397,55 +346,6 @@ def _buyers_statement(vendor: str, id_count: int | None) -> _Statement:
         fields=fields,
         last_paid_index=compiler.annotation_col_map["last_paid_at"],
         converters=converters,
-    )
-
-
-# --- the shared limits' reasons (one wording each: routes, eligibility, test bids) ---------
-
-
-def cooldown_block(until: datetime) -> Block:
-    """The ``skipped_cooldown`` block of a grid cooling down after a 3000 No Capacity."""
-    return Block(
-        Outcome.SKIPPED_COOLDOWN,
-        f"answered 3000 No Capacity; cooling down until {show_utc(until)}",
-        until,
-    )
-
-
-def concurrency_block(buyer: Buyer) -> Block:
-    """The ``skipped_concurrency`` block of a grid whose every slot is held."""
-    return Block(
-        Outcome.SKIPPED_CONCURRENCY,
-        f"all {buyer.max_concurrency} simultaneous requests to this grid are in flight",
-    )
-
-
-def rate_limit_block(
-    buyer: Buyer, *, retry_after: float, tokens: float = 0.0, headroom: float = 0.0
-) -> Block:
-    """The ``skipped_rate_limit`` block of a grid out of tokens.
-
-    With ``headroom`` (health checks keep that many tokens for live calls) the grid is only
-    near its limit, and the reason says so.
-    """
-    per_minute = buyer.rate_limit_per_minute
-    if headroom:
-        reason = (
-            f"near the rate limit of {per_minute}/min "
-            f"({tokens:.0f} requests left, {headroom:.0f} kept for live calls)"
-        )
-    else:
-        reason = f"rate limit of {per_minute}/min reached; next slot in {retry_after:.1f} s"
-    return Block(
-        Outcome.SKIPPED_RATE_LIMIT, reason, timezone.now() + timedelta(seconds=retry_after)
-    )
-
-
-def in_flight_duplicate_block() -> Block:
-    """The ``skipped_duplicate`` block of a caller another route is selling to this buyer now."""
-    return Block(
-        Outcome.SKIPPED_DUPLICATE,
-        "another route for this caller is being sold to this buyer right now",
     )
 
 

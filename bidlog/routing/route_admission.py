@@ -8,15 +8,17 @@ from datetime import datetime
 
 from bidlog.choices import Source
 from bidlog.routing import limits
-from bidlog.routing.eligibility import (
+from bidlog.routing.blocks import (
     Block,
-    cap_counters,
     concurrency_block,
     cooldown_block,
-    duplicate_block,
     in_flight_duplicate_block,
-    last_paid_calls,
     rate_limit_block,
+)
+from bidlog.routing.eligibility import (
+    cap_counters,
+    duplicate_block,
+    last_paid_calls,
     reserved_cap_block,
 )
 from buyers.models import Buyer

@@ -48,16 +48,11 @@ from django.utils import timezone
 from bidlog.choices import Outcome, RoutingStrategy, Source
 from bidlog.models import BidLog, Call
 from bidlog.routing import limits, spool
-from bidlog.routing.eligibility import (
-    Block,
-    eligibility_check,
-)
+from bidlog.routing.blocks import Block
+from bidlog.routing.call_write import StartedBidRow, bid_rows_prepare
+from bidlog.routing.eligibility import eligibility_check
 from bidlog.routing.errors import RouteError
-from bidlog.routing.record import (
-    StartedBidRow,
-    bid_rows_prepare,
-    call_paid_out_set,
-)
+from bidlog.routing.record import call_paid_out_set
 from bidlog.routing.route_admission import Candidate, Route, admit_candidates
 from bidlog.routing.route_input import RouteInput, route_input_clean
 from bidlog.selectors import call_list
