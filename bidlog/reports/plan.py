@@ -96,24 +96,23 @@ def plan_range(since: datetime, until: datetime, *, use_days: bool = True) -> Pl
     return plan
 
 
-def bid_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
-    """The bid-log (and bid rollup) filters of a report's ``buyer`` and ``source``."""
+def _filters(buyer_field: str, buyer_id: int | None, source: str | None) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     if buyer_id is not None:
-        filters["buyer_id"] = buyer_id
+        filters[buyer_field] = buyer_id
     if source:
         filters["source"] = source
     return filters
+
+
+def bid_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
+    """The bid-log (and bid rollup) filters of a report's ``buyer`` and ``source``."""
+    return _filters("buyer_id", buyer_id, source)
 
 
 def call_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
-    """The call (and call rollup) filters of a report's ``buyer`` and ``source``."""
-    filters: dict[str, Any] = {}
-    if buyer_id is not None:
-        filters["winner_id"] = buyer_id
-    if source:
-        filters["source"] = source
-    return filters
+    """The call (and call rollup) filters of a report's ``buyer`` (the winner) and ``source``."""
+    return _filters("winner_id", buyer_id, source)
 
 
 def bucket_starts(since: datetime, until: datetime, bucket: str, zone: ZoneInfo) -> list[datetime]:

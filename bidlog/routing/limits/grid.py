@@ -36,6 +36,20 @@ from bidlog.routing.limits.records import Lease, RateDecision
 from bidlog.routing.limits.store import store
 
 
+def _bucket(
+    grid_id: str, per_minute: int, *, cost: float, keep: float, now: float | None
+) -> RateDecision:
+    capacity, refill = bucket_shape(per_minute)
+    return store().bucket(
+        RATE_KEY.format(grid_id=grid_id),
+        capacity=capacity,
+        refill=refill,
+        cost=cost,
+        keep=keep,
+        now=time.time() if now is None else now,
+    )
+
+
 def rate_limit_take(
     *, grid_id: str, per_minute: int, headroom: float = 0.0, now: float | None = None
 ) -> RateDecision:
@@ -44,28 +58,12 @@ def rate_limit_take(
     Live routing passes no headroom. Health checks pass some (a share of the capacity), so
     monitoring backs off when a buyer is near its limit and never starves live traffic.
     """
-    capacity, refill = bucket_shape(per_minute)
-    return store().bucket(
-        RATE_KEY.format(grid_id=grid_id),
-        capacity=capacity,
-        refill=refill,
-        cost=1.0,
-        keep=max(float(headroom), 0.0),
-        now=time.time() if now is None else now,
-    )
+    return _bucket(grid_id, per_minute, cost=1.0, keep=max(float(headroom), 0.0), now=now)
 
 
 def rate_limit_peek(*, grid_id: str, per_minute: int, now: float | None = None) -> RateDecision:
     """Tell whether a token is available now, without taking it (eligibility pages)."""
-    capacity, refill = bucket_shape(per_minute)
-    return store().bucket(
-        RATE_KEY.format(grid_id=grid_id),
-        capacity=capacity,
-        refill=refill,
-        cost=0.0,
-        keep=0.0,
-        now=time.time() if now is None else now,
-    )
+    return _bucket(grid_id, per_minute, cost=0.0, keep=0.0, now=now)
 
 
 def concurrency_acquire(
