@@ -30,9 +30,9 @@ def old_and_new(db, settings):
 def test_prune_deletes_only_rows_from_hours_before_the_cutoff(old_and_new):
     _buyer, _old, new = old_and_new
 
-    deleted = retention_prune(now=NOW, batch_size=1)
+    result = retention_prune(now=NOW, batch_size=1)
 
-    assert deleted == 2
+    assert result.deleted == 2
     assert sorted(BidLog.objects.values_list("created_at", flat=True)) == new
 
 
@@ -57,7 +57,7 @@ def test_reports_over_pruned_ranges_keep_their_numbers(old_and_new):
 def test_prune_with_nothing_old_does_nothing(old_and_new):
     retention_prune(now=NOW)
 
-    assert retention_prune(now=NOW) == 0
+    assert retention_prune(now=NOW).deleted == 0
     assert BidLog.objects.count() == 2
 
 
