@@ -22,7 +22,7 @@ from bidlog.partitions import (
 )
 from bidlog.report_tasks import partitions_ensure_task
 from bidlog.reports.services import report_summary
-from bidlog.selectors import bid_list
+from bidlog.selectors import bid_list, call_bids
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
 pytestmark = pytest.mark.skipif(
@@ -193,6 +193,18 @@ def test_the_bids_api_with_a_range_reads_its_month_only(db, viewer_api):
     assert response.status_code == 200 and len(response.json()["results"]) == 1
     plan = bid_list(filters=params)[:50].explain()
     assert _partitions_in_plan(plan, "bidlog_bidlog") == {"bidlog_bidlog_p203202"}
+
+
+def test_a_calls_bids_are_read_from_its_month_only(db):
+    partitions_ensure(now=datetime(2032, 1, 1, tzinfo=UTC), ahead=2)
+    at = datetime(2032, 2, 10, 12, tzinfo=UTC)
+    call = CallFactory(created_at=at)
+    bids = [BidLogFactory(call=call, created_at=at + timedelta(seconds=s)) for s in (0, 3)]
+
+    assert list(call_bids(call)) == bids
+    assert _partitions_in_plan(call_bids(call).explain(), "bidlog_bidlog") == {
+        "bidlog_bidlog_p203202"
+    }
 
 
 # --- retention drops whole months ---------------------------------------------------------

@@ -47,7 +47,7 @@ from bidlog.routing.eligibility import eligibility_check
 from bidlog.routing.errors import RouteError
 from bidlog.routing.record import call_paid_out_set
 from bidlog.routing.strategies import call_route
-from bidlog.selectors import call_list
+from bidlog.selectors import call_bids, call_list
 from buyers.models import Buyer
 from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
 from callgrid_portal.authentication import PortalTokenAuthentication
@@ -243,7 +243,7 @@ class CallDetailSerializer(CallSerializer):
         read_only_fields = [*CallSerializer.Meta.read_only_fields, "bids"]
 
     def get_bids(self, call: Call) -> list[dict[str, Any]]:
-        rows = RouteBidSerializer(call.bids.select_related("buyer").order_by("id"), many=True).data
+        rows = RouteBidSerializer(call_bids(call), many=True).data
         if can_see_caller_ids(getattr(self.context.get("request"), "user", None)):
             return list(rows)
         return [mask_bid_data(dict(row)) for row in rows]
