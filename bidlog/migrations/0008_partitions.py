@@ -82,10 +82,13 @@ def _like(table: str, old: str) -> str:
 def partition(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
+    with schema_editor.connection.cursor() as cursor:
+        # Both at once, before creating partitions sets a short lock_timeout for the rest of
+        # the transaction (bidlog.partitions).
+        cursor.execute(f"LOCK TABLE {', '.join(map(_q, TABLES))} IN ACCESS EXCLUSIVE MODE")
     for table in TABLES:
         old = f"{table}_unpartitioned"
         with schema_editor.connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {_q(table)} IN ACCESS EXCLUSIVE MODE")
             parts = _table_parts(cursor, table)
             cursor.execute(f"ALTER TABLE {_q(table)} RENAME TO {_q(old)}")
             cursor.execute(f"{_like(table, old)} PARTITION BY RANGE (created_at)")
