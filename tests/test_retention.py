@@ -3,9 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from bidlog.ingest.retention import retention_prune
 from bidlog.models import BidLog, Call
+from bidlog.partitions import is_partitioned, partitions_ensure
 from bidlog.reports.rollups import rollup_build_hour
 from bidlog.reports.services import report_summary
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
@@ -67,3 +69,12 @@ def test_old_hours_are_never_rebuilt_from_their_pruned_rows(old_and_new):
 
     with pytest.raises(ValueError, match="older than retention"):
         rollup_build_hour(hour=old[0], now=NOW)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the embedded default's own path")
+def test_sqlite_keeps_plain_tables_and_deletes(old_and_new):
+    assert partitions_ensure() == [] and not is_partitioned("bidlog_bidlog")
+
+    result = retention_prune(now=NOW)
+
+    assert result.deleted == 2 and result.dropped == []
