@@ -3,17 +3,19 @@
 Usage::
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/callgrid_bench \\
-        .venv/bin/python benchmarks/reports.py [--rows 5000000] [--keep]
+        .venv/bin/python benchmarks/reports.py --rows 50000000 --days 90 --buyers 200
 
 It (re)creates the data in the database named by ``DATABASE_URL`` (use a scratch database:
-the bid log there is wiped), generates ``--rows`` bid rows over the last 30 days for 50 buyers
-with ``generate_series`` (plus one call per four bids), builds the rollups, then prints:
-summary and hourly time-series latency through the API (p50/p95 of 20 requests) for 24 h,
-7 d and 30 d; the same summary from raw rows (``exact=True``: GROUP BY and exact percentiles)
-as the baseline, the ratio and whether counts and sums agree; the bids list's first page and a
-buyer + outcome page; the pages (bid log first, filtered and half-way down by cursor against
-OFFSET at the same depth, overview, reports); import throughput for 50 batches of 5,000; and
-the rollup build time.
+the bid log there is wiped): ``--rows`` bids over the last ``--days`` days (default 30) for
+``--buyers`` buyers (default 50), made by PostgreSQL with ``generate_series`` (plus one call
+per four bids, see ``benchmarks/reports_data.py``), builds the rollups, then measures, each
+beside the raw query it replaces in the same run: summary and hourly time series through the
+API (p50/p95 of ``--requests``) for 24 h, 7 d and 30 d against the raw GROUP BY
+(``exact=True``, with exact percentiles: the rollup's estimate is printed beside the exact
+value); the bids list and the pages (a page half-way down by cursor against OFFSET at the same
+depth, overview, reports); retention (a month partition dropped against a DELETE of one day);
+import throughput; the rollup build (all hours, and one new hour). It ends with the issue's
+table and the database size.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callgrid_portal.settings")
@@ -42,132 +44,20 @@ django.setup()
 
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
+from benchmarks.reports_data import generate, old_month_write, sizes  # noqa: E402
 from bidlog.models import BidLog, Call, RollupBucket  # noqa: E402
+from bidlog.partitions import month_next, partitions_drop_before  # noqa: E402
 from bidlog.reports.pages import PAGE_SIZE  # noqa: E402
-from bidlog.reports.rollups import floor_hour, rollup_build  # noqa: E402
-from bidlog.reports.services import report_summary  # noqa: E402
+from bidlog.reports.rollups import floor_hour, rollup_build, rollup_build_hours  # noqa: E402
+from bidlog.reports.services import report_summary, report_timeseries  # noqa: E402
 from buyers.models import Buyer  # noqa: E402
 
-BUYERS = 50
-DAYS = 30
 T = TypeVar("T")
-STATES = ["CA", "TX", "FL", "NY", "PA", "IL", "OH", "GA", "NC", "MI", "CO", "AZ", ""]
-
-# One row per outcome: (upper bound of the random draw, outcome, code, http status, latency SQL).
-# The mix of an ordinary ops day: a third accepted, a quarter declined, a tail of errors.
-MIX = [
-    (0.30, "accepted", "1000", "200", "lat"),
-    (0.34, "below_min_bid", "1000", "200", "lat"),
-    (0.59, "declined", "2000", "200", "lat"),
-    (0.69, "no_capacity", "3000", "200", "lat"),
-    (0.70, "invalid_request", "4000", "400", "lat"),
-    (0.72, "system_error", "5000", "500", "lat"),
-    (0.725, "disabled", "4001", "403", "lat"),
-    (0.73, "invalid_caller_id", "4003", "400", "lat"),
-    (0.76, "duplicate", "4005", "409", "lat"),
-    (0.78, "rate_limited", "5001", "429", "lat"),
-    (0.82, "timeout", "NULL", "NULL", "10000 + (r2 * 50)::int"),
-    (0.83, "network_error", "NULL", "NULL", "(r2 * 100)::int"),
-    (0.84, "bad_response", "7777", "200", "lat"),
-    (0.90, "skipped_duplicate", "NULL", "NULL", "0"),
-    (0.94, "skipped_rate_limit", "NULL", "NULL", "0"),
-    (1.01, "skipped_cap", "NULL", "NULL", "0"),
-]
-
-
-def _case(column: int) -> str:
-    whens = " ".join(f"WHEN r < {row[0]} THEN {row[column]}" for row in MIX)
-    return f"CASE {whens} END"
-
-
-def _quoted_case(column: int) -> str:
-    whens = " ".join(f"WHEN r < {row[0]} THEN '{row[column]}'" for row in MIX)
-    return f"CASE {whens} END"
-
-
-def generate(rows: int) -> tuple:
-    """Wipe the bid log and write ``rows`` bids and ``rows / 4`` calls; return the range."""
-    end = floor_hour(timezone.now())
-    start = end - timedelta(days=DAYS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE bidlog_bidlog, bidlog_call, bidlog_bidoutcomerollup, "
-            "bidlog_bidperformancerollup, bidlog_bidstaterollup, bidlog_callrollup, "
-            "bidlog_rollupbucket, bidlog_alert CASCADE"
-        )
-    Buyer.objects.all().delete()
-    for n in range(BUYERS):
-        Buyer.objects.create(
-            name=f"Bench buyer {n}",
-            grid_id=f"bench{n:04d}" + "x" * 16,
-            timeout_seconds=10,
-            min_bid="10.00",
-        )
-    ids = list(Buyer.objects.order_by("id").values_list("id", flat=True))
-    states = "ARRAY[" + ", ".join(f"'{s}'" for s in STATES) + "]"
-    seconds = DAYS * 86400
-    with connection.cursor() as cursor:
-        # Loading without the secondary indexes and building them afterwards is several times
-        # faster than maintaining eight indexes row by row.
-        for index in BidLog._meta.indexes:
-            cursor.execute(f'DROP INDEX IF EXISTS "{index.name}"')
-        cursor.execute(
-            f"""
-            INSERT INTO bidlog_bidlog (buyer_id, source, created_at, caller_id, state_code,
-                request, http_status, code, message, bid_amount, destination,
-                response_caller_id, duration_ms, attempt, outcome, error, raw_response)
-            SELECT (%s::bigint[])[1 + (r3 * {BUYERS})::int %% {BUYERS}],
-                CASE WHEN r4 < 0.95 THEN 'live' WHEN r4 < 0.99 THEN 'health' ELSE 'test' END,
-                at,
-                (2000000000 + (r3 * 7999999999)::bigint %% 7999999999)::text,
-                ({states})[1 + (r4 * 1000)::int %% {len(STATES)}],
-                '{{}}'::jsonb,
-                {_case(3)}, {_case(2)}, '',
-                CASE WHEN r < 0.34 THEN round((5 + r2 * 55)::numeric, 2) END,
-                CASE WHEN r < 0.30 THEN '18005550100' ELSE '' END, '',
-                {_case(4)}, 1, {_quoted_case(1)}, '', ''
-            FROM (
-                SELECT random() AS r, random() AS r2, random() AS r3, random() AS r4,
-                    %s::timestamptz + make_interval(secs => random() * {seconds}) AS at,
-                    -- long-tailed latency: most answers in 100-400 ms, a few seconds at worst
-                    least(9500, (60 + 250 * exp(random() * 1.6 - 0.3) * random()
-                        + CASE WHEN random() < 0.03 THEN random() * 4000 ELSE 0 END)::int)
-                        AS lat
-                FROM generate_series(1, %s)
-            ) g
-            -- A real log is appended in time order, so an hour's rows sit together on disk.
-            ORDER BY at
-            """,
-            [ids, start, rows],
-        )
-        cursor.execute(
-            f"""
-            INSERT INTO bidlog_call (created_at, caller_id, state_code, params, strategy,
-                winner_id, bid_amount, destination, routed, paid_out, duration_ms, source)
-            SELECT %s::timestamptz + make_interval(secs => random() * {seconds}),
-                '3035551234', 'CO', '{{}}'::jsonb, 'waterfall',
-                CASE WHEN routed THEN (%s::bigint[])[1 + (random() * {BUYERS})::int %% {BUYERS}]
-                END,
-                CASE WHEN routed THEN round((10 + random() * 50)::numeric, 2) END,
-                CASE WHEN routed THEN '18005550100' ELSE '' END, routed, true,
-                (random() * 900)::int, 'live'
-            FROM (SELECT random() < 0.6 AS routed FROM generate_series(1, %s)) g
-            ORDER BY 1
-            """,
-            [start, ids, rows // 4],
-        )
-    with connection.schema_editor() as editor:
-        for index in BidLog._meta.indexes:
-            editor.add_index(BidLog, index)
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE bidlog_bidlog")
-        cursor.execute("VACUUM ANALYZE bidlog_call")
-    return start, end
 
 
 def timed(function: Callable[[], T], repeat: int) -> tuple[float, float, T]:
@@ -182,9 +72,23 @@ def timed(function: Callable[[], T], repeat: int) -> tuple[float, float, T]:
     return statistics.median(samples), p95, result
 
 
-def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
+# The issue's targets (issue 21), at 50 million rows.
+TARGETS = {
+    "summary 30 days, p95": "≤ 20 ms",
+    "time series by hour, 30 days, p95": "≤ 30 ms",
+    "summary 24 hours, p95": "≤ 20 ms",
+    "bids list first page, p95": "≤ 20 ms",
+    "overview and reports pages, p95": "≤ 100 ms",
+    "import through the API": "≥ 50,000 rows/s",
+    "retention of one day": "a partition dropped, in milliseconds",
+    "rollup build": "incremental, under a second per new hour",
+}
+
+
+def pages_benchmark(user: User, buyer: Buyer, requests: int) -> dict[str, float]:
     """The browser pages on the same data: the bid log's first page, a filtered page, a page
-    half-way down the log by cursor against OFFSET at the same depth, the overview, reports."""
+    half-way down the log by cursor against OFFSET at the same depth, the overview, reports.
+    Returns the p95 of each page by label."""
     browser = Client()
     browser.force_login(user)
     print(f"\n## Pages ({requests} requests each, rendered HTML)")
@@ -197,17 +101,23 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
         ("overview 24h", "/", {}),
         ("reports 7d", "/reports/", {"range": "7d"}),
     )
+    found = {}
     for label, path, params in pages:
         p50, p95, response = timed(functools.partial(browser.get, path, params), requests)
         assert response.status_code == 200, response.content[:300]
         print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
+        found[label] = p95
     # Half-way down each log: the page a cursor link opens, against OFFSET at the same depth.
     for model, path in ((BidLog, "/bids/"), (Call, "/calls/")):
-        _deep_page(browser, model, path, requests)
+        found[f"{path} deep"], found[f"{path} offset"] = _deep_page(browser, model, path, requests)
+    return found
 
 
-def _deep_page(browser: Client, model: type[BidLog | Call], path: str, requests: int) -> None:
-    """A listing's page half-way down its rows by cursor, against OFFSET at the same depth."""
+def _deep_page(
+    browser: Client, model: type[BidLog | Call], path: str, requests: int
+) -> tuple[float, float]:
+    """A listing's page half-way down its rows by cursor, against OFFSET at the same depth;
+    returns both p50s."""
     newest = model._default_manager.order_by("-created_at", "-id")
     depth = newest.count() // 2
     last = newest.values("created_at", "id")[depth - 1]
@@ -215,49 +125,33 @@ def _deep_page(browser: Client, model: type[BidLog | Call], path: str, requests:
     p50, _p95, response = timed(lambda: browser.get(path, {"before": cursor}), requests)
     assert response.status_code == 200
     shown = [int(pk) for pk in re.findall(rf'href="{path}(\d+)/"', response.content.decode())]
-    offset50, _o95, rows = timed(lambda: list(newest[depth : depth + PAGE_SIZE]), requests)
+    offset50, _o95, rows = timed(lambda: list(newest[depth : depth + PAGE_SIZE]), 3)
     assert [row.pk for row in rows] == shown, f"the cursor page of {path} and OFFSET disagree"
     print(
         f"{path} page {depth:,} rows deep: cursor page {p50:.1f} ms (rendered), "
         f"OFFSET query alone {offset50:.1f} ms, {offset50 / p50:.1f}x slower"
     )
+    return p50, offset50
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--requests", type=int, default=20)
-    parser.add_argument("--baseline-runs", type=int, default=3)
-    parser.add_argument("--import-batches", type=int, default=50)
-    args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        sys.exit("Set DATABASE_URL to a scratch PostgreSQL database.")
-    call_command("migrate", verbosity=0)
+SUMMARY_NAMES = (
+    "attempts",
+    "bids",
+    "accepted",
+    "timeouts",
+    "by_outcome",
+    "calls",
+    "routed_calls",
+    "revenue",
+)
 
-    print(f"# CallGrid Portal report benchmark: {args.rows:,} bids, {BUYERS} buyers, {DAYS} days")
-    started = time.perf_counter()
-    start, end = generate(args.rows)
-    print(f"generate data (bids + {args.rows // 4:,} calls): {time.perf_counter() - started:.1f} s")
 
-    started = time.perf_counter()
-    hours = rollup_build(start=start, end=end)
-    elapsed = time.perf_counter() - started
-    print(f"rollup build: {hours} hours in {elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)")
-    with connection.cursor() as cursor:
-        for table in ("bidoutcomerollup", "bidperformancerollup", "bidstaterollup", "callrollup"):
-            cursor.execute(f"SELECT count(*) FROM bidlog_{table}")
-            print(f"  bidlog_{table}: {cursor.fetchone()[0]:,} rows")
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-
-    user, _ = User.objects.get_or_create(username="bench", defaults={"is_superuser": True})
-    user.is_superuser = True
-    user.save()
-    client = APIClient()
-    client.force_authenticate(user)
+def reports_benchmark(client: APIClient, requests: int, baseline_runs: int) -> dict[str, Any]:
+    """Summary and hourly series through the API for 24 h, 7 d and 30 d, each beside the raw
+    GROUP BY (``exact=True``) in the same run; returns p95s and raw p50s by label."""
     now = timezone.now()
-
-    print(f"\n## Reports through the API ({args.requests} requests each), vs raw GROUP BY")
+    found: dict[str, Any] = {}
+    print(f"\n## Reports through the API ({requests} requests each), vs raw GROUP BY")
     print(f"{'report':<22}{'p50 ms':>9}{'p95 ms':>9}{'raw p50 ms':>12}{'ratio':>8}  equal")
     for label, span in (
         ("24h", timedelta(hours=24)),
@@ -266,59 +160,68 @@ def main() -> None:
     ):
         params = {"since": (now - span).isoformat(), "until": now.isoformat()}
         p50, p95, response = timed(
-            functools.partial(client.get, "/api/v1/reports/summary/", params), args.requests
+            functools.partial(client.get, "/api/v1/reports/summary/", params), requests
         )
         assert response.status_code == 200, response.content[:300]
         raw50, _raw95, exact = timed(
             functools.partial(report_summary, since=now - span, until=now, exact=True),
-            args.baseline_runs,
+            baseline_runs,
         )
         fast = report_summary(since=now - span, until=now)
-        names = (
-            "attempts",
-            "bids",
-            "accepted",
-            "timeouts",
-            "by_outcome",
-            "calls",
-            "routed_calls",
-            "revenue",
-        )
-        equal = all(fast[n] == exact[n] for n in names)
+        equal = all(fast[n] == exact[n] for n in SUMMARY_NAMES)
         latency = " ".join(
             f"{k}={fast['latency_ms'][k]}/{exact['latency_ms'][k]}" for k in ("p50", "p95", "p99")
         )
         print(
             f"summary {label:<14}{p50:>9.1f}{p95:>9.1f}{raw50:>12.1f}{raw50 / p50:>7.0f}x  "
-            f"{equal} (latency rollup/exact {latency})"
+            f"{equal} (latency p50/p95/p99 rollup/exact {latency})"
         )
+        found[f"summary {label}"] = (p95, raw50, equal, latency)
         params = {**params, "bucket": "hour", "tz": "America/New_York"}
         p50, p95, response = timed(
-            functools.partial(client.get, "/api/v1/reports/timeseries/", params), args.requests
+            functools.partial(client.get, "/api/v1/reports/timeseries/", params), requests
         )
         assert response.status_code == 200, response.content[:300]
-        print(f"timeseries hour {label:<6}{p50:>9.1f}{p95:>9.1f}")
+        raw50, _r95, _rows = timed(
+            functools.partial(
+                report_timeseries,
+                since=now - span,
+                until=now,
+                bucket="hour",
+                tz="America/New_York",
+                exact=True,
+            ),
+            baseline_runs,
+        )
+        print(f"timeseries hour {label:<6}{p50:>9.1f}{p95:>9.1f}{raw50:>12.1f}{raw50 / p50:>7.0f}x")
+        found[f"timeseries {label}"] = (p95, raw50)
     print(f"summary bids={fast['bids']:,} accepted={fast['accepted']:,} revenue={fast['revenue']}")
+    return found
 
-    print(f"\n## Bids list ({args.requests} requests each)")
-    buyer = Buyer.objects.order_by("id")[0]
+
+def bids_list_benchmark(client: APIClient, buyer: Buyer, requests: int) -> float:
+    """The bids API's first page and a buyer + outcome page; returns the first page's p95."""
+    print(f"\n## Bids list ({requests} requests each)")
     bid_filters: tuple[tuple[str, dict[str, str | int]], ...] = (
         ("first page", {}),
         ("buyer + outcome", {"buyer": buyer.pk, "outcome": "declined"}),
     )
+    first = 0.0
     for label, query in bid_filters:
-        p50, p95, response = timed(
-            functools.partial(client.get, "/api/v1/bids/", query), args.requests
-        )
+        p50, p95, response = timed(functools.partial(client.get, "/api/v1/bids/", query), requests)
         assert response.status_code == 200
         print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
+        first = first or p95
+    return first
 
-    pages_benchmark(user, buyer, args.requests)
 
-    print(f"\n## Import ({args.import_batches} batches of 5,000 through the API)")
+def import_benchmark(client: APIClient, batches: int) -> float:
+    """``batches`` batches of 5,000 records through the import API; returns rows per second."""
+    print(f"\n## Import ({batches} batches of 5,000 through the API)")
+    now = timezone.now()
     grids = list(Buyer.objects.values_list("grid_id", flat=True))
     total, elapsed = 0, 0.0
-    for batch in range(args.import_batches):
+    for batch in range(batches):
         records = [
             {
                 "external_id": f"bench-{now.timestamp():.0f}-{batch}-{i}",
@@ -344,6 +247,137 @@ def main() -> None:
         f"bid log now {BidLog.objects.count():,} rows; stale hours: "
         f"{RollupBucket.objects.filter(grain='hour', stale=True).count()}"
     )
+    return total / elapsed
+
+
+def retention_benchmark(start: datetime, rows_per_day: int, buyers: int) -> tuple[float, float]:
+    """Milliseconds to drop a month partition holding a day of bids, against a DELETE of the
+    oldest day of the log (rolled back, so the data stays)."""
+    month = old_month_write(start=start, rows=rows_per_day, buyers=buyers)
+    started = time.perf_counter()
+    dropped = partitions_drop_before(table=BidLog._meta.db_table, cutoff=month_next(month))
+    drop_ms = (time.perf_counter() - started) * 1000
+    assert dropped, "no partition was dropped"
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM bidlog_bidlog WHERE created_at >= %s AND created_at < %s",
+            [start, start + timedelta(days=1)],
+        )
+        deleted = cursor.rowcount
+        transaction.set_rollback(True)
+    delete_ms = (time.perf_counter() - started) * 1000
+    print(f"\n## Retention: drop of {dropped[0]} ({rows_per_day:,} rows) {drop_ms:.1f} ms; ")
+    print(f"DELETE of the oldest day ({deleted:,} rows, rolled back) {delete_ms:,.0f} ms")
+    return drop_ms, delete_ms
+
+
+def _fmt(ms: float) -> str:
+    return f"{ms:,.1f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+
+def _raw(figure: tuple[float, ...]) -> str:
+    """The raw GROUP BY's p50 beside a figure's p95, and how many times slower it is."""
+    return f"raw GROUP BY {_fmt(figure[1])} ({figure[1] / figure[0]:,.0f}x)"
+
+
+def print_table(rows: int, figures: dict[str, Any]) -> None:
+    """The issue's table: each figure beside the raw query it replaces, and the target."""
+    s30, t30, s24 = figures["summary 30d"], figures["timeseries 30d"], figures["summary 24h"]
+    pages = figures["pages"]
+    hours, build_s, hour_s = figures["rollup"]
+    lines = [
+        ("summary 30 days, p95", _fmt(s30[0]), _raw(s30)),
+        ("time series by hour, 30 days, p95", _fmt(t30[0]), _raw(t30)),
+        ("summary 24 hours, p95", _fmt(s24[0]), _raw(s24)),
+        (
+            "bids list first page, p95",
+            _fmt(figures["bids first"]),
+            f"page half-way down: cursor {_fmt(pages['/bids/ deep'])}, "
+            f"OFFSET {_fmt(pages['/bids/ offset'])}",
+        ),
+        (
+            "overview and reports pages, p95",
+            f"{_fmt(pages['overview 24h'])}, {_fmt(pages['reports 7d'])}",
+            "",
+        ),
+        ("import through the API", f"{figures['import']:,.0f} rows/s", ""),
+        (
+            "retention of one day",
+            f"partition dropped in {_fmt(figures['retention'][0])}",
+            f"DELETE of one day {_fmt(figures['retention'][1])}",
+        ),
+        (
+            "rollup build",
+            f"one new hour {hour_s * 1000:,.0f} ms",
+            f"all {hours} hours at once {build_s:.1f} s",
+        ),
+    ]
+    print(f"\n## The issue's table at {rows:,} rows")
+    print("| what | measured | the raw query it replaces | target at 50 million rows |")
+    print("|---|---|---|---|")
+    for what, measured, raw in lines:
+        print(f"| {what} | {measured} | {raw} | {TARGETS[what]} |")
+    size = figures["sizes"]
+    print(
+        f"\nDatabase size {size['database'] / 2**30:.1f} GiB (bid log with indexes "
+        f"{size['bidlog_bidlog'] / 2**30:.1f} GiB, calls {size['bidlog_call'] / 2**30:.1f} GiB); "
+        f"latency percentiles rollup/exact: {s30[3]}; counts equal to raw: {s30[2]}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--buyers", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--baseline-runs", type=int, default=3)
+    parser.add_argument("--import-batches", type=int, default=50)
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("Set DATABASE_URL to a scratch PostgreSQL database.")
+    if not (1 <= args.days <= 400 and 1 <= args.buyers <= 10_000 and 1 <= args.rows <= 10**10):
+        sys.exit("--days must be 1-400, --buyers 1-10000, --rows 1-10^10.")
+    call_command("migrate", verbosity=0)
+
+    print(
+        f"# CallGrid Portal report benchmark: {args.rows:,} bids, {args.buyers} buyers, "
+        f"{args.days} days"
+    )
+    started = time.perf_counter()
+    start, end = generate(rows=args.rows, days=args.days, buyers=args.buyers)
+    print(f"generate data (bids + {args.rows // 4:,} calls): {time.perf_counter() - started:.1f} s")
+
+    started = time.perf_counter()
+    hours = rollup_build(start=start, end=end)
+    elapsed = time.perf_counter() - started
+    print(f"rollup build: {hours} hours in {elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)")
+    last_hour = floor_hour(timezone.now()) - timedelta(hours=1)
+    one_hour, _h95, _n = timed(
+        lambda: rollup_build_hours(start=last_hour, end=last_hour + timedelta(hours=1)), 3
+    )
+    print(f"rebuild of the last hour: {one_hour:.0f} ms")
+    with connection.cursor() as cursor:
+        for table in ("bidoutcomerollup", "bidperformancerollup", "bidstaterollup", "callrollup"):
+            cursor.execute(f"SELECT count(*) FROM bidlog_{table}")
+            print(f"  bidlog_{table}: {cursor.fetchone()[0]:,} rows")
+        cursor.execute("ANALYZE")
+
+    user, _ = User.objects.get_or_create(username="bench", defaults={"is_superuser": True})
+    user.is_superuser = True
+    user.save()
+    client = APIClient()
+    client.force_authenticate(user)
+    buyer = Buyer.objects.order_by("id")[0]
+    figures: dict[str, Any] = reports_benchmark(client, args.requests, args.baseline_runs)
+    figures["rollup"] = (hours, elapsed, one_hour / 1000)
+    figures["bids first"] = bids_list_benchmark(client, buyer, args.requests)
+    figures["pages"] = pages_benchmark(user, buyer, args.requests)
+    figures["retention"] = retention_benchmark(start, args.rows // args.days, args.buyers)
+    figures["import"] = import_benchmark(client, args.import_batches)
+    figures["sizes"] = sizes()
+    print_table(args.rows, figures)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ class Call(models.Model):
 
     A routed call counts as paid out for its buyer's duplicate window unless an API client
     marks ``paid_out`` false.
+
+    On PostgreSQL this table and the bid log are partitioned by month of ``created_at``
+    (``bidlog.partitions``, migration 0008). The primary key in the database is then
+    ``(id, created_at)``, as PostgreSQL requires of a partitioned table, while Django keeps
+    ``id`` alone as the model's pk: one sequence gives every id, so ``id`` is unique in
+    practice, and Django needs a single pk column.
     """
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -49,8 +55,12 @@ class Call(models.Model):
                 name="%(app_label)s_%(class)s_routed_has_winner",
             ),
             # Partial: calls from elsewhere (imports, older rows) have none and cost nothing.
+            # With created_at because PostgreSQL partitions the table by it (a unique index
+            # of a partitioned table must hold the partition key). Still exact for what it
+            # guards: a retried write re-inserts the same decision, created_at and all, and
+            # the spool replay looks the key up alone before writing (bidlog.routing.spool).
             models.UniqueConstraint(
-                fields=["route_key"],
+                fields=["route_key", "created_at"],
                 condition=models.Q(route_key__isnull=False),
                 name="%(app_label)s_%(class)s_route_key_unique",
             ),
@@ -74,8 +84,16 @@ class BidLog(models.Model):
 
     # Indexed through the composite (buyer, created_at) indexes below.
     buyer = models.ForeignKey(Buyer, on_delete=models.PROTECT, related_name="bids", db_index=False)
+    # No foreign key in the database: on PostgreSQL the calls are partitioned, and a key can
+    # only reference a unique (id, created_at). Django still applies SET_NULL when a call is
+    # deleted; the router writes a call and its bids in one statement.
     call = models.ForeignKey(
-        Call, null=True, blank=True, on_delete=models.SET_NULL, related_name="bids"
+        Call,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="bids",
+        db_constraint=False,
     )
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.LIVE)
     created_at = models.DateTimeField(default=timezone.now)
@@ -128,9 +146,11 @@ class BidLog(models.Model):
             ),
             # A partial index: the bids the portal makes itself (nearly all of them) have no
             # external_id, and so cost no entry here, nor in the pattern index PostgreSQL
-            # got for unique=True, which nothing searched.
+            # got for unique=True, which nothing searched. With created_at because the table
+            # is partitioned by it on PostgreSQL; the import skips a known external_id
+            # whatever its time (bidlog.ingest.imports), so the key alone stays unique.
             models.UniqueConstraint(
-                fields=["external_id"],
+                fields=["external_id", "created_at"],
                 condition=models.Q(external_id__isnull=False),
                 name="%(app_label)s_%(class)s_external_id_unique",
             ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -42,3 +43,22 @@ def bid_get(bid_id: int | str) -> BidLog | None:
 def call_list() -> QuerySet[Call]:
     """Routing decisions, newest first, with the winner joined (every listing shows it)."""
     return Call.objects.select_related("winner").order_by("-created_at", "-id")
+
+
+# A call's bids are written with it, within its deadline (at most seconds) after its
+# created_at; a day either side is far more than enough and lets PostgreSQL read one or two
+# month partitions of the bid log instead of every one.
+CALL_BIDS_WINDOW = timedelta(days=1)
+
+
+def call_bids(call: Call) -> QuerySet[BidLog]:
+    """The bids behind ``call`` with their buyers, in the order they were made."""
+    return (
+        _bids()
+        .filter(
+            call=call,
+            created_at__gte=call.created_at - CALL_BIDS_WINDOW,
+            created_at__lte=call.created_at + CALL_BIDS_WINDOW,
+        )
+        .order_by("id")
+    )

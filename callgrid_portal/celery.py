@@ -62,7 +62,15 @@ BEAT_SCHEDULE: dict[str, tuple[str, int, str]] = {
     "retention: prune old bid logs": (
         "bidlog.retention_prune",
         3600,
-        "Raw logs older than BIDLOG_RETENTION_DAYS go an hour at a time; aggregates stay.",
+        "Raw logs older than BIDLOG_RETENTION_DAYS go an hour at a time; aggregates stay. "
+        "On PostgreSQL a month wholly past it is a partition dropped at once.",
+    ),
+    "partitions: create the coming months": (
+        "bidlog.partitions_ensure",
+        86400,
+        "PostgreSQL only: the bid log and calls are partitioned by month; creating the next "
+        "BIDLOG_PARTITION_MONTHS_AHEAD months daily keeps rows out of the default partition, "
+        "and a missed day changes nothing. Idempotent (an advisory lock).",
     ),
 }
 

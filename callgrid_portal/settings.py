@@ -249,6 +249,9 @@ CALLGRID_USER_AGENT = env_str("CALLGRID_USER_AGENT", "CallGridPortal/0.1")
 
 # Bid log and alerts.
 BIDLOG_RETENTION_DAYS = env_int("BIDLOG_RETENTION_DAYS", 90, minimum=1)
+# PostgreSQL: how many months of bid log and call partitions beat keeps created ahead of now
+# (bidlog.partitions); a row beyond them lands in the default partition, never refused.
+BIDLOG_PARTITION_MONTHS_AHEAD = env_int("BIDLOG_PARTITION_MONTHS_AHEAD", 3, minimum=1)
 ALERT_EMAILS = env_list("ALERT_EMAILS")
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
 

@@ -3,9 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from bidlog.ingest.retention import retention_prune
 from bidlog.models import BidLog, Call
+from bidlog.partitions import is_partitioned, partitions_ensure
 from bidlog.reports.rollups import rollup_build_hour
 from bidlog.reports.services import report_summary
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
@@ -30,9 +32,9 @@ def old_and_new(db, settings):
 def test_prune_deletes_only_rows_from_hours_before_the_cutoff(old_and_new):
     _buyer, _old, new = old_and_new
 
-    deleted = retention_prune(now=NOW, batch_size=1)
+    result = retention_prune(now=NOW, batch_size=1)
 
-    assert deleted == 2
+    assert result.deleted == 2
     assert sorted(BidLog.objects.values_list("created_at", flat=True)) == new
 
 
@@ -57,7 +59,7 @@ def test_reports_over_pruned_ranges_keep_their_numbers(old_and_new):
 def test_prune_with_nothing_old_does_nothing(old_and_new):
     retention_prune(now=NOW)
 
-    assert retention_prune(now=NOW) == 0
+    assert retention_prune(now=NOW).deleted == 0
     assert BidLog.objects.count() == 2
 
 
@@ -67,3 +69,12 @@ def test_old_hours_are_never_rebuilt_from_their_pruned_rows(old_and_new):
 
     with pytest.raises(ValueError, match="older than retention"):
         rollup_build_hour(hour=old[0], now=NOW)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the embedded default's own path")
+def test_sqlite_keeps_plain_tables_and_deletes(old_and_new):
+    assert partitions_ensure() == [] and not is_partitioned("bidlog_bidlog")
+
+    result = retention_prune(now=NOW)
+
+    assert result.deleted == 2 and result.dropped == []

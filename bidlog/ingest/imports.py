@@ -277,7 +277,11 @@ def _insert_by_copy(rows: list[dict[str, Any]]) -> tuple[int, list[datetime]]:
     """Write new rows on PostgreSQL: ``COPY`` into a staging table, then one merge.
 
     The merge is one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on the unique
-    ``external_id``, so a record that a concurrent import wrote first is skipped, not an error.
+    ``(external_id, created_at)``, so a record that a concurrent import wrote first is
+    skipped, not an error. The unique index holds ``created_at`` because the table is
+    partitioned by it; ``NOT EXISTS`` on ``external_id`` alone skips a record imported
+    before at another time too, and imports take turns (an advisory lock), so two at once
+    cannot both miss the other's record.
     Returns the number of rows written and the UTC hours they fall in.
     """
     quote = connection.ops.quote_name
@@ -296,9 +300,13 @@ def _insert_by_copy(rows: list[dict[str, Any]]) -> tuple[int, list[datetime]]:
                     [Jsonb(row[name]) if name in _JSON_COLUMNS else row[name] for name in COLUMNS]
                 )
         # The hours come back grouped: a few rows instead of one timestamp per row written.
+        external_id = quote("external_id")
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [4242, 9])
         cursor.execute(
             f"WITH written AS (INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGING} "
-            f"ON CONFLICT ({quote('external_id')}) WHERE {quote('external_id')} IS NOT NULL "
+            f"AS staged WHERE NOT EXISTS (SELECT 1 FROM {table} AS known "
+            f"WHERE known.{external_id} = staged.{external_id}) "
+            f"ON CONFLICT ({external_id}, {created_at}) WHERE {external_id} IS NOT NULL "
             f"DO NOTHING RETURNING {created_at}) "
             f"SELECT date_trunc('hour', {created_at}, 'UTC'), count(*) FROM written GROUP BY 1"
         )

@@ -17,12 +17,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 
-from bidlog.models import BidLog, Call
+from bidlog.models import Call
 from bidlog.reports.pages import CursorListView, bid_row, buyer_choice_filter
 from bidlog.routing.errors import RouteError
 from bidlog.routing.record import call_paid_out_set
 from bidlog.routing.serializers import CallFilter
-from bidlog.selectors import call_list
+from bidlog.selectors import call_bids, call_list
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
 from callgrid_portal.roles import OPERATOR, has_role
@@ -95,7 +95,7 @@ class CallDetailView(RoleRequiredMixin, View):
         if call is None:
             raise Http404(f"No call with id {pk}.")
         masked = not can_see_caller_ids(request.user)
-        bids = BidLog.objects.filter(call=call).select_related("buyer").order_by("id")
+        bids = call_bids(call)
         return render(
             request,
             "bidlog/call_detail.html",

@@ -15,6 +15,7 @@ from bidlog.api.serializers import mask_bid_data
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
 from bidlog.filters import CallerIdFilter, IdFilter, IsoDateTimeFilter
 from bidlog.models import BidLog, Call
+from bidlog.selectors import call_bids
 from buyers.models import Buyer
 from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
 from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
@@ -191,7 +192,7 @@ class CallDetailSerializer(CallSerializer):
         read_only_fields = [*CallSerializer.Meta.read_only_fields, "bids"]
 
     def get_bids(self, call: Call) -> list[dict[str, Any]]:
-        rows = RouteBidSerializer(call.bids.select_related("buyer").order_by("id"), many=True).data
+        rows = RouteBidSerializer(call_bids(call), many=True).data
         if can_see_caller_ids(getattr(self.context.get("request"), "user", None)):
             return list(rows)
         return [mask_bid_data(dict(row)) for row in rows]
