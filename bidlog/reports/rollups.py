@@ -29,14 +29,16 @@ from django.db.models import Count, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncHour
 from django.utils import timezone
 
-from bidlog.choices import Outcome
+from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass
 from bidlog.models import (
     LATENCY_EDGES_MS,
     LATENCY_FIELDS,
     BidLog,
     BidOutcomeRollup,
+    BidOutcomeTotalRollup,
     BidPerformanceRollup,
     BidStateRollup,
+    BuyerSummaryRollup,
     Call,
     CallRollup,
     RollupBucket,
@@ -50,6 +52,9 @@ logger = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 ROLLUP_MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup)
+# Derived from the rows of ROLLUP_MODELS of the same bucket, for the summary (see below).
+SUMMARY_MODELS = (BidOutcomeTotalRollup, BuyerSummaryRollup)
+SUMMARY_CLASS_FIELDS = tuple(f"class_{klass}" for klass in OutcomeClass.values)
 
 # A bid "sent a request" unless the portal decided locally: the skips, a queued test bid, and
 # a caller ID refused before sending (local 4003 has no HTTP status; CallGrid's own 4003 has).
@@ -174,6 +179,83 @@ def _mark_built(grain: str, bucket_start: datetime, now: datetime) -> None:
     )
 
 
+def _class_columns() -> tuple[list[str], list[str]]:
+    """``CASE`` columns splitting an outcome row's attempts by outcome class, and their params.
+
+    An outcome of no known class counts as an error, as in the reports' ``by_class``.
+    """
+    columns, params = [], []
+    known = [outcome for outcome, klass in OUTCOME_CLASS.items() if klass != OutcomeClass.ERROR]
+    for klass in OutcomeClass.values:
+        if klass == OutcomeClass.ERROR:
+            outcomes, test = known, "NOT IN"
+        else:
+            outcomes, test = [o for o, k in OUTCOME_CLASS.items() if k == klass], "IN"
+        marks = ", ".join(["%s"] * len(outcomes)) or "NULL"
+        columns.append(f"CASE WHEN outcome {test} ({marks}) THEN attempts ELSE 0 END")
+        params.extend(outcomes)
+    return columns, params
+
+
+def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
+    """Rebuild the summary rollups of the ``grain`` buckets in ``[start, end)`` from the
+    outcome, performance and call rollup rows of the same buckets (never from raw rows).
+
+    One ``BuyerSummaryRollup`` row per bucket and buyer: the three sources of its figures are
+    stacked (``UNION ALL``, zeros for the others' columns) and summed per bucket and buyer.
+    """
+    quote = connection.ops.quote_name
+    for model in SUMMARY_MODELS:
+        model.objects.filter(grain=grain, bucket_start__gte=start, bucket_start__lt=end).delete()
+    same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
+    _insert_select(
+        BidOutcomeTotalRollup,
+        {"grain": grain},
+        BidOutcomeRollup.objects.filter(same)
+        .order_by()
+        .values("bucket_start", "source", "outcome", "code")
+        .annotate(attempts=Sum("attempts")),
+    )
+    classes, class_params = _class_columns()
+    class_names = list(SUMMARY_CLASS_FIELDS)
+    perf = ["bids", "accepted", "timeouts", "duration_sum", "duration_max", *LATENCY_FIELDS]
+    calls = ["calls", "routed_calls", "revenue"]
+    names = [*class_names, *perf, *calls]
+
+    def part(table: type[models.Model], buyer: str, exprs: dict[str, str], extra: str) -> str:
+        values = ", ".join(f"{exprs.get(name, '0')} AS {quote(name)}" for name in names)
+        return (
+            f"SELECT bucket_start, {buyer} AS buyer_id, {values} "
+            f"FROM {quote(table._meta.db_table)} "
+            f"WHERE grain = %s AND bucket_start >= %s AND bucket_start < %s{extra}"
+        )
+
+    where: list[Any] = [grain, _adapt(start), _adapt(end)]
+    stacked = " UNION ALL ".join(
+        [
+            part(BidOutcomeRollup, "buyer_id", dict(zip(class_names, classes, strict=True)), ""),
+            part(
+                BidPerformanceRollup,
+                "buyer_id",
+                {name: quote(name) for name in perf},
+                " AND buyer_id IS NOT NULL",
+            ),
+            part(CallRollup, "winner_id", {name: quote(name) for name in calls}, ""),
+        ]
+    )
+    totals = ", ".join(
+        f"{'MAX' if name == 'duration_max' else 'SUM'}({quote(name)})" for name in names
+    )
+    table = quote(BuyerSummaryRollup._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (grain, bucket_start, buyer_id, {', '.join(map(quote, names))}) "
+            f"SELECT %s, bucket_start, buyer_id, {totals} FROM ({stacked}) stacked "
+            "GROUP BY bucket_start, buyer_id",
+            [grain, *class_params, *where, *where, *where],
+        )
+
+
 def rollup_build_hour(
     *, hour: datetime, now: datetime | None = None, before_pruning: bool = False
 ) -> None:
@@ -259,6 +341,7 @@ def rollup_build_hours(
             revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
         ),
     )
+    summary_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
     hours = []
     current = start
     while current < end:
@@ -339,6 +422,7 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
         .values("winner_id", "source")
         .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
     )
+    summary_rollups_build(grain=RollupGrain.DAY, start=day, end=end)
     _mark_built(RollupGrain.DAY, day, now)
     return True
 

@@ -64,6 +64,7 @@ from bidlog.reports.rollups import (
     performance_aggregates,
     performance_rollup_sums,
 )
+from bidlog.reports.summary_rollups import buyer_summary_rows, outcome_total_rows
 from buyers.models import Buyer
 from callgrid_portal.bidapi import codes
 
@@ -145,12 +146,20 @@ class Tally:
     routed_calls: int = 0
     revenue: Decimal = Decimal("0.00")
     exact_percentiles: dict[int, int | None] | None = None
+    # Attempts counted by class only (from the summary rollups), beside those in by_outcome.
+    by_class_only: Counter = field(default_factory=Counter)
 
     def add_outcome(self, outcome: str, code: int | None, attempts: int) -> None:
         self.attempts += attempts
         self.by_outcome[outcome] += attempts
         if code:
             self.by_code[code] += attempts
+
+    def add_classes(self, row: Mapping[str, Any]) -> None:
+        for klass in OutcomeClass.values:
+            count = row[f"class_{klass}"] or 0
+            self.attempts += count
+            self.by_class_only[klass] += count
 
     def add_performance(self, row: Mapping[str, Any]) -> None:
         self.bids += row["bids"] or 0
@@ -180,7 +189,7 @@ class Tally:
 
     def figures(self) -> dict[str, Any]:
         """Every figure of a report, each defined here and only here."""
-        by_class: Counter = Counter()
+        by_class: Counter = Counter(self.by_class_only)
         for outcome, count in self.by_outcome.items():
             by_class[OUTCOME_CLASS.get(outcome, OutcomeClass.ERROR)] += count
         revenue = self.revenue.quantize(CENT)
@@ -470,6 +479,21 @@ def _buyer_row(buyer: Mapping[str, Any], tally: Tally) -> dict[str, Any]:
     }
 
 
+def _add_summary_rollups(
+    rollup_q: Q, buyer_id: int | None, total: Tally, per_buyer: dict[int, Tally]
+) -> None:
+    for row in outcome_total_rows(rollup_q, buyer_id):
+        total.add_outcome(row["outcome"], row["code"], row["n"])
+    for row in buyer_summary_rows(rollup_q, buyer_id):
+        total.add_performance(row)
+        total.add_calls(row)
+        if row["buyer_id"] is not None:
+            tally = per_buyer[row["buyer_id"]]
+            tally.add_classes(row)
+            tally.add_performance(row)
+            tally.add_calls(row)
+
+
 def report_summary(
     *,
     since: datetime,
@@ -483,6 +507,11 @@ def report_summary(
     bid_filters = _bid_filters(buyer_id, source)
     total = Tally()
     per_buyer: dict[int, Tally] = defaultdict(Tally)
+    rollup_q = plan.rollup_q()
+    if not source and rollup_q is not None:
+        # Every source together: the narrow rollups, a row per buyer and day; raw edges below.
+        _add_summary_rollups(rollup_q, buyer_id, total, per_buyer)
+        plan = Plan(raw=plan.raw)
     for row in _outcome_rows(plan, bid_filters):
         total.add_outcome(row["outcome"], row["code"], row["n"])
         per_buyer[row["buyer_id"]].add_outcome(row["outcome"], row["code"], row["n"])
