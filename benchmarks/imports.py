@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -257,6 +258,42 @@ def measure(label: str, root: Path, env: dict[str, str], token: str, args) -> No
         process.wait(timeout=30)
 
 
+_FLOOR_INSERT = """
+INSERT INTO bidlog_bidlog (buyer_id, source, created_at, caller_id, state_code, request,
+    http_status, code, message, bid_amount, destination, response_caller_id, duration_ms,
+    attempt, outcome, error, raw_response, trace, external_id)
+SELECT (%(ids)s::bigint[])[1 + g %% %(n)s], 'import', now() - make_interval(mins => g %% 1400),
+    '303555' || lpad((g %% 10000)::text, 4, '0'), 'CO',
+    '{"CallerId": "3035551234", "InboundStateCode": "CO"}'::jsonb, 200,
+    CASE WHEN g %% 3 = 0 THEN 1000 ELSE 2000 END, '',
+    CASE WHEN g %% 3 = 0 THEN 25.00 END, '', '', 150 + g %% 400, 1,
+    CASE WHEN g %% 3 = 0 THEN 'accepted' ELSE 'declined' END, '', '', '[]'::jsonb,
+    %(prefix)s || g
+FROM generate_series(1, %(size)s) g
+"""
+
+
+def floor_phase(database_url: str, batches: int, size: int) -> None:
+    """The table's own cost: the same rows written by one ``INSERT ... SELECT`` per batch on
+    the server (no parsing, no checks, no network), committed one batch at a time; its wall
+    time and the CPU of its backend per 1,000 rows. No import through any API can beat it."""
+    with psycopg.connect(with_database(database_url, DATABASE)) as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM buyers_buyer").fetchall()]
+        backend = conn.info.backend_pid
+        conn.commit()
+        cpu, started = _proc_cpu(backend), time.perf_counter()
+        for batch in range(batches):
+            params = {"ids": ids, "n": len(ids), "size": size, "prefix": f"floor-{batch}-"}
+            conn.execute(_FLOOR_INSERT, params)
+            conn.commit()
+        seconds, cpu = time.perf_counter() - started, _proc_cpu(backend) - cpu
+    rows = batches * size
+    print(
+        f"{'floor':<10}{rows / seconds:>12,.0f} rows/s  one INSERT ... SELECT per batch on the "
+        f"server: CPU per 1,000 rows: PostgreSQL {cpu * 1_000_000 / rows:.1f} ms"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     create_database(args.database_url, DATABASE)
@@ -278,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 tree = export_commit(args.baseline_ref, Path(folder))
                 measure("before", tree, env, token, args)
             measure("after", ROOT, env, token, args)
+        floor_phase(args.database_url, args.batches, args.batch_size)
     finally:
         if not args.keep_database:
             drop_database(args.database_url, DATABASE)
