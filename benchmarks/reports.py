@@ -52,13 +52,13 @@ from bidlog.reports.pages import PAGE_SIZE  # noqa: E402
 from bidlog.reports.rollups import (  # noqa: E402
     DAY,
     HOUR,
-    SUMMARY_MODELS,
     floor_hour,
     rollup_build,
     rollup_build_day,
     rollup_build_hour,
 )
 from bidlog.reports.services import plan_range, report_summary  # noqa: E402
+from bidlog.reports.summary_rollups import SUMMARY_MODELS  # noqa: E402
 from bidlog.stale import floor_day  # noqa: E402
 from buyers.models import Buyer  # noqa: E402
 

@@ -83,8 +83,9 @@ def _checked(data: Any) -> Any:
 
     Raises :class:`NumberRefused` for a refused number, naming the key of the object that
     held it, directly or in lists (``None`` outside any object), and :class:`TooDeep` for
-    nesting past ``MAX_DEPTH``. Only lists and objects are visited twice (a batch of 5,000
-    import records is walked in a few milliseconds).
+    nesting past ``MAX_DEPTH``. It descends only into lists and objects, without a function
+    call per value (a batch of 5,000 import records is walked in a few milliseconds), where a
+    hook on every object and a second walk for the depth took several times longer.
     """
     if type(data) is _Refused:
         raise NumberRefused(data.message)

@@ -21,8 +21,9 @@ from bidlog.models import (
     CallRollup,
     RollupBucket,
 )
-from bidlog.reports.rollups import DAY, HOUR, ROLLUP_MODELS, SUMMARY_MODELS, rollup_build
+from bidlog.reports.rollups import DAY, HOUR, ROLLUP_MODELS, rollup_build
 from bidlog.reports.services import plan_range, report_states, report_summary, report_timeseries
+from bidlog.reports.summary_rollups import SUMMARY_MODELS
 from buyers.models import Buyer
 from tests.factories import BuyerFactory, bid_log_dataset
 from tests.test_reports import _assert_same_summary, _within_error

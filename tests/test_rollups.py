@@ -19,11 +19,11 @@ from bidlog.models import (
 )
 from bidlog.reports.rollups import (
     SENT,
-    SUMMARY_MODELS,
     rollup_build,
     rollup_build_day,
     rollup_refresh,
 )
+from bidlog.reports.summary_rollups import SUMMARY_MODELS
 from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
 
 START = datetime(2025, 11, 1, tzinfo=UTC)

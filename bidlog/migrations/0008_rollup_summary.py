@@ -4,7 +4,7 @@ import django.db.models.deletion
 from datetime import timedelta
 from django.db import migrations, models
 
-from bidlog.reports.rollups import summary_rollups_build
+from bidlog.reports.summary_rollups import summary_rollups_build
 
 
 def backfill(apps, schema_editor):

@@ -7,7 +7,9 @@ Grains (chosen so that no report reads more than ~100k rollup rows, see the READ
 - ``BidPerformanceRollup``: bucket x buyer x source with bids, acceptances, timeouts and the
   latency histogram, plus all-buyers rows on the hour grain for the portal-wide time series;
 - ``BidStateRollup``: bucket x buyer x source x state, for the state table;
-- ``CallRollup``: bucket x winning buyer x source, for calls and revenue.
+- ``CallRollup``: bucket x winning buyer x source, for calls and revenue;
+- and, derived from those of the same bucket, the narrow tables a summary of every source
+  reads (:mod:`bidlog.reports.summary_rollups`).
 
 An hour is built from raw rows in one transaction (delete its rows, ``INSERT ... SELECT`` the
 new ones), so rebuilding it gives the same rows. A UTC day is the sum of its 24 hour rows, so
@@ -18,32 +20,30 @@ fresh; reports read raw rows for anything else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncHour
 from django.utils import timezone
 
-from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass
+from bidlog.choices import Outcome
 from bidlog.models import (
     LATENCY_EDGES_MS,
     LATENCY_FIELDS,
     BidLog,
     BidOutcomeRollup,
-    BidOutcomeTotalRollup,
     BidPerformanceRollup,
     BidStateRollup,
-    BuyerSummaryRollup,
     Call,
     CallRollup,
     RollupBucket,
     RollupGrain,
 )
+from bidlog.reports.rollup_sql import insert_select
+from bidlog.reports.summary_rollups import summary_rollups_build
 from bidlog.stale import floor_day, floor_hour, mark_stale
 from callgrid_portal.bidapi.outcomes import LOCAL_OUTCOMES
 
@@ -52,9 +52,6 @@ logger = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 ROLLUP_MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup)
-# Derived from the rows of ROLLUP_MODELS of the same bucket, for the summary (see below).
-SUMMARY_MODELS = (BidOutcomeTotalRollup, BuyerSummaryRollup)
-SUMMARY_CLASS_FIELDS = tuple(f"class_{klass}" for klass in OutcomeClass.values)
 
 # A bid "sent a request" unless the portal decided locally: the skips, a queued test bid, and
 # a caller ID refused before sending (local 4003 has no HTTP status; CallGrid's own 4003 has).
@@ -124,43 +121,6 @@ def call_aggregates() -> dict[str, Count | Sum]:
     }
 
 
-def _insert_select(
-    model: type[models.Model],
-    fixed: Mapping[str, object],
-    queryset: QuerySet,
-    rename: dict[str, str] | None = None,
-) -> int:
-    """``INSERT INTO model (fixed..., selected...) SELECT ... FROM (queryset)`` in SQL.
-
-    Rollup rows never pass through Python: the database groups and writes them in one
-    statement. ``queryset`` must be a ``values(...).annotate(...)`` whose names are fields of
-    ``model`` (or mapped to one by ``rename``); ``fixed`` gives constant columns.
-    """
-    quote = connection.ops.quote_name
-    rename = rename or {}
-    selected = [*queryset.query.values_select, *queryset.query.annotation_select]
-    fields = [*fixed, *(rename.get(name, name) for name in selected)]
-    columns = [cast(str, cast(models.Field, model._meta.get_field(name)).column) for name in fields]
-    inner_sql, inner_params = queryset.query.sql_with_params()
-    placeholders = ", ".join(["%s"] * len(fixed))
-    outer = ", ".join(f"sub.{quote(name)}" for name in selected)
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "
-        f"SELECT {placeholders}, {outer} FROM ({inner_sql}) sub"
-    )
-    params: list[Any] = [_adapt(value) for value in fixed.values()] + list(inner_params)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-
-
-def _adapt(value: object) -> object:
-    # SQLite stores datetimes as naive UTC text; let Django spell them as it does for fields.
-    if isinstance(value, datetime):
-        return connection.ops.adapt_datetimefield_value(value)
-    return value
-
-
 def _lock(grain: str, bucket_start: datetime) -> None:
     """Serialize rebuilds of one bucket, so two workers never interleave delete and insert.
 
@@ -179,89 +139,66 @@ def _mark_built(grain: str, bucket_start: datetime, now: datetime) -> None:
     )
 
 
-def _class_columns() -> tuple[list[str], list[str]]:
-    """``CASE`` columns splitting an outcome row's attempts by outcome class, and their params.
-
-    An outcome of no known class counts as an error, as in the reports' ``by_class``.
-    """
-    columns, params = [], []
-    known = [outcome for outcome, klass in OUTCOME_CLASS.items() if klass != OutcomeClass.ERROR]
-    for klass in OutcomeClass.values:
-        if klass == OutcomeClass.ERROR:
-            outcomes, test = known, "NOT IN"
-        else:
-            outcomes, test = [o for o, k in OUTCOME_CLASS.items() if k == klass], "IN"
-        marks = ", ".join(["%s"] * len(outcomes)) or "NULL"
-        columns.append(f"CASE WHEN outcome {test} ({marks}) THEN attempts ELSE 0 END")
-        params.extend(outcomes)
-    return columns, params
-
-
-def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
-    """Rebuild the summary rollups of the ``grain`` buckets in ``[start, end)`` from the
-    outcome, performance and call rollup rows of the same buckets (never from raw rows).
-
-    One ``BuyerSummaryRollup`` row per bucket and buyer: the three sources of its figures are
-    stacked (``UNION ALL``, zeros for the others' columns) and summed per bucket and buyer.
-    """
-    quote = connection.ops.quote_name
-    for model in SUMMARY_MODELS:
-        model.objects.filter(grain=grain, bucket_start__gte=start, bucket_start__lt=end).delete()
-    same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
-    _insert_select(
-        BidOutcomeTotalRollup,
-        {"grain": grain},
-        BidOutcomeRollup.objects.filter(same)
-        .order_by()
-        .values("bucket_start", "source", "outcome", "code")
-        .annotate(attempts=Sum("attempts")),
-    )
-    classes, class_params = _class_columns()
-    class_names = list(SUMMARY_CLASS_FIELDS)
-    perf = ["bids", "accepted", "timeouts", "duration_sum", "duration_max", *LATENCY_FIELDS]
-    calls = ["calls", "routed_calls", "revenue"]
-    names = [*class_names, *perf, *calls]
-
-    def part(table: type[models.Model], buyer: str, exprs: dict[str, str], extra: str) -> str:
-        values = ", ".join(f"{exprs.get(name, '0')} AS {quote(name)}" for name in names)
-        return (
-            f"SELECT bucket_start, {buyer} AS buyer_id, {values} "
-            f"FROM {quote(table._meta.db_table)} "
-            f"WHERE grain = %s AND bucket_start >= %s AND bucket_start < %s{extra}"
-        )
-
-    where: list[Any] = [grain, _adapt(start), _adapt(end)]
-    stacked = " UNION ALL ".join(
-        [
-            part(BidOutcomeRollup, "buyer_id", dict(zip(class_names, classes, strict=True)), ""),
-            part(
-                BidPerformanceRollup,
-                "buyer_id",
-                {name: quote(name) for name in perf},
-                " AND buyer_id IS NOT NULL",
-            ),
-            part(CallRollup, "winner_id", {name: quote(name) for name in calls}, ""),
-        ]
-    )
-    totals = ", ".join(
-        f"{'MAX' if name == 'duration_max' else 'SUM'}({quote(name)})" for name in names
-    )
-    table = quote(BuyerSummaryRollup._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (grain, bucket_start, buyer_id, {', '.join(map(quote, names))}) "
-            f"SELECT %s, bucket_start, buyer_id, {totals} FROM ({stacked}) stacked "
-            "GROUP BY bucket_start, buyer_id",
-            [grain, *class_params, *where, *where, *where],
-        )
-
-
 def rollup_build_hour(
     *, hour: datetime, now: datetime | None = None, before_pruning: bool = False
 ) -> None:
     """Rebuild every rollup row of one UTC hour from its raw rows; its day becomes stale."""
     hour = floor_hour(hour)
     rollup_build_hours(start=hour, end=hour + HOUR, now=now, before_pruning=before_pruning)
+
+
+def _hours_from_raw(start: datetime, end: datetime) -> None:
+    """Insert the hour rows of the four rollups of ``[start, end)``, grouped from raw rows."""
+    fixed = {"grain": RollupGrain.HOUR}
+    hour = TruncHour("created_at", tzinfo=UTC)
+    bids = (
+        BidLog.objects.filter(created_at__gte=start, created_at__lt=end)
+        .order_by()
+        .annotate(bucket_start=hour)
+    )
+    insert_select(
+        BidOutcomeRollup,
+        fixed,
+        bids.annotate(code_value=Coalesce("code", Value(0)))
+        .values("bucket_start", "buyer_id", "source", "outcome", "code_value")
+        .annotate(attempts=Count("id")),
+        rename={"code_value": "code"},
+    )
+    sent = bids.filter(SENT)
+    perf = performance_aggregates()
+    insert_select(
+        BidPerformanceRollup,
+        fixed,
+        sent.values("bucket_start", "buyer_id", "source").annotate(**perf),
+    )
+    insert_select(
+        BidPerformanceRollup,
+        {**fixed, "buyer": None},
+        sent.values("bucket_start", "source").annotate(**perf),
+    )
+    insert_select(
+        BidStateRollup,
+        fixed,
+        bids.values("bucket_start", "buyer_id", "source", "state_code").annotate(
+            attempts=Count("id"),
+            bids=Count("id", filter=SENT),
+            accepted=Count("id", filter=Q(outcome=Outcome.ACCEPTED)),
+        ),
+    )
+    calls = (
+        Call.objects.filter(created_at__gte=start, created_at__lt=end)
+        .order_by()
+        .annotate(bucket_start=hour)
+    )
+    insert_select(
+        CallRollup,
+        fixed,
+        calls.values("bucket_start", "winner_id", "source").annotate(
+            calls=Count("id"),
+            routed_calls=Count("id", filter=Q(routed=True)),
+            revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
+        ),
+    )
 
 
 @transaction.atomic
@@ -291,56 +228,7 @@ def rollup_build_hours(
         model.objects.filter(
             grain=RollupGrain.HOUR, bucket_start__gte=start, bucket_start__lt=end
         ).delete()
-    fixed = {"grain": RollupGrain.HOUR}
-    hour = TruncHour("created_at", tzinfo=UTC)
-    bids = (
-        BidLog.objects.filter(created_at__gte=start, created_at__lt=end)
-        .order_by()
-        .annotate(bucket_start=hour)
-    )
-    _insert_select(
-        BidOutcomeRollup,
-        fixed,
-        bids.annotate(code_value=Coalesce("code", Value(0)))
-        .values("bucket_start", "buyer_id", "source", "outcome", "code_value")
-        .annotate(attempts=Count("id")),
-        rename={"code_value": "code"},
-    )
-    sent = bids.filter(SENT)
-    perf = performance_aggregates()
-    _insert_select(
-        BidPerformanceRollup,
-        fixed,
-        sent.values("bucket_start", "buyer_id", "source").annotate(**perf),
-    )
-    _insert_select(
-        BidPerformanceRollup,
-        {**fixed, "buyer": None},
-        sent.values("bucket_start", "source").annotate(**perf),
-    )
-    _insert_select(
-        BidStateRollup,
-        fixed,
-        bids.values("bucket_start", "buyer_id", "source", "state_code").annotate(
-            attempts=Count("id"),
-            bids=Count("id", filter=SENT),
-            accepted=Count("id", filter=Q(outcome=Outcome.ACCEPTED)),
-        ),
-    )
-    calls = (
-        Call.objects.filter(created_at__gte=start, created_at__lt=end)
-        .order_by()
-        .annotate(bucket_start=hour)
-    )
-    _insert_select(
-        CallRollup,
-        fixed,
-        calls.values("bucket_start", "winner_id", "source").annotate(
-            calls=Count("id"),
-            routed_calls=Count("id", filter=Q(routed=True)),
-            revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
-        ),
-    )
+    _hours_from_raw(start, end)
     summary_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
     hours = []
     current = start
@@ -358,6 +246,49 @@ def rollup_build_hours(
     )
     mark_stale(RollupGrain.DAY, sorted({floor_day(h) for h in hours}))
     return len(hours)
+
+
+def _day_from_hours(day: datetime, end: datetime) -> None:
+    """Insert the day rows of the four rollups of the day ``[day, end)``, summed from its
+    hour rows (the all-buyers performance rows exist only per hour)."""
+    fixed = {"grain": RollupGrain.DAY, "bucket_start": day}
+
+    def hours(
+        model: type[BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup],
+    ) -> QuerySet:
+        return model.objects.filter(
+            grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
+        ).order_by()
+
+    insert_select(
+        BidOutcomeRollup,
+        fixed,
+        hours(BidOutcomeRollup)
+        .values("buyer_id", "source", "outcome", "code")
+        .annotate(attempts=Sum("attempts")),
+    )
+    insert_select(
+        BidPerformanceRollup,
+        fixed,
+        hours(BidPerformanceRollup)
+        .filter(buyer__isnull=False)
+        .values("buyer_id", "source")
+        .annotate(**performance_rollup_sums()),
+    )
+    insert_select(
+        BidStateRollup,
+        fixed,
+        hours(BidStateRollup)
+        .values("buyer_id", "source", "state_code")
+        .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted")),
+    )
+    insert_select(
+        CallRollup,
+        fixed,
+        hours(CallRollup)
+        .values("winner_id", "source")
+        .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
+    )
 
 
 @transaction.atomic
@@ -384,44 +315,7 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
     _lock(RollupGrain.DAY, day)
     for model in ROLLUP_MODELS:
         model.objects.filter(grain=RollupGrain.DAY, bucket_start=day).delete()
-    fixed = {"grain": RollupGrain.DAY, "bucket_start": day}
-
-    def hours(
-        model: type[BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup],
-    ) -> QuerySet:
-        return model.objects.filter(
-            grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
-        ).order_by()
-
-    _insert_select(
-        BidOutcomeRollup,
-        fixed,
-        hours(BidOutcomeRollup)
-        .values("buyer_id", "source", "outcome", "code")
-        .annotate(attempts=Sum("attempts")),
-    )
-    _insert_select(
-        BidPerformanceRollup,
-        fixed,
-        hours(BidPerformanceRollup)
-        .filter(buyer__isnull=False)
-        .values("buyer_id", "source")
-        .annotate(**performance_rollup_sums()),
-    )
-    _insert_select(
-        BidStateRollup,
-        fixed,
-        hours(BidStateRollup)
-        .values("buyer_id", "source", "state_code")
-        .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted")),
-    )
-    _insert_select(
-        CallRollup,
-        fixed,
-        hours(CallRollup)
-        .values("winner_id", "source")
-        .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
-    )
+    _day_from_hours(day, end)
     summary_rollups_build(grain=RollupGrain.DAY, start=day, end=end)
     _mark_built(RollupGrain.DAY, day, now)
     return True
