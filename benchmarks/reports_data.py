@@ -131,6 +131,7 @@ def generate(*, rows: int, days: int, buyers: int) -> tuple[datetime, datetime]:
         cursor.execute(
             "TRUNCATE bidlog_bidlog, bidlog_call, bidlog_bidoutcomerollup, "
             "bidlog_bidperformancerollup, bidlog_bidstaterollup, bidlog_callrollup, "
+            "bidlog_bidoutcometotalrollup, bidlog_buyersummaryrollup, "
             "bidlog_rollupbucket, bidlog_alert CASCADE"
         )
     ids = _buyers_create(buyers)

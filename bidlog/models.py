@@ -361,3 +361,67 @@ class CallRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {self.winner_id}: {self.calls}"
+
+
+class BidOutcomeTotalRollup(models.Model):
+    """Attempts per bucket x source x outcome x code over all buyers: the summary's breakdowns.
+
+    ``BidOutcomeRollup`` without the buyer: a range's outcome and code totals from a few dozen
+    rows a day instead of a few dozen per buyer.
+    """
+
+    grain = models.CharField(max_length=4, choices=RollupGrain.choices)
+    bucket_start = models.DateTimeField()
+    source = models.CharField(max_length=10, choices=Source.choices)
+    outcome = models.CharField(max_length=24, choices=Outcome.choices)
+    code = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["grain", "bucket_start"]
+        indexes = [models.Index(fields=["grain", "bucket_start"], name="bidlog_totroll_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {self.outcome}: {self.attempts}"
+
+
+class BuyerSummaryRollup(models.Model):
+    """A buyer's summary figures per bucket, every source together: one row per buyer a day.
+
+    Attempts by outcome class, the measures of ``BidPerformanceRollup`` and those of
+    ``CallRollup`` (``buyer`` empty: calls no buyer won), so a month's summary reads about a
+    row per buyer and day. Built from the other rollups' hour rows, never from raw rows.
+    """
+
+    grain = models.CharField(max_length=4, choices=RollupGrain.choices)
+    bucket_start = models.DateTimeField()
+    buyer = models.ForeignKey(
+        Buyer, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    class_bid = models.PositiveIntegerField(default=0)
+    class_no_bid = models.PositiveIntegerField(default=0)
+    class_blocked = models.PositiveIntegerField(default=0)
+    class_error = models.PositiveIntegerField(default=0)
+    class_pending = models.PositiveIntegerField(default=0)
+    bids = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    timeouts = models.PositiveIntegerField(default=0)
+    duration_sum = models.BigIntegerField(default=0)
+    duration_max = models.PositiveIntegerField(default=0)
+    calls = models.PositiveIntegerField(default=0)
+    routed_calls = models.PositiveIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+
+    class Meta:
+        ordering = ["grain", "bucket_start"]
+        indexes = [
+            models.Index(fields=["grain", "bucket_start"], name="bidlog_sumroll_ts"),
+            models.Index(fields=["buyer", "grain", "bucket_start"], name="bidlog_sumroll_buyer_ts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {self.buyer_id}: {self.bids} bids"
+
+
+for _field in LATENCY_FIELDS:
+    BuyerSummaryRollup.add_to_class(_field, models.PositiveIntegerField(default=0))

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from bidlog.buyer_pages.api.serializers import BuyerSerializer
-from bidlog.ingest.imports import FIELDS
+from bidlog.ingest.records import FIELDS
 from tests.factories import CallFactory
 
 pytestmark = pytest.mark.django_db

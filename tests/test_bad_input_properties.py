@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from bidlog.buyer_pages.api.serializers import BuyerSerializer
 from bidlog.buyer_pages.views import BuyerPageFilter
-from bidlog.ingest.imports import FIELDS as IMPORT_FIELDS
+from bidlog.ingest.records import FIELDS as IMPORT_FIELDS
 from bidlog.reports.call_pages import CallPageFilter
 from bidlog.reports.forms import ReportRangeForm
 from bidlog.reports.pages import BidPageFilter

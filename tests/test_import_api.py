@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from bidlog.choices import Outcome, Source
-from bidlog.ingest.imports import MAX_RECORDS, ROW_DEFAULTS, _insert
+from bidlog.ingest.imports import _insert
+from bidlog.ingest.records import MAX_RECORDS, ROW_DEFAULTS
 from bidlog.models import BidLog, RollupBucket
 from bidlog.reports.rollups import floor_hour, rollup_build, rollup_refresh
 from bidlog.reports.services import report_summary
@@ -109,6 +110,40 @@ def test_outcome_is_read_from_the_code_and_min_bid(operator_api, buyer):
         "ext-2": Outcome.TIMEOUT,
         "ext-3": Outcome.INVALID_CALLER_ID,
     }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("code", "12abc", "Must be a whole number."),
+        ("code", "2" * 4000, "Must be a whole number."),
+        ("code", 2.0, "Must be a whole number."),
+        ("duration_ms", "-1", "Must be between 0 and 2147483647."),
+        ("bid_amount", "1" * 40, "Must be a number of dollars such as 25.50."),
+        ("bid_amount", "25.005", "Must have at most 2 decimal places."),
+        # A regular expression's "$" also matches before a final newline.
+        ("state_code", "CO\n", "Must be a two-letter state code."),
+        ("message", 5, "Must be a string."),
+        ("destination", "1" * 33, "Must be at most 32 characters."),
+    ],
+)
+def test_each_bad_value_is_refused_by_size_and_range_naming_its_field(
+    operator_api, buyer, field, value, message
+):
+    response = operator_api.post(URL, {"records": [_record(buyer, 0, **{field: value})]}, "json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"]["records"]["0"][field] == [message]
+    assert not BidLog.objects.exists()
+
+
+def test_whole_numbers_may_come_as_strings_of_digits(operator_api, buyer):
+    record = _record(buyer, 0, code="2000", http_status=" 200 ", bid_amount=None)
+
+    response = operator_api.post(URL, {"records": [record]}, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert BidLog.objects.values_list("code", "http_status").get() == (2000, 200)
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,16 @@ inside hours, so it reads a raw edge, hours of a partial day, whole days, and ba
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from bidlog.models import (
     BidLog,
     BidOutcomeRollup,
     BidPerformanceRollup,
     BidStateRollup,
+    BuyerSummaryRollup,
     Call,
     CallRollup,
     RollupBucket,
@@ -21,6 +24,7 @@ from bidlog.models import (
 from bidlog.reports.plan import plan_range
 from bidlog.reports.rollups import DAY, HOUR, ROLLUP_MODELS, rollup_build
 from bidlog.reports.services import report_states, report_summary, report_timeseries
+from bidlog.reports.summary_rollups import SUMMARY_MODELS
 from buyers.models import Buyer
 from tests.factories import BuyerFactory, bid_log_dataset
 from tests.test_reports import _assert_same_summary, _within_error
@@ -40,7 +44,7 @@ def _year(django_db_setup, django_db_blocker):
         bid_log_dataset(buyers=buyers, start=START, end=END, count=2400)
         rollup_build(start=START, end=END, now=NOW)
         yield buyers
-        for model in (*ROLLUP_MODELS, RollupBucket, BidLog, Call):
+        for model in (*ROLLUP_MODELS, *SUMMARY_MODELS, RollupBucket, BidLog, Call):
             model.objects.all().delete()
         Buyer.objects.filter(pk__in=[buyer.pk for buyer in buyers]).delete()
 
@@ -103,3 +107,30 @@ def test_a_400_day_daily_series_equals_the_raw_group_by(year):
     for fast_row, exact_row in zip(fast, exact, strict=True):
         assert _within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
         assert fast_row == exact_row
+
+
+def test_a_400_day_summary_of_one_source_equals_the_raw_group_by(year):
+    fast = report_summary(since=SINCE, until=UNTIL, source="live")
+    exact = report_summary(since=SINCE, until=UNTIL, source="live", exact=True)
+
+    assert 0 < exact["attempts"] < report_summary(since=SINCE, until=UNTIL)["attempts"]
+    _assert_same_summary(fast, exact)
+
+
+def test_a_summary_of_every_source_reads_the_narrow_rollups_a_row_per_buyer_and_day(year):
+    since, until = UNTIL - timedelta(days=30), UNTIL
+    plan = plan_range(since, until)
+    q = plan.rollup_q()
+
+    with CaptureQueriesContext(connection) as queries:
+        report_summary(since=since, until=until)
+
+    tables = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "bidlog_buyersummaryrollup" in tables and "bidlog_bidoutcometotalrollup" in tables
+    for wide in ("bidlog_bidoutcomerollup", "bidlog_bidperformancerollup", "bidlog_callrollup"):
+        assert wide not in tables
+    buckets = _span_count(plan.days, DAY) + _span_count(plan.hours, HOUR)
+    assert BuyerSummaryRollup.objects.filter(q).count() <= buckets * (len(year) + 1)
+    # Each buyer's day is one row, whatever its sources, outcomes and codes.
+    day_rows = BuyerSummaryRollup.objects.filter(q, grain="day")
+    assert day_rows.count() == day_rows.values("bucket_start", "buyer").distinct().count() > 0

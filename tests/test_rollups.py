@@ -1,8 +1,10 @@
 """Rollups are idempotent, built incrementally and cover what the raw rows hold."""
 
+import importlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.db.models import Sum
 from django.forms.models import model_to_dict
 
@@ -11,16 +13,23 @@ from bidlog.models import (
     BidOutcomeRollup,
     BidPerformanceRollup,
     BidStateRollup,
+    Call,
     CallRollup,
     RollupBucket,
 )
-from bidlog.reports.rollups import SENT, rollup_build, rollup_build_day, rollup_refresh
+from bidlog.reports.rollups import (
+    SENT,
+    rollup_build,
+    rollup_build_day,
+    rollup_refresh,
+)
+from bidlog.reports.summary_rollups import SUMMARY_MODELS
 from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
 
 START = datetime(2025, 11, 1, tzinfo=UTC)
 END = datetime(2025, 11, 2, 6, tzinfo=UTC)
 NOW = datetime(2025, 11, 3, tzinfo=UTC)
-MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup)
+MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup, *SUMMARY_MODELS)
 
 
 def _snapshot() -> dict:
@@ -97,3 +106,40 @@ def test_refresh_catches_up_then_rebuilds_only_recent_and_stale_hours(dataset):
 
     assert rollup_refresh(now=NOW) == 2
     assert RollupBucket.objects.filter(grain="day", stale=False).count() == 2
+
+
+def test_a_day_is_built_from_its_hour_rows_not_from_raw_rows(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+    built = _snapshot()
+    day_end = START + timedelta(days=1)
+    # The raw rows of the day are gone (as after retention); the day is marked to rebuild.
+    BidLog.objects.filter(created_at__lt=day_end).delete()
+    Call.objects.filter(created_at__lt=day_end).delete()
+    RollupBucket.objects.filter(grain="day", bucket_start=START).update(stale=True)
+
+    assert rollup_build_day(day=START, now=NOW)
+
+    assert _snapshot() == built
+    day = {
+        (row.buyer_id, row.source, row.outcome, row.code): row.attempts
+        for row in BidOutcomeRollup.objects.filter(grain="day", bucket_start=START)
+    }
+    hours: dict[tuple, int] = {}
+    for row in BidOutcomeRollup.objects.filter(grain="hour", bucket_start__lt=day_end):
+        key = (row.buyer_id, row.source, row.outcome, row.code)
+        hours[key] = hours.get(key, 0) + row.attempts
+    assert day == hours and sum(day.values()) > 100
+
+
+def test_the_migration_fills_the_summary_rollups_of_a_database_with_rollups(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+    built = _snapshot()
+    # As before the migration: the wide rollups exist, the summary tables are empty.
+    for model in SUMMARY_MODELS:
+        model.objects.all().delete()
+    migration = importlib.import_module("bidlog.migrations.0009_rollup_summary")
+
+    migration.backfill(django_apps, None)
+
+    assert _snapshot() == built
+    assert built["BuyerSummaryRollup"] and built["BidOutcomeTotalRollup"]

@@ -109,12 +109,20 @@ class Tally:
     routed_calls: int = 0
     revenue: Decimal = Decimal("0.00")
     exact_percentiles: dict[int, int | None] | None = None
+    # Attempts counted by class only (from the summary rollups), beside those in by_outcome.
+    by_class_only: Counter = field(default_factory=Counter)
 
     def add_outcome(self, outcome: str, code: int | None, attempts: int) -> None:
         self.attempts += attempts
         self.by_outcome[outcome] += attempts
         if code:
             self.by_code[code] += attempts
+
+    def add_classes(self, row: Mapping[str, Any]) -> None:
+        for klass in OutcomeClass.values:
+            count = row[f"class_{klass}"] or 0
+            self.attempts += count
+            self.by_class_only[klass] += count
 
     def add_performance(self, row: Mapping[str, Any]) -> None:
         self.bids += row["bids"] or 0
@@ -144,7 +152,7 @@ class Tally:
 
     def figures(self) -> dict[str, Any]:
         """Every figure of a report, each defined here and only here."""
-        by_class: Counter = Counter()
+        by_class: Counter = Counter(self.by_class_only)
         for outcome, count in self.by_outcome.items():
             by_class[OUTCOME_CLASS.get(outcome, OutcomeClass.ERROR)] += count
         revenue = self.revenue.quantize(CENT)

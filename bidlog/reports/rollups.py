@@ -7,7 +7,9 @@ Grains (chosen so that no report reads more than ~100k rollup rows, see the READ
 - ``BidPerformanceRollup``: bucket x buyer x source with bids, acceptances, timeouts and the
   latency histogram, plus all-buyers rows on the hour grain for the portal-wide time series;
 - ``BidStateRollup``: bucket x buyer x source x state, for the state table;
-- ``CallRollup``: bucket x winning buyer x source, for calls and revenue.
+- ``CallRollup``: bucket x winning buyer x source, for calls and revenue;
+- and, derived from those of the same bucket, the narrow tables a summary of every source
+  reads (:mod:`bidlog.reports.summary_rollups`).
 
 An hour is built from raw rows in one transaction (delete its rows, ``INSERT ... SELECT`` the
 new ones), so rebuilding it gives the same rows. A UTC day is the sum of its 24 hour rows, so
@@ -18,13 +20,11 @@ fresh; reports read raw rows for anything else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncHour
 from django.utils import timezone
@@ -42,6 +42,8 @@ from bidlog.models import (
     RollupBucket,
     RollupGrain,
 )
+from bidlog.reports.rollup_sql import insert_select
+from bidlog.reports.summary_rollups import summary_rollups_build
 from bidlog.stale import floor_day, floor_hour, mark_stale
 from callgrid_portal.bidapi.outcomes import LOCAL_OUTCOMES
 
@@ -119,43 +121,6 @@ def call_aggregates() -> dict[str, Count | Sum]:
     }
 
 
-def _insert_select(
-    model: type[models.Model],
-    fixed: Mapping[str, object],
-    queryset: QuerySet,
-    rename: dict[str, str] | None = None,
-) -> int:
-    """``INSERT INTO model (fixed..., selected...) SELECT ... FROM (queryset)`` in SQL.
-
-    Rollup rows never pass through Python: the database groups and writes them in one
-    statement. ``queryset`` must be a ``values(...).annotate(...)`` whose names are fields of
-    ``model`` (or mapped to one by ``rename``); ``fixed`` gives constant columns.
-    """
-    quote = connection.ops.quote_name
-    rename = rename or {}
-    selected = [*queryset.query.values_select, *queryset.query.annotation_select]
-    fields = [*fixed, *(rename.get(name, name) for name in selected)]
-    columns = [cast(str, cast(models.Field, model._meta.get_field(name)).column) for name in fields]
-    inner_sql, inner_params = queryset.query.sql_with_params()
-    placeholders = ", ".join(["%s"] * len(fixed))
-    outer = ", ".join(f"sub.{quote(name)}" for name in selected)
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "
-        f"SELECT {placeholders}, {outer} FROM ({inner_sql}) sub"
-    )
-    params: list[Any] = [_adapt(value) for value in fixed.values()] + list(inner_params)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-
-
-def _adapt(value: object) -> object:
-    # SQLite stores datetimes as naive UTC text; let Django spell them as it does for fields.
-    if isinstance(value, datetime):
-        return connection.ops.adapt_datetimefield_value(value)
-    return value
-
-
 def _lock(grain: str, bucket_start: datetime) -> None:
     """Serialize rebuilds of one bucket, so two workers never interleave delete and insert.
 
@@ -180,6 +145,60 @@ def rollup_build_hour(
     """Rebuild every rollup row of one UTC hour from its raw rows; its day becomes stale."""
     hour = floor_hour(hour)
     rollup_build_hours(start=hour, end=hour + HOUR, now=now, before_pruning=before_pruning)
+
+
+def _hours_from_raw(start: datetime, end: datetime) -> None:
+    """Insert the hour rows of the four rollups of ``[start, end)``, grouped from raw rows."""
+    fixed = {"grain": RollupGrain.HOUR}
+    hour = TruncHour("created_at", tzinfo=UTC)
+    bids = (
+        BidLog.objects.filter(created_at__gte=start, created_at__lt=end)
+        .order_by()
+        .annotate(bucket_start=hour)
+    )
+    insert_select(
+        BidOutcomeRollup,
+        fixed,
+        bids.annotate(code_value=Coalesce("code", Value(0)))
+        .values("bucket_start", "buyer_id", "source", "outcome", "code_value")
+        .annotate(attempts=Count("id")),
+        rename={"code_value": "code"},
+    )
+    sent = bids.filter(SENT)
+    perf = performance_aggregates()
+    insert_select(
+        BidPerformanceRollup,
+        fixed,
+        sent.values("bucket_start", "buyer_id", "source").annotate(**perf),
+    )
+    insert_select(
+        BidPerformanceRollup,
+        {**fixed, "buyer": None},
+        sent.values("bucket_start", "source").annotate(**perf),
+    )
+    insert_select(
+        BidStateRollup,
+        fixed,
+        bids.values("bucket_start", "buyer_id", "source", "state_code").annotate(
+            attempts=Count("id"),
+            bids=Count("id", filter=SENT),
+            accepted=Count("id", filter=Q(outcome=Outcome.ACCEPTED)),
+        ),
+    )
+    calls = (
+        Call.objects.filter(created_at__gte=start, created_at__lt=end)
+        .order_by()
+        .annotate(bucket_start=hour)
+    )
+    insert_select(
+        CallRollup,
+        fixed,
+        calls.values("bucket_start", "winner_id", "source").annotate(
+            calls=Count("id"),
+            routed_calls=Count("id", filter=Q(routed=True)),
+            revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
+        ),
+    )
 
 
 @transaction.atomic
@@ -209,56 +228,8 @@ def rollup_build_hours(
         model.objects.filter(
             grain=RollupGrain.HOUR, bucket_start__gte=start, bucket_start__lt=end
         ).delete()
-    fixed = {"grain": RollupGrain.HOUR}
-    hour = TruncHour("created_at", tzinfo=UTC)
-    bids = (
-        BidLog.objects.filter(created_at__gte=start, created_at__lt=end)
-        .order_by()
-        .annotate(bucket_start=hour)
-    )
-    _insert_select(
-        BidOutcomeRollup,
-        fixed,
-        bids.annotate(code_value=Coalesce("code", Value(0)))
-        .values("bucket_start", "buyer_id", "source", "outcome", "code_value")
-        .annotate(attempts=Count("id")),
-        rename={"code_value": "code"},
-    )
-    sent = bids.filter(SENT)
-    perf = performance_aggregates()
-    _insert_select(
-        BidPerformanceRollup,
-        fixed,
-        sent.values("bucket_start", "buyer_id", "source").annotate(**perf),
-    )
-    _insert_select(
-        BidPerformanceRollup,
-        {**fixed, "buyer": None},
-        sent.values("bucket_start", "source").annotate(**perf),
-    )
-    _insert_select(
-        BidStateRollup,
-        fixed,
-        bids.values("bucket_start", "buyer_id", "source", "state_code").annotate(
-            attempts=Count("id"),
-            bids=Count("id", filter=SENT),
-            accepted=Count("id", filter=Q(outcome=Outcome.ACCEPTED)),
-        ),
-    )
-    calls = (
-        Call.objects.filter(created_at__gte=start, created_at__lt=end)
-        .order_by()
-        .annotate(bucket_start=hour)
-    )
-    _insert_select(
-        CallRollup,
-        fixed,
-        calls.values("bucket_start", "winner_id", "source").annotate(
-            calls=Count("id"),
-            routed_calls=Count("id", filter=Q(routed=True)),
-            revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
-        ),
-    )
+    _hours_from_raw(start, end)
+    summary_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
     hours = []
     current = start
     while current < end:
@@ -275,6 +246,49 @@ def rollup_build_hours(
     )
     mark_stale(RollupGrain.DAY, sorted({floor_day(h) for h in hours}))
     return len(hours)
+
+
+def _day_from_hours(day: datetime, end: datetime) -> None:
+    """Insert the day rows of the four rollups of the day ``[day, end)``, summed from its
+    hour rows (the all-buyers performance rows exist only per hour)."""
+    fixed = {"grain": RollupGrain.DAY, "bucket_start": day}
+
+    def hours(
+        model: type[BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup],
+    ) -> QuerySet:
+        return model.objects.filter(
+            grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
+        ).order_by()
+
+    insert_select(
+        BidOutcomeRollup,
+        fixed,
+        hours(BidOutcomeRollup)
+        .values("buyer_id", "source", "outcome", "code")
+        .annotate(attempts=Sum("attempts")),
+    )
+    insert_select(
+        BidPerformanceRollup,
+        fixed,
+        hours(BidPerformanceRollup)
+        .filter(buyer__isnull=False)
+        .values("buyer_id", "source")
+        .annotate(**performance_rollup_sums()),
+    )
+    insert_select(
+        BidStateRollup,
+        fixed,
+        hours(BidStateRollup)
+        .values("buyer_id", "source", "state_code")
+        .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted")),
+    )
+    insert_select(
+        CallRollup,
+        fixed,
+        hours(CallRollup)
+        .values("winner_id", "source")
+        .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
+    )
 
 
 @transaction.atomic
@@ -301,44 +315,8 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
     _lock(RollupGrain.DAY, day)
     for model in ROLLUP_MODELS:
         model.objects.filter(grain=RollupGrain.DAY, bucket_start=day).delete()
-    fixed = {"grain": RollupGrain.DAY, "bucket_start": day}
-
-    def hours(
-        model: type[BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup],
-    ) -> QuerySet:
-        return model.objects.filter(
-            grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
-        ).order_by()
-
-    _insert_select(
-        BidOutcomeRollup,
-        fixed,
-        hours(BidOutcomeRollup)
-        .values("buyer_id", "source", "outcome", "code")
-        .annotate(attempts=Sum("attempts")),
-    )
-    _insert_select(
-        BidPerformanceRollup,
-        fixed,
-        hours(BidPerformanceRollup)
-        .filter(buyer__isnull=False)
-        .values("buyer_id", "source")
-        .annotate(**performance_rollup_sums()),
-    )
-    _insert_select(
-        BidStateRollup,
-        fixed,
-        hours(BidStateRollup)
-        .values("buyer_id", "source", "state_code")
-        .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted")),
-    )
-    _insert_select(
-        CallRollup,
-        fixed,
-        hours(CallRollup)
-        .values("winner_id", "source")
-        .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
-    )
+    _day_from_hours(day, end)
+    summary_rollups_build(grain=RollupGrain.DAY, start=day, end=end)
     _mark_built(RollupGrain.DAY, day, now)
     return True
 

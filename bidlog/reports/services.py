@@ -55,6 +55,7 @@ from bidlog.reports.rollups import (
     performance_aggregates,
     performance_rollup_sums,
 )
+from bidlog.reports.summary_rollups import buyer_summary_rows, outcome_total_rows
 from buyers.models import Buyer
 
 # --- Exact percentiles over raw rows (the reference) ------------------------------------------
@@ -223,6 +224,21 @@ def _buyer_row(buyer: Mapping[str, Any], tally: Tally) -> dict[str, Any]:
     }
 
 
+def _add_summary_rollups(
+    rollup_q: Q, buyer_id: int | None, total: Tally, per_buyer: dict[int, Tally]
+) -> None:
+    for row in outcome_total_rows(rollup_q, buyer_id):
+        total.add_outcome(row["outcome"], row["code"], row["n"])
+    for row in buyer_summary_rows(rollup_q, buyer_id):
+        total.add_performance(row)
+        total.add_calls(row)
+        if row["buyer_id"] is not None:
+            tally = per_buyer[row["buyer_id"]]
+            tally.add_classes(row)
+            tally.add_performance(row)
+            tally.add_calls(row)
+
+
 def report_summary(
     *,
     since: datetime,
@@ -236,6 +252,11 @@ def report_summary(
     filters = bid_filters(buyer_id, source)
     total = Tally()
     per_buyer: dict[int, Tally] = defaultdict(Tally)
+    rollup_q = plan.rollup_q()
+    if not source and rollup_q is not None:
+        # Every source together: the narrow rollups, a row per buyer and day; raw edges below.
+        _add_summary_rollups(rollup_q, buyer_id, total, per_buyer)
+        plan = Plan(raw=plan.raw)
     for row in _outcome_rows(plan, filters):
         total.add_outcome(row["outcome"], row["code"], row["n"])
         per_buyer[row["buyer_id"]].add_outcome(row["outcome"], row["code"], row["n"])

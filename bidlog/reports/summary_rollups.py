@@ -1,0 +1,141 @@
+"""The narrow rollups a summary of every source reads: a few rows per day, and their build.
+
+``BuyerSummaryRollup`` (a row per bucket and buyer) gives every per-buyer figure and the
+totals but the breakdowns, which come from ``BidOutcomeTotalRollup`` (outcome and code
+over all buyers) or, for one buyer, from that buyer's ``BidOutcomeRollup`` rows. Both are
+derived from the outcome, performance and call rollups of the same bucket, never from raw
+rows; :mod:`bidlog.reports.rollups` builds them with those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, models
+from django.db.models import Max, Q, QuerySet, Sum
+
+from bidlog.choices import OUTCOME_CLASS, OutcomeClass
+from bidlog.models import (
+    LATENCY_FIELDS,
+    BidOutcomeRollup,
+    BidOutcomeTotalRollup,
+    BidPerformanceRollup,
+    BuyerSummaryRollup,
+    CallRollup,
+)
+from bidlog.reports.rollup_sql import adapt, insert_select
+
+SUMMARY_MODELS = (BidOutcomeTotalRollup, BuyerSummaryRollup)
+SUMMARY_CLASS_FIELDS = tuple(f"class_{klass}" for klass in OutcomeClass.values)
+
+
+def _class_columns() -> tuple[list[str], list[str]]:
+    """``CASE`` columns splitting an outcome row's attempts by outcome class, and their params.
+
+    An outcome of no known class counts as an error, as in the reports' ``by_class``.
+    """
+    columns, params = [], []
+    known = [outcome for outcome, klass in OUTCOME_CLASS.items() if klass != OutcomeClass.ERROR]
+    for klass in OutcomeClass.values:
+        if klass == OutcomeClass.ERROR:
+            outcomes, test = known, "NOT IN"
+        else:
+            outcomes, test = [o for o, k in OUTCOME_CLASS.items() if k == klass], "IN"
+        marks = ", ".join(["%s"] * len(outcomes)) or "NULL"
+        columns.append(f"CASE WHEN outcome {test} ({marks}) THEN attempts ELSE 0 END")
+        params.extend(outcomes)
+    return columns, params
+
+
+def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
+    """Rebuild the summary rollups of the ``grain`` buckets in ``[start, end)`` from the
+    outcome, performance and call rollup rows of the same buckets (never from raw rows).
+
+    One ``BuyerSummaryRollup`` row per bucket and buyer: the three sources of its figures are
+    stacked (``UNION ALL``, zeros for the others' columns) and summed per bucket and buyer.
+    """
+    quote = connection.ops.quote_name
+    for model in SUMMARY_MODELS:
+        model.objects.filter(grain=grain, bucket_start__gte=start, bucket_start__lt=end).delete()
+    same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
+    insert_select(
+        BidOutcomeTotalRollup,
+        {"grain": grain},
+        BidOutcomeRollup.objects.filter(same)
+        .order_by()
+        .values("bucket_start", "source", "outcome", "code")
+        .annotate(attempts=Sum("attempts")),
+    )
+    classes, class_params = _class_columns()
+    class_names = list(SUMMARY_CLASS_FIELDS)
+    perf = ["bids", "accepted", "timeouts", "duration_sum", "duration_max", *LATENCY_FIELDS]
+    calls = ["calls", "routed_calls", "revenue"]
+    names = [*class_names, *perf, *calls]
+
+    def part(table: type[models.Model], buyer: str, exprs: dict[str, str], extra: str) -> str:
+        values = ", ".join(f"{exprs.get(name, '0')} AS {quote(name)}" for name in names)
+        return (
+            f"SELECT bucket_start, {buyer} AS buyer_id, {values} "
+            f"FROM {quote(table._meta.db_table)} "
+            f"WHERE grain = %s AND bucket_start >= %s AND bucket_start < %s{extra}"
+        )
+
+    where: list[Any] = [grain, adapt(start), adapt(end)]
+    stacked = " UNION ALL ".join(
+        [
+            part(BidOutcomeRollup, "buyer_id", dict(zip(class_names, classes, strict=True)), ""),
+            part(
+                BidPerformanceRollup,
+                "buyer_id",
+                {name: quote(name) for name in perf},
+                " AND buyer_id IS NOT NULL",
+            ),
+            part(CallRollup, "winner_id", {name: quote(name) for name in calls}, ""),
+        ]
+    )
+    totals = ", ".join(
+        f"{'MAX' if name == 'duration_max' else 'SUM'}({quote(name)})" for name in names
+    )
+    table = quote(BuyerSummaryRollup._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (grain, bucket_start, buyer_id, {', '.join(map(quote, names))}) "
+            f"SELECT %s, bucket_start, buyer_id, {totals} FROM ({stacked}) stacked "
+            "GROUP BY bucket_start, buyer_id",
+            [grain, *class_params, *where, *where, *where],
+        )
+
+
+def outcome_total_rows(rollup_q: Q, buyer_id: int | None) -> QuerySet:
+    """Attempts per outcome and code (``n``) in the rollup buckets of ``rollup_q``."""
+    rows: QuerySet = (
+        BidOutcomeTotalRollup.objects.filter(rollup_q)
+        if buyer_id is None
+        else BidOutcomeRollup.objects.filter(rollup_q, buyer_id=buyer_id)
+    )
+    return rows.values("outcome", "code").annotate(n=Sum("attempts")).order_by()
+
+
+def buyer_summary_rows(rollup_q: Q, buyer_id: int | None) -> Iterator[Mapping[str, Any]]:
+    """Per buyer (``None``: calls no buyer won), the summed ``BuyerSummaryRollup`` measures."""
+    rows = BuyerSummaryRollup.objects.filter(rollup_q)
+    if buyer_id is not None:
+        rows = rows.filter(buyer_id=buyer_id)
+    sums: dict[str, Sum | Max] = {
+        name: Sum(name)
+        for name in (
+            *SUMMARY_CLASS_FIELDS,
+            "bids",
+            "accepted",
+            "timeouts",
+            "duration_sum",
+            *LATENCY_FIELDS,
+            "calls",
+            "routed_calls",
+            "revenue",
+        )
+    }
+    sums["duration_max"] = Max("duration_max")
+    yield from rows.values("buyer_id").annotate(**sums).order_by()
