@@ -4,6 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from bidlog.choices import AlertRule, AlertStatus, Outcome, RoutingStrategy, Source, outcome_class
+from bidlog.tags import TAG_MAX_LENGTH
 from buyers.models import Buyer
 
 
@@ -31,10 +32,26 @@ class Call(models.Model):
     # Set by the router on every call it decides, before the first write: a retried write or
     # a spool replay of the same decision finds it taken and is not written twice.
     route_key = models.UUIDField(null=True, blank=True, editable=False)
+    # Tags from the route request (bidlog.tags): the campaign the call belongs to and the
+    # traffic source that sent it; empty when not given.
+    campaign = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
+    publisher = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            # The calls list and the bids list filtered by a campaign or publisher, newest
+            # first; partial, so untagged calls cost nothing.
+            models.Index(
+                fields=["campaign", "created_at"],
+                name="bidlog_call_campaign_ts",
+                condition=~models.Q(campaign=""),
+            ),
+            models.Index(
+                fields=["publisher", "created_at"],
+                name="bidlog_call_publisher_ts",
+                condition=~models.Q(publisher=""),
+            ),
             # Duplicate window and caps: routed calls of one buyer (and caller) by time.
             models.Index(
                 fields=["winner", "caller_id", "created_at"],
@@ -318,7 +335,8 @@ class BidStateRollup(models.Model):
 
 
 class CallRollup(models.Model):
-    """Calls, routed calls and revenue per bucket x winning buyer (empty: none) x source."""
+    """Calls, routed calls and revenue per bucket x winning buyer (empty: none) x source x
+    campaign x publisher (empty: untagged)."""
 
     grain = models.CharField(max_length=4, choices=RollupGrain.choices)
     bucket_start = models.DateTimeField()
@@ -329,6 +347,8 @@ class CallRollup(models.Model):
     calls = models.PositiveIntegerField(default=0)
     routed_calls = models.PositiveIntegerField(default=0)
     revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    campaign = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
+    publisher = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
 
     class Meta:
         ordering = ["grain", "bucket_start"]

@@ -19,6 +19,7 @@ EVERY_PATH = [
     "/api/v1/reports/summary/",
     "/api/v1/reports/timeseries/",
     "/api/v1/reports/states/",
+    "/api/v1/reports/campaigns/",
     "/api/v1/error-codes/",
     "/api/v1/error-codes/{code}/",
     "/api/v1/alerts/",

@@ -43,6 +43,8 @@ class CallPageFilter(PageFilterMixin, CallFilter):
         "strategy": "Strategy",
         "source": "Source",
         "caller_id": "Caller ID",
+        "campaign": "Campaign",
+        "publisher": "Publisher",
         "since": "Since",
         "until": "Until",
     }
@@ -75,6 +77,8 @@ def call_row(call: Call, *, masked: bool) -> dict[str, Any]:
         # Only a sale can be paid out: an unrouted call has no paid-out mark to show.
         "paid_out": call.paid_out if call.routed else None,
         "params": params,
+        "campaign": call.campaign,
+        "publisher": call.publisher,
     }
 
 

@@ -112,6 +112,8 @@ class BidPageFilter(PageFilterMixin, BidLogFilter):
         "source": "Source",
         "caller_id": "Caller ID",
         "call": "Call ID",
+        "campaign": "Campaign",
+        "publisher": "Publisher",
         "since": "Since",
         "until": "Until",
     }

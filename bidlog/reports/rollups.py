@@ -7,7 +7,8 @@ Grains (chosen so that no report reads more than ~100k rollup rows, see the READ
 - ``BidPerformanceRollup``: bucket x buyer x source with bids, acceptances, timeouts and the
   latency histogram, plus all-buyers rows on the hour grain for the portal-wide time series;
 - ``BidStateRollup``: bucket x buyer x source x state, for the state table;
-- ``CallRollup``: bucket x winning buyer x source, for calls and revenue.
+- ``CallRollup``: bucket x winning buyer x source x campaign x publisher, for calls and
+  revenue (the tags cost a row per tag pair seen in the bucket).
 
 An hour is built from raw rows in one transaction (delete its rows, ``INSERT ... SELECT`` the
 new ones), so rebuilding it gives the same rows. A UTC day is the sum of its 24 hour rows, so
@@ -253,7 +254,7 @@ def rollup_build_hours(
     _insert_select(
         CallRollup,
         fixed,
-        calls.values("bucket_start", "winner_id", "source").annotate(
+        calls.values("bucket_start", "winner_id", "source", "campaign", "publisher").annotate(
             calls=Count("id"),
             routed_calls=Count("id", filter=Q(routed=True)),
             revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
@@ -336,7 +337,7 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
         CallRollup,
         fixed,
         hours(CallRollup)
-        .values("winner_id", "source")
+        .values("winner_id", "source", "campaign", "publisher")
         .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
     )
     _mark_built(RollupGrain.DAY, day, now)

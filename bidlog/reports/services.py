@@ -369,21 +369,39 @@ def raw_performance_rows(sent: QuerySet[BidLog], key: str) -> list[dict[str, Any
 # --- Summary ------------------------------------------------------------------------------------
 
 
-def _bid_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
+Tags = dict[str, str]
+
+
+def _tags(campaign: str | None, publisher: str | None) -> Tags:
+    """The campaign and publisher tags a report is limited to (none given: every call)."""
+    return {
+        name: value for name, value in (("campaign", campaign), ("publisher", publisher)) if value
+    }
+
+
+def _bid_filters(
+    buyer_id: int | None, source: str | None, tags: Tags | None = None
+) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     if buyer_id is not None:
         filters["buyer_id"] = buyer_id
     if source:
         filters["source"] = source
+    # A bid carries its call's tags; bid rollups have no tag dimension, so a tagged report
+    # reads raw rows (see the plans below).
+    filters.update({f"call__{name}": value for name, value in (tags or {}).items()})
     return filters
 
 
-def _call_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
+def _call_filters(
+    buyer_id: int | None, source: str | None, tags: Tags | None = None
+) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     if buyer_id is not None:
         filters["winner_id"] = buyer_id
     if source:
         filters["source"] = source
+    filters.update(tags or {})
     return filters
 
 
@@ -477,10 +495,13 @@ def report_summary(
     buyer_id: int | None = None,
     source: str | None = None,
     exact: bool = False,
+    campaign: str | None = None,
+    publisher: str | None = None,
 ) -> dict[str, Any]:
     """The summary of ``[since, until)``: totals, breakdowns and one row per buyer."""
-    plan = Plan(raw=[(since, until)]) if exact else plan_range(since, until)
-    bid_filters = _bid_filters(buyer_id, source)
+    tags = _tags(campaign, publisher)
+    plan = Plan(raw=[(since, until)]) if exact or tags else plan_range(since, until)
+    bid_filters = _bid_filters(buyer_id, source, tags)
     total = Tally()
     per_buyer: dict[int, Tally] = defaultdict(Tally)
     for row in _outcome_rows(plan, bid_filters):
@@ -489,7 +510,7 @@ def report_summary(
     for row in _performance_rows(plan, bid_filters):
         total.add_performance(row)
         per_buyer[row["buyer_id"]].add_performance(row)
-    for row in _call_rows(plan, _call_filters(buyer_id, source)):
+    for row in _call_rows(plan, _call_filters(buyer_id, source, tags)):
         total.add_calls(row)
         if row["winner_id"] is not None:
             per_buyer[row["winner_id"]].add_calls(row)
@@ -512,6 +533,8 @@ def report_summary(
         "until": until,
         "buyer": buyer_id,
         "source": source or None,
+        "campaign": campaign or None,
+        "publisher": publisher or None,
         **total.figures(),
         "latency_error": {"ms": LATENCY_ERROR_MS, "share": LATENCY_ERROR_SHARE},
         "buyers": rows,
@@ -564,6 +587,8 @@ def report_timeseries(
     buyer_id: int | None = None,
     source: str | None = None,
     exact: bool = False,
+    campaign: str | None = None,
+    publisher: str | None = None,
 ) -> list[dict[str, Any]]:
     """Bids, acceptance, revenue and p95 latency per hour or day bucket in time zone ``tz``.
 
@@ -578,11 +603,12 @@ def report_timeseries(
     def tally_for(moment: datetime) -> Tally:
         return tallies[bisect.bisect_right(starts, _as_utc(moment)) - 1]
 
-    if exact or not aligned:
+    tags = _tags(campaign, publisher)
+    if exact or not aligned or tags:
         plan = Plan(raw=[(since, until)])
     else:
         plan = plan_range(since, until, use_days=False)
-    bid_filters = _bid_filters(buyer_id, source)
+    bid_filters = _bid_filters(buyer_id, source, tags)
     row: Mapping[str, Any]
     hours = _spans_q(plan.hours, "bucket_start")
     if hours is not None:
@@ -597,7 +623,7 @@ def report_timeseries(
             tally_for(row["bucket_start"]).add_performance(row)
         for row in (
             CallRollup.objects.filter(
-                hours, grain=RollupGrain.HOUR, **_call_filters(buyer_id, source)
+                hours, grain=RollupGrain.HOUR, **_call_filters(buyer_id, source, tags)
             )
             .values("bucket_start")
             .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue"))
@@ -613,7 +639,7 @@ def report_timeseries(
         for row in raw_performance_rows(sent, "slot"):
             tally_for(row["slot"]).add_performance(row)
         for row in (
-            Call.objects.filter(raw_q, **_call_filters(buyer_id, source))
+            Call.objects.filter(raw_q, **_call_filters(buyer_id, source, tags))
             .annotate(slot=trunc)
             .values("slot")
             .annotate(**call_aggregates())
@@ -662,10 +688,13 @@ def report_states(
     buyer_id: int | None = None,
     source: str | None = None,
     exact: bool = False,
+    campaign: str | None = None,
+    publisher: str | None = None,
 ) -> list[dict[str, Any]]:
     """Attempts, bids and acceptance per inbound state (empty state code: not given)."""
-    plan = Plan(raw=[(since, until)]) if exact else plan_range(since, until)
-    filters = _bid_filters(buyer_id, source)
+    tags = _tags(campaign, publisher)
+    plan = Plan(raw=[(since, until)]) if exact or tags else plan_range(since, until)
+    filters = _bid_filters(buyer_id, source, tags)
     totals: dict[str, Counter] = defaultdict(Counter)
     measures: tuple[Literal["attempts", "bids", "accepted"], ...] = ("attempts", "bids", "accepted")
     rollup_q = plan.rollup_q()

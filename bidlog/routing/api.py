@@ -40,7 +40,7 @@ from rest_framework.views import APIView
 from bidlog.api.serializers import mask_bid_data
 from bidlog.api.views import BidCursorPagination
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
-from bidlog.filters import CallerIdFilter, IdField, IdFilter, IsoDateTimeFilter
+from bidlog.filters import CallerIdFilter, IdField, IdFilter, IsoDateTimeFilter, TagFilter
 from bidlog.models import BidLog, Call
 from bidlog.routing import spool
 from bidlog.routing.eligibility import eligibility_check
@@ -48,6 +48,7 @@ from bidlog.routing.errors import RouteError
 from bidlog.routing.record import call_paid_out_set
 from bidlog.routing.strategies import call_route
 from bidlog.selectors import call_list
+from bidlog.tags import TAG_MAX_LENGTH, TAG_RULE
 from buyers.models import Buyer
 from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
 from callgrid_portal.authentication import PortalTokenAuthentication
@@ -58,7 +59,8 @@ from callgrid_portal.roles import OPERATOR, VIEWER
 logger = logging.getLogger(__name__)
 
 # Keys of the route request that steer routing; every other key is forwarded to buyers.
-_CONTROL_KEYS = ("CallerId", "InboundStateCode", "strategy", "buyers")
+# The campaign and publisher tags are the portal's own: stored on the call, never sent to buyers.
+_CONTROL_KEYS = ("CallerId", "InboundStateCode", "strategy", "buyers", "campaign", "publisher")
 # Money in answers: two places, at most ten digits, as the serializers declare it.
 _CENTS = Decimal("0.01")
 _MONEY_CONTEXT = Context(prec=10)
@@ -93,6 +95,19 @@ class RouteInputSerializer(serializers.Serializer):
     )
     buyers = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, allow_empty=False
+    )
+    # Documented here, checked by the service (bidlog.tags owns the rule).
+    campaign = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=TAG_MAX_LENGTH,
+        help_text=f"The campaign this call belongs to, for reports; {TAG_RULE}.",
+    )
+    publisher = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=TAG_MAX_LENGTH,
+        help_text=f"The traffic source that sent the call, for reports; {TAG_RULE}.",
     )
 
 
@@ -172,6 +187,8 @@ class RouteOutputSerializer(serializers.Serializer):
     destination = serializers.CharField()
     caller_id = serializers.CharField()
     duration_ms = serializers.IntegerField()
+    campaign = serializers.CharField(help_text="The campaign tag given; empty when none.")
+    publisher = serializers.CharField(help_text="The publisher tag given; empty when none.")
     bids = RouteBidSerializer(source="route_bids", many=True)
 
     def get_grid_id(self, call: Call) -> str | None:
@@ -219,6 +236,8 @@ class CallSerializer(serializers.ModelSerializer):
             "duration_ms",
             "paid_out",
             "route_key",
+            "campaign",
+            "publisher",
         ]
         read_only_fields = fields
 
@@ -267,6 +286,8 @@ class CallFilter(django_filters.FilterSet):
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     route_key = django_filters.UUIDFilter()
+    campaign = TagFilter(tag="campaign")
+    publisher = TagFilter(tag="publisher")
 
     class Meta:
         model = Call
@@ -320,6 +341,8 @@ def route_answer(call: Call) -> dict[str, Any]:
         "destination": call.destination,
         "caller_id": call.caller_id,
         "duration_ms": call.duration_ms,
+        "campaign": call.campaign,
+        "publisher": call.publisher,
         "bids": bids,
     }
 
@@ -551,6 +574,8 @@ class RouteView(APIView):
                 buyer_ids=controls.get("buyers"),
                 source=Source.LIVE,
                 defer=after.add,
+                campaign=data.get("campaign", ""),
+                publisher=data.get("publisher", ""),
             )
         except RouteError as exc:
             return _route_error(exc)

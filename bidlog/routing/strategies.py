@@ -66,6 +66,7 @@ from bidlog.routing.record import (
     call_paid_out_set,
 )
 from bidlog.selectors import call_list
+from bidlog.tags import tag_problem
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import (
@@ -181,6 +182,16 @@ def _clean_input(
         # No buyer may be waited on longer than its own timeout allows anyway.
         limit = min(limit, max(float(b.timeout_seconds) for b in ordered))
     return number, state, extra, chosen, ordered, limit
+
+
+def _clean_tags(*, campaign: object, publisher: object) -> dict[str, str]:
+    """The call's campaign and publisher tags, or a 400 naming the first bad one."""
+    tags = {"campaign": campaign, "publisher": publisher}
+    for name, value in tags.items():
+        problem = tag_problem(name, value)
+        if problem is not None:
+            raise RouteError(code=4000, message=problem, field=name)
+    return {name: str(value) for name, value in tags.items()}
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -434,6 +445,8 @@ def call_route(
     deadline_seconds: float | None = None,
     now: datetime | None = None,
     defer: Callable[[Callable[[], None]], None] | None = None,
+    campaign: str = "",
+    publisher: str = "",
 ) -> Call:
     """Route one inbound call and record the decision with every attempt behind it.
 
@@ -454,6 +467,7 @@ def call_route(
     """
     started = time.monotonic()
     moment = now or timezone.now()
+    tags = _clean_tags(campaign=campaign, publisher=publisher)
     caller, state, extra, chosen, buyers, budget = _clean_input(
         caller_id=caller_id,
         state_code=state_code,
@@ -500,6 +514,7 @@ def call_route(
             answers=answers,
             winner=winner,
             duration_ms=duration_ms,
+            tags=tags,
         )
     except BaseException:
         # Whatever failed (a bug, the database, an interrupt), no call was written: every
@@ -535,6 +550,7 @@ def _record(
     answers: list[_Answer],
     winner: _Answer | None,
     duration_ms: int,
+    tags: Mapping[str, str],
 ) -> Call:
     """Write the call and one BidLog row per attempt or skip, all or nothing.
 
@@ -556,6 +572,7 @@ def _record(
         duration_ms=duration_ms,
         source=source,
         route_key=uuid.uuid4(),
+        **tags,
     )
     rows: list[BidLog] = []
     for answer in answers:
