@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
+from django import forms
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase
@@ -34,12 +35,15 @@ class PageFilterMixin:
     """Mixed into an API ``FilterSet`` to show it on a page.
 
     ``LABELS`` are the labels people read, ``EMPTY_LABELS`` what an empty choice says ("Any
-    source" rather than "---------"), and ``HIDDEN`` the API's filters the page leaves out.
+    source" rather than "---------"), ``HIDDEN`` the API's filters the page leaves out and
+    ``HIDDEN_INPUTS`` those it keeps as hidden inputs (a link's exact times, which the page's
+    range control sets).
     """
 
     LABELS: dict[str, str] = {}
     EMPTY_LABELS: dict[str, str] = {}
     HIDDEN: tuple[str, ...] = ()
+    HIDDEN_INPUTS: tuple[str, ...] = ()
     filters: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -50,3 +54,5 @@ class PageFilterMixin:
             self.filters[name].label = label
         for name, label in self.EMPTY_LABELS.items():
             self.filters[name].extra["empty_label"] = label
+        for name in self.HIDDEN_INPUTS:
+            self.filters[name].extra["widget"] = forms.HiddenInput

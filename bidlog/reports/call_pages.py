@@ -49,6 +49,7 @@ class CallPageFilter(PageFilterMixin, CallFilter):
         "until": "Until",
     }
     EMPTY_LABELS = {"strategy": "Any strategy", "source": "Any source"}
+    HIDDEN_INPUTS = ("since", "until")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
