@@ -57,6 +57,9 @@ BUYERS = 50
 DAYS = 30
 T = TypeVar("T")
 STATES = ["CA", "TX", "FL", "NY", "PA", "IL", "OH", "GA", "NC", "MI", "CO", "AZ", ""]
+# Call tags: a dozen campaigns from five traffic sources, some calls untagged.
+CAMPAIGNS = [f"campaign-{n}" for n in range(12)] + [""]
+PUBLISHERS = ["pub-a", "pub-b", "pub-c", "pub-d", "pub-e", ""]
 
 # One row per outcome: (upper bound of the random draw, outcome, code, http status, latency SQL).
 # The mix of an ordinary ops day: a third accepted, a quarter declined, a tail of errors.
@@ -110,6 +113,8 @@ def generate(rows: int) -> tuple:
         )
     ids = list(Buyer.objects.order_by("id").values_list("id", flat=True))
     states = "ARRAY[" + ", ".join(f"'{s}'" for s in STATES) + "]"
+    campaigns = "ARRAY[" + ", ".join(f"'{c}'" for c in CAMPAIGNS) + "]"
+    publishers = "ARRAY[" + ", ".join(f"'{p}'" for p in PUBLISHERS) + "]"
     seconds = DAYS * 86400
     with connection.cursor() as cursor:
         # Loading without the secondary indexes and building them afterwards is several times
@@ -118,9 +123,31 @@ def generate(rows: int) -> tuple:
             cursor.execute(f'DROP INDEX IF EXISTS "{index.name}"')
         cursor.execute(
             f"""
+            INSERT INTO bidlog_call (created_at, caller_id, state_code, params, strategy,
+                winner_id, bid_amount, destination, routed, paid_out, duration_ms, source,
+                campaign, publisher)
+            SELECT %s::timestamptz + make_interval(secs => random() * {seconds}),
+                '3035551234', 'CO', '{{}}'::jsonb, 'waterfall',
+                CASE WHEN routed THEN (%s::bigint[])[1 + (random() * {BUYERS})::int %% {BUYERS}]
+                END,
+                CASE WHEN routed THEN round((10 + random() * 50)::numeric, 2) END,
+                CASE WHEN routed THEN '18005550100' ELSE '' END, routed, true,
+                (random() * 900)::int, 'live',
+                ({campaigns})[1 + (random() * 1000)::int %% {len(CAMPAIGNS)}],
+                ({publishers})[1 + (random() * 1000)::int %% {len(PUBLISHERS)}]
+            FROM (SELECT random() < 0.6 AS routed FROM generate_series(1, %s)) g
+            ORDER BY 1
+            """,
+            [start, ids, rows // 4],
+        )
+        cursor.execute("SELECT min(id), max(id) FROM bidlog_call")
+        first_call, last_call = cursor.fetchone()
+        cursor.execute(
+            f"""
             INSERT INTO bidlog_bidlog (buyer_id, source, created_at, caller_id, state_code,
                 request, http_status, code, message, bid_amount, destination,
-                response_caller_id, duration_ms, attempt, outcome, error, raw_response)
+                response_caller_id, duration_ms, attempt, outcome, error, raw_response, call_id,
+                trace)
             SELECT (%s::bigint[])[1 + (r3 * {BUYERS})::int %% {BUYERS}],
                 CASE WHEN r4 < 0.95 THEN 'live' WHEN r4 < 0.99 THEN 'health' ELSE 'test' END,
                 at,
@@ -130,7 +157,10 @@ def generate(rows: int) -> tuple:
                 {_case(3)}, {_case(2)}, '',
                 CASE WHEN r < 0.34 THEN round((5 + r2 * 55)::numeric, 2) END,
                 CASE WHEN r < 0.30 THEN '18005550100' ELSE '' END, '',
-                {_case(4)}, 1, {_quoted_case(1)}, '', ''
+                {_case(4)}, 1, {_quoted_case(1)}, '', '',
+                -- Live bids belong to a call (any call: the tags' join is what is measured).
+                CASE WHEN r4 < 0.95 THEN %s + (r2 * %s)::bigint END,
+                '[]'::jsonb
             FROM (
                 SELECT random() AS r, random() AS r2, random() AS r3, random() AS r4,
                     %s::timestamptz + make_interval(secs => random() * {seconds}) AS at,
@@ -143,23 +173,7 @@ def generate(rows: int) -> tuple:
             -- A real log is appended in time order, so an hour's rows sit together on disk.
             ORDER BY at
             """,
-            [ids, start, rows],
-        )
-        cursor.execute(
-            f"""
-            INSERT INTO bidlog_call (created_at, caller_id, state_code, params, strategy,
-                winner_id, bid_amount, destination, routed, paid_out, duration_ms, source)
-            SELECT %s::timestamptz + make_interval(secs => random() * {seconds}),
-                '3035551234', 'CO', '{{}}'::jsonb, 'waterfall',
-                CASE WHEN routed THEN (%s::bigint[])[1 + (random() * {BUYERS})::int %% {BUYERS}]
-                END,
-                CASE WHEN routed THEN round((10 + random() * 50)::numeric, 2) END,
-                CASE WHEN routed THEN '18005550100' ELSE '' END, routed, true,
-                (random() * 900)::int, 'live'
-            FROM (SELECT random() < 0.6 AS routed FROM generate_series(1, %s)) g
-            ORDER BY 1
-            """,
-            [start, ids, rows // 4],
+            [ids, first_call, last_call - first_call, start, rows],
         )
     with connection.schema_editor() as editor:
         for index in BidLog._meta.indexes:
@@ -182,6 +196,27 @@ def timed(function: Callable[[], T], repeat: int) -> tuple[float, float, T]:
     return statistics.median(samples), p95, result
 
 
+def _day(offset: int) -> str:
+    return (timezone.now() + timedelta(days=offset)).date().isoformat()
+
+
+def campaigns_benchmark(client: APIClient, requests: int) -> None:
+    """Calls and revenue per campaign and per publisher through the API (call rollups)."""
+    print(f"\n## Per campaign and publisher ({requests} requests each)")
+    now = timezone.now()
+    for label, span, group in (
+        ("campaigns 24h", timedelta(hours=24), "campaign"),
+        ("campaigns 30d", timedelta(days=30), "campaign"),
+        ("publishers 30d", timedelta(days=30), "publisher"),
+    ):
+        params = {"since": (now - span).isoformat(), "until": now.isoformat(), "group": group}
+        p50, p95, response = timed(
+            functools.partial(client.get, "/api/v1/reports/campaigns/", params), requests
+        )
+        assert response.status_code == 200, response.content[:300]
+        print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
+
+
 def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
     """The browser pages on the same data: the bid log's first page, a filtered page, a page
     half-way down the log by cursor against OFFSET at the same depth, the overview, reports."""
@@ -195,7 +230,16 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
         ("calls not routed", "/calls/", {"routed": "false"}),
         ("calls won by a buyer", "/calls/", {"winner": buyer.pk}),
         ("overview 24h", "/", {}),
+        ("overview today", "/", {"range": "today"}),
+        ("overview 7d", "/", {"range": "7d"}),
+        ("overview 30d", "/", {"range": "30d"}),
+        ("overview 7d /publisher", "/", {"range": "7d", "group": "publisher"}),
+        ("overview 24h campaign", "/", {"campaign": "campaign-3"}),
         ("reports 7d", "/reports/", {"range": "7d"}),
+        ("reports 30d", "/reports/", {"range": "30d"}),
+        ("reports dates", "/reports/", {"from_date": _day(-6), "to_date": _day(0)}),
+        ("calls 7d campaign", "/calls/", {"range": "7d", "campaign": "campaign-3"}),
+        ("bids today campaign", "/bids/", {"range": "today", "campaign": "campaign-3"}),
     )
     for label, path, params in pages:
         p50, p95, response = timed(functools.partial(browser.get, path, params), requests)
@@ -229,6 +273,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--import-batches", type=int, default=50)
+    parser.add_argument(
+        "--pages-only", action="store_true", help="only the pages and the campaign report"
+    )
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("Set DATABASE_URL to a scratch PostgreSQL database.")
@@ -256,6 +303,10 @@ def main() -> None:
     client = APIClient()
     client.force_authenticate(user)
     now = timezone.now()
+    if args.pages_only:
+        campaigns_benchmark(client, args.requests)
+        pages_benchmark(user, Buyer.objects.order_by("id")[0], args.requests)
+        return
 
     print(f"\n## Reports through the API ({args.requests} requests each), vs raw GROUP BY")
     print(f"{'report':<22}{'p50 ms':>9}{'p95 ms':>9}{'raw p50 ms':>12}{'ratio':>8}  equal")
@@ -313,6 +364,7 @@ def main() -> None:
         assert response.status_code == 200
         print(f"{label:<22}{p50:>9.1f}{p95:>9.1f} ms (p50, p95)")
 
+    campaigns_benchmark(client, args.requests)
     pages_benchmark(user, buyer, args.requests)
 
     print(f"\n## Import ({args.import_batches} batches of 5,000 through the API)")

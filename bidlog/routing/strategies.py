@@ -539,6 +539,22 @@ def call_route(
     return call
 
 
+def _skip_row(
+    buyer: Buyer, block: Block, *, caller: CallerId, state: str, params: dict[str, Any], source: str
+) -> BidLog:
+    """The log row of a buyer skipped before any request: the request it would have had."""
+    target = buyer.as_bid_target()
+    return BidLog(
+        buyer=buyer,
+        source=source,
+        caller_id=caller.ten_digit,
+        state_code=state,
+        request=build_request(target, caller.formatted(target.caller_id_format), state, params),
+        outcome=block.outcome,
+        error=block.reason,
+    )
+
+
 def _record(
     *,
     caller: CallerId,
@@ -577,18 +593,14 @@ def _record(
     rows: list[BidLog] = []
     for answer in answers:
         if answer.block is not None:
-            target = answer.buyer.as_bid_target()
             rows.append(
-                BidLog(
-                    buyer=answer.buyer,
+                _skip_row(
+                    answer.buyer,
+                    answer.block,
+                    caller=caller,
+                    state=state,
+                    params=params,
                     source=source,
-                    caller_id=caller.ten_digit,
-                    state_code=state,
-                    request=build_request(
-                        target, caller.formatted(target.caller_id_format), state, params
-                    ),
-                    outcome=answer.block.outcome,
-                    error=answer.block.reason,
                 )
             )
         elif answer.rows is not None:
