@@ -8,8 +8,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bidlog.choices import Outcome
-from bidlog.reports.compare import KPIS, change_of
+from bidlog.reports.compare import KPIS, change_of, kpi_values
 from bidlog.reports.forms import RangeForm
+from bidlog.reports.rollups import rollup_build
+from bidlog.reports.services import report_summary, report_totals
 from callgrid_portal import numbers
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
@@ -195,3 +197,12 @@ def test_the_lists_take_the_range_control_and_the_tags(alice, db):
     bids = client.get(reverse("bids:list"), {"range": "today", "from_date": "1900-01-01"})
     assert "from_date" in bids.context["range_form"].errors
     assert "Fix the filters above" in bids.content.decode()
+
+
+def test_the_earlier_periods_totals_equal_the_full_summarys(three_periods):
+    now = timezone.now()
+    rollup_build(start=now - timedelta(days=9), end=now, now=now)
+    for back in (0, 1, 7):
+        span = {"since": now - timedelta(days=back + 1), "until": now - timedelta(days=back)}
+        assert kpi_values(report_totals(**span)) == kpi_values(report_summary(**span))
+        assert report_totals(**span)["calls"] > 0

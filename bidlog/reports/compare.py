@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from bidlog.reports.campaigns import report_by_tag
-from bidlog.reports.services import report_summary
+from bidlog.reports.services import report_totals
 from callgrid_portal import numbers
 
 WEEK = timedelta(days=7)
@@ -89,7 +89,7 @@ def change_of(kpi: Kpi, current: Any, base: Any, *, against: str) -> Change:
 
 
 def kpi_values(summary: dict[str, Any]) -> dict[str, Any]:
-    """The key figures of a report summary, by :data:`KPIS` key."""
+    """The key figures of a report summary (or its totals), by :data:`KPIS` key."""
     return {
         "calls": summary["calls"],
         "acceptance_rate": summary["acceptance_rate"],
@@ -116,7 +116,7 @@ def kpis_compare(
     """Each key figure of ``summary`` (the report over ``args``), shown, with its changes."""
     current = kpi_values(summary)
     earlier = [
-        (name, kpi_values(report_summary(**_shifted(args, back))))
+        (name, kpi_values(report_totals(**_shifted(args, back))))
         for name, back in earlier_periods(period)
     ]
     return [
