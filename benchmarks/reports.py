@@ -276,20 +276,32 @@ def main() -> None:
     parser.add_argument(
         "--pages-only", action="store_true", help="only the pages and the campaign report"
     )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the data of an earlier run (no load, no build)"
+    )
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("Set DATABASE_URL to a scratch PostgreSQL database.")
     call_command("migrate", verbosity=0)
 
     print(f"# CallGrid Portal report benchmark: {args.rows:,} bids, {BUYERS} buyers, {DAYS} days")
+    if args.reuse and BidLog.objects.exists():
+        print(f"reusing the {BidLog.objects.count():,} bids already loaded")
+    else:
+        load(args.rows)
+    bench(args)
+
+
+def load(rows: int) -> None:
+    """Generate ``rows`` bids (and their calls) and build every rollup."""
     started = time.perf_counter()
-    start, end = generate(args.rows)
-    print(f"generate data (bids + {args.rows // 4:,} calls): {time.perf_counter() - started:.1f} s")
+    start, end = generate(rows)
+    print(f"generate data (bids + {rows // 4:,} calls): {time.perf_counter() - started:.1f} s")
 
     started = time.perf_counter()
     hours = rollup_build(start=start, end=end)
     elapsed = time.perf_counter() - started
-    print(f"rollup build: {hours} hours in {elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)")
+    print(f"rollup build: {hours} hours in {elapsed:.1f} s ({rows / elapsed:,.0f} rows/s)")
     with connection.cursor() as cursor:
         for table in ("bidoutcomerollup", "bidperformancerollup", "bidstaterollup", "callrollup"):
             cursor.execute(f"SELECT count(*) FROM bidlog_{table}")
@@ -297,6 +309,9 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
 
+
+def bench(args: argparse.Namespace) -> None:
+    """Every measurement on the loaded data (the pages and campaigns only with --pages-only)."""
     user, _ = User.objects.get_or_create(username="bench", defaults={"is_superuser": True})
     user.is_superuser = True
     user.save()
