@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from bidlog.models import BidLog, Call, CallRollup
+from bidlog.models import BidLog, Call, CallTagRollup
 from bidlog.reports.campaigns import report_by_tag
 from bidlog.reports.rollups import rollup_build
 from bidlog.tags import TAG_MAX_LENGTH
@@ -160,7 +160,7 @@ def test_grouped_report_reads_the_call_rollups_with_their_tags(tagged):
     for call in tagged:
         Call.objects.filter(pk=call.pk).update(created_at=call.created_at - timedelta(hours=3))
     rollup_build(start=hour_ago - timedelta(hours=2), end=now, now=now)
-    assert set(CallRollup.objects.values_list("campaign", flat=True)) == {"auto", "solar", ""}
+    assert set(CallTagRollup.objects.values_list("campaign", flat=True)) == {"auto", "solar", ""}
     # Raw rows gone from the rolled-up hours: the report must come from the rollups alone.
     Call.objects.update(campaign="changed")
     rows = report_by_tag(since=now - timedelta(days=1), until=now)

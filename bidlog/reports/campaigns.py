@@ -1,7 +1,8 @@
 """Calls and revenue per campaign or publisher tag: which campaign sells, which loses money.
 
-Read from the call rollups (their campaign and publisher columns) for whole fresh hours and
-days, and from raw calls for the rest, like every report (``bidlog.reports.services``).
+Read from the tag rollups (``CallTagRollup``) for whole fresh hours and days, and from raw
+calls for the rest, like every report (``bidlog.reports.services``). The tag rollups have no
+buyer: limited to one buyer, the report reads that buyer's raw calls.
 Figures per tag value (the empty value is "untagged"):
 
 - ``calls``: routing decisions; ``routed_calls``: calls sold to a buyer;
@@ -19,18 +20,18 @@ from typing import Any
 
 from django.db.models import Sum
 
-from bidlog.models import Call, CallRollup
+from bidlog.models import Call, CallTagRollup
 from bidlog.reports.rollups import call_aggregates
-from bidlog.reports.services import CENT, plan_range
+from bidlog.reports.services import CENT, Plan, plan_range
 
 GROUPS = ("campaign", "publisher")
 
 
 def _call_filters(
-    *, buyer_id: int | None, source: str | None, campaign: str | None, publisher: str | None
+    *, source: str | None, campaign: str | None, publisher: str | None
 ) -> dict[str, Any]:
-    given = {"winner_id": buyer_id, "source": source, "campaign": campaign, "publisher": publisher}
-    return {name: value for name, value in given.items() if value not in (None, "")}
+    given = {"source": source, "campaign": campaign, "publisher": publisher}
+    return {name: value for name, value in given.items() if value}
 
 
 def report_by_tag(
@@ -50,10 +51,8 @@ def report_by_tag(
     """
     if group not in GROUPS:
         raise ValueError(f"group must be one of {', '.join(GROUPS)}")
-    plan = plan_range(since, until)
-    filters = _call_filters(
-        buyer_id=buyer_id, source=source, campaign=campaign, publisher=publisher
-    )
+    plan = plan_range(since, until) if buyer_id is None else Plan(raw=[(since, until)])
+    filters = _call_filters(source=source, campaign=campaign, publisher=publisher)
     totals: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"calls": 0, "routed_calls": 0, "revenue": Decimal("0")}
     )
@@ -61,19 +60,17 @@ def report_by_tag(
     rollup_q = plan.rollup_q()
     if rollup_q is not None:
         rows += (
-            CallRollup.objects.filter(rollup_q, **filters)
+            CallTagRollup.objects.filter(rollup_q, **filters)
             .values(group)
             .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue"))
             .order_by()
         )
     raw_q = plan.raw_q()
     if raw_q is not None:
-        rows += (
-            Call.objects.filter(raw_q, **filters)
-            .values(group)
-            .annotate(**call_aggregates())
-            .order_by()
-        )
+        raw = Call.objects.filter(raw_q, **filters)
+        if buyer_id is not None:
+            raw = raw.filter(winner_id=buyer_id)
+        rows += raw.values(group).annotate(**call_aggregates()).order_by()
     for row in rows:
         total = totals[row[group]]
         total["calls"] += row["calls"] or 0

@@ -7,8 +7,8 @@ Grains (chosen so that no report reads more than ~100k rollup rows, see the READ
 - ``BidPerformanceRollup``: bucket x buyer x source with bids, acceptances, timeouts and the
   latency histogram, plus all-buyers rows on the hour grain for the portal-wide time series;
 - ``BidStateRollup``: bucket x buyer x source x state, for the state table;
-- ``CallRollup``: bucket x winning buyer x source x campaign x publisher, for calls and
-  revenue (the tags cost a row per tag pair seen in the bucket).
+- ``CallRollup``: bucket x winning buyer x source, for calls and revenue;
+- ``CallTagRollup``: bucket x source x campaign x publisher, for calls and revenue per tag.
 
 An hour is built from raw rows in one transaction (delete its rows, ``INSERT ... SELECT`` the
 new ones), so rebuilding it gives the same rows. A UTC day is the sum of its 24 hour rows, so
@@ -40,6 +40,7 @@ from bidlog.models import (
     BidStateRollup,
     Call,
     CallRollup,
+    CallTagRollup,
     RollupBucket,
     RollupGrain,
 )
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-ROLLUP_MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup)
+ROLLUP_MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup, CallTagRollup)
 
 # A bid "sent a request" unless the portal decided locally: the skips, a queued test bid, and
 # a caller ID refused before sending (local 4003 has no HTTP status; CallGrid's own 4003 has).
@@ -254,7 +255,16 @@ def rollup_build_hours(
     _insert_select(
         CallRollup,
         fixed,
-        calls.values("bucket_start", "winner_id", "source", "campaign", "publisher").annotate(
+        calls.values("bucket_start", "winner_id", "source").annotate(
+            calls=Count("id"),
+            routed_calls=Count("id", filter=Q(routed=True)),
+            revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
+        ),
+    )
+    _insert_select(
+        CallTagRollup,
+        fixed,
+        calls.values("bucket_start", "source", "campaign", "publisher").annotate(
             calls=Count("id"),
             routed_calls=Count("id", filter=Q(routed=True)),
             revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
@@ -305,7 +315,9 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
     fixed = {"grain": RollupGrain.DAY, "bucket_start": day}
 
     def hours(
-        model: type[BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup],
+        model: type[
+            BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup | CallTagRollup
+        ],
     ) -> QuerySet:
         return model.objects.filter(
             grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
@@ -337,7 +349,14 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
         CallRollup,
         fixed,
         hours(CallRollup)
-        .values("winner_id", "source", "campaign", "publisher")
+        .values("winner_id", "source")
+        .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
+    )
+    _insert_select(
+        CallTagRollup,
+        fixed,
+        hours(CallTagRollup)
+        .values("source", "campaign", "publisher")
         .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
     )
     _mark_built(RollupGrain.DAY, day, now)
