@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 
 from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass, Source
 from bidlog.models import BidLog
+from bidlog.tags import tag_problem
 from buyers.validators import caller_id_clean
 from callgrid_portal.allowed import ChoiceFilter, MultipleChoiceFilter
 
@@ -121,6 +122,21 @@ class IdField(forms.IntegerField):
         super().__init__(**kwargs)
 
 
+class TagField(forms.CharField):
+    """A campaign or publisher tag, checked by the rule every tag follows (``bidlog.tags``)."""
+
+    def __init__(self, *, tag: str = "tag", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tag = tag
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value) or ""
+        problem = tag_problem(self.tag, text)
+        if problem is not None:
+            raise forms.ValidationError(problem, code="invalid_tag")
+        return text
+
+
 class IdFilter(django_filters.NumberFilter):
     field_class = IdField
 
@@ -131,6 +147,12 @@ class IsoDateTimeFilter(django_filters.Filter):
 
 class CallerIdFilter(django_filters.CharFilter):
     field_class = CallerIdField
+
+
+class TagFilter(django_filters.CharFilter):
+    """An exact campaign or publisher tag (``tag``), named so in its errors."""
+
+    field_class = TagField
 
 
 class BidLogFilter(django_filters.FilterSet):
@@ -152,6 +174,9 @@ class BidLogFilter(django_filters.FilterSet):
     source = ChoiceFilter(choices=Source.choices)
     caller_id = CallerIdFilter()
     call = IdFilter(field_name="call_id")
+    # The tags of the call a bid was made for (bids outside a call have none).
+    campaign = TagFilter(field_name="call__campaign", tag="campaign")
+    publisher = TagFilter(field_name="call__publisher", tag="publisher")
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -28,6 +28,7 @@ ENDPOINTS = {
     "reports/summary": "api:report-summary",
     "reports/timeseries": "api:report-timeseries",
     "reports/states": "api:report-states",
+    "reports/campaigns": "api:report-campaigns",
     "alerts": "api:alert-list",
     "error-codes": "api:error-code-list",
     "health": "api:health",

@@ -398,7 +398,13 @@ def hbars(
     unit: str = "bids",
 ) -> SafeString:
     """One horizontal bar per row ``(label, value, value as text)``, longest first as given;
-    ``classes`` colours each row (``s0``..``s7``)."""
+    ``classes`` colours each row (``s0``..``s7``); no rows, a sentence saying so (an empty
+    drawing would scroll at phone width with nothing in it to reach by keyboard)."""
+    if not rows:
+        return mark_safe(
+            f'<figure class="chart-box empty"><figcaption class="helptext">{escape(title)}: '
+            "nothing to chart in this range.</figcaption></figure>"
+        )  # the title was escaped
     row_height, label_width, text_width = 22, 170, 170
     height = TOP + row_height * max(len(rows), 1) + 24
     plot_width = WIDTH - label_width - text_width

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
+from django import forms
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase
@@ -45,13 +46,16 @@ class PageFilterMixin:
     """Mixed into an API ``FilterSet`` to show it on a page.
 
     ``LABELS`` are the labels people read, ``EMPTY_LABELS`` what an empty choice says ("Any
-    source" rather than "---------"), and ``HIDDEN`` the API's filters the page leaves out.
-    A page lists only its own: the shared filters' labels come from the tables above.
+    source" rather than "---------"), ``HIDDEN`` the API's filters the page leaves out and
+    ``HIDDEN_INPUTS`` those it keeps as hidden inputs (a link's exact times, which the page's
+    range control sets). A page lists only its own: the shared filters' labels come from the
+    tables above.
     """
 
     LABELS: dict[str, str] = {}
     EMPTY_LABELS: dict[str, str] = {}
     HIDDEN: tuple[str, ...] = ()
+    HIDDEN_INPUTS: tuple[str, ...] = ()
     filters: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -64,3 +68,5 @@ class PageFilterMixin:
         for name, label in {**SHARED_EMPTY_LABELS, **self.EMPTY_LABELS}.items():
             if name in self.filters:
                 self.filters[name].extra["empty_label"] = label
+        for name in self.HIDDEN_INPUTS:
+            self.filters[name].extra["widget"] = forms.HiddenInput

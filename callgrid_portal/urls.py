@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from bidlog.reports.pages import OverviewView, ReportsView
+from bidlog.reports.report_pages import OverviewView, ReportsView
 from bidlog.routing.api import EligibilityView
 from callgrid_portal.api import HealthView
 from callgrid_portal.api_index import NOT_FOUND_NAME, ApiIndexView, api_not_found

@@ -53,7 +53,7 @@ def _url(name: str, buyer) -> str:
 
 # Errors a value may cause on another field than its own (an empty custom range asks for its
 # start; an unknown export is about the whole request).
-ALSO = {"range": {"since"}, "export": {"__all__"}}
+ALSO = {"range": {"since"}, "export": {"__all__"}, "to_date": {"from_date"}}
 
 
 def _form_errors(response) -> set[str]:

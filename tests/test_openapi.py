@@ -19,6 +19,7 @@ EVERY_PATH = [
     "/api/v1/reports/summary/",
     "/api/v1/reports/timeseries/",
     "/api/v1/reports/states/",
+    "/api/v1/reports/campaigns/",
     "/api/v1/error-codes/",
     "/api/v1/error-codes/{code}/",
     "/api/v1/alerts/",
@@ -53,3 +54,25 @@ def test_schema_lists_every_endpoint_with_the_error_shape(viewer_api):
         "field",
         "errors",
     }
+
+
+@pytest.mark.django_db
+def test_schema_shows_the_campaign_and_publisher_tags(viewer_api):
+    schema = viewer_api.get("/api/v1/schema/?format=json").json()
+    components = schema["components"]["schemas"]
+    for name in ("RouteInput", "RouteOutput", "Call", "CallDetail"):
+        assert {"campaign", "publisher"} <= set(components[name]["properties"]), name
+    assert components["RouteInput"]["properties"]["campaign"]["maxLength"] == 64
+    for path in (
+        "/api/v1/calls/",
+        "/api/v1/bids/",
+        "/api/v1/reports/summary/",
+        "/api/v1/reports/timeseries/",
+        "/api/v1/reports/states/",
+        "/api/v1/reports/campaigns/",
+    ):
+        params = {p["name"] for p in schema["paths"][path]["get"]["parameters"]}
+        assert {"campaign", "publisher"} <= params, path
+    grouped = schema["paths"]["/api/v1/reports/campaigns/"]["get"]["parameters"]
+    group = next(p for p in grouped if p["name"] == "group")
+    assert group["schema"]["enum"] == ["campaign", "publisher"]

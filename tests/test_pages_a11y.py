@@ -59,14 +59,18 @@ class PageCase:
 PAGES = [
     PageCase("overview", "/"),
     PageCase("overview-7d", "/?range=7d"),
+    PageCase("overview-today-by-publisher", "/?range=today&group=publisher"),
+    PageCase("overview-bad-dates", "/?from_date=2026-12-03&to_date=2026-12-01"),
     PageCase("bids", "/bids/"),
     PageCase("bids-filtered", "/bids/?code=4004"),
     PageCase("bid-detail-failed", "/bids/{bid}/"),
     PageCase("bid-detail-accepted", "/bids/{accepted}/"),
     PageCase("calls", "/calls/"),
+    PageCase("calls-campaign-7d", "/calls/?range=7d&campaign=auto-tv"),
     PageCase("call-detail", "/calls/{call}/"),
     PageCase("reports", "/reports/"),
     PageCase("reports-bad-range", "/reports/?range=custom", status=200),
+    PageCase("reports-dates-by-campaign", "/reports/?from_date=2026-11-01&to_date=2026-11-30"),
     PageCase("buyers", "/buyers/"),
     PageCase("buyer-detail", "/buyers/{buyer}/"),
     PageCase("buyer-detail-operator", "/buyers/{buyer}/?caller_id=3035551234", "operator"),
@@ -149,7 +153,16 @@ def world(site) -> dict[str, Any]:
     )
     BidLogFactory(buyer=buyer, outcome=Outcome.TIMEOUT, code=None, http_status=None)
     BidLogFactory(buyer=buyer, source=Source.HEALTH, outcome=Outcome.DECLINED, code=2000)
-    call = cast(Call, CallFactory(winner=buyer, routed=True, bid_amount=Decimal("25.50")))
+    call = cast(
+        Call,
+        CallFactory(
+            winner=buyer,
+            routed=True,
+            bid_amount=Decimal("25.50"),
+            campaign="auto-tv",
+            publisher="Acme Media",
+        ),
+    )
     accepted.call = call
     accepted.save()
     Alert.objects.create(

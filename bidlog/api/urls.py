@@ -7,6 +7,7 @@ from bidlog.api.views import BidViewSet
 from bidlog.ingest.api import BidImportView
 from bidlog.monitoring.api import AlertListView, TestBidView
 from bidlog.reports.api import (
+    ReportByTagView,
     ReportStatesView,
     ReportSummaryView,
     ReportTimeseriesView,
@@ -23,6 +24,7 @@ urlpatterns = [
     path("reports/summary/", ReportSummaryView.as_view(), name="report-summary"),
     path("reports/timeseries/", ReportTimeseriesView.as_view(), name="report-timeseries"),
     path("reports/states/", ReportStatesView.as_view(), name="report-states"),
+    path("reports/campaigns/", ReportByTagView.as_view(), name="report-campaigns"),
     path("route/", RouteView.as_view(), name="route"),
     path("buyers/<int:pk>/test-bid/", TestBidView.as_view(), name="buyer-test-bid"),
     path("alerts/", AlertListView.as_view(), name="alert-list"),

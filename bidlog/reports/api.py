@@ -1,5 +1,5 @@
-"""Report API: ``/reports/summary/``, ``/reports/timeseries/``, ``/reports/states/`` (JSON, or
-CSV with ``?format=csv``).
+"""Report API: ``/reports/summary/``, ``/reports/timeseries/``, ``/reports/states/`` and
+``/reports/campaigns/`` (JSON, or CSV with ``?format=csv``).
 
 Views only parse input, call :mod:`bidlog.reports.services` and shape the answer. Reports need
 the viewer role.
@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from bidlog.choices import Source
 from bidlog.filters import parse_iso_datetime
+from bidlog.reports.campaigns import GROUPS, report_by_tag
 from bidlog.reports.services import report_states, report_summary, report_timeseries
 from bidlog.reports.tables import (
     BUYERS,
@@ -33,7 +34,9 @@ from bidlog.reports.tables import (
     ReportTable,
     plain,
     summary_records,
+    tag_table,
 )
+from bidlog.tags import TAG_MAX_LENGTH, TAG_RULE, tag_problem
 from buyers.models import Buyer
 from callgrid_portal.allowed import drf_invalid_choice, not_one_of
 from callgrid_portal.csvexport import csv_write
@@ -78,8 +81,26 @@ class IsoDateTime(serializers.Field):
         return value.isoformat()
 
 
+class TagQueryField(serializers.CharField):
+    """A campaign or publisher tag to filter by, checked by the rule of ``bidlog.tags``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("max_length", TAG_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        text = super().to_internal_value(data)
+        problem = tag_problem(self.field_name or "tag", text)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
+        return text
+
+
 class ReportQuerySerializer(serializers.Serializer):
-    """``since`` (default: 24 h before ``until``), ``until`` (default: now), buyer, source."""
+    """``since`` (default: 24 h before ``until``), ``until`` (default: now), buyer, source,
+    campaign and publisher."""
 
     since = IsoDateTime(required=False)
     until = IsoDateTime(required=False)
@@ -91,6 +112,8 @@ class ReportQuerySerializer(serializers.Serializer):
         required=False,
         error_messages={"invalid_choice": drf_invalid_choice(Source.choices)},
     )
+    campaign = TagQueryField(help_text=f"Only calls with this campaign tag ({TAG_RULE}).")
+    publisher = TagQueryField(help_text=f"Only calls with this publisher tag ({TAG_RULE}).")
 
     def validate_buyer(self, value: int) -> int:
         if not Buyer.objects.filter(pk=value).exists():
@@ -215,3 +238,33 @@ class ReportStatesView(_ReportView):
         if not self.wants_csv(request):
             return Response({"results": rows})
         return _csv_response(STATES, rows, request)
+
+
+class TagReportQuerySerializer(ReportQuerySerializer):
+    """Adds ``group``: ``campaign`` (default) or ``publisher``."""
+
+    group = serializers.ChoiceField(
+        choices=list(GROUPS),
+        default="campaign",
+        error_messages={"invalid_choice": drf_invalid_choice(list(GROUPS))},
+    )
+
+
+class ReportByTagView(_ReportView):
+    """Calls, acceptance (calls sold) and revenue per campaign or per publisher."""
+
+    @extend_schema(
+        parameters=[TagReportQuerySerializer],
+        responses=OpenApiResponse(
+            OpenApiTypes.OBJECT,
+            "{group, results: [{<group>, calls, routed_calls, unsold_calls, acceptance_rate, "
+            "revenue, revenue_per_call}]}; the README's 'Reports' defines each figure.",
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        query = _query(TagReportQuerySerializer, request)
+        rows = report_by_tag(**query)
+        group = query["group"]
+        if not self.wants_csv(request):
+            return Response({"group": group, "results": plain(rows)})
+        return _csv_response(tag_table(group), rows, request, name=f"by-{group}")

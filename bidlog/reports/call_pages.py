@@ -41,8 +41,11 @@ class CallPageFilter(PageFilterMixin, CallFilter):
         "winner": "Winner",
         "grid_id": "Winner's Grid ID",
         "strategy": "Strategy",
+        "campaign": "Campaign",
+        "publisher": "Publisher",
     }
     EMPTY_LABELS = {"strategy": "Any strategy"}
+    HIDDEN_INPUTS = ("since", "until")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,6 +74,8 @@ def call_row(call: Call, *, masked: bool) -> dict[str, Any]:
         # Only a sale can be paid out: an unrouted call has no paid-out mark to show.
         "paid_out": call.paid_out if call.routed else None,
         "params": params,
+        "campaign": call.campaign,
+        "publisher": call.publisher,
     }
 
 

@@ -51,6 +51,8 @@ def report_codes_over_time(
     tz: str = "UTC",
     buyer_id: int | None = None,
     source: str | None = None,
+    campaign: str | None = None,
+    publisher: str | None = None,
 ) -> dict[str, Any]:
     """Bids sent per CallGrid code per ``hour`` or ``day`` bucket in zone ``tz``.
 
@@ -61,14 +63,21 @@ def report_codes_over_time(
     zone = ZoneInfo(tz)
     starts = bucket_starts(since, until, bucket, zone)
     aligned = all(start.minute == 0 and start.second == 0 for start in starts[1:])
-    plan = plan_range(since, until, use_days=False) if aligned else Plan(raw=[(since, until)])
+    tags = {
+        f"call__{name}": value
+        for name, value in (("campaign", campaign), ("publisher", publisher))
+        if value
+    }
+    # Bid rollups have no tag dimension: a tagged chart reads raw rows.
+    rollups = aligned and not tags
+    plan = plan_range(since, until, use_days=False) if rollups else Plan(raw=[(since, until)])
     counts: dict[int, list[int]] = defaultdict(lambda: [0] * len(starts))
 
     def add(moment: datetime, code: int | None, number: int) -> None:
         index = bisect.bisect_right(starts, _as_utc(moment)) - 1
         counts[code or NO_CODE][index] += number
 
-    filters = bid_filters(buyer_id, source)
+    filters = {**bid_filters(buyer_id, source), **tags}
     not_local = ~Q(outcome__in=LOCAL_OUTCOMES)
     hours = spans_q(plan.hours, "bucket_start")
     if hours is not None:

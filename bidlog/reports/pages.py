@@ -13,35 +13,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import django_filters
-from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views import View
 
 from bidlog.api.serializers import mask_bid_data
-from bidlog.choices import AlertStatus, Outcome, OutcomeClass
+from bidlog.choices import Outcome, OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
-from bidlog.models import Alert, BidLog
-from bidlog.monitoring.health import buyers_health
+from bidlog.models import BidLog
 from bidlog.monitoring.support import support_request_text
-from bidlog.reports.charts import (
-    bucket_label,
-    codes_chart,
-    report_codes_over_time,
-    volume_chart,
-)
-from bidlog.reports.forms import ReportRangeForm
-from bidlog.reports.services import (
-    report_states,
-    report_summary,
-    report_timeseries,
-)
-from bidlog.reports.tables import CODES, REPORT_TABLES, summary_records
+from bidlog.reports.forms import RangeForm
 from bidlog.selectors import bid_get
 from buyers.models import Buyer
-from buyers.selectors import buyer_list
-from callgrid_portal import charts
 from callgrid_portal.bidapi import codes
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phones_in
@@ -109,8 +93,11 @@ class BidPageFilter(PageFilterMixin, BidLogFilter):
         "outcome_class": "Outcome class",
         "code": "CallGrid code",
         "call": "Call ID",
+        "campaign": "Campaign",
+        "publisher": "Publisher",
     }
     EMPTY_LABELS = {"outcome_class": "Any class"}
+    HIDDEN_INPUTS = ("since", "until")
 
 
 def _cursor(value: str) -> tuple[Any, int] | None:
@@ -184,6 +171,12 @@ class CursorListView(RoleRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         params = request.GET.copy()
         before = params.pop("before", [""])[-1]
+        # The range control picks since and until; links may still give them as ISO times.
+        range_form = RangeForm(params, default=None, iso=False)
+        ranged = range_form.is_valid()
+        if ranged and range_form.cleaned_data["since"] is not None:
+            params["since"] = range_form.cleaned_data["since"].isoformat()
+            params["until"] = range_form.cleaned_data["until"].isoformat()
         filterset = self.filterset_class(data=params, queryset=self.get_queryset())
         page = CursorPage(items=[])
         wait = caller_search_wait(request)
@@ -191,7 +184,7 @@ class CursorListView(RoleRequiredMixin, View):
             # Viewers' searches by caller are counted, so masked numbers cannot be guessed.
             filterset.is_valid()
             filterset.form.add_error(CALLER_PARAM, throttled_message(wait))
-        elif filterset.is_valid():
+        elif filterset.is_valid() and ranged:
             page = cursor_page(filterset.qs, params, before)
         masked = not can_see_caller_ids(request.user)
         return render(
@@ -199,6 +192,7 @@ class CursorListView(RoleRequiredMixin, View):
             self.template_name,
             {
                 "filter": filterset,
+                "range_form": range_form,
                 "rows": [self.row(item, masked=masked) for item in page.items],
                 "older": page.older,
                 "broken_link": page.broken_link,
@@ -248,210 +242,3 @@ class BidDetailView(RoleRequiredMixin, View):
                 "support": support,
             },
         )
-
-
-# --- the overview and the reports -------------------------------------------------------------
-
-
-def _range(request: HttpRequest) -> tuple[ReportRangeForm, dict[str, Any] | None]:
-    """The page's range form and, when it is valid, the report's arguments."""
-    form = ReportRangeForm(request.GET or {"range": "24h"})
-    if not form.is_valid():
-        return form, None
-    data = form.cleaned_data
-    return form, {
-        "since": data["since"],
-        "until": data["until"],
-        "buyer_id": data["buyer"].pk if data["buyer"] else None,
-        "source": data["source"] or None,
-    }
-
-
-class OverviewView(RoleRequiredMixin, View):
-    """``/``: how bidding goes over a range (default the last 24 hours), what needs attention,
-    every buyer with its health, acceptance over time and the outcome breakdown."""
-
-    def get(self, request: HttpRequest) -> HttpResponse:
-        form, args = _range(request)
-        context: dict[str, Any] = {"form": form, "time_zone": settings.TIME_ZONE}
-        if args is not None:
-            summary = report_summary(**args)
-            bucket = form.cleaned_data["bucket"]
-            series = report_timeseries(bucket=bucket, tz=settings.TIME_ZONE, **args)
-            over_time = report_codes_over_time(bucket=bucket, tz=settings.TIME_ZONE, **args)
-            by_buyer = {row["buyer"]: row for row in summary["buyers"]}
-            every_buyer = list(buyer_list())
-            health = buyers_health(every_buyer)
-            total = sum(summary["by_class"].values()) or 1
-            context.update(
-                summary=summary,
-                volume_chart=volume_chart(series, bucket=bucket, tz=settings.TIME_ZONE),
-                codes_chart=codes_chart(over_time, bucket=bucket, tz=settings.TIME_ZONE),
-                classes=[
-                    {"name": name, "count": count, "share": round(count / total * 100, 1)}
-                    for name, count in summary["by_class"].items()
-                ],
-                buyers=[
-                    {
-                        "buyer": buyer,
-                        "health": health[buyer.pk],
-                        "figures": by_buyer.get(buyer.pk),
-                    }
-                    for buyer in every_buyer
-                ],
-            )
-        context["alerts"] = sorted(
-            Alert.objects.filter(status=AlertStatus.OPEN).select_related("buyer"),
-            key=lambda alert: (_urgency(alert.priority), -alert.last_seen_at.timestamp()),
-        )
-        return render(request, "bidlog/overview.html", context)
-
-
-def _urgency(priority: str) -> int:
-    order = codes.PRIORITY_ORDER
-    return order.index(priority) if priority in order else len(order)
-
-
-Table = tuple[list[str], list[list[Any]]]
-
-
-def _report_records(
-    name: str, args: dict[str, Any], bucket: str, summary: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """The report rows behind one table of the reports page; a CSV download reads only its own."""
-    if name == "states":
-        return report_states(**args)
-    if name == "timeseries":
-        return report_timeseries(bucket=bucket, tz=settings.TIME_ZONE, **args)
-    summary = summary or report_summary(**args)
-    return summary["by_code"] if name == "codes" else summary_records(summary)
-
-
-def _report_charts(
-    records: dict[str, list[dict[str, Any]]],
-    summary: dict[str, Any],
-    answers: list[dict[str, Any]],
-    errors: list[dict[str, Any]],
-    bucket: str,
-) -> dict[str, Any]:
-    """The chart beside each table of the reports page, drawn from the same report rows."""
-
-    def share(value: float | None) -> str:
-        return charts.fmt_percent(value) if value is not None else "no bids"
-
-    def bids_bar(label: str, row: dict[str, Any]) -> tuple[str, int, str]:
-        bids = row["bids"]
-        return (
-            label,
-            bids,
-            f"{charts.fmt_count(bids)} bids, {share(row['acceptance_rate'])} accepted",
-        )
-
-    series = records["timeseries"]
-    tz = settings.TIME_ZONE
-    return {
-        "codes": charts.hbars(
-            title="Answers and errors by CallGrid code",
-            rows=[
-                (f"{row['code']} {row['title']}", row["count"], charts.fmt_count(row["count"]))
-                for row in [*answers, *errors]
-            ],
-            classes=["s2"] * len(answers) + ["s3"] * len(errors),
-            unit="attempts",
-        ),
-        "buyers": charts.hbars(
-            title="Bids per buyer",
-            rows=[bids_bar(row["name"], row) for row in summary["buyers"]],
-        ),
-        "states": charts.hbars(
-            title="Bids per inbound state",
-            rows=[bids_bar(row["state_code"] or "(none)", row) for row in records["states"]],
-        ),
-        "timeseries": charts.combo_chart(
-            title=f"Bids and acceptance per {bucket} ({tz})",
-            labels=[bucket_label(row["bucket_start"], bucket) for row in series],
-            bars=[row["bids"] for row in series],
-            line=[row["acceptance_rate"] for row in series],
-            x_unit=f"{bucket} ({tz})",
-        ),
-    }
-
-
-def _report_export(
-    name: str, args: dict[str, Any], bucket: str, request: HttpRequest
-) -> HttpResponse:
-    """One table of the reports page as a CSV download, as the report API writes it."""
-    table = REPORT_TABLES[name]
-    rows = table.rows(_report_records(name, args, bucket))
-    response = HttpResponse(
-        table.csv(rows, masked=not can_see_caller_ids(request.user)),
-        content_type="text/csv; charset=utf-8",
-    )
-    stamp = args["until"].strftime("%Y%m%dT%H%M")
-    response["Content-Disposition"] = f'attachment; filename="callgrid-{name}-{stamp}.csv"'
-    return response
-
-
-def _is_answer(row: dict[str, Any]) -> bool:
-    """Answers (1000-3999: accepted, no bid, ...), apart from errors (4000 and up, and any
-    code the catalog does not know)."""
-    entry = codes.get(row["code"])
-    return entry is not None and not entry.is_error
-
-
-def _export_links(request: HttpRequest) -> dict[str, str]:
-    """The query string of each table's CSV download: this page's, with ``export`` set."""
-    query = request.GET.copy()
-    links = {}
-    for name in REPORT_TABLES:
-        query["export"] = name
-        links[name] = query.urlencode()
-    return links
-
-
-def _reports_context(request: HttpRequest, args: dict[str, Any], bucket: str) -> dict[str, Any]:
-    """What the reports page shows: the summary, each table (rows and cells) and its chart."""
-    summary = report_summary(**args)
-    records = {name: _report_records(name, args, bucket, summary) for name in REPORT_TABLES}
-    tables: dict[str, Table] = {
-        name: (table.header(), table.rows(records[name])) for name, table in REPORT_TABLES.items()
-    }
-    answers = [row for row in records["codes"] if _is_answer(row)]
-    errors = [row for row in records["codes"] if not _is_answer(row)]
-    code_tables = [
-        ("Answers", CODES.rows(answers), "No answers in this range."),
-        ("Errors", CODES.rows(errors), "No error codes in this range."),
-    ]
-    return {
-        "summary": summary,
-        "tables": tables,
-        "report_tables": REPORT_TABLES,
-        "cells": {name: table.cells(tables[name][1]) for name, table in REPORT_TABLES.items()},
-        "code_tables": code_tables,
-        "code_cells": [(heading, CODES.cells(rows), empty) for heading, rows, empty in code_tables],
-        "csv": _export_links(request),
-        "charts": _report_charts(records, summary, answers, errors, bucket),
-        # A day bucket starts at midnight in TIME_ZONE; shown in UTC, it needs its hour unless
-        # that midnight is UTC's.
-        "bucket_format": (
-            "Y-m-d" if bucket == "day" and settings.TIME_ZONE == "UTC" else "Y-m-d H:i"
-        ),
-    }
-
-
-class ReportsView(RoleRequiredMixin, View):
-    """``/reports/``: error codes, buyers, states and time over a range, each as a CSV too."""
-
-    def get(self, request: HttpRequest) -> HttpResponse:
-        form, args = _range(request)
-        export = request.GET.get("export", "")
-        if export and export not in REPORT_TABLES:
-            form.add_error(None, f"export must be one of {', '.join(REPORT_TABLES)}.")
-            args = None
-        if args is None:
-            return render(request, "bidlog/reports.html", {"form": form}, status=200)
-        bucket = form.cleaned_data["bucket"]
-        if export:
-            return _report_export(export, args, bucket, request)
-        context = _reports_context(request, args, bucket)
-        return render(request, "bidlog/reports.html", {"form": form, **context})

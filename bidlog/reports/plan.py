@@ -96,6 +96,16 @@ def plan_range(since: datetime, until: datetime, *, use_days: bool = True) -> Pl
     return plan
 
 
+Tags = dict[str, str]
+
+
+def report_tags(campaign: str | None, publisher: str | None) -> Tags:
+    """The campaign and publisher tags a report is limited to (none given: every call)."""
+    return {
+        name: value for name, value in (("campaign", campaign), ("publisher", publisher)) if value
+    }
+
+
 def _filters(buyer_field: str, buyer_id: int | None, source: str | None) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     if buyer_id is not None:
@@ -105,14 +115,25 @@ def _filters(buyer_field: str, buyer_id: int | None, source: str | None) -> dict
     return filters
 
 
-def bid_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
-    """The bid-log (and bid rollup) filters of a report's ``buyer`` and ``source``."""
-    return _filters("buyer_id", buyer_id, source)
+def bid_filters(
+    buyer_id: int | None, source: str | None, tags: Tags | None = None
+) -> dict[str, Any]:
+    """The bid-log (and bid rollup) filters of a report's ``buyer``, ``source`` and tags.
+
+    A bid carries its call's tags; bid rollups have no tag dimension, so a tagged report
+    reads raw rows.
+    """
+    filters = _filters("buyer_id", buyer_id, source)
+    filters.update({f"call__{name}": value for name, value in (tags or {}).items()})
+    return filters
 
 
-def call_filters(buyer_id: int | None, source: str | None) -> dict[str, Any]:
-    """The call (and call rollup) filters of a report's ``buyer`` (the winner) and ``source``."""
-    return _filters("winner_id", buyer_id, source)
+def call_filters(
+    buyer_id: int | None, source: str | None, tags: Tags | None = None
+) -> dict[str, Any]:
+    """The call (and call rollup) filters of a report's ``buyer`` (the winner), ``source`` and
+    tags."""
+    return {**_filters("winner_id", buyer_id, source), **(tags or {})}
 
 
 def bucket_starts(since: datetime, until: datetime, bucket: str, zone: ZoneInfo) -> list[datetime]:

@@ -10,6 +10,7 @@ Grains (chosen so that no report reads more than ~100k rollup rows, see the READ
 - ``CallRollup``: bucket x winning buyer x source, for calls and revenue;
 - and, derived from those of the same bucket, the narrow tables a summary of every source
   reads (:mod:`bidlog.reports.summary_rollups`).
+- ``CallTagRollup``: bucket x source x campaign x publisher, for calls and revenue per tag.
 
 An hour is built from raw rows in one transaction (delete its rows, ``INSERT ... SELECT`` the
 new ones), so rebuilding it gives the same rows. A UTC day is the sum of its 24 hour rows, so
@@ -39,6 +40,7 @@ from bidlog.models import (
     BidStateRollup,
     Call,
     CallRollup,
+    CallTagRollup,
     RollupBucket,
     RollupGrain,
 )
@@ -51,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-ROLLUP_MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup)
+ROLLUP_MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup, CallTagRollup)
 
 # A bid "sent a request" unless the portal decided locally: the skips, a queued test bid, and
 # a caller ID refused before sending (local 4003 has no HTTP status; CallGrid's own 4003 has).
@@ -199,6 +201,20 @@ def _hours_from_raw(start: datetime, end: datetime) -> None:
             revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
         ),
     )
+    _tags_from_raw(calls, fixed)
+
+
+def _tags_from_raw(calls: QuerySet, fixed: dict) -> None:
+    """Calls, routed calls and revenue per campaign and publisher of the hours ``calls`` hold."""
+    insert_select(
+        CallTagRollup,
+        fixed,
+        calls.values("bucket_start", "source", "campaign", "publisher").annotate(
+            calls=Count("id"),
+            routed_calls=Count("id", filter=Q(routed=True)),
+            revenue=Coalesce(Sum("bid_amount", filter=Q(routed=True)), Value(Decimal("0"))),
+        ),
+    )
 
 
 @transaction.atomic
@@ -249,12 +265,14 @@ def rollup_build_hours(
 
 
 def _day_from_hours(day: datetime, end: datetime) -> None:
-    """Insert the day rows of the four rollups of the day ``[day, end)``, summed from its
+    """Insert the day rows of the five rollups of the day ``[day, end)``, summed from its
     hour rows (the all-buyers performance rows exist only per hour)."""
     fixed = {"grain": RollupGrain.DAY, "bucket_start": day}
 
     def hours(
-        model: type[BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup],
+        model: type[
+            BidOutcomeRollup | BidPerformanceRollup | BidStateRollup | CallRollup | CallTagRollup
+        ],
     ) -> QuerySet:
         return model.objects.filter(
             grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
@@ -287,6 +305,13 @@ def _day_from_hours(day: datetime, end: datetime) -> None:
         fixed,
         hours(CallRollup)
         .values("winner_id", "source")
+        .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
+    )
+    insert_select(
+        CallTagRollup,
+        fixed,
+        hours(CallTagRollup)
+        .values("source", "campaign", "publisher")
         .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue")),
     )
 

@@ -43,10 +43,12 @@ from bidlog.reports.figures import (
 )
 from bidlog.reports.plan import (
     Plan,
+    Tags,
     bid_filters,
     bucket_starts,
     call_filters,
     plan_range,
+    report_tags,
     spans_q,
 )
 from bidlog.reports.rollups import (
@@ -246,10 +248,13 @@ def report_summary(
     buyer_id: int | None = None,
     source: str | None = None,
     exact: bool = False,
+    campaign: str | None = None,
+    publisher: str | None = None,
 ) -> dict[str, Any]:
     """The summary of ``[since, until)``: totals, breakdowns and one row per buyer."""
-    plan = Plan(raw=[(since, until)]) if exact else plan_range(since, until)
-    filters = bid_filters(buyer_id, source)
+    tags = report_tags(campaign, publisher)
+    plan = Plan(raw=[(since, until)]) if exact or tags else plan_range(since, until)
+    filters = bid_filters(buyer_id, source, tags)
     total = Tally()
     per_buyer: dict[int, Tally] = defaultdict(Tally)
     rollup_q = plan.rollup_q()
@@ -263,7 +268,7 @@ def report_summary(
     for row in _performance_rows(plan, filters):
         total.add_performance(row)
         per_buyer[row["buyer_id"]].add_performance(row)
-    for row in _call_rows(plan, call_filters(buyer_id, source)):
+    for row in _call_rows(plan, call_filters(buyer_id, source, tags)):
         total.add_calls(row)
         if row["winner_id"] is not None:
             per_buyer[row["winner_id"]].add_calls(row)
@@ -286,10 +291,33 @@ def report_summary(
         "until": until,
         "buyer": buyer_id,
         "source": source or None,
+        "campaign": campaign or None,
+        "publisher": publisher or None,
         **total.figures(),
         "latency_error": {"ms": LATENCY_ERROR_MS, "share": LATENCY_ERROR_SHARE},
         "buyers": rows,
     }
+
+
+def report_totals(
+    *,
+    since: datetime,
+    until: datetime,
+    buyer_id: int | None = None,
+    source: str | None = None,
+    campaign: str | None = None,
+    publisher: str | None = None,
+) -> dict[str, Any]:
+    """The totals of :func:`report_summary` without the outcome breakdowns and buyer rows:
+    bids, acceptance, latency, timeouts, calls and revenue, in two reads instead of three."""
+    tags = report_tags(campaign, publisher)
+    plan = Plan(raw=[(since, until)]) if tags else plan_range(since, until)
+    total = Tally()
+    for row in _performance_rows(plan, bid_filters(buyer_id, source, tags)):
+        total.add_performance(row)
+    for row in _call_rows(plan, call_filters(buyer_id, source, tags)):
+        total.add_calls(row)
+    return total.figures()
 
 
 # --- Time series --------------------------------------------------------------------------------
@@ -337,15 +365,21 @@ def _series_from_rollups(
         buckets.tally_for(row["bucket_start"]).add_calls(row)
 
 
-def _series_from_raw(buckets: _Buckets, raw_q: Q, buyer_id: int | None, source: str | None) -> None:
+def _series_from_raw(
+    buckets: _Buckets,
+    raw_q: Q,
+    buyer_id: int | None,
+    source: str | None,
+    tags: Tags | None = None,
+) -> None:
     trunc = _trunc_for_raw(buckets.aligned)
     sent: QuerySet[BidLog] = BidLog.objects.filter(
-        raw_q, SENT, **bid_filters(buyer_id, source)
+        raw_q, SENT, **bid_filters(buyer_id, source, tags)
     ).annotate(slot=trunc)
     for performance in raw_performance_rows(sent, "slot"):
         buckets.tally_for(performance["slot"]).add_performance(performance)
     for row in (
-        Call.objects.filter(raw_q, **call_filters(buyer_id, source))
+        Call.objects.filter(raw_q, **call_filters(buyer_id, source, tags))
         .annotate(slot=trunc)
         .values("slot")
         .annotate(**call_aggregates())
@@ -376,6 +410,8 @@ def report_timeseries(
     buyer_id: int | None = None,
     source: str | None = None,
     exact: bool = False,
+    campaign: str | None = None,
+    publisher: str | None = None,
 ) -> list[dict[str, Any]]:
     """Bids, acceptance, revenue and p95 latency per hour or day bucket in time zone ``tz``.
 
@@ -384,7 +420,8 @@ def report_timeseries(
     """
     zone = ZoneInfo(tz or settings.TIME_ZONE)
     buckets = _Buckets(bucket_starts(since, until, bucket, zone))
-    if exact or not buckets.aligned:
+    tags = report_tags(campaign, publisher)
+    if exact or not buckets.aligned or tags:
         plan = Plan(raw=[(since, until)])
     else:
         plan = plan_range(since, until, use_days=False)
@@ -393,7 +430,7 @@ def report_timeseries(
         _series_from_rollups(buckets, hours, buyer_id, source)
     raw_q = plan.raw_q()
     if raw_q is not None:
-        _series_from_raw(buckets, raw_q, buyer_id, source)
+        _series_from_raw(buckets, raw_q, buyer_id, source, tags)
     if exact:
         sent = BidLog.objects.filter(SENT, created_at__gte=since, created_at__lt=until)
         _series_exact_percentiles(
@@ -430,10 +467,13 @@ def report_states(
     buyer_id: int | None = None,
     source: str | None = None,
     exact: bool = False,
+    campaign: str | None = None,
+    publisher: str | None = None,
 ) -> list[dict[str, Any]]:
     """Attempts, bids and acceptance per inbound state (empty state code: not given)."""
-    plan = Plan(raw=[(since, until)]) if exact else plan_range(since, until)
-    filters = bid_filters(buyer_id, source)
+    tags = report_tags(campaign, publisher)
+    plan = Plan(raw=[(since, until)]) if exact or tags else plan_range(since, until)
+    filters = bid_filters(buyer_id, source, tags)
     totals: dict[str, Counter] = defaultdict(Counter)
     measures: tuple[Literal["attempts", "bids", "accepted"], ...] = ("attempts", "bids", "accepted")
     rollup_q = plan.rollup_q()

@@ -152,3 +152,18 @@ REPORT_TABLES = {table.name: table for table in (CODES, BUYERS, STATES, TIMESERI
 def summary_records(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows of :data:`BUYERS`: every buyer's together first, then one per buyer."""
     return [{"buyer": None, "name": "All buyers", "grid_id": "", **summary}, *summary["buyers"]]
+
+
+def tag_table(group: str) -> ReportTable:
+    """Calls, sales and revenue per ``group`` (``campaign`` or ``publisher``; untagged: "")."""
+    return ReportTable(
+        "campaigns",
+        (
+            Column(group, group.capitalize(), TEXT),
+            Column("calls", "Calls"),
+            Column("routed_calls", "Sold"),
+            Column("acceptance_rate", "Acceptance (calls sold)", RATE),
+            Column("revenue", "Revenue", MONEY),
+            Column("revenue_per_call", "Revenue per call", MONEY),
+        ),
+    )

@@ -58,7 +58,8 @@ from callgrid_portal.roles import OPERATOR, VIEWER
 logger = logging.getLogger(__name__)
 
 # Keys of the route request that steer routing; every other key is forwarded to buyers.
-_CONTROL_KEYS = RESERVED_KEYS | {"strategy", "buyers"}
+# The campaign and publisher tags are the portal's own: stored on the call, never sent to buyers.
+_CONTROL_KEYS = RESERVED_KEYS | {"strategy", "buyers", "campaign", "publisher"}
 
 
 def _route_error(exc: RouteError) -> Response:
@@ -204,6 +205,8 @@ class RouteView(APIView):
                 buyer_ids=controls.get("buyers"),
                 source=Source.LIVE,
                 defer=after.add,
+                campaign=data.get("campaign", ""),
+                publisher=data.get("publisher", ""),
             )
         except RouteError as exc:
             return _route_error(exc)

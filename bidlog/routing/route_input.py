@@ -1,10 +1,10 @@
 """A route request checked before anything is sent: caller, state, strategy, parameters,
-buyers and deadline, each refused with a :class:`RouteError` naming its field."""
+buyers, deadline and tags, each refused with a :class:`RouteError` naming its field."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from django.conf import settings
 from bidlog.choices import RoutingStrategy
 from bidlog.routing.eligibility import buyers_with_last_paid
 from bidlog.routing.errors import RouteError
+from bidlog.tags import tag_problem
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 from callgrid_portal.bidapi.client import RESERVED_KEYS, param_problem
@@ -29,6 +30,7 @@ class RouteInput:
     strategy: str
     buyers: list[Buyer]  # in priority order, each with ``last_paid_at`` for this caller
     budget: float  # seconds
+    tags: dict[str, str] = field(default_factory=dict)  # campaign and publisher
 
 
 def route_input_clean(
@@ -40,14 +42,28 @@ def route_input_clean(
     buyer_ids: Sequence[int] | None,
     deadline_seconds: float | None,
     now: datetime,
+    campaign: object = "",
+    publisher: object = "",
 ) -> RouteInput:
     """Check every field of a route request (4003 for the caller ID, 4000 for the rest)."""
+    tags = _tags(campaign=campaign, publisher=publisher)
     caller = _caller(caller_id)
     state = _state(state_code)
     chosen = _strategy(strategy)
     extra = _forwarded_params(params)
     buyers = _buyers(buyer_ids, caller=caller, now=now)
-    return RouteInput(caller, state, extra, chosen, buyers, _budget(deadline_seconds, buyers))
+    budget = _budget(deadline_seconds, buyers)
+    return RouteInput(caller, state, extra, chosen, buyers, budget, tags)
+
+
+def _tags(*, campaign: object, publisher: object) -> dict[str, str]:
+    """The call's campaign and publisher tags, or a 400 naming the first bad one."""
+    tags = {"campaign": campaign, "publisher": publisher}
+    for name, value in tags.items():
+        problem = tag_problem(name, value)
+        if problem is not None:
+            raise RouteError(code=4000, message=problem, field=name)
+    return {name: str(value) for name, value in tags.items()}
 
 
 def _caller(caller_id: object) -> CallerId:

@@ -13,9 +13,10 @@ from rest_framework import serializers
 
 from bidlog.api.serializers import mask_bid_data
 from bidlog.choices import Outcome, RoutingStrategy, Source, outcome_class
-from bidlog.filters import CallerIdFilter, IdFilter, IsoDateTimeFilter
+from bidlog.filters import CallerIdFilter, IdFilter, IsoDateTimeFilter, TagFilter
 from bidlog.models import BidLog, Call
 from bidlog.selectors import call_bids
+from bidlog.tags import TAG_MAX_LENGTH, TAG_RULE
 from buyers.models import Buyer
 from callgrid_portal.allowed import BooleanFilter, ChoiceFilter, drf_invalid_choice
 from callgrid_portal.privacy import can_see_caller_ids, mask_phone, mask_phones_in
@@ -42,6 +43,19 @@ class RouteInputSerializer(serializers.Serializer):
     )
     buyers = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, allow_empty=False
+    )
+    # Documented here, checked by the service (bidlog.tags owns the rule).
+    campaign = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=TAG_MAX_LENGTH,
+        help_text=f"The campaign this call belongs to, for reports; {TAG_RULE}.",
+    )
+    publisher = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=TAG_MAX_LENGTH,
+        help_text=f"The traffic source that sent the call, for reports; {TAG_RULE}.",
     )
 
 
@@ -121,6 +135,8 @@ class RouteOutputSerializer(serializers.Serializer):
     destination = serializers.CharField()
     caller_id = serializers.CharField()
     duration_ms = serializers.IntegerField()
+    campaign = serializers.CharField(help_text="The campaign tag given; empty when none.")
+    publisher = serializers.CharField(help_text="The publisher tag given; empty when none.")
     bids = RouteBidSerializer(source="route_bids", many=True)
 
     def get_grid_id(self, call: Call) -> str | None:
@@ -168,6 +184,8 @@ class CallSerializer(serializers.ModelSerializer):
             "duration_ms",
             "paid_out",
             "route_key",
+            "campaign",
+            "publisher",
         ]
         read_only_fields = fields
 
@@ -216,6 +234,8 @@ class CallFilter(django_filters.FilterSet):
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     route_key = django_filters.UUIDFilter()
+    campaign = TagFilter(tag="campaign")
+    publisher = TagFilter(tag="publisher")
 
     class Meta:
         model = Call
@@ -269,5 +289,7 @@ def route_answer(call: Call) -> dict[str, Any]:
         "destination": call.destination,
         "caller_id": call.caller_id,
         "duration_ms": call.duration_ms,
+        "campaign": call.campaign,
+        "publisher": call.publisher,
         "bids": bids,
     }

@@ -285,6 +285,7 @@ def _route_and_record(
             answers=answers,
             winner=winner,
             duration_ms=int((time.monotonic() - started) * 1000),
+            tags=cleaned.tags,
         )
     except BaseException:
         limits.admission_settle(leases=route.finished, release=route.held)
@@ -303,6 +304,8 @@ def call_route(
     deadline_seconds: float | None = None,
     now: datetime | None = None,
     defer: Callable[[Callable[[], None]], None] | None = None,
+    campaign: str = "",
+    publisher: str = "",
 ) -> Call:
     """Route one inbound call and record the decision with every attempt behind it.
 
@@ -331,6 +334,8 @@ def call_route(
         buyer_ids=buyer_ids,
         deadline_seconds=deadline_seconds,
         now=moment,
+        campaign=campaign,
+        publisher=publisher,
     )
     lease_ttl = cleaned.budget + LEASE_MARGIN_SECONDS
     route = Route(
@@ -349,6 +354,22 @@ def call_route(
     return call
 
 
+def _skip_row(
+    buyer: Buyer, block: Block, *, caller: CallerId, state: str, params: dict[str, Any], source: str
+) -> BidLog:
+    """The log row of a buyer skipped before any request: the request it would have had."""
+    target = buyer.as_bid_target()
+    return BidLog(
+        buyer=buyer,
+        source=source,
+        caller_id=caller.ten_digit,
+        state_code=state,
+        request=build_request(target, caller.formatted(target.caller_id_format), state, params),
+        outcome=block.outcome,
+        error=block.reason,
+    )
+
+
 def _record(
     *,
     caller: CallerId,
@@ -360,6 +381,7 @@ def _record(
     answers: list[_Answer],
     winner: _Answer | None,
     duration_ms: int,
+    tags: Mapping[str, str],
 ) -> Call:
     """Write the call and one BidLog row per attempt or skip, all or nothing.
 
@@ -381,22 +403,19 @@ def _record(
         duration_ms=duration_ms,
         source=source,
         route_key=uuid.uuid4(),
+        **tags,
     )
     rows: list[BidLog] = []
     for answer in answers:
         if answer.block is not None:
-            target = answer.buyer.as_bid_target()
             rows.append(
-                BidLog(
-                    buyer=answer.buyer,
+                _skip_row(
+                    answer.buyer,
+                    answer.block,
+                    caller=caller,
+                    state=state,
+                    params=params,
                     source=source,
-                    caller_id=caller.ten_digit,
-                    state_code=state,
-                    request=build_request(
-                        target, caller.formatted(target.caller_id_format), state, params
-                    ),
-                    outcome=answer.block.outcome,
-                    error=answer.block.reason,
                 )
             )
         elif answer.rows is not None:
