@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bidlog.choices import Outcome
-from bidlog.models import LATENCY_EDGES_MS
+from bidlog.models import LATENCY_EDGES_MS, BidOutcomeRollup
 from bidlog.reports.charts import (
     NO_CODE,
     buyer_latency_histogram,
@@ -71,6 +71,23 @@ def test_codes_over_time_count_each_code_per_hour_and_leave_out_skips(log):
     assert starts[hour_of_4004] == floor_hour(now - timedelta(hours=3, minutes=10))
     _rolled_up(now)
     assert report_codes_over_time(**args) == raw
+
+
+def test_codes_per_day_read_day_rollups_and_count_the_same(log, settings):
+    settings.TIME_ZONE = "UTC"
+    now, acme, _ = log
+    # Bids on whole days before today, so the days can be rolled up.
+    for days, code in ((3, 1000), (3, 2000), (2, 1000)):
+        BidLogFactory(buyer=acme, code=code, created_at=now - timedelta(days=days))
+    args = {"since": now - timedelta(days=5), "until": now, "bucket": "day", "tz": "UTC"}
+    raw = report_codes_over_time(**args)
+    rollup_build(start=now - timedelta(days=6), end=now, now=now)
+    # Whole days come from day rows alone: without the hour rows the counts stay.
+    today = floor_hour(now).replace(hour=0)
+    BidOutcomeRollup.objects.filter(grain="hour", bucket_start__lt=today).delete()
+    rolled = report_codes_over_time(**args)
+    assert rolled == raw
+    assert {code: sum(counts) for code, counts in rolled["codes"].items()}[1000] == 4
 
 
 def test_latency_histogram_is_the_same_from_rollups(log):

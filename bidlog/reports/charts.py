@@ -28,7 +28,14 @@ from bidlog.models import (
     RollupGrain,
 )
 from bidlog.reports.figures import Tally
-from bidlog.reports.plan import Plan, bid_filters, bucket_starts, plan_range, spans_q
+from bidlog.reports.plan import (
+    Plan,
+    bid_filters,
+    bucket_starts,
+    plan_range,
+    report_tags,
+    spans_q,
+)
 from bidlog.reports.rollups import HOUR, SENT, floor_hour
 from bidlog.reports.services import raw_performance_rows
 from callgrid_portal import charts
@@ -63,26 +70,25 @@ def report_codes_over_time(
     zone = ZoneInfo(tz)
     starts = bucket_starts(since, until, bucket, zone)
     aligned = all(start.minute == 0 and start.second == 0 for start in starts[1:])
-    tags = {
-        f"call__{name}": value
-        for name, value in (("campaign", campaign), ("publisher", publisher))
-        if value
-    }
-    # Bid rollups have no tag dimension: a tagged chart reads raw rows.
+    tags = report_tags(campaign, publisher)
+    # Bid rollups have no tag dimension: a tagged chart reads raw rows. Day buckets that are
+    # UTC days read day rollups: a 30-day chart then sums 30 rows per code and buyer, not 720
+    # (the overview's slowest read over 30 days on 5M bids, see benchmarks/reports.py).
     rollups = aligned and not tags
-    plan = plan_range(since, until, use_days=False) if rollups else Plan(raw=[(since, until)])
+    utc_days = bucket == "day" and all(_as_utc(start).hour == 0 for start in starts[1:])
+    plan = plan_range(since, until, use_days=utc_days) if rollups else Plan(raw=[(since, until)])
     counts: dict[int, list[int]] = defaultdict(lambda: [0] * len(starts))
 
     def add(moment: datetime, code: int | None, number: int) -> None:
         index = bisect.bisect_right(starts, _as_utc(moment)) - 1
         counts[code or NO_CODE][index] += number
 
-    filters = {**bid_filters(buyer_id, source), **tags}
+    filters = bid_filters(buyer_id, source, tags)
     not_local = ~Q(outcome__in=LOCAL_OUTCOMES)
-    hours = spans_q(plan.hours, "bucket_start")
-    if hours is not None:
+    rollup_q = plan.rollup_q()
+    if rollup_q is not None:
         for row in (
-            BidOutcomeRollup.objects.filter(hours, not_local, grain=RollupGrain.HOUR, **filters)
+            BidOutcomeRollup.objects.filter(rollup_q, not_local, **filters)
             .values("bucket_start", "code")
             .annotate(n=Sum("attempts"))
             .order_by()
