@@ -23,7 +23,7 @@ from tests.test_buyer_pages import _buyer_fields, _create
 
 def _errors(form: BuyerForm, name: str) -> list[str]:
     assert not form.is_valid()
-    return list(form.errors[name])
+    return [str(error) for error in form.errors[name]]
 
 
 # --- operating hours ------------------------------------------------------------------------
