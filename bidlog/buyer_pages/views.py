@@ -24,10 +24,10 @@ from bidlog.choices import AlertStatus, Source
 from bidlog.models import BidLog
 from bidlog.monitoring.alerts import alert_list
 from bidlog.monitoring.health import buyer_health, buyers_health
+from bidlog.reports.bid_rows import bid_row
 from bidlog.reports.charts import (
     buyers_hourly_bids,
 )
-from bidlog.reports.pages import bid_row
 from bidlog.routing.eligibility import (
     Eligibility,
     eligibility_check,
