@@ -342,7 +342,11 @@ def _context(
 class SavedFilterForm(forms.Form):
     """Save the list's current filter under a name."""
 
-    name = forms.CharField(label="Save these filters as", max_length=MAX_NAME)
+    name = forms.CharField(
+        label="Save these filters as",
+        max_length=MAX_NAME,
+        error_messages={"required": "Give the filter a name."},
+    )
     query = forms.CharField(required=False, max_length=MAX_QUERY * 2, widget=forms.HiddenInput)
 
 
