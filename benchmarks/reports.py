@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callgrid_portal.settings")
@@ -188,9 +188,19 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
     browser = Client()
     browser.force_login(user)
     print(f"\n## Pages ({requests} requests each, rendered HTML)")
-    pages: tuple[tuple[str, str, dict[str, str | int]], ...] = (
+    today = timezone.now().date()
+    week = {"day_from": (today - timedelta(days=6)).isoformat(), "day_to": today.isoformat()}
+    pages: tuple[tuple[str, str, dict[str, Any]], ...] = (
         ("bids first page", "/bids/", {}),
         ("bids buyer + outcome", "/bids/", {"buyer": buyer.pk, "outcome": "declined"}),
+        # The bids list for investigation: several outcomes, days, sorted columns, the CSV.
+        ("bids 3 outcomes", "/bids/", {"outcome": ["declined", "timeout", "no_capacity"]}),
+        ("bids today", "/bids/", {"day_from": today.isoformat(), "day_to": today.isoformat()}),
+        ("bids slowest 24h", "/bids/", {"sort": "-duration_ms"}),
+        ("bids slowest 7 days", "/bids/", {"sort": "-duration_ms", **week}),
+        ("bids by buyer 24h", "/bids/", {"sort": "buyer"}),
+        ("bids buyer slowest 7d", "/bids/", {"sort": "-duration_ms", "buyer": buyer.pk, **week}),
+        ("bids CSV buyer 20k", "/bids/", {"buyer": buyer.pk, "export": "csv"}),
         ("calls first page", "/calls/", {}),
         ("calls not routed", "/calls/", {"routed": "false"}),
         ("calls won by a buyer", "/calls/", {"winner": buyer.pk}),
