@@ -120,7 +120,7 @@ def generate(rows: int) -> tuple:
             f"""
             INSERT INTO bidlog_bidlog (buyer_id, source, created_at, caller_id, state_code,
                 request, http_status, code, message, bid_amount, destination,
-                response_caller_id, duration_ms, attempt, outcome, error, raw_response)
+                response_caller_id, duration_ms, attempt, outcome, error, raw_response, trace)
             SELECT (%s::bigint[])[1 + (r3 * {BUYERS})::int %% {BUYERS}],
                 CASE WHEN r4 < 0.95 THEN 'live' WHEN r4 < 0.99 THEN 'health' ELSE 'test' END,
                 at,
@@ -130,7 +130,7 @@ def generate(rows: int) -> tuple:
                 {_case(3)}, {_case(2)}, '',
                 CASE WHEN r < 0.34 THEN round((5 + r2 * 55)::numeric, 2) END,
                 CASE WHEN r < 0.30 THEN '18005550100' ELSE '' END, '',
-                {_case(4)}, 1, {_quoted_case(1)}, '', ''
+                {_case(4)}, 1, {_quoted_case(1)}, '', '', '[]'::jsonb
             FROM (
                 SELECT random() AS r, random() AS r2, random() AS r3, random() AS r4,
                     %s::timestamptz + make_interval(secs => random() * {seconds}) AS at,

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from buyers.choices import BuyerStatus
 from buyers.hours import HoursSyntaxError, hours_text, parse_hours_text
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
@@ -282,6 +283,18 @@ class BuyerForm(forms.ModelForm):
         }
 
     SECTIONS = BUYER_FORM_SECTIONS
+    NEW_BUYER_STATUS_HELP = (
+        "A new buyer starts paused; choose Active to offer it calls as soon as it is saved."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None and "status" not in (kwargs.get("initial") or {}):
+            # A new buyer starts paused, so no call goes to it before someone has checked its
+            # endpoint and caps; the person chooses Active to go live at once (the pages and
+            # the admin alike; the API keeps its documented default).
+            self.initial["status"] = BuyerStatus.PAUSED
+            self.fields["status"].help_text = self.NEW_BUYER_STATUS_HELP
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
         """The bound fields under their section titles, in :attr:`SECTIONS` order."""

@@ -142,6 +142,14 @@ def test_the_new_buyer_form_starts_paused(bob):
     assert "A new buyer starts paused" in page
 
 
+def test_the_admin_add_form_starts_paused_too_and_edits_keep_the_status(admin_client):
+    page = admin_client.get(reverse("admin:buyers_buyer_add")).content.decode()
+    assert '<option value="paused" selected>Paused</option>' in page
+    buyer = BuyerFactory()
+    form = BuyerForm(instance=buyer)
+    assert form["status"].value() == "active"
+
+
 def test_a_new_buyer_is_active_only_when_the_user_chooses_it(bob):
     _response, buyer = _create(page_client(bob), status="paused")
     assert buyer is not None and buyer.status == "paused"

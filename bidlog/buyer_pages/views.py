@@ -157,11 +157,13 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
                 for change in buyer_changes(buyer, limit=CHANGE_HISTORY)
             ],
             can_edit=has_role(user, OPERATOR),
-            confirm_questions={
-                value: status_question([buyer.name], value) for value in CONFIRMED_STATUSES
-            },
+            # Each button: its status, its words, and the question it asks first (if any).
             status_changes=[
-                (value, STATUS_ACTIONS[value])
+                (
+                    value,
+                    STATUS_ACTIONS[value],
+                    status_question([buyer.name], value) if value in CONFIRMED_STATUSES else "",
+                )
                 for value in BuyerStatus.values
                 if value != buyer.status
             ],
@@ -280,20 +282,7 @@ class _BuyerFormView(RoleRequiredMixin, FormView):
 
 
 class BuyerCreateView(_BuyerFormView):
-    """A new buyer; it starts paused unless the person chooses active, so no call goes to a
-    buyer before someone has checked its settings (a test bid, the caps)."""
-
-    def get_initial(self) -> dict[str, Any]:
-        return {**super().get_initial(), "status": BuyerStatus.PAUSED}
-
-    def get_form(self, form_class: Any = None) -> BuyerForm:
-        form = super().get_form(form_class)
-        form.fields[
-            "status"
-        ].help_text = (
-            "A new buyer starts paused; choose Active to offer it calls as soon as it is saved."
-        )
-        return form
+    """A new buyer (it starts paused unless the person chooses active: see the form)."""
 
 
 class BuyerUpdateView(_BuyerFormView):
