@@ -62,7 +62,12 @@ def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
         "raw_response": bid.raw_response,
         "call_id": bid.call_id,
         "trace": [
-            {**entry, "outcome_label": _outcome_label(entry.get("outcome") or "")}
+            {
+                **entry,
+                "outcome_label": _without_code(
+                    _outcome_label(entry.get("outcome") or ""), entry.get("code")
+                ),
+            }
             for entry in bid.trace or []
         ],
     }
