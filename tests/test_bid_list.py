@@ -100,6 +100,20 @@ def test_columns_sort_slowest_first_within_the_last_day(alice):
     assert _ids(response) == [fast.pk, slow.pk]
 
 
+def test_a_sort_reads_only_the_newest_rows_of_a_busy_range_and_says_so(alice, monkeypatch):
+    monkeypatch.setattr(bid_pages, "SORT_WINDOW", 3)
+    now = timezone.now()
+    # The slowest bid is the oldest, outside the newest three the sort reads.
+    BidLogFactory(duration_ms=9000, created_at=now - timedelta(minutes=10))
+    newest = [
+        BidLogFactory(duration_ms=ms, created_at=now - timedelta(minutes=m))
+        for m, ms in ((4, 100), (3, 300), (2, 200), (1, 50))
+    ]
+    response = page_client(alice).get(LIST, {"sort": "-duration_ms"})
+    assert _ids(response) == [newest[1].pk, newest[2].pk, newest[3].pk]
+    assert "Sorted among the newest 3 of them" in response.content.decode()
+
+
 def test_sorted_pages_go_on_by_number(alice, monkeypatch):
     monkeypatch.setattr(bid_pages, "PAGE_SIZE", 2)
     bids = [BidLogFactory(duration_ms=100 * n) for n in range(1, 6)]
