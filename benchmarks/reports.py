@@ -201,6 +201,9 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> None:
         ("bids by buyer 24h", "/bids/", {"sort": "buyer"}),
         ("bids buyer slowest 7d", "/bids/", {"sort": "-duration_ms", "buyer": buyer.pk, **week}),
         ("bids CSV buyer 10k", "/bids/", {"buyer": buyer.pk, "export": "csv"}),
+        # The buyer page, figures first (24 hours of figures, cap gauges, charts), and the list.
+        ("buyer page", f"/buyers/{buyer.pk}/", {}),
+        ("buyers list", "/buyers/", {}),
         ("calls first page", "/calls/", {}),
         ("calls not routed", "/calls/", {"routed": "false"}),
         ("calls won by a buyer", "/calls/", {"winner": buyer.pk}),

@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from bidlog.models import LATENCY_EDGES_MS
 from bidlog.reports.charts import buyer_latency_histogram, latency_chart, volume_chart
-from bidlog.reports.services import report_summary, report_timeseries
+from bidlog.reports.services import percentile_from_histogram, report_timeseries
 from bidlog.routing.eligibility import cap_counts
 from buyers.models import Buyer
 from callgrid_portal import charts
@@ -25,37 +26,41 @@ GAUGE_FULL = 1.0
 
 
 def buyer_figures(buyer: Buyer, *, now: datetime) -> dict[str, Any]:
-    """The last 24 hours of ``buyer`` as the page's tiles, gauges and charts."""
+    """The last 24 hours of ``buyer`` as the page's tiles, gauges and charts.
+
+    The hourly series the chart draws and the latency histogram already hold every figure
+    (sums per hour, latency buckets), so the tiles add them up rather than asking the
+    report summary again: three reads for the whole panel, whatever the bid count.
+    """
     since = now - DAY
-    summary = report_summary(since=since, until=now, buyer_id=buyer.pk)
-    row = next((r for r in summary["buyers"] if r["buyer"] == buyer.pk), None)
-    latency = row["latency_ms"] if row else {}
-    timeout_ms = buyer.timeout_seconds * 1000
     series = report_timeseries(since=since, until=now, bucket="hour", tz="UTC", buyer_id=buyer.pk)
     histogram = buyer_latency_histogram(buyer_id=buyer.pk, since=since, until=now)
     day, month = cap_counts(buyers=[buyer], now=now).get(buyer.pk, (0, 0))
+    bids = sum(row["bids"] for row in series)
+    timeout_ms = buyer.timeout_seconds * 1000
+    # The open-ended last bucket answers its lower edge or the timeout, whichever is later.
+    longest = max(LATENCY_EDGES_MS[-1], timeout_ms)
+    p95 = percentile_from_histogram(histogram, 95, longest)
     return {
-        "bids": row["bids"] if row else 0,
-        "acceptance": _percent(row["acceptance_rate"] if row else None),
-        "revenue": (row["revenue"] if row else Decimal("0.00")),
-        "routed_calls": row["routed_calls"] if row else 0,
-        "timeout_rate": _percent(row["timeout_rate"] if row else None),
-        "p50": latency.get("p50"),
-        "p95": latency.get("p95"),
+        "bids": bids,
+        "acceptance": _share(sum(row["accepted"] for row in series), bids),
+        "revenue": sum((row["revenue"] for row in series), Decimal("0.00")),
+        "routed_calls": sum(row["routed_calls"] for row in series),
+        "timeout_rate": _share(sum(row["timeouts"] for row in series), bids),
+        "p50": percentile_from_histogram(histogram, 50, longest),
+        "p95": p95,
         "timeout_ms": timeout_ms,
         "gauges": [
             gauge
             for gauge in (
-                _gauge(
-                    "p95",
-                    "p95 response time against the timeout",
-                    latency.get("p95"),
-                    timeout_ms,
-                    unit="ms",
-                ),
+                _gauge("p95", "p95 response time against the timeout", p95, timeout_ms, unit="ms"),
                 _gauge("daily-cap", "Daily cap used", day, buyer.daily_cap, unit="routed calls"),
                 _gauge(
-                    "monthly-cap", "Monthly cap used", month, buyer.monthly_cap, unit="routed calls"
+                    "monthly-cap",
+                    "Monthly cap used",
+                    month,
+                    buyer.monthly_cap,
+                    unit="routed calls",
                 ),
             )
             if gauge is not None
@@ -69,8 +74,8 @@ def buyer_figures(buyer: Buyer, *, now: datetime) -> dict[str, Any]:
     }
 
 
-def _percent(rate: float | None) -> str:
-    return charts.fmt_percent(rate) if rate is not None else "no bids"
+def _share(part: int, whole: int) -> str:
+    return charts.fmt_percent(part / whole) if whole else "no bids"
 
 
 def _gauge(
