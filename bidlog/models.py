@@ -1,5 +1,6 @@
 """The bid log: every routing decision (Call) and every attempt (BidLog), nothing lost."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -469,3 +470,30 @@ class CallTagRollup(models.Model):
     def __str__(self) -> str:
         tags = f"{self.campaign or '-'}/{self.publisher or '-'}"
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {tags}: {self.calls}"
+
+
+class SavedBidFilter(models.Model):
+    """A bids-list filter a person saved under a name, to open again after logging out.
+
+    ``query`` is the list page's query string as it was (filters and sort; never a page
+    cursor). It is checked again by the page's filters whenever it is opened, so a filter
+    saved before a rule changed shows the field to fix rather than every bid.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_bid_filters"
+    )
+    name = models.CharField(max_length=60)
+    query = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["user", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "name"], name="%(app_label)s_%(class)s_unique_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: ?{self.query}"

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from bidlog.filters import BidLogFilter
 from bidlog.models import BidLog, Call
@@ -15,7 +15,16 @@ from bidlog.models import BidLog, Call
 
 def _bids() -> QuerySet[BidLog]:
     # Every listing shows the buyer's name and Grid ID: join once instead of once per row.
-    return BidLog.objects.select_related("buyer")
+    return with_call_winner(BidLog.objects.select_related("buyer"))
+
+
+def with_call_winner(bids: QuerySet[BidLog]) -> QuerySet[BidLog]:
+    """``bids`` with ``call_winner_id``: the buyer its call went to (``None`` without one).
+
+    An accepted bid whose call went to another buyer lost the auction, and the pages say
+    "outbid" rather than "Accepted"; one join on the call's primary key per listed row.
+    """
+    return bids.annotate(call_winner_id=F("call__winner_id"))
 
 
 def bid_list(*, filters: Mapping[str, Any]) -> QuerySet[BidLog]:

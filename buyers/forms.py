@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from buyers.choices import BuyerStatus
 from buyers.hours import HoursSyntaxError, hours_text, parse_hours_text
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES, caller_id_clean
@@ -145,16 +146,24 @@ class ParamsField(_TextOrJSONField):
 
     def from_text(self, text: str) -> dict[str, Any]:
         params: dict[str, str] = {}
+        problems: list[ValidationError] = []
         for line in filter(None, (line.strip() for line in text.splitlines())):
             name, sep, item = line.partition("=")
             name = name.strip()
             if not sep or not name:
-                raise ValidationError(
-                    f'"{line}": write each parameter as Name=value, one per line.', code="invalid"
+                problems.append(
+                    ValidationError(
+                        f'"{line}": write each parameter as Name=value, one per line.',
+                        code="invalid",
+                    )
                 )
-            if name in params:
-                raise ValidationError(f"{name} is given twice.", code="invalid")
-            params[name] = item.strip()
+            elif name in params:
+                problems.append(ValidationError(f"{name} is given twice.", code="invalid"))
+            else:
+                params[name] = item.strip()
+        if problems:
+            # Every bad line, not only the first.
+            raise ValidationError(problems)
         return params
 
 
@@ -183,7 +192,10 @@ class OperatingHoursField(_TextOrJSONField):
         try:
             return parse_hours_text(text)
         except HoursSyntaxError as exc:
-            raise ValidationError(str(exc), code="invalid") from None
+            # One message per bad line, so the page lists every line to fix.
+            raise ValidationError(
+                [ValidationError(problem, code="invalid") for problem in exc.problems]
+            ) from None
 
 
 # The buyer form's fields under their section titles: the pages show them so and the admin's
@@ -270,6 +282,18 @@ class BuyerForm(forms.ModelForm):
         }
 
     SECTIONS = BUYER_FORM_SECTIONS
+    NEW_BUYER_STATUS_HELP = (
+        "A new buyer starts paused; choose Active to offer it calls as soon as it is saved."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None and "status" not in (kwargs.get("initial") or {}):
+            # A new buyer starts paused, so no call goes to it before someone has checked its
+            # endpoint and caps; the person chooses Active to go live at once (the pages and
+            # the admin alike; the API keeps its documented default).
+            self.initial["status"] = BuyerStatus.PAUSED
+            self.fields["status"].help_text = self.NEW_BUYER_STATUS_HELP
 
     def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
         """The bound fields under their section titles, in :attr:`SECTIONS` order."""
@@ -333,3 +357,33 @@ class TestBidForm(forms.Form):
 
     def clean_state_code(self) -> str:
         return _state_code(self.cleaned_data["state_code"])
+
+
+class BuyerCloneForm(forms.Form):
+    """The name and Grid ID of a copy of a buyer; every other setting is copied."""
+
+    name = Buyer._meta.get_field("name").formfield()
+    grid_id = Buyer._meta.get_field("grid_id").formfield(label="Grid ID")
+
+
+# What the buyers list's bulk action may set. Disabling stays one buyer at a time, from its
+# page: it stops a buyer for good, which several at once should not do by a slip.
+BULK_STATUSES = (("paused", "Pause"), ("active", "Activate"))
+# The most buyers one bulk action takes (a list page shows them all; this bounds the POST).
+BULK_MAX = 500
+
+
+class BuyerBulkStatusForm(forms.Form):
+    """The buyers ticked on the list, and whether to pause or activate them."""
+
+    buyers = forms.ModelMultipleChoiceField(
+        queryset=Buyer.objects.all(),
+        error_messages={"required": "Tick at least one buyer."},
+    )
+    status = forms.ChoiceField(choices=BULK_STATUSES)
+
+    def clean_buyers(self) -> Any:
+        chosen = self.cleaned_data["buyers"]
+        if len(chosen) > BULK_MAX:
+            raise ValidationError(f"Choose at most {BULK_MAX} buyers at once.", code="too_many")
+        return chosen

@@ -56,34 +56,41 @@ _LINE_SPLIT = re.compile(r"[\n;]+")
 
 
 class HoursSyntaxError(ValueError):
-    """The text could not be read; the message names the line and what to write instead."""
+    """The text could not be read; each of :attr:`problems` names a line and what to write.
+
+    Every bad line is reported, not only the first, so one save shows everything to fix.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(" ".join(problems))
+        self.problems = list(problems)
 
 
 def parse_hours_text(text: str) -> dict[str, list[list[str]]]:
     """Read operating-hours text into the stored JSON shape; raises :class:`HoursSyntaxError`.
 
     Only the syntax is checked here (days, ``HH:MM`` times, open before close); the stored
-    value is validated again by the model like any other.
+    value is validated again by the model like any other (overlapping windows, for one).
     """
     hours: dict[str, list[list[str]]] = {}
     closed: set[str] = set()
+    problems: list[str] = []
     lines = [line.strip() for line in _LINE_SPLIT.split(text or "")]
     for line in filter(None, lines):
-        days, rest = _split_days(line)
-        if rest.lower() == "closed":
-            closed.update(days)
+        try:
+            days, windows = _line(line)
+        except HoursSyntaxError as exc:
+            problems.extend(exc.problems)
             continue
-        windows = [_window(part.strip(), line, days) for part in rest.split(",") if part.strip()]
-        if not windows:
-            raise HoursSyntaxError(
-                f'"{line}": add the hours after the days, like "mon-fri 09:00-17:00", '
-                'or write "closed".'
-            )
-        for day in days:
-            hours.setdefault(day, []).extend(windows)
+        if windows is None:
+            closed.update(days)
+        for day in days if windows is not None else ():
+            hours.setdefault(day, []).extend(windows or [])
     both = sorted(closed & hours.keys(), key=WEEKDAYS.index)
     if both:
-        raise HoursSyntaxError(f"{', '.join(both)} is both open and closed; keep one of them.")
+        problems.append(f"{', '.join(both)} is both open and closed; keep one of them.")
+    if problems:
+        raise HoursSyntaxError(*problems)
     if not hours and closed:
         # Only "closed" lines: never open, which the stored form cannot say (empty is
         # always open), and which pausing the buyer says better.
@@ -95,6 +102,29 @@ def parse_hours_text(text: str) -> dict[str, list[list[str]]]:
     return {
         day: sorted(map(list, {tuple(w) for w in hours[day]})) for day in WEEKDAYS if day in hours
     }
+
+
+def _line(line: str) -> tuple[tuple[str, ...], list[list[str]] | None]:
+    """The days one line names and its windows (``None`` for ``closed``); raises
+    :class:`HoursSyntaxError` with every problem of the line."""
+    days, rest = _split_days(line)
+    if rest.lower() == "closed":
+        return days, None
+    windows: list[list[str]] = []
+    problems: list[str] = []
+    for part in filter(None, (part.strip() for part in rest.split(","))):
+        try:
+            windows.append(_window(part, line, days))
+        except HoursSyntaxError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise HoursSyntaxError(*problems)
+    if not windows:
+        raise HoursSyntaxError(
+            f'"{line}": add the hours after the days, like "mon-fri 09:00-17:00", '
+            'or write "closed".'
+        )
+    return days, windows
 
 
 def _split_days(line: str) -> tuple[tuple[str, ...], str]:

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
+from buyers.choices import BuyerStatus
 from buyers.models import Buyer
 from buyers.validators import default_duplicate_window
 
@@ -21,6 +22,9 @@ Actor = AbstractBaseUser | AnonymousUser | None
 EDITABLE_FIELDS = frozenset(
     field.name for field in Buyer._meta.concrete_fields if field.editable and not field.primary_key
 )
+
+# Fields whose stored value is validated again only when an edit changes it (see below).
+_RECHECKED_WHEN_CHANGED = ("endpoint_url", "operating_hours")
 
 
 def buyer_prepare(*, buyer: Buyer | None = None, **fields: Any) -> Buyer:
@@ -51,12 +55,17 @@ def buyer_prepare(*, buyer: Buyer | None = None, **fields: Any) -> Buyer:
     previous = {name: getattr(buyer, name) for name in fields}
     for name, value in fields.items():
         setattr(buyer, name, value)
-    # An endpoint that passed when it was saved may fail a guard tightened since. It is
-    # checked again at every send (and skipped there), so it must not stop anyone from
-    # pausing, disabling or otherwise editing the buyer; a changed endpoint is checked here.
-    keep_endpoint = previous.get("endpoint_url", buyer.endpoint_url) == buyer.endpoint_url
+    # An endpoint or hours that passed when they were saved may fail a rule tightened since
+    # (the endpoint guard, overlapping windows). The endpoint is checked again at every send
+    # and hours that overlap still mean "open", so neither may stop anyone from pausing,
+    # disabling or otherwise editing the buyer; a changed value is checked here.
+    unchanged = [
+        name
+        for name in _RECHECKED_WHEN_CHANGED
+        if previous.get(name, getattr(buyer, name)) == getattr(buyer, name)
+    ]
     try:
-        buyer.full_clean(exclude=["endpoint_url"] if keep_endpoint else None)
+        buyer.full_clean(exclude=unchanged or None)
     except ValidationError:
         for name, value in previous.items():
             setattr(buyer, name, value)
@@ -129,3 +138,46 @@ def buyer_delete(*, buyer: Buyer, actor: Actor = None) -> None:
         raise refusal from None
     finally:
         buyer.__dict__.pop("_history_user", None)
+
+
+# The fields a clone does not copy: the person names the new buyer and it starts paused.
+_NOT_CLONED = frozenset({"name", "grid_id", "status"})
+
+
+def buyer_clone(*, source: Buyer, name: str, grid_id: str, actor: Actor = None) -> Buyer:
+    """A new buyer with ``source``'s settings under ``name`` and ``grid_id``, paused.
+
+    It starts paused so no call goes to the copy before someone has checked its endpoint and
+    caps; raises ``ValidationError`` keyed by field like :func:`buyer_create`.
+    """
+    fields = {
+        field: getattr(source, field)
+        for field in EDITABLE_FIELDS - _NOT_CLONED
+        if field != "duplicate_window_days" or source.duplicate_window_days is not None
+    }
+    return buyer_create(
+        actor=actor, name=name, grid_id=grid_id, status=BuyerStatus.PAUSED, **fields
+    )
+
+
+@transaction.atomic
+def buyers_set_status(
+    *, buyers: list[Buyer], status: str, actor: Actor = None
+) -> tuple[list[Buyer], dict[str, list[str]]]:
+    """Set ``status`` on each of ``buyers`` (the buyers list's bulk action), each audited.
+
+    Returns the buyers changed and, by name, why any other was refused. A buyer that already
+    has the status is left alone (no history row saying nothing changed). Each change is its
+    own savepoint, so one refused buyer does not undo the others.
+    """
+    changed: list[Buyer] = []
+    refused: dict[str, list[str]] = {}
+    for buyer in buyers:
+        if buyer.status == status:
+            continue
+        try:
+            with transaction.atomic():
+                changed.append(buyer_set_status(buyer=buyer, status=status, actor=actor))
+        except ValidationError as exc:
+            refused[buyer.name] = exc.messages
+    return changed, refused

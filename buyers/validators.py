@@ -2,6 +2,7 @@
 
 import functools
 import re
+from collections import Counter
 from datetime import time
 from typing import Any
 from zoneinfo import available_timezones
@@ -24,6 +25,8 @@ US_STATE_CODES = frozenset(
 )
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# The most bad values one message names; a pasted list of hundreds says how many more.
+MAX_NAMED = 20
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
@@ -66,18 +69,35 @@ def _sentence(text: str) -> str:
 
 
 def validate_state_codes(value: Any) -> None:
-    """Accepted states: a list of distinct two-letter US state codes (upper case)."""
+    """Accepted states: a list of distinct two-letter US state codes (upper case).
+
+    Every bad code and every repeated one is named in one answer, not only the first.
+    """
     if not isinstance(value, list):
         raise ValidationError("Enter a list of two-letter state codes.", code="not_a_list")
+    problems: list[ValidationError] = []
     bad = [code for code in value if not isinstance(code, str) or code not in US_STATE_CODES]
     if bad:
-        shown = ", ".join(repr(code) for code in bad[:5])
-        raise ValidationError(
-            f"Not US state codes: {shown}. Use two upper-case letters like CO.",
-            code="invalid_state",
+        shown = ", ".join(repr(code) for code in bad[:MAX_NAMED])
+        more = f" and {len(bad) - MAX_NAMED} more" if len(bad) > MAX_NAMED else ""
+        problems.append(
+            ValidationError(
+                f"Not US state codes: {shown}{more}. Use two upper-case letters like CO.",
+                code="invalid_state",
+            )
         )
-    if len(set(value)) != len(value):
-        raise ValidationError("Each state may appear only once.", code="duplicate_state")
+    counts = Counter(code for code in value if isinstance(code, str))
+    repeated = [code for code, count in counts.items() if count > 1]
+    if repeated:
+        problems.append(
+            ValidationError(
+                f"Each state may appear only once: {', '.join(repeated[:MAX_NAMED])} "
+                "appear more than once.",
+                code="duplicate_state",
+            )
+        )
+    if problems:
+        raise ValidationError(problems)
 
 
 def validate_extra_params(value: Any) -> None:
@@ -148,33 +168,84 @@ def validate_operating_hours(value: Any) -> None:
     """Operating hours: ``{"mon": [["09:00", "17:00"], ...], ...}``; empty means always open.
 
     Each window is [open, close) in the buyer's time zone, open before close; ``24:00`` closes
-    at midnight. A weekday left out is closed all day.
+    at midnight. A weekday left out is closed all day. Windows of one day may touch
+    (12:00-13:00 and 13:00-17:00) but not overlap. Every problem is reported, not only the
+    first, so one save shows everything to fix.
     """
     if not isinstance(value, dict):
         raise ValidationError("Enter operating hours as a JSON object.", code="not_an_object")
+    problems: list[ValidationError] = []
     for day, windows in value.items():
         if day not in WEEKDAYS:
-            raise ValidationError(
-                f"Unknown weekday {day!r}; use {', '.join(WEEKDAYS)}.", code="bad_weekday"
+            problems.append(
+                ValidationError(
+                    f"Unknown weekday {day!r}; use {', '.join(WEEKDAYS)}.", code="bad_weekday"
+                )
             )
-        if not isinstance(windows, list):
-            raise ValidationError(f"{day}: enter a list of [open, close] pairs.", code="bad_day")
-        for window in windows:
-            if (
-                not isinstance(window, list | tuple)
-                or len(window) != 2
-                or not all(isinstance(t, str) and _HHMM.match(t) for t in window)
-            ):
-                raise ValidationError(
+        elif not isinstance(windows, list):
+            problems.append(
+                ValidationError(f"{day}: enter a list of [open, close] pairs.", code="bad_day")
+            )
+        else:
+            problems.extend(_day_problems(day, windows))
+    if problems:
+        raise ValidationError(problems)
+
+
+def _day_problems(day: str, windows: list[Any]) -> list[ValidationError]:
+    """What is wrong with one day's windows: each bad window, then each overlapping pair."""
+    problems: list[ValidationError] = []
+    good: list[tuple[str, str]] = []
+    for window in windows:
+        if (
+            not isinstance(window, list | tuple)
+            or len(window) != 2
+            or not all(isinstance(t, str) and _HHMM.match(t) for t in window)
+        ):
+            problems.append(
+                ValidationError(
                     f'{day}: each window is a pair of HH:MM times like ["09:00", "17:00"].',
                     code="bad_window",
                 )
-            opens, closes = window
-            if opens == "24:00" or (closes != "24:00" and closes <= opens):
-                raise ValidationError(
+            )
+            continue
+        opens, closes = window
+        if opens == "24:00" or (closes != "24:00" and closes <= opens):
+            problems.append(
+                ValidationError(
                     f"{day}: window {opens}-{closes} must open before it closes.",
                     code="bad_window",
                 )
+            )
+            continue
+        good.append((opens, closes))
+    problems.extend(
+        ValidationError(
+            f"{day}: windows {a[0]}-{a[1]} and {b[0]}-{b[1]} overlap; "
+            "join them into one window or move one of them.",
+            code="overlapping_windows",
+        )
+        for a, b in overlapping_windows(good)
+    )
+    return problems
+
+
+def overlapping_windows(
+    windows: list[tuple[str, str]],
+) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Each pair of one day's valid ``(open, close)`` windows that overlap, earlier first.
+
+    ``HH:MM`` strings sort as times, and ``24:00`` sorts after every other close. Windows
+    that only touch (one closes when the next opens) do not overlap.
+    """
+    ordered = sorted(windows)
+    pairs = []
+    for i, first in enumerate(ordered):
+        for second in ordered[i + 1 :]:
+            if second[0] >= first[1]:
+                break
+            pairs.append((first, second))
+    return pairs
 
 
 def default_duplicate_window(vertical: str) -> int:

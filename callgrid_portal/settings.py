@@ -87,6 +87,8 @@ TEMPLATES = [
         },
     },
 ]
+# Every form field with an error gets the error style (aria-invalid and the invalid class).
+FORM_RENDERER = "callgrid_portal.formrender.PortalFormRenderer"
 
 # Database: SQLite in WAL mode by default, PostgreSQL (psycopg 3) from DATABASE_URL.
 DATABASE_URL = env_str("DATABASE_URL")

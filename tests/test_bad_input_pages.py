@@ -11,9 +11,9 @@ from django.urls import reverse
 
 from bidlog.buyer_pages.views import BuyerPageFilter
 from bidlog.choices import Source
+from bidlog.reports.bid_pages import BidListFilter
 from bidlog.reports.call_pages import CallPageFilter
 from bidlog.reports.forms import ReportRangeForm
-from bidlog.reports.pages import BidPageFilter
 from buyers.forms import BuyerForm, EligibilityForm
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
@@ -26,7 +26,7 @@ RANGE = list(ReportRangeForm.base_fields)
 PAGE_PARAMS = {
     "home": RANGE,
     "reports": [*RANGE, "export"],
-    "bids:list": [*BidPageFilter.base_filters, "before"],
+    "bids:list": [*BidListFilter.base_filters, "before", "page", "export"],
     "calls:list": [*CallPageFilter.base_filters, "before"],
     "buyers:list": list(BuyerPageFilter.base_filters),
     "buyers:detail": [*EligibilityForm.base_fields, "test_bid"],
@@ -53,7 +53,12 @@ def _url(name: str, buyer) -> str:
 
 # Errors a value may cause on another field than its own (an empty custom range asks for its
 # start; an unknown export is about the whole request).
-ALSO = {"range": {"since"}, "export": {"__all__"}, "to_date": {"from_date"}}
+ALSO = {
+    "range": {"since"},
+    "export": {"__all__"},
+    "to_date": {"from_date"},
+    "page": {"__all__"},
+}
 
 
 def _form_errors(response) -> set[str]:
@@ -99,10 +104,12 @@ def test_odd_test_bid_values_never_crash(operator_client, buyer):
     url = reverse("buyers:test_bid", args=[buyer.pk])
     for field in ("test-caller_id", "test-state_code"):
         for value in ODD:
-            # Refused with a message, or queued (an empty caller ID is the buyer's test
-            # number): either way back to the buyer's page.
+            # Refused next to its field on the buyer's page (400), or queued (an empty caller
+            # ID is the buyer's test number) and back to the buyer's page.
             response = operator_client.post(url, {field: value})
-            assert response.status_code == 302, (field, value)
+            assert response.status_code in (302, 400), (field, value)
+            if response.status_code == 400:
+                assert response.context["test_bid_form"].errors, (field, value)
 
 
 def test_odd_paid_out_values_never_crash(operator_client, buyer):

@@ -306,15 +306,29 @@ def test_viewer_cannot_send_a_test_bid(alice):
     assert not BidLog.objects.exists()
 
 
-def test_a_bad_test_caller_id_is_named_and_nothing_is_queued(bob):
+def test_a_bad_test_caller_is_shown_next_to_its_field_with_what_was_typed(bob):
     buyer = BuyerFactory()
     response = page_client(bob).post(
         reverse("buyers:test_bid", args=[buyer.pk]),
-        {"test-caller_id": "555-1234", "test-state_code": "co"},
-        follow=True,
+        {"test-caller_id": "555-1234", "test-state_code": "zz"},
     )
-    assert "Test caller ID: Invalid caller ID" in response.content.decode()
+    assert response.status_code == 400
+    page = response.content.decode()
+    # The buyer's page itself, with both errors under their fields and the text kept.
+    assert f"<h1>{buyer.name} " in page
+    caller = _input(page, "test-caller_id")
+    assert 'value="555-1234"' in caller
+    assert 'aria-invalid="true"' in caller and "invalid" in caller
+    assert "Invalid caller ID" in page
+    assert 'value="zz"' in _input(page, "test-state_code")
+    assert "is not a US state code" in page
     assert not BidLog.objects.exists()
+
+
+def _input(page: str, name: str) -> str:
+    """The ``<input>`` tag named ``name`` in ``page``."""
+    start = page.index(f'name="{name}"')
+    return page[page.rindex("<input", 0, start) : page.index(">", start) + 1]
 
 
 def test_operator_queues_a_test_bid_and_the_page_waits_for_it(bob):
@@ -430,9 +444,20 @@ def test_operator_pauses_and_activates_a_buyer_from_its_page(bob):
     buyer = BuyerFactory(name="Acme Auto")
     client = page_client(bob)
     page = client.get(reverse("buyers:detail", args=[buyer.pk])).content.decode()
-    assert 'value="paused">Pause</button>' in page
+    assert 'value="paused" data-confirm="Pause Acme Auto? It will get no calls' in page
     assert 'value="active">Activate</button>' not in page  # already active
-    response = client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "paused"})
+    # Without a confirmation the answer asks first and changes nothing (no JavaScript).
+    asked = client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "paused"})
+    assert asked.status_code == 200
+    assert "Pause Acme Auto? It will get no calls until someone activates it again." in (
+        asked.content.decode()
+    )
+    assert '<input type="hidden" name="confirm" value="yes">' in asked.content.decode()
+    buyer.refresh_from_db()
+    assert buyer.status == "active"
+    response = client.post(
+        reverse("buyers:status", args=[buyer.pk]), {"status": "paused", "confirm": "yes"}
+    )
     assert response.status_code == 302
     buyer.refresh_from_db()
     assert buyer.status == "paused"
@@ -524,7 +549,7 @@ def test_the_buyer_page_shows_who_changed_what(bob):
         reverse("buyers:edit", args=[buyer.pk]),
         _buyer_fields(min_bid="14.00", operating_hours="mon-fri 09:00-17:00", auto_pause="on"),
     )
-    client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "paused"})
+    client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "paused", "confirm": "yes"})
     response = client.get(reverse("buyers:detail", args=[buyer.pk]))
     changes = response.context["changes"]
     assert [change["who"] for change in changes] == ["bob", "bob", "bob"]

@@ -63,6 +63,9 @@ PAGES = [
     PageCase("overview-bad-dates", "/?from_date=2026-12-03&to_date=2026-12-01"),
     PageCase("bids", "/bids/"),
     PageCase("bids-filtered", "/bids/?code=4004"),
+    PageCase("bids-sorted", "/bids/?sort=-duration_ms&outcome=accepted&outcome=timeout"),
+    PageCase("bids-bad-filters", "/bids/?day_from=2026-12-02&day_to=2026-12-01&sort=x"),
+    PageCase("bids-operator", "/bids/", "operator"),
     PageCase("bid-detail-failed", "/bids/{bid}/"),
     PageCase("bid-detail-accepted", "/bids/{accepted}/"),
     PageCase("calls", "/calls/"),
@@ -76,6 +79,8 @@ PAGES = [
     PageCase("buyer-detail-operator", "/buyers/{buyer}/?caller_id=3035551234", "operator"),
     PageCase("buyer-new", "/buyers/new/", "operator"),
     PageCase("buyer-edit", "/buyers/{buyer}/edit/", "operator"),
+    PageCase("buyer-clone", "/buyers/{buyer}/clone/", "operator"),
+    PageCase("buyers-operator", "/buyers/", "operator"),
     PageCase("troubleshooting", "/troubleshooting/"),
     PageCase("login", "/accounts/login/", "anonymous"),
     PageCase("forbidden", "/buyers/new/", status=403),
@@ -89,7 +94,10 @@ PAGES = [
 NOT_PAGES = {
     "logout": "POST only; its message is on the login page (test_logout_says_so)",
     "buyers:test_bid": "POST only; answers with a redirect to the buyer page",
-    "buyers:status": "POST only; answers with a redirect to the buyer page",
+    "buyers:status": "POST only; its confirm page: test_confirm_pages_have_no_axe_violation",
+    "buyers:bulk_status": "POST only; its confirm page: test_confirm_pages_have_no_axe_violation",
+    "bids:saved_save": "POST only; answers with a redirect to the bids list",
+    "bids:saved_delete": "POST only; answers with a redirect to the bids list",
     "calls:paid-out": "POST only; answers with a redirect to the call page",
 }
 # Whole parts of the URL conf that are not the portal's pages: Django's admin, and the API
@@ -221,6 +229,36 @@ def test_page_has_no_axe_violation_at_either_width(browser, world, axe, screensh
             )
             if overflow > 0:
                 problems.append(f"at {width_name} width the page scrolls sideways by {overflow}px")
+    page.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_confirm_pages_have_no_axe_violation(browser, world, axe, screenshot_dir):
+    """The pages that ask before pausing are POST answers, what a person without JavaScript
+    sees. Here the dialog's question is taken off the buttons, so the click brings the page."""
+    page = _open(browser, world["site"], "operator")
+    problems = []
+    cases = (
+        ("buyer-pause-confirm", f"/buyers/{world['buyer']}/", "Pause", "Pause Acme Auto?"),
+        ("buyer-disable-confirm", f"/buyers/{world['buyer']}/", "Disable", "Disable Acme Auto?"),
+        ("buyers-bulk-pause-confirm", "/buyers/", "Pause", "Pause 2 buyers?"),
+    )
+    for name, url, button, heading in cases:
+        for width_name, (width, height) in WIDTHS.items():
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(world["site"] + url)
+            page.evaluate(
+                "document.querySelectorAll('[data-confirm]')"
+                ".forEach(b => b.removeAttribute('data-confirm'))"
+            )
+            for box in page.locator('input[name="buyers"]').all():
+                box.check()
+            page.get_by_role("button", name=button).first.click()
+            expect(page.get_by_role("heading", name=heading)).to_be_visible()
+            page.screenshot(path=screenshot_dir / f"{name}-{width_name}.png", full_page=True)
+            results = axe.run(page)
+            if results.violations_count:
+                problems.append(f"{name} at {width_name} width:\n{_violations(results)}")
     page.close()
     assert not problems, "\n".join(problems)
 

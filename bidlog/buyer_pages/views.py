@@ -8,7 +8,6 @@ recorded with its author.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -16,31 +15,26 @@ from django.core.exceptions import ValidationError
 from django.forms.utils import pretty_name
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import reverse
 from django.utils import timezone
-from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 
+from bidlog.buyer_pages.figures import buyer_figures
+from bidlog.buyer_pages.status import CONFIRMED_STATUSES, STATUS_ACTIONS, status_question
 from bidlog.choices import AlertStatus, Source
 from bidlog.models import BidLog
-from bidlog.monitoring import testbids
 from bidlog.monitoring.alerts import alert_list
 from bidlog.monitoring.health import buyer_health, buyers_health
+from bidlog.reports.bid_rows import bid_row
 from bidlog.reports.charts import (
-    buyer_latency_histogram,
     buyers_hourly_bids,
-    latency_chart,
-    volume_chart,
 )
-from bidlog.reports.pages import bid_row
-from bidlog.reports.services import report_timeseries
 from bidlog.routing.blocks import show_utc
 from bidlog.routing.eligibility import Eligibility, eligibility_check
 from bidlog.selectors import bid_list
 from buyers import services
 from buyers.choices import BuyerStatus
 from buyers.filters import BuyerFilter
-from buyers.forms import BuyerForm, EligibilityForm, TestBidForm
+from buyers.forms import BULK_STATUSES, BuyerForm, EligibilityForm, TestBidForm
 from buyers.hours import hours_summary
 from buyers.models import Buyer
 from buyers.selectors import buyer_changes, buyer_list
@@ -51,13 +45,6 @@ from callgrid_portal.privacy import can_see_caller_ids
 from callgrid_portal.roles import OPERATOR, has_role
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
-DAY = timedelta(hours=24)
-# The buyer page's status buttons: what each one says.
-_STATUS_ACTIONS: dict[str, str] = {
-    BuyerStatus.ACTIVE: "Activate",
-    BuyerStatus.PAUSED: "Pause",
-    BuyerStatus.DISABLED: "Disable",
-}
 RECENT_BIDS = 20
 ALERT_HISTORY = 10
 CHANGE_HISTORY = 10
@@ -95,6 +82,7 @@ class BuyerListView(RoleRequiredMixin, ListView):
             (buyer, health[buyer.pk], _sparkline(buyer, hourly[buyer.pk])) for buyer in buyers
         ]
         context["can_edit"] = has_role(self.request.user, OPERATOR)
+        context["bulk_actions"] = BULK_STATUSES
         context["filter"] = self.filterset
         context["filtered"] = any(self.request.GET.get(name) for name in self.filterset.filters)
         return context
@@ -140,9 +128,13 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
                 )[0]
             )
         masked = not can_see_caller_ids(user)
+        alerts = sorted(
+            alert_list(buyer_id=buyer.pk)[:ALERT_HISTORY],
+            key=lambda alert: alert.status != AlertStatus.OPEN,
+        )
         context.update(
             eligibility_form=form,
-            test_bid_form=TestBidForm(prefix=TEST_BID_PREFIX),
+            test_bid_form=kwargs.get("test_bid_form") or TestBidForm(prefix=TEST_BID_PREFIX),
             test_bid=_test_bid(buyer, self.request.GET.get("test_bid", ""), masked=masked),
             bids=_recent_bids(buyer, masked=masked),
             health_checks=[
@@ -152,25 +144,40 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
                 ]
             ],
             health=buyer_health(buyer),
-            last_day=_last_day_charts(buyer),
+            figures=buyer_figures(buyer, now=timezone.now()),
             # Open first, then those resolved in the last week, newest first in each.
-            alerts=sorted(
-                alert_list(buyer_id=buyer.pk)[:ALERT_HISTORY],
-                key=lambda alert: alert.status != AlertStatus.OPEN,
-            ),
+            alerts=alerts,
+            open_alerts=[alert for alert in alerts if alert.status == AlertStatus.OPEN],
             operating_hours=hours_summary(buyer.operating_hours),
             changes=[
                 {**change, "fields": [_field_change(*field) for field in change["fields"]]}
                 for change in buyer_changes(buyer, limit=CHANGE_HISTORY)
             ],
             can_edit=has_role(user, OPERATOR),
+            # Each button: its status, its words, and the question it asks first (if any).
             status_changes=[
-                (value, _STATUS_ACTIONS[value])
+                (
+                    value,
+                    STATUS_ACTIONS[value],
+                    status_question([buyer.name], value) if value in CONFIRMED_STATUSES else "",
+                )
                 for value in BuyerStatus.values
                 if value != buyer.status
             ],
         )
         return context
+
+
+def buyer_page(
+    request: HttpRequest, buyer: Buyer, *, test_bid_form: TestBidForm, status: int
+) -> HttpResponse:
+    """The buyer's page with ``test_bid_form`` as it was sent (its errors next to its fields
+    and what was typed kept), for an action that answers with the page itself."""
+    view = BuyerDetailView()
+    view.setup(request, pk=buyer.pk)
+    view.object = buyer
+    context = view.get_context_data(object=buyer, test_bid_form=test_bid_form)
+    return view.render_to_response(context, status=status)
 
 
 def _sparkline(buyer: Buyer, hourly: list[int]) -> str:
@@ -180,24 +187,6 @@ def _sparkline(buyer: Buyer, hourly: list[int]) -> str:
         label=f"{buyer.name}: {charts.fmt_count(total)} bids in the last {len(hourly)} hours, "
         f"at most {charts.fmt_count(max(hourly, default=0))} in one hour",
     )
-
-
-def _last_day_charts(buyer: Buyer) -> dict[str, Any]:
-    """The buyer page's charts over the last 24 hours: bids with acceptance per hour, and
-    response times against the buyer's timeout."""
-    until = timezone.now()
-    since = until - DAY
-    series = report_timeseries(since=since, until=until, bucket="hour", tz="UTC", buyer_id=buyer.pk)
-    histogram = buyer_latency_histogram(buyer_id=buyer.pk, since=since, until=until)
-    return {
-        "volume": volume_chart(series, bucket="hour", tz="UTC"),
-        "latency": latency_chart(
-            histogram,
-            timeout_seconds=buyer.timeout_seconds,
-            title=f"Response times of {buyer.name} in the last 24 hours",
-        ),
-        "bids": sum(row["bids"] for row in series),
-    }
 
 
 def _field_change(name: str, old: Any, new: Any) -> tuple[str, str, str]:
@@ -257,61 +246,6 @@ def _eligibility_view(answer: Eligibility) -> dict[str, Any]:
     }
 
 
-class BuyerTestBidView(RoleRequiredMixin, View):
-    """``POST``: queue a test bid, then show the buyer's page, which waits for the answer.
-
-    A worker sends it (:mod:`bidlog.monitoring.testbids`); the page polls the bid's API entry and
-    shows
-    the answer once it has arrived.
-    """
-
-    required_role = OPERATOR
-    http_method_names = ["post"]
-
-    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
-        buyer = get_object_or_404(Buyer, pk=pk)
-        page = reverse("buyers:detail", args=[buyer.pk])
-        form = TestBidForm(request.POST, prefix=TEST_BID_PREFIX)
-        if not form.is_valid():
-            for name, errors in form.errors.items():
-                messages.error(request, f"{form.fields[name].label}: {' '.join(map(str, errors))}")
-            return redirect(f"{page}#test-bid")
-        try:
-            bid = testbids.test_bid_queue(
-                buyer=buyer,
-                caller_id=form.cleaned_data["caller_id"] or testbids.caller_id_for_test_bids(buyer),
-                state_code=form.cleaned_data["state_code"],
-                actor=request.user,
-            )
-        except testbids.BrokerUnavailable as exc:
-            messages.error(request, str(exc))
-            return redirect(f"{page}#test-bid")
-        return redirect(f"{page}?test_bid={bid.pk}#test-bid")
-
-
-class BuyerStatusView(RoleRequiredMixin, View):
-    """``POST status=active|paused|disabled``: the buyer page's activate, pause and disable
-    buttons, recorded in the buyer's history with the operator as author."""
-
-    required_role = OPERATOR
-    http_method_names = ["post"]
-
-    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
-        buyer = get_object_or_404(Buyer, pk=pk)
-        status = request.POST.get("status", "")
-        if status not in BuyerStatus.values:
-            messages.error(request, f"Status: choose {', '.join(BuyerStatus.values)}.")
-            return redirect("buyers:detail", pk=buyer.pk)
-        try:
-            buyer = services.buyer_set_status(buyer=buyer, status=status, actor=request.user)
-        except ValidationError as exc:
-            # A buyer saved before a rule existed can fail validation; say why, change nothing.
-            messages.error(request, f"Not changed: {'; '.join(exc.messages)}")
-            return redirect("buyers:detail", pk=buyer.pk)
-        messages.success(request, f"{buyer.name} is now {buyer.get_status_display().lower()}.")
-        return redirect("buyers:detail", pk=buyer.pk)
-
-
 class _BuyerFormView(RoleRequiredMixin, FormView):
     """Create or edit through :class:`BuyerForm`, saving with the user as the author."""
 
@@ -345,7 +279,7 @@ class _BuyerFormView(RoleRequiredMixin, FormView):
 
 
 class BuyerCreateView(_BuyerFormView):
-    """A new buyer."""
+    """A new buyer (it starts paused unless the person chooses active: see the form)."""
 
 
 class BuyerUpdateView(_BuyerFormView):

@@ -18,7 +18,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 
 from bidlog.models import Call
-from bidlog.reports.pages import CursorListView, bid_row, buyer_choice_filter
+from bidlog.reports.bid_rows import bid_row
+from bidlog.reports.pages import CursorListView, buyer_choice_filter
 from bidlog.routing.errors import RouteError
 from bidlog.routing.record import call_paid_out_set
 from bidlog.routing.serializers import CallFilter

@@ -18,59 +18,19 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views import View
 
-from bidlog.api.serializers import mask_bid_data
-from bidlog.choices import Outcome, OutcomeClass
+from bidlog.choices import OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
-from bidlog.models import BidLog
 from bidlog.monitoring.support import support_request_text
+from bidlog.reports.bid_rows import bid_row
 from bidlog.reports.forms import RangeForm
 from bidlog.selectors import bid_get
 from buyers.models import Buyer
-from callgrid_portal.bidapi import codes
+from callgrid_portal.bidapi import codes, outcome_guidance
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phones_in
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 PAGE_SIZE = 50
-
-
-def _outcome_label(outcome: str) -> str:
-    """An outcome as the pages name it ("System error"); anything unknown as it is."""
-    return str(Outcome(outcome).label) if outcome in Outcome.values else outcome
-
-
-def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
-    """One bid as the pages show it; ``masked`` hides every copy of the caller's number, in
-    the fields, the request and the texts, exactly as the API does for viewers."""
-    row = {
-        "id": bid.pk,
-        "created_at": bid.created_at,
-        "buyer_id": bid.buyer_id,
-        "buyer_name": bid.buyer.name,
-        "source": bid.get_source_display(),
-        "caller_id": bid.caller_id,
-        "state_code": bid.state_code,
-        "response_caller_id": bid.response_caller_id,
-        "request": bid.request,
-        "outcome": bid.get_outcome_display(),
-        "outcome_class": bid.outcome_class,
-        "pending": bid.outcome == Outcome.PENDING,
-        "code": bid.code,
-        "http_status": bid.http_status,
-        "attempt": bid.attempt,
-        "bid_amount": bid.bid_amount,
-        "destination": bid.destination,
-        "duration_ms": bid.duration_ms,
-        "message": bid.message,
-        "error": bid.error,
-        "raw_response": bid.raw_response,
-        "call_id": bid.call_id,
-        "trace": [
-            {**entry, "outcome_label": _outcome_label(entry.get("outcome") or "")}
-            for entry in bid.trace or []
-        ],
-    }
-    return mask_bid_data(row) if masked else row
 
 
 def buyer_choice_filter(field_name: str) -> django_filters.ModelChoiceFilter:
@@ -203,19 +163,6 @@ class CursorListView(RoleRequiredMixin, View):
         )
 
 
-class BidListView(CursorListView):
-    """``/bids/``: filter by buyer, outcome, code, source, caller and time; newest first."""
-
-    filterset_class = BidPageFilter
-    template_name = "bidlog/bid_list.html"
-
-    def get_queryset(self) -> QuerySet[BidLog]:
-        return BidLog.objects.select_related("buyer")
-
-    def row(self, item: BidLog, *, masked: bool) -> dict[str, Any]:
-        return bid_row(item, masked=masked)
-
-
 class BidDetailView(RoleRequiredMixin, View):
     """``/bids/<id>/``: the request and the answer, what the code means, and for a failed
     bid a support request ready to send to CallGrid."""
@@ -227,6 +174,8 @@ class BidDetailView(RoleRequiredMixin, View):
         masked = not can_see_caller_ids(request.user)
         row = bid_row(bid, masked=masked)
         guidance = codes.get(bid.code)
+        # A timeout has no code, and a shift needs to know what to do about it all the same.
+        outcome_guide = outcome_guidance.get(bid.outcome) if guidance is None else None
         # A support request is for problems: an error code (4000 and up) or a failed bid.
         failed = bid.outcome_class == OutcomeClass.ERROR or bool(guidance and guidance.is_error)
         support = support_request_text(bid) if failed else ""
@@ -239,6 +188,7 @@ class BidDetailView(RoleRequiredMixin, View):
                 "bid": row,
                 "request_json": json.dumps(row["request"], indent=2, sort_keys=True),
                 "guidance": guidance,
+                "outcome_guidance": outcome_guide,
                 "support": support,
             },
         )
