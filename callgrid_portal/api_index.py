@@ -29,6 +29,7 @@ ENDPOINTS = {
     "reports/timeseries": "api:report-timeseries",
     "reports/states": "api:report-states",
     "alerts": "api:alert-list",
+    "alerts/mutes": "api:alert-mute-list",
     "error-codes": "api:error-code-list",
     "health": "api:health",
 }

@@ -26,6 +26,7 @@ MENU: tuple[tuple[str, str, str, str], ...] = (
     ("buyers", "Buyers", "buyers:list", VIEWER),
     ("calls", "Calls", "calls:list", VIEWER),
     ("bids", "Bids", "bids:list", VIEWER),
+    ("alerts", "Alerts", "alerts:list", VIEWER),
     ("reports", "Reports", "reports", VIEWER),
     ("troubleshooting", "Troubleshooting", "troubleshooting", VIEWER),
     ("api", "API", "api:docs", VIEWER),

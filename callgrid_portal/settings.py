@@ -141,6 +141,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "callgrid_portal.navigation.nav_items",
+                "bidlog.monitoring.pages.alert_badge",
             ],
         },
     },

@@ -35,6 +35,7 @@ urlpatterns = [
     path("buyers/", include("bidlog.buyer_pages.urls")),
     path("bids/", include("bidlog.urls")),
     path("calls/", include("bidlog.call_urls")),
+    path("alerts/", include("bidlog.alert_urls")),
     path("troubleshooting/", TroubleshootingView.as_view(), name="troubleshooting"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
