@@ -25,6 +25,7 @@ MENU: tuple[tuple[str, str, str, str], ...] = (
     ("home", "Overview", "home", VIEWER),
     ("buyers", "Buyers", "buyers:list", VIEWER),
     ("calls", "Calls", "calls:list", VIEWER),
+    ("live", "Live", "live", VIEWER),
     ("bids", "Bids", "bids:list", VIEWER),
     ("alerts", "Alerts", "alerts:list", VIEWER),
     ("reports", "Reports", "reports", VIEWER),
