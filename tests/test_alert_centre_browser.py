@@ -3,10 +3,13 @@ the header's count follows, and a viewer sees who did what without the buttons."
 
 from __future__ import annotations
 
+from typing import cast
+
 from playwright.sync_api import expect
 
 from bidlog.choices import AlertRule
 from bidlog.models import Alert, AlertMute
+from buyers.models import Buyer
 from tests import test_pages_browser
 from tests.factories import BuyerFactory, UserFactory
 
@@ -17,8 +20,8 @@ PASSWORD = test_pages_browser.PASSWORD
 
 
 def _alerts() -> tuple[Alert, Alert]:
-    acme = BuyerFactory(name="Acme Auto")
-    beta = BuyerFactory(name="Beta Insurance")
+    acme = cast(Buyer, BuyerFactory(name="Acme Auto"))
+    beta = cast(Buyer, BuyerFactory(name="Beta Insurance"))
     disabled = Alert.objects.create(
         buyer=acme,
         rule=AlertRule.DISABLED,
