@@ -3,8 +3,10 @@ reload, and the pause button stopping it."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -15,6 +17,13 @@ from bidlog.reports.live_pages import ROWS
 from tests import test_pages_browser
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
+
+HTMX = (
+    Path(__file__).resolve().parents[1]
+    / "callgrid_portal/static/callgrid_portal/vendor/htmx/htmx-2.0.11.min.js"
+)
+# npm's htmx.org 2.0.11, dist/htmx.min.js, as published (see the folder's VERSION).
+HTMX_SHA256 = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"
 
 browser = test_pages_browser.browser
 _server = test_pages_browser._server
@@ -27,6 +36,12 @@ def _call_with_bids(buyer, **fields):
     BidLogFactory(buyer=buyer, call=call, outcome=Outcome.DECLINED, code=2000, bid_amount=None)
     BidLogFactory(buyer=buyer, call=call, outcome=Outcome.ACCEPTED, bid_amount=Decimal("33.00"))
     return call
+
+
+def test_vendored_htmx_is_the_pinned_release_unchanged():
+    data = HTMX.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == HTMX_SHA256
+    assert b'version:"2.0.11"' in data
 
 
 @pytest.mark.django_db
