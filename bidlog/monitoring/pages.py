@@ -188,8 +188,9 @@ class AlertUnmuteView(RoleRequiredMixin, View):
 
 
 def alert_badge(request: HttpRequest) -> dict[str, Any]:
-    """Context processor: ``open_immediate_alerts`` for the header, for users with a role."""
+    """Context processor: ``alert_badge`` (``{"count": n}``) for the header, for users with a
+    role; ``None`` for anyone else (a template rendered without it shows no badge either)."""
     user = getattr(request, "user", None)
     if user is None or not has_role(user, VIEWER):
-        return {"open_immediate_alerts": None}
-    return {"open_immediate_alerts": triage.open_immediate_count()}
+        return {"alert_badge": None}
+    return {"alert_badge": {"count": triage.open_immediate_count()}}
