@@ -201,10 +201,27 @@ class Alert(models.Model):
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    # Someone has seen it and is on it: who and when (kept after the alert resolves).
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="acknowledged_alerts",
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]
-        indexes = [models.Index(fields=["status", "-opened_at"], name="bidlog_alert_status_ts")]
+        indexes = [
+            models.Index(fields=["status", "-opened_at"], name="bidlog_alert_status_ts"),
+            # The header's count of open immediate alerts on every page.
+            models.Index(
+                fields=["priority"],
+                name="bidlog_alert_open_priority",
+                condition=models.Q(status="open"),
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["buyer", "rule"],
@@ -215,6 +232,37 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_rule_display()} on {self.buyer_id} ({self.status})"
+
+
+class AlertMute(models.Model):
+    """A buyer's alerts silenced until a time: they still open and show, but send no notice.
+
+    One row per buyer; muting again moves ``until``; unmuting deletes the row. A row whose
+    ``until`` has passed is no mute at all.
+    """
+
+    buyer = models.OneToOneField(Buyer, on_delete=models.CASCADE, related_name="alert_mute")
+    until = models.DateTimeField()
+    muted_at = models.DateTimeField(default=timezone.now)
+    muted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="alert_mutes",
+    )
+
+    class Meta:
+        ordering = ["until", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(until__gt=models.F("muted_at")),
+                name="%(app_label)s_%(class)s_until_after_muted_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Alerts of {self.buyer_id} muted until {self.until:%Y-%m-%d %H:%M %Z}"
 
 
 # --- Report rollups ---------------------------------------------------------------------------

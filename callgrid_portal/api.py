@@ -208,5 +208,5 @@ def _ping_broker() -> None:
     with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
         folder = (app.conf.broker_transport_options or {}).get("data_folder_out")
-        if connection.transport_cls == "filesystem" and folder and not os.access(folder, os.W_OK):
+        if folder and not os.access(folder, os.W_OK):
             raise RuntimeError(f"broker folder {folder} is not writable")

@@ -30,6 +30,7 @@ ENDPOINTS = {
     "reports/states": "api:report-states",
     "reports/campaigns": "api:report-campaigns",
     "alerts": "api:alert-list",
+    "alerts/mutes": "api:alert-mute-list",
     "error-codes": "api:error-code-list",
     "health": "api:health",
 }

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init
+from celery.signals import beat_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callgrid_portal.settings")
 
@@ -102,3 +102,16 @@ def beat_schedule_install() -> list[str]:
 def _install_schedule(sender: Any = None, **kwargs: Any) -> None:
     # DatabaseScheduler notices new rows on its next tick (PeriodicTasks.last_update).
     beat_schedule_install()
+
+
+# Set by ``manage.py portal`` for the worker it runs: the file to create once the worker is
+# ready, so the portal's banner (and its one-time password) comes after the worker's output.
+READY_FILE_VARIABLE = "PORTAL_WORKER_READY_FILE"
+
+
+@worker_ready.connect
+def _say_ready(sender: Any = None, **kwargs: Any) -> None:
+    path = os.environ.get(READY_FILE_VARIABLE)
+    if path:
+        with open(path, "w", encoding="utf-8") as marker:
+            marker.write(str(os.getpid()))

@@ -83,6 +83,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "callgrid_portal.navigation.nav_items",
+                "bidlog.monitoring.pages.alert_badge",
             ],
         },
     },
@@ -257,6 +258,10 @@ BIDLOG_PARTITION_MONTHS_AHEAD = env_int("BIDLOG_PARTITION_MONTHS_AHEAD", 3, mini
 ALERT_EMAILS = env_list("ALERT_EMAILS")
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
 
+# The demo publisher (manage.py demo_publisher): one call to the demo buyers every this many
+# seconds. 0, the default, is off; `manage.py portal` sets 5 when it runs the simulator.
+DEMO_TRAFFIC_SECONDS = env_int("DEMO_TRAFFIC_SECONDS", 0, minimum=0)
+
 # --- Call routing (bidlog.routing) ------------------------------------------------------
 # The strategy a route request gets when it names none: waterfall (priority order, first
 # acceptable bid) or highest_bid (parallel auction).
@@ -308,6 +313,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if not CELERY_BROKER_URL:
     # The host names nothing (the folders below do); given, kombu does not warn it is missing.
     CELERY_BROKER_URL = "filesystem://localhost//"
+    # kombu's filesystem transport, publishing each message whole (callgrid_portal/broker.py).
+    CELERY_BROKER_TRANSPORT = "callgrid_portal.broker:Transport"
     CELERY_BROKER_DIR = Path(env_str("CELERY_BROKER_DIR", str(DATA_DIR / "broker")))
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # One folder for both directions: what a producer writes is what a worker reads.

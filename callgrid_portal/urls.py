@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from bidlog.reports.live_pages import LiveCallLogView, LiveCallRowsView
 from bidlog.reports.report_pages import OverviewView, ReportsView
 from bidlog.routing.api import EligibilityView
 from callgrid_portal.api import HealthView
@@ -35,6 +36,9 @@ urlpatterns = [
     path("buyers/", include("bidlog.buyer_pages.urls")),
     path("bids/", include("bidlog.urls")),
     path("calls/", include("bidlog.call_urls")),
+    path("live/", LiveCallLogView.as_view(), name="live"),
+    path("live/rows/", LiveCallRowsView.as_view(), name="live-rows"),
+    path("alerts/", include("bidlog.alert_urls")),
     path("troubleshooting/", TroubleshootingView.as_view(), name="troubleshooting"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),

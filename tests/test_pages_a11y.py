@@ -13,6 +13,7 @@ Screenshots go to ``$SCREENSHOT_DIR`` (default ``var/screenshots/``), as
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -23,10 +24,11 @@ from django.db.utils import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, path
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from bidlog.choices import AlertRule, Outcome, Source
-from bidlog.models import Alert, BidLog, Call
+from bidlog.models import Alert, AlertMute, BidLog, Call
 from buyers.models import Buyer
 from tests import test_pages_browser
 from tests.conftest import SCREENSHOT_DIR
@@ -82,6 +84,10 @@ PAGES = [
     PageCase("buyer-clone", "/buyers/{buyer}/clone/", "operator"),
     PageCase("buyers-operator", "/buyers/", "operator"),
     PageCase("troubleshooting", "/troubleshooting/"),
+    PageCase("alerts", "/alerts/"),
+    PageCase("live", "/live/"),
+    PageCase("alerts-operator", "/alerts/", "operator"),
+    PageCase("alerts-resolved", "/alerts/?status=resolved"),
     PageCase("login", "/accounts/login/", "anonymous"),
     PageCase("forbidden", "/buyers/new/", status=403),
     PageCase("no-role", "/", "norole", status=403),
@@ -99,6 +105,10 @@ NOT_PAGES = {
     "bids:saved_save": "POST only; answers with a redirect to the bids list",
     "bids:saved_delete": "POST only; answers with a redirect to the bids list",
     "calls:paid-out": "POST only; answers with a redirect to the call page",
+    "live-rows": "rows for the live page to insert (htmx), not a page of their own",
+    "alerts:acknowledge": "POST only; answers with a redirect to the alert centre",
+    "alerts:mute": "POST only; answers with a redirect to the alert centre",
+    "alerts:unmute": "POST only; answers with a redirect to the alert centre",
 }
 # Whole parts of the URL conf that are not the portal's pages: Django's admin, and the API
 # (JSON; its browsable and Swagger UI pages are DRF's and Swagger UI's markup, not ours).
@@ -180,6 +190,23 @@ def world(site) -> dict[str, Any]:
         priority="review",
         title="Capacity check failing while active",
     )
+    Alert.objects.create(
+        buyer=buyer,
+        rule=AlertRule.DISABLED,
+        code=4001,
+        priority="immediate",
+        title="Acme Auto: Campaign disabled (repeated 4001)",
+    )
+    Alert.objects.create(
+        buyer=buyer,
+        rule=AlertRule.TIMEOUTS,
+        priority="review",
+        title="Acme Auto: Timeout rate too high",
+        status="resolved",
+        resolved_at=timezone.now(),
+        acknowledged_at=timezone.now(),
+    )
+    AlertMute.objects.create(buyer=other, until=timezone.now() + timedelta(hours=4))
     return {
         "site": site,
         "buyer": buyer.pk,

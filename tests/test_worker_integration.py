@@ -49,7 +49,8 @@ def test_queued_test_bid_reaches_the_simulator_and_fills_its_row(
     simulator.configure(buyer.grid_id, respond="accept", bid_amount="31.25")
     worker = celery_worker_factory()
     if celery_broker.env.get("CELERY_BROKER_URL") == "":
-        assert any("filesystem://" in line for line in worker.log), worker.log
+        # The embedded default's transport: kombu's filesystem one, writing atomically.
+        assert any("callgrid_portal.broker:Transport://" in line for line in worker.log), worker.log
 
     bid = testbids.test_bid_queue(buyer=buyer, caller_id="(303) 555-1234", state_code="CO")
 

@@ -5,7 +5,13 @@ from rest_framework.routers import SimpleRouter
 
 from bidlog.api.views import BidViewSet
 from bidlog.ingest.api import BidImportView
-from bidlog.monitoring.api import AlertListView, TestBidView
+from bidlog.monitoring.api import (
+    AlertAcknowledgeView,
+    AlertListView,
+    AlertMuteDetailView,
+    AlertMuteListView,
+    TestBidView,
+)
 from bidlog.reports.api import (
     ReportByTagView,
     ReportStatesView,
@@ -28,5 +34,8 @@ urlpatterns = [
     path("route/", RouteView.as_view(), name="route"),
     path("buyers/<int:pk>/test-bid/", TestBidView.as_view(), name="buyer-test-bid"),
     path("alerts/", AlertListView.as_view(), name="alert-list"),
+    path("alerts/mutes/", AlertMuteListView.as_view(), name="alert-mute-list"),
+    path("alerts/mutes/<int:buyer_id>/", AlertMuteDetailView.as_view(), name="alert-mute-detail"),
+    path("alerts/<int:pk>/acknowledge/", AlertAcknowledgeView.as_view(), name="alert-acknowledge"),
     *router.urls,
 ]

@@ -44,6 +44,7 @@ from bidlog.choices import AlertRule, AlertStatus, Outcome, Source
 from bidlog.enqueue import ALERT_EMAIL, ALERT_WEBHOOK, task_enqueue
 from bidlog.models import Alert, BidLog
 from bidlog.monitoring.health import ANSWER_SOURCES, answers_recent, is_failure
+from bidlog.monitoring.triage import buyer_muted_until, open_immediate_forget
 from buyers.choices import BuyerStatus
 from buyers.models import Buyer
 from callgrid_portal.bidapi import codes
@@ -319,7 +320,7 @@ def _alert_raise(
             return None
         if spec.priority == Priority.IMMEDIATE and buyer.auto_pause:
             _auto_pause(buyer=buyer, alert=alert)
-        transaction.on_commit(lambda: _queue_notice(alert.pk, OPENED))
+        transaction.on_commit(lambda: _queue_notice(alert, OPENED))
     logger.warning("alert opened: %s", alert)
     return AlertChange(alert, OPENED)
 
@@ -336,7 +337,7 @@ def _alert_resolve(*, buyer: Buyer, rule: str, now: datetime) -> AlertChange | N
         alert.status = AlertStatus.RESOLVED
         alert.resolved_at = now
         alert.save(update_fields=["status", "resolved_at"])
-        transaction.on_commit(lambda: _queue_notice(alert.pk, RESOLVED))
+        transaction.on_commit(lambda: _queue_notice(alert, RESOLVED))
     logger.info("alert resolved: %s", alert)
     return AlertChange(alert, RESOLVED)
 
@@ -356,15 +357,22 @@ def _auto_pause(*, buyer: Buyer, alert: Alert) -> None:
     logger.warning("buyer %s auto-paused by alert %s", buyer.pk, alert.pk)
 
 
-def _queue_notice(alert_id: int, event: str) -> None:
-    """Queue the email and webhook for an alert; a broker outage is logged, never raised."""
+def _queue_notice(alert: Alert, event: str) -> None:
+    """Queue the email and webhook for an alert, unless its buyer is muted; a broker outage
+    is logged, never raised."""
+    if alert.priority == Priority.IMMEDIATE:
+        open_immediate_forget()
+    muted_until = buyer_muted_until(buyer_id=alert.buyer_id)
+    if muted_until is not None:
+        logger.info("alert %s %s: no notice, buyer muted until %s", alert.pk, event, muted_until)
+        return
     for task in (ALERT_EMAIL, ALERT_WEBHOOK):
         try:
-            task_enqueue(task, alert_id, event)
+            task_enqueue(task, alert.pk, event)
         except Exception:
             # Never let a notice break the evaluation that raised it: the alert is saved and
             # shown in the API and on the dashboard either way.
-            logger.exception("could not queue %s for alert %s", task, alert_id)
+            logger.exception("could not queue %s for alert %s", task, alert.pk)
 
 
 # --- reads -------------------------------------------------------------------------------
@@ -373,7 +381,7 @@ def _queue_notice(alert_id: int, event: str) -> None:
 def alert_list(*, status_filter: str | None = None, buyer_id: int | None = None) -> QuerySet[Alert]:
     """Open alerts and those resolved in the last week, newest first."""
     since = timezone.now() - RECENT_RESOLVED
-    queryset = Alert.objects.select_related("buyer").filter(
+    queryset = Alert.objects.select_related("buyer", "buyer__alert_mute", "acknowledged_by").filter(
         Q(status=AlertStatus.OPEN) | Q(resolved_at__gte=since)
     )
     if status_filter:

@@ -1,11 +1,13 @@
-"""API for the work the Celery workers do: queue a test bid, list alerts."""
+"""API for the work the Celery workers do: queue a test bid; list, acknowledge and mute alerts."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
@@ -13,9 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bidlog.choices import AlertStatus
-from bidlog.filters import MAX_ID
-from bidlog.models import Alert
-from bidlog.monitoring import testbids
+from bidlog.filters import MAX_ID, parse_iso_datetime
+from bidlog.models import Alert, AlertMute
+from bidlog.monitoring import testbids, triage
 from bidlog.monitoring.alerts import alert_list
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES, caller_id_clean
@@ -113,6 +115,8 @@ class TestBidView(APIView):
 class AlertSerializer(serializers.ModelSerializer):
     buyer_name = serializers.CharField(source="buyer.name", read_only=True)
     grid_id = serializers.CharField(source="buyer.grid_id", read_only=True)
+    acknowledged_by = serializers.SerializerMethodField()
+    muted_until = serializers.SerializerMethodField()
 
     class Meta:
         model = Alert
@@ -132,8 +136,21 @@ class AlertSerializer(serializers.ModelSerializer):
             "last_seen_at",
             "resolved_at",
             "notified_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "muted_until",
         ]
         read_only_fields = fields
+
+    def get_acknowledged_by(self, instance: Alert) -> str | None:
+        """The username of who acknowledged it; null when nobody has (or the user is gone)."""
+        user = instance.acknowledged_by
+        return user.get_username() if user is not None else None
+
+    def get_muted_until(self, instance: Alert) -> datetime | None:
+        """When the buyer's mute ends; null when its notices are not muted now."""
+        mute = getattr(instance.buyer, "alert_mute", None)
+        return mute.until if mute is not None and mute.until > timezone.now() else None
 
     def to_representation(self, instance: Alert) -> dict[str, Any]:
         data = super().to_representation(instance)
@@ -164,3 +181,122 @@ class AlertListView(generics.ListAPIView):
         if buyer is not None and not (buyer.isdigit() and int(buyer) <= MAX_ID):
             raise serializers.ValidationError({"buyer": ["A buyer id is a whole number."]})
         return alert_list(status_filter=wanted, buyer_id=int(buyer) if buyer else None)
+
+
+def _conflict(exc: triage.TriageError) -> Response:
+    return Response({"detail": exc.message, "field": exc.field}, status=status.HTTP_409_CONFLICT)
+
+
+class AlertAcknowledgeView(APIView):
+    """``POST /alerts/{id}/acknowledge/``: record that the caller took the alert (operator).
+
+    409 when it was acknowledged already (the first stands) or has resolved.
+    """
+
+    write_role = OPERATOR
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: AlertSerializer,
+            409: OpenApiResponse(ErrorSerializer, "Acknowledged already, or resolved."),
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        alert = get_object_or_404(Alert, pk=pk)
+        try:
+            alert = triage.alert_acknowledge(alert=alert, user=request.user)
+        except triage.TriageError as exc:
+            return _conflict(exc)
+        shown = alert_list().get(pk=alert.pk)
+        return Response(AlertSerializer(shown, context={"request": request}).data)
+
+
+class AlertMuteSerializer(serializers.ModelSerializer):
+    buyer_name = serializers.CharField(source="buyer.name", read_only=True)
+    muted_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AlertMute
+        fields = ["buyer", "buyer_name", "until", "muted_at", "muted_by"]
+        read_only_fields = fields
+
+    def get_muted_by(self, instance: AlertMute) -> str | None:
+        """The username of who set the mute; null when the user is gone."""
+        return instance.muted_by.get_username() if instance.muted_by is not None else None
+
+
+class AlertMuteInputSerializer(serializers.Serializer):
+    """A buyer and how long: ``minutes`` (1 to 43200) or ``until`` (ISO 8601, within 30 days)."""
+
+    buyer = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    minutes = serializers.IntegerField(
+        required=False, min_value=1, max_value=triage.MUTE_MAX_MINUTES
+    )
+    until = serializers.CharField(required=False, max_length=64)
+
+    def validate_buyer(self, value: int) -> Buyer:
+        buyer = Buyer.objects.filter(pk=value).first()
+        if buyer is None:
+            raise serializers.ValidationError(f"No buyer with id {value}.")
+        return buyer
+
+    def validate_until(self, value: str) -> datetime:
+        try:
+            return parse_iso_datetime(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("minutes" in attrs) == ("until" in attrs):
+            raise serializers.ValidationError(
+                {"minutes": ["Give either minutes or until (an ISO 8601 time), not both."]}
+            )
+        try:
+            attrs["span"] = triage.mute_span(minutes=attrs.get("minutes"), until=attrs.get("until"))
+        except triage.TriageError as exc:
+            raise serializers.ValidationError({exc.field or "until": [exc.message]}) from None
+        return attrs
+
+
+class AlertMuteListView(APIView):
+    """``GET /alerts/mutes/``: buyers whose notices are muted now; ``POST`` mutes one
+    (operator): body ``{"buyer": id, "minutes": 60}`` or ``{"buyer": id, "until": ISO}``.
+
+    Muting a muted buyer again replaces the end. Its alerts still open and show; no email
+    or webhook goes out until the mute ends.
+    """
+
+    read_role = VIEWER
+    write_role = OPERATOR
+
+    @extend_schema(responses={200: AlertMuteSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(AlertMuteSerializer(triage.mutes_active(), many=True).data)
+
+    @extend_schema(request=AlertMuteInputSerializer, responses={201: AlertMuteSerializer})
+    def post(self, request: Request) -> Response:
+        incoming = AlertMuteInputSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        mute = triage.alert_mute_set(
+            buyer=incoming.validated_data["buyer"],
+            span=incoming.validated_data["span"],
+            user=request.user,
+        )
+        return Response(AlertMuteSerializer(mute).data, status=status.HTTP_201_CREATED)
+
+
+class AlertMuteDetailView(APIView):
+    """``DELETE /alerts/mutes/{buyer_id}/``: unmute a buyer (operator); 404 when not muted."""
+
+    delete_role = OPERATOR
+
+    @extend_schema(responses={204: None, 404: ErrorSerializer})
+    def delete(self, request: Request, buyer_id: int) -> Response:
+        buyer = get_object_or_404(Buyer, pk=buyer_id)
+        if not triage.alert_mute_clear(buyer=buyer):
+            return Response(
+                {"detail": f"Buyer {buyer_id} is not muted.", "field": "buyer"},
+                status=status.HTTP_404_NOT_FOUND,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)

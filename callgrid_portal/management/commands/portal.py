@@ -42,6 +42,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from callgrid_portal.celery import READY_FILE_VARIABLE
 from callgrid_portal.datadir import SECRET_KEY_FILE, data_dir_prepare
 from callgrid_portal.management.commands.seed_demo import DEMO_SCENARIO, demo_endpoint
 
@@ -52,7 +53,12 @@ EMBEDDED_DEFAULTS: dict[str, str] = {
     "SECURE_SSL_REDIRECT": "false",
 }
 
-READY_TIMEOUT_SECONDS = 30.0
+# With the simulator, the demo publisher routes a call every this many seconds unless
+# DEMO_TRAFFIC_SECONDS says otherwise (0 turns it off).
+DEMO_TRAFFIC_DEFAULT = 5
+# The web server and the Celery worker (Django and every task imported) take 10-40 s to be
+# ready on a busy 2-core machine.
+READY_TIMEOUT_SECONDS = 60.0
 # How long the children get to stop by themselves before what is left of them is killed:
 # with the kill and the reaping, every child is gone within 10 s of the stop signal.
 STOP_TIMEOUT_SECONDS = 7.0
@@ -72,6 +78,10 @@ class Child:
     argv: list[str]
     # Polled until it answers 200 before the portal says it is up; None: no readiness check.
     ready_url: str | None = None
+    # Or: a file the child creates once it is ready (the Celery worker, see celery.py).
+    ready_file: Path | None = None
+    # Variables the child gets on top of the portal's environment.
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -95,12 +105,17 @@ def _local_address(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-def child_commands(*, host: str, port: int, sim_port: int, simulator: bool) -> list[Child]:
+def child_commands(
+    *, host: str, port: int, sim_port: int, simulator: bool, publisher: bool = False
+) -> list[Child]:
     """The processes ``portal`` runs, in start order (they are stopped in reverse).
 
     A Celery worker (threads: its tasks wait on HTTP, and one process keeps SQLite writers
     few) and beat run on the broker the settings name: the filesystem transport under
-    ``DATA_DIR/broker`` by default, so nothing else needs to be running.
+    ``DATA_DIR/broker`` by default, so nothing else needs to be running. Their start-up
+    banners are left out (``--quiet``): the portal's own banner says what runs where, and
+    the one-time password must be the last thing printed. ``publisher`` adds the demo
+    publisher (``demo_publisher``), which routes demo calls to the simulator's buyers.
     """
     children: list[Child] = []
     if simulator:
@@ -119,14 +134,19 @@ def child_commands(*, host: str, port: int, sim_port: int, simulator: bool) -> l
                 ready_url=f"http://127.0.0.1:{sim_port}/_sim/health",
             )
         )
-    celery = [sys.executable, "-m", "celery", "-A", "callgrid_portal"]
+    celery = [sys.executable, "-m", "celery", "-A", "callgrid_portal", "--quiet"]
+    ready_file = Path(settings.DATA_DIR) / "worker.ready"
     children.append(
         Child(
             name="worker",
             argv=[*celery, "worker", "--pool=threads", "--concurrency=4", "--loglevel=WARNING"],
+            ready_file=ready_file,
+            env={READY_FILE_VARIABLE: str(ready_file)},
         )
     )
     children.append(Child(name="beat", argv=[*celery, "beat", "--loglevel=WARNING"]))
+    if publisher:
+        children.append(Child(name="publisher", argv=_django_argv("demo_publisher")))
     children.append(
         Child(
             name="web",
@@ -178,6 +198,27 @@ def admin_account_ensure(*, username: str, password: str | None, email: str = ""
     return AdminAccount(username=username, created=True, password=chosen)
 
 
+def password_frame(account: AdminAccount) -> list[str]:
+    """The admin password's lines in a frame of ``#``: the one-time password when it was
+    just generated, or where the password comes from."""
+    if account.created and os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
+        # The operator chose it; repeating a secret they already have only leaks it to logs.
+        body = [f"Password of {account.username!r}: the one in DJANGO_SUPERUSER_PASSWORD"]
+    elif account.created:
+        body = [
+            f"Password: {account.password}   (admin user {account.username!r})",
+            "Generated now and shown only this once: save it.",
+        ]
+    else:
+        body = [
+            f"Password of {account.username!r}: shown when the user was created.",
+            f"To set a new one: python manage.py changepassword {account.username}",
+        ]
+    width = max(len(line) for line in body)
+    edge = "#" * (width + 6)
+    return [edge, *(f"#  {line.ljust(width)}  #" for line in body), edge]
+
+
 def _die_with_parent() -> None:
     """Ask Linux to send this child SIGTERM when the portal dies, even by SIGKILL.
 
@@ -208,6 +249,12 @@ def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
     """Send ``sig`` to ``process``'s whole group; nothing when the group is gone."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
+
+
+def _is_ready(child: Child) -> bool:
+    if child.ready_file is not None:
+        return child.ready_file.exists()
+    return _answers_200(child.ready_url or "")
 
 
 def _answers_200(url: str) -> bool:
@@ -262,7 +309,17 @@ class Command(BaseCommand):
                 # A deliberately strict allowlist wins over the demo: run without demo buyers.
                 self.stderr.write(f"Skipping demo buyers: {exc}")
 
-        children = child_commands(host=host, port=port, sim_port=sim_port, simulator=with_simulator)
+        demo_seconds = settings.DEMO_TRAFFIC_SECONDS
+        if with_simulator and not os.environ.get("DEMO_TRAFFIC_SECONDS", "").strip():
+            os.environ["DEMO_TRAFFIC_SECONDS"] = str(DEMO_TRAFFIC_DEFAULT)
+            demo_seconds = DEMO_TRAFFIC_DEFAULT
+        children = child_commands(
+            host=host,
+            port=port,
+            sim_port=sim_port,
+            simulator=with_simulator,
+            publisher=with_simulator and demo_seconds > 0,
+        )
         exit_code = self._supervise(children, account, host=host, port=port, sim_port=sim_port)
         if exit_code:
             sys.exit(exit_code)
@@ -298,10 +355,12 @@ class Command(BaseCommand):
         previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
         try:
             for child in children:
+                if child.ready_file is not None:
+                    child.ready_file.unlink(missing_ok=True)  # a stale one from a last run
                 child.process = subprocess.Popen(
                     child.argv,
                     cwd=settings.BASE_DIR,
-                    env=os.environ.copy(),
+                    env={**os.environ, **child.env},
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                     # Each child leads a process group of its own, with whatever it forks
                     # (gunicorn's workers, the worker's pool), so stopping reaches them all;
@@ -324,14 +383,15 @@ class Command(BaseCommand):
         return 0
 
     def _wait_ready(self, children: list[Child], stop_signal: list[int]) -> str | None:
-        """Wait until every child answers its readiness URL; return a failure, or None."""
+        """Wait until every child answers its readiness URL or made its ready file; return a
+        failure, or None."""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        pending = [child for child in children if child.ready_url]
+        pending = [child for child in children if child.ready_url or child.ready_file]
         while pending and not stop_signal:
             dead = self._dead_child(children)
             if dead:
                 return dead
-            pending = [c for c in pending if not _answers_200(c.ready_url or "")]
+            pending = [c for c in pending if not _is_ready(c)]
             if pending and time.monotonic() > deadline:
                 names = ", ".join(c.name for c in pending)
                 return f"Not ready after {READY_TIMEOUT_SECONDS:.0f} s: {names}"
@@ -408,22 +468,18 @@ class Command(BaseCommand):
         ]
         if any(child.name == "simulator" for child in children):
             lines.append(f"  Simulator:    {demo_endpoint(port=sim_port)}<grid_id>")
-        lines.append(f"  Admin user:   {account.username}")
-        if account.created and os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
-            # The operator chose it; repeating a secret they already have only leaks it to logs.
-            lines.append("  Password:     the one in DJANGO_SUPERUSER_PASSWORD")
-        elif account.created:
-            lines.append(f"  Password:     {account.password}")
-            lines.append("                (generated now and shown only this once: save it)")
-        else:
+        if any(child.name == "publisher" for child in children):
+            seconds = os.environ.get("DEMO_TRAFFIC_SECONDS", "")
             lines.append(
-                "  Password:     shown when the user was created; to set a new one run "
-                f"`python manage.py changepassword {account.username}`"
+                f"  Demo calls:   one every {seconds} s (DEMO_TRAFFIC_SECONDS=0 stops them)"
             )
+        lines.append(f"  Admin user:   {account.username}")
         if host not in ("127.0.0.1", "localhost", "::1"):
             lines.append(
                 "  Note:         listening beyond loopback over plain http; set ALLOWED_HOSTS "
                 "and put TLS in front before real use."
             )
         lines += ["", "Press Ctrl-C to stop.", ""]
+        # The password last, in a frame, after every banner: the line people look for.
+        lines += [*password_frame(account), ""]
         self._say("\n".join(lines))

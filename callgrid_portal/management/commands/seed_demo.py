@@ -30,11 +30,13 @@ _WEEKDAYS_8_TO_8 = {day: [["08:00", "20:00"]] for day in ("mon", "tue", "wed", "
 
 # Ordered as the waterfall asks them, so one demo call meets a decline, retries, a rate limit
 # and finally a bid. 555-01xx numbers are reserved for fiction: health checks never reach a
-# real caller.
+# real caller. Every demo buyer has health checks on, so the health column fills at once.
 DEMO_BUYERS: tuple[dict[str, Any], ...] = (
     {
         "name": "Northwind Financial (demo)",
         "grid_id": "cgdemo01northwindfinancial",
+        "health_check_minutes": 5,
+        "health_check_caller_id": "3035550103",
         "vertical": "financial",
         "min_bid": Decimal("25.00"),
         "priority": 1,
@@ -55,6 +57,8 @@ DEMO_BUYERS: tuple[dict[str, Any], ...] = (
     {
         "name": "Peak Rate Leads (demo)",
         "grid_id": "cgdemo03peakrateleads",
+        "health_check_minutes": 10,
+        "health_check_caller_id": "3035550104",
         "vertical": "other",
         "min_bid": Decimal("10.00"),
         "priority": 3,
@@ -74,6 +78,8 @@ DEMO_BUYERS: tuple[dict[str, Any], ...] = (
     {
         "name": "Summit Home Pros (demo)",
         "grid_id": "cgdemo05summithomepros",
+        "health_check_minutes": 5,
+        "health_check_caller_id": "7205550105",
         "vertical": "home_services",
         "min_bid": Decimal("12.00"),
         "priority": 5,
@@ -83,6 +89,8 @@ DEMO_BUYERS: tuple[dict[str, Any], ...] = (
     {
         "name": "Lakeside Solar (demo)",
         "grid_id": "cgdemo06lakesidesolar",
+        "health_check_minutes": 5,
+        "health_check_caller_id": "3035550106",
         "vertical": "solar",
         "min_bid": Decimal("40.00"),
         "priority": 6,

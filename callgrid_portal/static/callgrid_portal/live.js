@@ -1,0 +1,46 @@
+// The live call log: htmx polls /live/rows/ for calls newer than the newest shown; this
+// file says which ("after"), stops the polls while paused, and keeps the table short.
+// A file of the project's, so the Content-Security-Policy (script-src 'self') allows it.
+(function () {
+  "use strict";
+  var rows = document.getElementById("live-rows");
+  var toggle = document.getElementById("live-toggle");
+  var state = document.getElementById("live-state");
+  if (!rows || !toggle || !state) {
+    return;
+  }
+  var running = state.textContent;
+  var paused = false;
+  toggle.hidden = false;
+
+  toggle.addEventListener("click", function () {
+    paused = !paused;
+    toggle.textContent = paused ? "Resume" : "Pause";
+    toggle.setAttribute("aria-pressed", paused ? "true" : "false");
+    state.textContent = paused ? "Paused: new calls wait until you resume." : running;
+  });
+
+  rows.addEventListener("htmx:configRequest", function (event) {
+    if (paused) {
+      event.preventDefault();  // no request while paused; the poll keeps ticking
+      return;
+    }
+    event.detail.parameters.after = rows.dataset.after || "0";
+  });
+
+  rows.addEventListener("htmx:afterSwap", function () {
+    var newest = rows.querySelector("tr[data-call-id]");
+    if (newest) {
+      rows.dataset.after = newest.getAttribute("data-call-id");
+    }
+    var empty = rows.querySelector("tr.live-empty");
+    if (empty && newest) {
+      empty.remove();
+    }
+    var keep = parseInt(rows.dataset.keep || "200", 10);
+    var all = rows.querySelectorAll("tr[data-call-id]");
+    for (var i = keep; i < all.length; i++) {
+      all[i].remove();
+    }
+  });
+})();
