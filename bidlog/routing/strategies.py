@@ -578,9 +578,9 @@ def _record(
             rows.extend(answer.rows)
         elif answer.result is not None:  # a buyer not waited for: its timeout row
             rows.extend(bid_rows_prepare(buyer=answer.buyer, result=answer.result, source=source))
-    # One statement for the call and every row on PostgreSQL: per-row inserts cost a round
-    # trip and an SQL compilation each, which was most of a ten-buyer auction's overhead.
-    call.route_bids = spool.call_write(  # type: ignore[attr-defined]
+    # One statement for the call and every row on PostgreSQL (see call_with_bids_create).
+    saved, written = spool.call_write(
         call=call, bids=rows, synchronous_commit=settings.ROUTING_SYNCHRONOUS_COMMIT
     )
-    return call
+    saved.route_bids = written  # type: ignore[attr-defined]
+    return saved
