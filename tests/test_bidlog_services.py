@@ -16,10 +16,10 @@ from bidlog.routing.record import (
     bid_attempts_record,
     bid_from_attempt,
     bid_rows_prepare,
-    bid_send,
     bid_skip_record,
     call_with_bids_create,
 )
+from bidlog.routing.send import bid_send
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from tests.factories import BuyerFactory, CallFactory
 
@@ -222,13 +222,13 @@ def test_bid_send_logs_every_attempt_of_a_retried_bid_over_http(simulator):
     buyer = BuyerFactory(endpoint_url=simulator.endpoint, extra_params={"PublisherId": "pub1"})
     simulator.configure(buyer.grid_id, respond="fail_then_accept", bid_amount="31.00")
 
-    bids = bid_send(
+    result = bid_send(
         buyer=buyer,
         caller_id="303-555-1234",
         state_code="co",
         params={"InboundZipCode": "80301"},
-        source=Source.LIVE,
     )
+    bids = bid_attempts_record(buyer=buyer, result=result, source=Source.LIVE)
 
     assert [bid.outcome for bid in bids] == [Outcome.SYSTEM_ERROR, Outcome.ACCEPTED]
     assert [bid.attempt for bid in bids] == [1, 2]
@@ -248,7 +248,8 @@ def test_bid_send_logs_every_attempt_of_a_retried_bid_over_http(simulator):
 def test_bid_send_logs_the_local_4003_for_an_invalid_caller_id_and_sends_nothing(simulator):
     buyer = BuyerFactory(endpoint_url=simulator.endpoint)
 
-    [bid] = bid_send(buyer=buyer, caller_id="555-1234", source=Source.TEST)
+    result = bid_send(buyer=buyer, caller_id="555-1234")
+    [bid] = bid_attempts_record(buyer=buyer, result=result, source=Source.TEST)
 
     assert simulator.requests(buyer.grid_id) == []
     bid.refresh_from_db()

@@ -28,6 +28,7 @@ from bidlog.routing import limits
 from bidlog.routing import strategies as routing
 from bidlog.routing.eligibility import cap_counters
 from bidlog.routing.record import call_paid_out_set
+from bidlog.routing.send import Candidate, bids_admit
 from bidlog.routing.strategies import call_route
 from tests.conftest import new_redis_prefix
 
@@ -303,14 +304,13 @@ def test_winner_hold_blocks_a_route_that_read_the_database_before_the_call_was_w
     sold = call_route(caller_id=CALLER)
     # A route that read the database before `sold` was written sees no paid call; only the
     # hold left in the cache stands between it and a second sale.
-    stale = routing._Route(caller_id=CALLER, moment=sold.created_at, lease_ttl=60, held=[])
-    candidate = routing._Candidate(buyer, None, None)
+    (admitted,) = bids_admit(
+        [Candidate(buyer, None, None)], caller_id=CALLER, moment=sold.created_at, ttl_seconds=60
+    )
 
-    ((lease, reservation, block),) = routing._admit([candidate], stale)
-
-    assert lease is None and reservation is None
-    assert block.outcome == Outcome.SKIPPED_DUPLICATE
-    assert "already paid out" in block.reason
+    assert admitted.lease is None and admitted.reservation is None
+    assert admitted.block is not None and admitted.block.outcome == Outcome.SKIPPED_DUPLICATE
+    assert "already paid out" in admitted.block.reason
 
 
 # --- the reservation itself, on both stores ------------------------------------------------

@@ -14,9 +14,9 @@ auction, buyers still pending at the deadline are logged ``timeout`` and the ans
 without them.
 
 Before a request goes out, :mod:`bidlog.routing.eligibility` rules out buyers that would refuse the
-call anyway, and :mod:`bidlog.routing.limits` takes a concurrency slot and a rate-limit token
-shared by
-every process. Every decision becomes a BidLog row (``skipped_*`` ones send nothing).
+call anyway, and admission (:func:`bidlog.routing.send.bids_admit`, the batch form of the one
+way every bid is sent) takes a concurrency slot and a rate-limit token shared by every
+process. Every decision becomes a BidLog row (``skipped_*`` ones send nothing).
 
 The database alone cannot hold caps and duplicate windows against routes running at the same
 time in other processes, so admission also reserves them in the shared cache: one place under
@@ -37,34 +37,25 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
 from django.utils import timezone
 
-from bidlog.choices import Outcome, RoutingStrategy, Source
+from bidlog.choices import RoutingStrategy, Source
 from bidlog.models import BidLog, Call
 from bidlog.routing import limits, spool
-from bidlog.routing.eligibility import (
-    Block,
-    buyers_with_last_paid,
-    cap_counters,
-    duplicate_block,
-    eligibility_check,
-    in_flight_duplicate_block,
-    last_paid_calls,
-    reserved_cap_block,
-    show_utc,
-)
+from bidlog.routing.eligibility import Block, buyers_with_last_paid, eligibility_check
 from bidlog.routing.errors import RouteError
 from bidlog.routing.record import (
     StartedBidRow,
     bid_rows_prepare,
     call_paid_out_set,
 )
+from bidlog.routing.send import Admitted, Candidate, bid_answered, bids_admit
 from bidlog.selectors import call_list
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
@@ -99,15 +90,6 @@ class _Answer:
     reservation: limits.Reservation | None = None
     # The result's bid rows, built where the answer arrived (see _ask).
     rows: list[BidLog] | None = None
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    """A buyer in the running, the first block found before admission, and its cap counts."""
-
-    buyer: Buyer
-    block: Block | None
-    caps: tuple[int, int] | None
 
 
 @dataclass
@@ -186,111 +168,13 @@ def _clean_input(
 # --- sending ------------------------------------------------------------------------------
 
 
-def _reservation_request(candidate: _Candidate, route: _Route) -> limits.ReservationRequest | None:
-    """What must be reserved with this buyer: its caps, and the caller's duplicate window."""
-    buyer = candidate.buyer
-    caps = cap_counters(buyer=buyer, now=route.moment, counts=candidate.caps)
-    dup = (
-        limits.duplicate_key(buyer_id=buyer.pk, caller_id=route.caller_id)
-        if buyer.duplicate_window_days
-        else ""
+def _admit(candidates: list[Candidate], route: _Route) -> list[Admitted]:
+    """:func:`bids_admit` for this route; every reservation taken is held by the route."""
+    admitted = bids_admit(
+        candidates, caller_id=route.caller_id, moment=route.moment, ttl_seconds=route.lease_ttl
     )
-    if not caps and not dup:
-        return None
-    return limits.ReservationRequest(buyer_id=buyer.pk, caps=caps, duplicate_key=dup)
-
-
-def _admit(
-    candidates: list[_Candidate], route: _Route
-) -> list[tuple[limits.Lease | None, limits.Reservation | None, Block | None]]:
-    """For each buyer, a slot, a rate token and its reservations, or the block that refused it.
-
-    One round trip to the shared store for the whole list (see :func:`limits.admit`). A
-    duplicate key left by an earlier winner is checked against the database (one query, only
-    then): if that call no longer counts (marked not paid out), the key is taken over.
-    """
-    requests = [
-        limits.AdmissionRequest(
-            grid_id=c.buyer.grid_id,
-            max_concurrency=c.buyer.max_concurrency,
-            per_minute=c.buyer.rate_limit_per_minute,
-            reserve=_reservation_request(c, route),
-        )
-        for c in candidates
-    ]
-    admissions = limits.admit(requests=requests, ttl_seconds=route.lease_ttl)
-    decided: dict[int, Block] = {}
-    sold = [
-        i
-        for i, a in enumerate(admissions)
-        if a.refused == "duplicate" and limits.duplicate_holder_call(a.holder) is not None
-    ]
-    if sold:
-        paid = last_paid_calls(
-            caller_id=route.caller_id,
-            buyers=[candidates[i].buyer for i in sold],
-            now=route.moment,
-        )
-        retry: list[int] = []
-        for i in sold:
-            buyer = candidates[i].buyer
-            block = duplicate_block(buyer=buyer, last_paid=paid.get(buyer.pk), now=route.moment)
-            if block is None:
-                retry.append(i)
-            else:
-                decided[i] = block
-        if retry:
-            again = limits.admit(
-                requests=[
-                    replace(
-                        requests[i],
-                        reserve=replace(
-                            requests[i].reserve,  # type: ignore[type-var]
-                            duplicate_expect=admissions[i].holder,
-                        ),
-                    )
-                    for i in retry
-                ],
-                ttl_seconds=route.lease_ttl,
-            )
-            for i, admission in zip(retry, again, strict=True):
-                admissions[i] = admission
-    out: list[tuple[limits.Lease | None, limits.Reservation | None, Block | None]] = []
-    for i, (candidate, admission) in enumerate(zip(candidates, admissions, strict=True)):
-        if admission.reservation is not None:
-            route.held.append(admission.reservation)
-        block = decided.get(i) or _refusal(candidate.buyer, admission, route.moment)
-        out.append((admission.lease, admission.reservation, block))
-    return out
-
-
-def _refusal(buyer: Buyer, admission: limits.Admission, moment: datetime) -> Block | None:
-    if admission.admitted:
-        return None
-    if admission.refused == "duplicate":
-        return in_flight_duplicate_block()
-    if admission.refused == "cap":
-        return reserved_cap_block(
-            buyer=buyer, now=moment, cap_index=admission.cap_index, total=admission.cap_total
-        )
-    if admission.refused == "cooldown" and admission.cooldown_until is not None:
-        return Block(
-            Outcome.SKIPPED_COOLDOWN,
-            f"answered 3000 No Capacity; cooling down until {show_utc(admission.cooldown_until)}",
-            admission.cooldown_until,
-        )
-    if admission.refused == "concurrency":
-        return Block(
-            Outcome.SKIPPED_CONCURRENCY,
-            f"all {buyer.max_concurrency} simultaneous requests to this grid are in flight",
-        )
-    until = timezone.now() + timedelta(seconds=admission.retry_after)
-    return Block(
-        Outcome.SKIPPED_RATE_LIMIT,
-        f"rate limit of {buyer.rate_limit_per_minute}/min reached; next slot in "
-        f"{admission.retry_after:.1f} s",
-        until,
-    )
+    route.held.extend(a.reservation for a in admitted if a.reservation is not None)
+    return admitted
 
 
 def _answered(
@@ -300,8 +184,7 @@ def _answered(
 
     ``started`` is the row begun for the first attempt while it was awaited, if any.
     """
-    if result.outcome == Outcome.NO_CAPACITY:
-        limits.cooldown_start(grid_id=buyer.grid_id, seconds=buyer.capacity_cooldown_seconds)
+    bid_answered(buyer=buyer, result=result)
     return result, bid_rows_prepare(buyer=buyer, result=result, source=source, started=started)
 
 
@@ -316,7 +199,7 @@ def _acceptable_amount(answer: _Answer) -> Decimal | None:
 
 def _waterfall(
     *,
-    candidates: list[_Candidate],
+    candidates: list[Candidate],
     caller: CallerId,
     state: str,
     params: dict[str, Any],
@@ -335,9 +218,10 @@ def _waterfall(
             (result,) = send_bids([bid], deadline=deadline)
             answers.append(_Answer(buyer, result=result))
             continue
-        ((lease, reservation, refused),) = _admit([candidate], route)
+        (admitted,) = _admit([candidate], route)
+        lease, reservation = admitted.lease, admitted.reservation
         if lease is None:
-            answers.append(_Answer(buyer, block=refused))
+            answers.append(_Answer(buyer, block=admitted.block))
             continue
         try:
             (result,) = send_bids([bid], deadline=deadline)
@@ -362,7 +246,7 @@ def _waterfall(
 
 def _highest_bid(
     *,
-    candidates: list[_Candidate],
+    candidates: list[Candidate],
     caller: CallerId,
     state: str,
     params: dict[str, Any],
@@ -373,14 +257,12 @@ def _highest_bid(
     answers = [_Answer(c.buyer, block=c.block) for c in candidates]
     asked = [(answer, c) for answer, c in zip(answers, candidates, strict=True) if c.block is None]
     admitted: list[tuple[_Answer, limits.Lease]] = []
-    for (answer, _), (lease, reservation, refused) in zip(
-        asked, _admit([c for _, c in asked], route), strict=True
-    ):
-        if lease is None:
-            answer.block = refused
+    for (answer, _), admission in zip(asked, _admit([c for _, c in asked], route), strict=True):
+        if admission.lease is None:
+            answer.block = admission.block
         else:
-            answer.reservation = reservation
-            admitted.append((answer, lease))
+            answer.reservation = admission.reservation
+            admitted.append((answer, admission.lease))
     bids = [
         prepare(i, answer.buyer.as_bid_target(), caller.ten_digit, state, params)
         for i, (answer, _) in enumerate(admitted)
@@ -466,7 +348,7 @@ def call_route(
     deadline = started + budget
     lease_ttl = budget + LEASE_MARGIN_SECONDS
     candidates = [
-        _Candidate(e.buyer, e.first, e.caps)
+        Candidate(e.buyer, e.first, e.caps)
         for e in eligibility_check(
             buyers=buyers,
             caller_id=caller.ten_digit,
