@@ -131,9 +131,9 @@ def bid_from_attempt(
 ) -> BidLog:
     """An unsaved BidLog row holding ``attempt``: its :data:`ATTEMPT_FIELDS` and the owner.
 
-    The row is built from its values in field order (the way ``Model.from_db`` builds one)
-    with the buyer and call cached on it: keyword arguments, each relation going through its
-    descriptor, cost twice as much on the live path, once per answer.
+    The row is built from its values in field order (the way ``Model.from_db`` builds one),
+    with the buyer and call cached on it so that reading them costs no query. It runs once
+    per answer on the live path (see docs/PERFORMANCE.md).
     """
     values = {
         **_request_values(buyer=buyer, attempt=attempt, source=source, call=call),
@@ -287,12 +287,11 @@ def call_with_bids_create(
     """Write a new call and its bid rows, all or nothing; returns them as saved, with ids.
 
     On PostgreSQL it is one statement (the call inserted in a CTE, the rows selected against
-    its id), so the live path pays one round trip and one commit instead of four round trips
-    and two ORM compilations; the saved call and rows it returns are new instances made with
-    ``Model.from_db``, as Django makes the rows it reads. Elsewhere it is the ORM in a
-    transaction, which saves ``call`` and ``bids`` themselves. ``synchronous_commit`` off lets
-    PostgreSQL answer before the commit reaches the disk (see the setting
-    ``ROUTING_SYNCHRONOUS_COMMIT``).
+    its id): one round trip and one commit for the whole route. The saved call and rows it
+    returns are new instances made with ``Model.from_db``, as Django makes the rows it reads.
+    Elsewhere it is the ORM in a transaction, which saves ``call`` and ``bids`` themselves.
+    ``synchronous_commit`` off lets PostgreSQL answer before the commit reaches the disk (see
+    the setting ``ROUTING_SYNCHRONOUS_COMMIT``).
     """
     if connection.vendor != "postgresql" or not bids:
         with transaction.atomic():
@@ -355,9 +354,8 @@ def _call_with_bids_sql() -> str:
     """The statement: the call in a CTE, the rows as one JSON array of objects against its id.
 
     One parameter holds every row, whatever their number, so the one statement PostgreSQL
-    prepares (``DB_PREPARED_STATEMENTS``) serves any number of rows, and the client sends a string
-    ``json.dumps`` wrote instead of adapting one array per column value by value (that
-    adaptation took longer than PostgreSQL took to insert the rows).
+    prepares (``DB_PREPARED_STATEMENTS``) serves any number of rows, and the client sends one
+    string ``json.dumps`` wrote rather than adapting every column value on its own.
     ``json_populate_recordset`` reads each object as a ``bidlog_bidlog`` row, converting each
     value with the column type's own input function.
     """
