@@ -93,15 +93,46 @@ FORM_RENDERER = "callgrid_portal.formrender.PortalFormRenderer"
 
 # Database: SQLite in WAL mode by default, PostgreSQL (psycopg 3) from DATABASE_URL.
 DATABASE_URL = env_str("DATABASE_URL")
+# PostgreSQL: each process keeps a pool of connections (Django's OPTIONS["pool"], psycopg_pool)
+# that requests and tasks borrow and give back: at least DB_POOL_MIN_SIZE open, at most
+# DB_POOL_MAX_SIZE. A thread that finds none free waits DB_CONNECT_TIMEOUT seconds, then fails
+# its request (503), as a server that does not answer does.
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2, minimum=1)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10, minimum=1)
+if DB_POOL_MAX_SIZE < DB_POOL_MIN_SIZE:
+    raise ImproperlyConfigured(
+        f"DB_POOL_MAX_SIZE ({DB_POOL_MAX_SIZE}) must be at least DB_POOL_MIN_SIZE "
+        f"({DB_POOL_MIN_SIZE})"
+    )
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5, minimum=2)
+# On PostgreSQL, statements are bound on the server and psycopg prepares each one a connection
+# has run 5 times (psycopg's own default prepare_threshold), so the route's buyers read and
+# log insert are parsed and planned once per pooled connection. Turn off behind a pooler in
+# transaction mode that does not keep prepared statements (PgBouncer before 1.21, or without
+# max_prepared_statements): Django's defaults then apply (client-side binding, nothing
+# prepared).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # A pooled connection goes back to the pool when Django closes it (at the end of each
+    # request and task), so it is never kept past a request as CONN_MAX_AGE would.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # Django's backend, checking only connections that have sat idle (postgresql/base.py).
-        DATABASES["default"]["ENGINE"] = "callgrid_portal.postgresql"
+        # The pool checks each connection as it lends it (one empty query), so a connection a
+        # restarted server dropped is replaced before a request meets it.
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-        # A server that does not answer fails the request (503) instead of holding it.
-        DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
-            "DB_CONNECT_TIMEOUT", 5, minimum=2
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            {
+                # A server that does not answer fails the request (503) instead of holding it.
+                "connect_timeout": DB_CONNECT_TIMEOUT,
+                "pool": {
+                    "min_size": DB_POOL_MIN_SIZE,
+                    "max_size": DB_POOL_MAX_SIZE,
+                    "timeout": DB_CONNECT_TIMEOUT,
+                    "name": "callgrid",
+                },
+                "server_side_binding": DB_PREPARED_STATEMENTS,
+                "prepare_threshold": 5 if DB_PREPARED_STATEMENTS else None,
+            }
         )
 else:
     DATABASES = {
@@ -126,13 +157,6 @@ else:
             },
         }
     }
-# On PostgreSQL, a persistent connection used by a request that ended less than this many
-# seconds ago is trusted without a health check (SELECT 1) on the next; 0 checks every request.
-DB_HEALTH_CHECK_IDLE_SECONDS = env_float("DB_HEALTH_CHECK_IDLE_SECONDS", 5.0, minimum=0.0)
-# On PostgreSQL, the statements every route runs (the buyers read, the log insert) are prepared
-# once per connection. Turn off behind a pooler in transaction mode that does not keep prepared
-# statements (PgBouncer before 1.21, or without max_prepared_statements).
-DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

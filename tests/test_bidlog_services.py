@@ -15,9 +15,9 @@ from bidlog.routing.record import (
     ATTEMPT_FIELDS,
     bid_attempts_record,
     bid_from_attempt,
-    bid_send,
     bid_skip_record,
 )
+from bidlog.routing.send import bid_send
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from tests.factories import BuyerFactory, CallFactory
 
@@ -220,13 +220,13 @@ def test_bid_send_logs_every_attempt_of_a_retried_bid_over_http(simulator):
     buyer = BuyerFactory(endpoint_url=simulator.endpoint, extra_params={"PublisherId": "pub1"})
     simulator.configure(buyer.grid_id, respond="fail_then_accept", bid_amount="31.00")
 
-    bids = bid_send(
+    result = bid_send(
         buyer=buyer,
         caller_id="303-555-1234",
         state_code="co",
         params={"InboundZipCode": "80301"},
-        source=Source.LIVE,
     )
+    bids = bid_attempts_record(buyer=buyer, result=result, source=Source.LIVE)
 
     assert [bid.outcome for bid in bids] == [Outcome.SYSTEM_ERROR, Outcome.ACCEPTED]
     assert [bid.attempt for bid in bids] == [1, 2]
@@ -246,7 +246,8 @@ def test_bid_send_logs_every_attempt_of_a_retried_bid_over_http(simulator):
 def test_bid_send_logs_the_local_4003_for_an_invalid_caller_id_and_sends_nothing(simulator):
     buyer = BuyerFactory(endpoint_url=simulator.endpoint)
 
-    [bid] = bid_send(buyer=buyer, caller_id="555-1234", source=Source.TEST)
+    result = bid_send(buyer=buyer, caller_id="555-1234")
+    [bid] = bid_attempts_record(buyer=buyer, result=result, source=Source.TEST)
 
     assert simulator.requests(buyer.grid_id) == []
     bid.refresh_from_db()
@@ -301,18 +302,21 @@ def test_call_with_bids_create_gives_every_row_its_own_id_and_the_call():
     call = _unsaved_call(winner=second)
     rows = _rows_for([first, second], _system_error_then_accept())
 
-    written = call_with_bids_create(call=call, bids=rows)
+    saved_call, written = call_with_bids_create(call=call, bids=rows)
 
-    assert call.pk is not None
-    assert written == rows
-    stored = {b.pk: b for b in BidLog.objects.filter(call=call)}
-    assert set(stored) == {row.pk for row in rows}
-    for row in rows:
+    assert saved_call.pk is not None and saved_call.route_key == call.route_key
+    assert [(b.buyer_id, b.attempt) for b in written] == [(b.buyer_id, b.attempt) for b in rows]
+    stored = {b.pk: b for b in BidLog.objects.filter(call=saved_call)}
+    assert set(stored) == {row.pk for row in written}
+    for row in written:
         # Each id belongs to the row with the same buyer and attempt, whatever the order.
         assert (stored[row.pk].buyer_id, stored[row.pk].attempt) == (row.buyer_id, row.attempt)
         assert stored[row.pk].outcome == row.outcome
-        assert row.call_id == call.pk and not row._state.adding
-    saved = Call.objects.get(pk=call.pk)
+        # Saved as Django's own reads are: Model.from_db, bound to the database used.
+        assert row.call_id == saved_call.pk and row.call is saved_call
+        assert not row._state.adding and row._state.db == "default"
+    assert not saved_call._state.adding and saved_call.winner == second
+    saved = Call.objects.get(pk=saved_call.pk)
     assert (saved.winner, saved.bid_amount, saved.params) == (
         second,
         Decimal("25.50"),
@@ -330,11 +334,13 @@ def test_call_with_bids_create_is_one_statement_on_postgresql(synchronous_commit
     rows = _rows_for(buyers, _system_error_then_accept())
 
     with CaptureQueriesContext(connection) as queries:
-        call_with_bids_create(call=call, bids=rows, synchronous_commit=synchronous_commit)
+        saved, _ = call_with_bids_create(
+            call=call, bids=rows, synchronous_commit=synchronous_commit
+        )
 
     writes = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"]]
     assert len(writes) == 1
-    assert BidLog.objects.filter(call=call).count() == 6
+    assert BidLog.objects.filter(call=saved).count() == 6
 
 
 def test_call_with_bids_create_writes_nothing_when_one_row_is_refused():
@@ -376,9 +382,9 @@ def test_call_with_bids_create_stores_awkward_values_exactly():
     )
     rows = bid_rows_prepare(buyer=buyer, result=BidResult([attempt]), source=Source.TEST)
 
-    call_with_bids_create(call=_unsaved_call(), bids=rows)
+    _, (written,) = call_with_bids_create(call=_unsaved_call(), bids=rows)
 
-    stored = BidLog.objects.get(pk=rows[0].pk)
+    stored = BidLog.objects.get(pk=written.pk)
     for field in [*ATTEMPT_FIELDS, "source", "buyer_id", "external_id", "claimed_at"]:
         assert getattr(stored, field) == getattr(rows[0], field), field
     assert stored.request["Nested"] == {"list": [1, 2.5, None, True], "quote": 'say "hi"'}
@@ -393,9 +399,9 @@ def test_a_value_json_cannot_take_as_is_is_written_the_way_its_field_writes_it(s
     row.created_at = datetime(2025, 5, 1, 12, 0, 0)
 
     with pytest.warns(RuntimeWarning, match="naive datetime"):
-        call_with_bids_create(call=_unsaved_call(), bids=[row])
+        _, (written,) = call_with_bids_create(call=_unsaved_call(), bids=[row])
 
-    stored = BidLog.objects.get(pk=row.pk).created_at
+    stored = BidLog.objects.get(pk=written.pk).created_at
     assert stored == timezone.make_aware(datetime(2025, 5, 1, 12, 0, 0))
     assert stored == datetime(2025, 5, 1, 18, 0, 0, tzinfo=UTC)
 
@@ -423,8 +429,8 @@ def test_prepared_rows_are_stored_exactly_like_rows_built_at_write_time():
     prepared = bid_rows_prepare(buyer=buyer, result=result, source=Source.LIVE)
     plain = _rows_for([buyer], result)
 
-    call_with_bids_create(call=_unsaved_call(), bids=prepared)
-    call_with_bids_create(call=_unsaved_call(), bids=plain)
+    _, prepared = call_with_bids_create(call=_unsaved_call(), bids=prepared)
+    _, plain = call_with_bids_create(call=_unsaved_call(), bids=plain)
 
     def stored(rows):
         return [
@@ -487,10 +493,9 @@ def test_a_row_begun_before_the_answer_is_the_row_built_after_it(answer, caller_
     columns = [f.attname for f in BidLog._meta.concrete_fields if not f.primary_key]
     assert [getattr(finished, c) for c in columns] == [getattr(direct, c) for c in columns]
     # Written (on PostgreSQL from the JSON begun in the wait), both read back the same.
-    for row in (finished, direct):
-        call_with_bids_create(call=_unsaved_call(), bids=[row])
-    stored = [
-        BidLog.objects.filter(pk=row.pk).values(*columns[2:]).get() for row in (finished, direct)
+    written = [
+        call_with_bids_create(call=_unsaved_call(), bids=[row])[1][0] for row in (finished, direct)
     ]
+    stored = [BidLog.objects.filter(pk=row.pk).values(*columns[2:]).get() for row in written]
     assert stored[0] == stored[1]
     assert stored[0]["outcome"] == str(attempt.outcome)

@@ -176,7 +176,8 @@ def test_every_block_is_listed_in_order(db):
         capacity_cooldown_seconds=60,
     )
     now = datetime.now(UTC)
-    CallFactory(winner=buyer, routed=True, caller_id=CALLER, created_at=now - timedelta(hours=1))
+    # At ``now`` itself: an hour earlier may fall on the buyer's previous day, uncapped.
+    CallFactory(winner=buyer, routed=True, caller_id=CALLER, created_at=now)
     limits.cooldown_start(grid_id=buyer.grid_id, seconds=60)
 
     found = [b.outcome for b in blocks(buyer, now=now, state_code="CO")]

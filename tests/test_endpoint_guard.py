@@ -13,7 +13,7 @@ import pytest
 
 from bidlog.choices import Outcome, RoutingStrategy
 from bidlog.models import BidLog
-from bidlog.monitoring.testbids import limited_bid_send
+from bidlog.routing.send import bid_send
 from bidlog.routing.strategies import call_route
 from buyers.models import Buyer
 from buyers.services import buyer_set_status, buyer_update
@@ -226,7 +226,7 @@ def test_a_test_bid_to_a_buyer_that_no_longer_passes_is_skipped(sim_buyer, simul
     buyer = sim_buyer(name="local")
     settings.CALLGRID_ENDPOINT_ALLOWLIST = ["bid.callgrid.com"]
 
-    result = limited_bid_send(buyer=buyer, caller_id=CALLER)
+    result = bid_send(buyer=buyer, caller_id=CALLER)
 
     assert result.outcome == Outcome.SKIPPED_ENDPOINT
     assert simulator.requests(buyer.grid_id) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import shutil
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import cast
 import psycopg
 import pytest
 from django.db import connection
+from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
 
 from bidlog import tasks
 from bidlog.choices import Outcome, Source
@@ -89,21 +91,42 @@ def _logged(call: Call) -> tuple[int, int]:
     )
 
 
-@contextlib.contextmanager
-def _database_away() -> Iterator[None]:
-    """Point this thread's connection at a server that is not there, then back."""
-    connection.close()
-    params = connection.settings_dict
-    saved = dict(params)
+def _pool_reopened() -> None:
+    """Close the pool, if any: the next connection opens a new one from the settings."""
     if connection.vendor == "postgresql":
+        postgresql = cast(PostgreSQLWrapper, connection)
+        if postgresql.pool is not None:
+            postgresql.close_pool()
+
+
+@contextlib.contextmanager
+def _pointed_at_nothing() -> Iterator[None]:
+    """Point every thread's connections (and their pool) at a server that is not there."""
+    params = connection.settings_dict
+    saved = copy.deepcopy(params)
+    if connection.vendor == "postgresql":
+        _pool_reopened()  # the pool keeps the address it opened with
         params["PORT"] = str(free_port())
+        if params["OPTIONS"].get("pool"):
+            # A pool that cannot connect makes each request wait its timeout: keep it short.
+            params["OPTIONS"]["pool"] = {**params["OPTIONS"]["pool"], "timeout": 0.5}
     else:
         params["NAME"] = "/nonexistent-callgrid-folder/portal.sqlite3"
     try:
         yield
     finally:
         connection.close()
+        _pool_reopened()
+        params.clear()
         params.update(saved)
+
+
+@contextlib.contextmanager
+def _database_away() -> Iterator[None]:
+    """Point this thread's connection at a server that is not there, then back."""
+    connection.close()
+    with _pointed_at_nothing():
+        yield
 
 
 def test_write_is_retried_on_a_fresh_connection_when_the_server_drops_it():
@@ -122,9 +145,9 @@ def test_write_is_retried_on_a_fresh_connection_when_the_server_drops_it():
     ) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
-    written = spool.call_write(call=call, bids=rows)
+    saved, written = spool.call_write(call=call, bids=rows)
 
-    assert call.pk is not None and all(row.pk for row in written)
+    assert saved.pk is not None and all(row.pk for row in written)
     assert _logged(call) == (1, 2)
     assert spool.spool_pending() == []
 
@@ -133,14 +156,14 @@ def test_a_write_whose_commit_went_through_is_not_made_twice():
     # As after a connection lost between PostgreSQL's commit and its answer: the retry finds
     # the route key taken and returns the rows already written.
     call, rows = _decision()
-    spool.call_write(call=call, bids=rows)
+    first, rows = spool.call_write(call=call, bids=rows)
     again = Call(**{f.attname: getattr(call, f.attname) for f in Call._meta.concrete_fields})
     again.pk = None
     _, copies = _decision()
 
-    written = spool.call_write(call=again, bids=copies)
+    saved, written = spool.call_write(call=again, bids=copies)
 
-    assert again.pk == call.pk
+    assert saved.pk == first.pk
     assert sorted(row.pk for row in written) == sorted(row.pk for row in rows)
     assert _logged(call) == (1, 2)
 
@@ -152,7 +175,7 @@ def test_with_the_database_away_the_decision_is_spooled_then_replayed(settings):
     with _database_away():
         returned = spool.call_write(call=call, bids=rows)
 
-    assert call.pk is None and returned == rows
+    assert returned == (call, rows) and call.pk is None
     [path] = spool.spool_pending()
     assert path.name == f"{call.route_key}.json"
     assert _logged(call) == (0, 0)
@@ -281,13 +304,8 @@ def test_a_spooled_winner_keeps_its_cap_place_and_its_caller(sim_buyer, simulato
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-    params = connection.settings_dict
-    port = params["PORT"]
-    params["PORT"] = str(free_port())
-    try:
+    with _pointed_at_nothing():
         thread.join(timeout=60)
-    finally:
-        params["PORT"] = port
 
     call = routed["call"]
     assert call.pk is None and call.routed and call.winner_id == buyer.pk

@@ -18,10 +18,10 @@ from knox.models import AuthToken
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
 from bidlog.routing.eligibility import (
-    _buyers_statement,
     buyers_with_last_paid,
     cap_block,
     cap_counts,
+    eligible_buyers_sql,
 )
 from bidlog.routing.strategies import call_route
 from buyers.models import Buyer
@@ -132,7 +132,7 @@ def test_route_api_refuses_and_deletes_an_expired_token(api_client, bob, sim_buy
     assert simulator.requests(buyer.grid_id) == []
 
 
-def test_buyers_with_last_paid_binds_new_values_into_the_statement_compiled_once(db):
+def test_buyers_with_last_paid_binds_new_values_into_one_statement_per_shape(db):
     first, second = BuyerFactory(priority=1), BuyerFactory(priority=2)
     now = timezone.now()
     a, b = "3035551234", "7205550100"
@@ -151,7 +151,6 @@ def test_buyers_with_last_paid_binds_new_values_into_the_statement_compiled_once
         first.pk: now - timedelta(days=3),
         second.pk: now - timedelta(days=1),
     }
-    compiled = _buyers_statement.cache_info().misses
     assert last_paid(b, now) == {first.pk: None, second.pk: now - timedelta(days=2)}
     # The clock is bound too: two days ago, caller a's latest call with the second buyer
     # had not happened yet.
@@ -159,10 +158,21 @@ def test_buyers_with_last_paid_binds_new_values_into_the_statement_compiled_once
         first.pk: now - timedelta(days=3),
         second.pk: None,
     }
-    assert _buyers_statement.cache_info().misses == compiled
     assert last_paid(a, now, ids=[second.pk]) == {second.pk: now - timedelta(days=1)}
     assert last_paid(a, now, ids=[]) == {}
     assert all(value is None or value.tzinfo is not None for value in last_paid(a, now).values())
+    # Only the parameters change with the caller and the clock: the text, which PostgreSQL
+    # prepares, is one per number of buyers asked for.
+    texts = {
+        eligible_buyers_sql(buyer_ids=ids, caller_id=caller, now=at)[0]
+        for caller, at, ids in [(a, now, None), (b, now - timedelta(days=2), None)]
+    }
+    assert len(texts) == 1
+    one, two = (
+        eligible_buyers_sql(buyer_ids=ids, caller_id=a, now=now)[0]
+        for ids in ([first.pk], [second.pk])
+    )
+    assert one == two != texts.pop()
 
 
 def test_buyers_read_for_routing_equal_the_orms_field_for_field(db):

@@ -24,9 +24,10 @@ from bidlog.choices import Source
 from bidlog.models import BidLog
 from bidlog.monitoring.alerts import alerts_evaluate
 from bidlog.monitoring.health import RATE_HEADROOM_SHARE
-from bidlog.monitoring.testbids import LimitSkip, limited_bid_send
 from bidlog.routing import limits
+from bidlog.routing.eligibility import Block
 from bidlog.routing.record import bid_result_record, bid_skip_record
+from bidlog.routing.send import bid_send
 from buyers.choices import BuyerStatus
 from buyers.models import Buyer
 
@@ -92,13 +93,13 @@ def health_check_run(*, buyer_id: int, due_at: datetime | None = None) -> BidLog
         ).exists()
     ):
         return None
-    sent = limited_bid_send(
+    sent = bid_send(
         buyer=buyer,
         caller_id=buyer.health_check_caller_id,
         rate_headroom=limits.bucket_shape(buyer.rate_limit_per_minute)[0] * RATE_HEADROOM_SHARE,
         respect_cooldown=True,
     )
-    if isinstance(sent, LimitSkip):
+    if isinstance(sent, Block):
         bid = bid_skip_record(
             buyer=buyer,
             outcome=sent.outcome,

@@ -10,16 +10,15 @@ the row's trace keeps the lost send and its ``error`` says the bid was sent agai
 
 One test bid is one row: the answer of its final attempt, with every attempt in ``trace``.
 
-Test bids go through the same client and shared limits as routing (concurrency slot and rate
-token of the grid). They deliberately ignore the buyer's status, hours, caps and no-capacity
-cooldown: an operator sends one precisely to see what CallGrid answers right now.
+Test bids are sent the one way every bid is (:func:`bidlog.routing.send.bid_send`): the same
+client and shared limits as routing (concurrency slot and rate token of the grid). They
+deliberately ignore the buyer's status, hours, caps and no-capacity cooldown: an operator
+sends one precisely to see what CallGrid answers right now.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -34,89 +33,23 @@ from bidlog.choices import Outcome, Source
 from bidlog.enqueue import SEND_TEST_BID, task_enqueue
 from bidlog.models import BidLog
 from bidlog.monitoring.alerts import alerts_evaluate
-from bidlog.routing import limits
-from bidlog.routing.blocks import Block, concurrency_block, cooldown_block, rate_limit_block
+from bidlog.routing.blocks import Block
 from bidlog.routing.record import bid_result_values, bid_sends_lost, bid_trace_lost_send
+from bidlog.routing.send import bid_send
 from buyers.models import Buyer
-from callgrid_portal.bidapi.client import RESERVED_KEYS, BidResult, build_request, send_bid
+from callgrid_portal.bidapi.client import RESERVED_KEYS, BidResult, build_request
 from callgrid_portal.bidapi.phone import normalize_caller_id
 
 logger = logging.getLogger(__name__)
 
 # The Bid API guide's sample number, for a test bid to a buyer with no test caller ID of its own.
 DEFAULT_TEST_CALLER_ID = "3035551234"
-# Three attempts of at most timeout_seconds each, plus backoff, fit in this; the task's soft
-# time limit (45 s) is above it, so the client always returns before Celery interrupts it.
-SEND_BUDGET_SECONDS = 35.0
-# A concurrency slot outlives any bid it covers; it only matters if the worker dies.
-LEASE_TTL_SECONDS = 90.0
 # Errors kombu and the socket layer raise when a message cannot be published.
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KombuError, OSError)
 
 
 class BrokerUnavailable(Exception):
     """The task queue could not take the test bid; nothing was queued and no row was kept."""
-
-
-@dataclass(frozen=True)
-class LimitSkip:
-    """A bid the shared limits refused: the ``skipped_*`` outcome and the reason in words."""
-
-    outcome: str
-    reason: str
-
-    @classmethod
-    def of(cls, block: Block) -> LimitSkip:
-        """The skip of a limit's block (its outcome and reason, as routes give them)."""
-        return cls(block.outcome, block.reason)
-
-
-def limited_bid_send(
-    *,
-    buyer: Buyer,
-    caller_id: str,
-    state_code: str = "",
-    params: dict[str, Any] | None = None,
-    rate_headroom: float = 0.0,
-    respect_cooldown: bool = False,
-) -> BidResult | LimitSkip:
-    """Send one bid through the grid's shared concurrency cap and rate limit, as routing does.
-
-    ``rate_headroom`` keeps that many tokens in the grid's bucket for live calls (health checks
-    pass a share of the capacity). With ``respect_cooldown`` a grid cooling down after a 3000
-    is not asked. A 3000 answer starts the cooldown here too, so live routing benefits.
-    """
-    grid_id = buyer.grid_id
-    if respect_cooldown:
-        until = limits.cooldown_until(grid_id=grid_id)
-        if until is not None:
-            return LimitSkip.of(cooldown_block(until))
-    lease = limits.concurrency_acquire(
-        grid_id=grid_id, limit=buyer.max_concurrency, ttl_seconds=LEASE_TTL_SECONDS
-    )
-    if lease is None:
-        return LimitSkip.of(concurrency_block(buyer))
-    try:
-        rate = limits.rate_limit_take(
-            grid_id=grid_id, per_minute=buyer.rate_limit_per_minute, headroom=rate_headroom
-        )
-        if not rate.allowed:
-            block = rate_limit_block(
-                buyer, retry_after=rate.retry_after, tokens=rate.tokens, headroom=rate_headroom
-            )
-            return LimitSkip.of(block)
-        result = send_bid(
-            buyer.as_bid_target(),
-            caller_id,
-            state_code or None,
-            params,
-            deadline=time.monotonic() + SEND_BUDGET_SECONDS,
-        )
-        if result.outcome == Outcome.NO_CAPACITY:
-            limits.cooldown_start(grid_id=grid_id, seconds=buyer.capacity_cooldown_seconds)
-        return result
-    finally:
-        limits.concurrency_release(lease)
 
 
 def caller_id_for_test_bids(buyer: Buyer) -> str:
@@ -210,9 +143,7 @@ def test_bid_run(*, bid_id: int) -> BidLog | None:
         )
     buyer = bid.buyer
     params = {k: v for k, v in (bid.request or {}).items() if k not in RESERVED_KEYS}
-    sent = limited_bid_send(
-        buyer=buyer, caller_id=bid.caller_id, state_code=bid.state_code, params=params
-    )
+    sent = bid_send(buyer=buyer, caller_id=bid.caller_id, state_code=bid.state_code, params=params)
     if not _fill(bid_id=bid_id, claimed_at=claimed_at, trace=trace, sent=sent):
         logger.warning("test bid %s was taken over by another worker; its answer stands", bid_id)
     alerts_evaluate(buyer=buyer)
@@ -220,11 +151,11 @@ def test_bid_run(*, bid_id: int) -> BidLog | None:
 
 
 def _fill(
-    *, bid_id: int, claimed_at: Any, trace: list[dict[str, Any]], sent: BidResult | LimitSkip
+    *, bid_id: int, claimed_at: Any, trace: list[dict[str, Any]], sent: BidResult | Block
 ) -> bool:
     """Write the answer into the pending row we claimed; False when someone else took it."""
     mine = BidLog.objects.filter(pk=bid_id, outcome=Outcome.PENDING, claimed_at=claimed_at)
-    if isinstance(sent, LimitSkip):
+    if isinstance(sent, Block):
         reason = sent.reason
         if bid_sends_lost(trace):
             reason += "; an earlier send was lost with its worker (see the trace)"

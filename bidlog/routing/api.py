@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import close_old_connections
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -120,7 +121,7 @@ class _AfterResponse:
 
     def add(self, step: Callable[[], None]) -> None:
         try:
-            self._running.append(_settle_pool.get().submit(step))
+            self._running.append(_settle_pool.get().submit(_returning_connections, step))
         except RuntimeError:
             # The interpreter is shutting down and takes no new threads: run it here.
             self._running.append(_done(step))
@@ -134,6 +135,19 @@ class _AfterResponse:
                 # The answer is out; the slots and holds a failed step leaves lapse on their
                 # own (see bidlog.routing.limits), and the error must reach the log, not the caller.
                 logger.exception("routing: the step after the answer failed")
+
+
+def _returning_connections(step: Callable[[], None]) -> None:
+    """Run ``step`` on a settle thread, then give back any database connection it took.
+
+    Django returns a pooled connection when the request that borrowed it ends, and only on
+    that request's thread; a connection another thread opens stays lent until that thread
+    closes it, and a pool whose connections all stay lent makes every request wait.
+    """
+    try:
+        step()
+    finally:
+        close_old_connections()
 
 
 def _done(step: Callable[[], None]) -> Future[None]:

@@ -7,19 +7,18 @@ import json
 from collections import defaultdict, deque
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from psycopg.types.json import Json, Jsonb
 
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, Call
-
-# Outcomes a local decision may record; ``pending`` belongs to the queued test bid instead.
 from bidlog.routing.record import answer_values, bid_from_attempt
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
-from callgrid_portal.postgresql import prepared_cursor
+
+_M = TypeVar("_M", bound=models.Model)
 
 
 class StartedBidRow:
@@ -58,33 +57,32 @@ def bid_row_finish(started: StartedBidRow) -> BidLog:
 
 def call_with_bids_create(
     *, call: Call, bids: list[BidLog], synchronous_commit: bool = True
-) -> list[BidLog]:
-    """Write a new call and its bid rows, all or nothing; returns the rows with their ids.
+) -> tuple[Call, list[BidLog]]:
+    """Write a new call and its bid rows, all or nothing; returns them as saved, with ids.
 
     On PostgreSQL it is one statement (the call inserted in a CTE, the rows selected against
-    its id), so the live path pays one round trip and one commit instead of four round trips
-    and two ORM compilations. Elsewhere it is the ORM in a transaction. ``synchronous_commit``
-    off lets PostgreSQL answer before the commit reaches the disk (see the setting
-    ``ROUTING_SYNCHRONOUS_COMMIT``).
+    its id): one round trip and one commit for the whole route. The saved call and rows it
+    returns are new instances made with ``Model.from_db``, as Django makes the rows it reads.
+    Elsewhere it is the ORM in a transaction, which saves ``call`` and ``bids`` themselves.
+    ``synchronous_commit`` off lets PostgreSQL answer before the commit reaches the disk (see
+    the setting ``ROUTING_SYNCHRONOUS_COMMIT``).
     """
     if connection.vendor != "postgresql" or not bids:
         with transaction.atomic():
             call.save(force_insert=True)
             for bid in bids:
                 bid.call = call
-            return BidLog.objects.bulk_create(bids)
+            return call, BidLog.objects.bulk_create(bids)
     if synchronous_commit and not connection.in_atomic_block:
         # One statement in autocommit is its own transaction.
-        _call_with_bids_insert(call, bids)
-        return bids
+        return _call_with_bids_insert(call, bids)
     # Inside a caller's transaction, a savepoint keeps a failure here from spoiling it.
     with transaction.atomic():
         if not synchronous_commit:
             with connection.cursor() as cursor:
                 # Only this transaction skips the wait for the disk flush.
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        _call_with_bids_insert(call, bids)
-    return bids
+        return _call_with_bids_insert(call, bids)
 
 
 def bid_rows_prepare(
@@ -130,9 +128,8 @@ def _call_with_bids_sql() -> str:
     """The statement: the call in a CTE, the rows as one JSON array of objects against its id.
 
     One parameter holds every row, whatever their number, so the one statement PostgreSQL
-    prepares (``prepared_cursor``) serves any number of rows, and the client sends a string
-    ``json.dumps`` wrote instead of adapting one array per column value by value (that
-    adaptation took longer than PostgreSQL took to insert the rows).
+    prepares (``DB_PREPARED_STATEMENTS``) serves any number of rows, and the client sends one
+    string ``json.dumps`` wrote rather than adapting every column value on its own.
     ``json_populate_recordset`` reads each object as a ``bidlog_bidlog`` row, converting each
     value with the column type's own input function.
     """
@@ -236,14 +233,14 @@ def _row_json_by_fields(row: BidLog) -> str:
 _STORED_AS_IS = frozenset({str, int})
 
 
-def _call_with_bids_insert(call: Call, bids: list[BidLog]) -> None:
+def _call_with_bids_insert(call: Call, bids: list[BidLog]) -> tuple[Call, list[BidLog]]:
     rows = (
         "["
         + ",".join(getattr(bid, "_callgrid_insert_json", None) or _row_json(bid) for bid in bids)
         + "]"
     )
     params = [*_db_values(_insert_fields(Call), call), rows]
-    with prepared_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(_call_with_bids_sql(), params)
         returned = cursor.fetchall()
     # Rows come back in insertion order, which ORDER BY fixes; they are matched on (buyer,
@@ -251,11 +248,27 @@ def _call_with_bids_insert(call: Call, bids: list[BidLog]) -> None:
     ids: dict[tuple[int, int], deque[int]] = defaultdict(deque)
     for pk, _call_id, buyer_id, attempt in returned:
         ids[buyer_id, attempt].append(pk)
-    call.pk = returned[0][1]
-    call._state.adding = False
-    call._state.db = connection.alias
+    saved = _as_saved(call, pk=returned[0][1])
+    if call.winner_id is not None:
+        saved.winner = call.winner  # the buyer the route already holds: no query
+    saved_bids: list[BidLog] = []
     for bid in bids:
-        bid.pk = ids[bid.buyer_id, bid.attempt].popleft()
-        bid.call = call
-        bid._state.adding = False
-        bid._state.db = connection.alias
+        row = _as_saved(bid, pk=ids[bid.buyer_id, bid.attempt].popleft(), call_id=saved.pk)
+        row.buyer = bid.buyer
+        row.call = saved
+        saved_bids.append(row)
+    return saved, saved_bids
+
+
+def _as_saved(instance: _M, *, pk: int, **written: Any) -> _M:
+    """``instance`` as the row the database now holds: its values, its new ``pk`` and the other
+    ``written`` columns, made by ``Model.from_db`` as Django makes every row it reads."""
+    written[instance._meta.pk.attname] = pk
+    names = _concrete_attnames(type(instance))
+    values = [written[name] if name in written else getattr(instance, name) for name in names]
+    return type(instance).from_db(connection.alias, names, values)
+
+
+@functools.cache
+def _concrete_attnames(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(field.attname for field in model._meta.concrete_fields)

@@ -22,12 +22,13 @@ import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Max, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from bidlog.choices import Outcome
 from bidlog.models import Call
@@ -43,7 +44,6 @@ from bidlog.routing.blocks import (
 from buyers.choices import BuyerStatus
 from buyers.hours import hours_next_open, hours_open
 from buyers.models import Buyer
-from callgrid_portal.postgresql import prepared_cursor
 
 
 @dataclass
@@ -236,117 +236,60 @@ def buyers_with_last_paid(
     """Buyers (all, or ``buyer_ids``) in priority order, each with ``last_paid_at``: this
     caller's latest paid call with it.
 
-    Routing reads the buyers and the duplicate window in one query instead of two: a
-    correlated subquery per buyer that walks the partial index on (winner, caller_id,
-    created_at) of routed calls backwards and stops at the first paid-out one. The latest paid
-    call is enough, since an earlier one can only end its window sooner.
-
-    This runs before every route's first bid, so the ORM compiles the statement once per
-    shape (all buyers, or N of them) and later calls only bind the values: compiling it cost
-    more than running it. PostgreSQL likewise parses and plans it once per connection
-    (``prepared_cursor``).
+    Routing reads the buyers and the duplicate window in one query (:func:`eligible_buyers_sql`)
+    through Django's raw queries, which read the buyer columns as the ORM does.
     """
     ids = sorted(set(buyer_ids)) if buyer_ids is not None else None
     if ids == []:
         return []
-    statement = _buyers_statement(connection.vendor, None if ids is None else len(ids))
-    with prepared_cursor() as cursor:
-        cursor.execute(statement.sql, statement.bind(caller_id=caller_id, now=now, ids=ids or []))
-        rows = cursor.fetchall()
-    buyers: list[Buyer] = []
-    for row in rows:
-        values = list(row)
-        for position, converters, expression in statement.converters:
-            value = values[position]
-            for convert in converters:
-                value = convert(value, expression, connection)
-            values[position] = value
-        buyer = Buyer.from_db(connection.alias, statement.fields, values[: len(statement.fields)])
-        buyer.last_paid_at = values[statement.last_paid_index]  # type: ignore[attr-defined]
-        buyers.append(buyer)
+    sql, params = eligible_buyers_sql(buyer_ids=ids, caller_id=caller_id, now=now)
+    buyers = list(Buyer.objects.raw(sql, params))
+    for buyer in buyers:
+        buyer.last_paid_at = _aware(buyer.last_paid_at)  # type: ignore[attr-defined]
     return buyers
 
 
-# Stand-ins compiled into the statement, found again among its parameters by value.
-_CALLER_STAND_IN = "\x00caller"
-_NOW_STAND_IN = datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+def eligible_buyers_sql(
+    *, buyer_ids: Sequence[int] | None, caller_id: str, now: datetime
+) -> tuple[str, list[Any]]:
+    """The route's first query and its parameters: the buyers with the caller's last paid call.
 
-
-@dataclass(frozen=True)
-class _Statement:
-    """A compiled query, where each parameter's value comes from, and how to read its rows.
-
-    The rows are read the way the ORM reads them (the compiler's converters, then
-    ``Model.from_db``), minus the per-call work of finding the columns and converters again.
+    Each buyer's ``last_paid_at`` is a correlated subquery that walks the partial index on
+    (winner, caller_id, created_at) of routed calls backwards and stops at the first paid-out
+    one; the latest paid call is enough, since an earlier one can only end its window sooner.
+    The text depends only on how many buyers are asked for, so PostgreSQL prepares it once per
+    connection and shape (``DB_PREPARED_STATEMENTS``). Written by hand because it runs before
+    every route's first bid: the ORM compiled the same statement afresh on every route.
     """
-
-    sql: str
-    sources: tuple[tuple[str, object], ...]  # ("caller"|"now"|"id", index) or ("const", value)
-    fields: tuple[str, ...]  # attnames of the buyer's columns, first in each row
-    last_paid_index: int
-    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (position, converters, expression)
-
-    def bind(self, *, caller_id: str, now: datetime, ids: Sequence[int]) -> list[Any]:
-        moment = _db_moment(now)
-        values = {"caller": caller_id, "now": moment}
-        return [
-            ids[cast(int, ref)] if kind == "id" else ref if kind == "const" else values[kind]
-            for kind, ref in self.sources
-        ]
+    moment = Call._meta.get_field("created_at").get_db_prep_value(now, connection)
+    params: list[Any] = [caller_id, moment]
+    if buyer_ids is not None:
+        params.extend(buyer_ids)
+    return _eligible_buyers_text(None if buyer_ids is None else len(buyer_ids)), params
 
 
-def _db_moment(moment: datetime) -> object:
-    return Call._meta.get_field("created_at").get_db_prep_value(moment, connection)
-
-
-@functools.lru_cache(maxsize=64)
-def _buyers_statement(vendor: str, id_count: int | None) -> _Statement:
-    stand_in_ids = [-(n + 1) for n in range(id_count or 0)]
-    buyers = Buyer.objects.all()
-    if id_count is not None:
-        buyers = buyers.filter(pk__in=stand_in_ids)
-    latest = (
-        Call.objects.filter(
-            winner=OuterRef("pk"),
-            caller_id=_CALLER_STAND_IN,
-            routed=True,
-            paid_out=True,
-            created_at__lte=_NOW_STAND_IN,
-        )
-        .order_by("-created_at")
-        .values("created_at")[:1]
+@functools.cache
+def _eligible_buyers_text(id_count: int | None) -> str:
+    buyer_table = connection.ops.quote_name(Buyer._meta.db_table)
+    call_table = connection.ops.quote_name(Call._meta.db_table)
+    # routed and paid_out are literals, not parameters: a generic plan may then use the
+    # partial index, whose condition is "routed".
+    where = "" if id_count is None else f"WHERE b.id IN ({', '.join(['%s'] * id_count)}) "
+    return (
+        f"SELECT b.*, (SELECT c.created_at FROM {call_table} c "
+        "WHERE c.winner_id = b.id AND c.caller_id = %s AND c.routed AND c.paid_out "
+        "AND c.created_at <= %s ORDER BY c.created_at DESC LIMIT 1) AS last_paid_at "
+        f"FROM {buyer_table} b {where}ORDER BY b.priority, b.name, b.id"
     )
-    query = buyers.annotate(last_paid_at=Subquery(latest)).order_by("priority", "name", "pk")
-    compiler = query.query.get_compiler(connection=connection)
-    sql, params = compiler.as_sql()
-    selected = [expression for expression, _sql, _alias in compiler.select]
-    fields = tuple(
-        compiler.select[i][0].target.attname for i in compiler.klass_info["select_fields"]
-    )
-    if list(compiler.klass_info["select_fields"]) != list(range(len(fields))):
-        raise RuntimeError("buyer columns are expected first in the routing statement")
-    converters = tuple(
-        (position, tuple(found), expression)
-        for position, (found, expression) in compiler.get_converters(selected).items()
-    )
-    now_value = _db_moment(_NOW_STAND_IN)
-    sources: list[tuple[str, object]] = []
-    for value in params:
-        if value == _CALLER_STAND_IN:
-            sources.append(("caller", 0))
-        elif value == now_value:
-            sources.append(("now", 0))
-        elif isinstance(value, int) and not isinstance(value, bool) and value in stand_in_ids:
-            sources.append(("id", -value - 1))
-        else:
-            sources.append(("const", value))
-    return _Statement(
-        sql=sql,
-        sources=tuple(sources),
-        fields=fields,
-        last_paid_index=compiler.annotation_col_map["last_paid_at"],
-        converters=converters,
-    )
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A moment read from a raw column: SQLite gives the text Django stored, in UTC."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def duplicate_block(*, buyer: Buyer, last_paid: datetime | None, now: datetime) -> Block | None:

@@ -1,7 +1,7 @@
 """Writes of the bid log: record every attempt the client made, and every local skip.
 
-``bid_send`` is the one place that both sends a bid and logs it, so the routing work can wrap
-it with limits (rate, concurrency, cooldown) without a second path that forgets to log.
+Sending is :mod:`bidlog.routing.send`'s (within the limits); each sender records what came
+back with the functions here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from bidlog.models import BidLog, Call
 from bidlog.routing import limits
 from bidlog.routing.errors import RouteError
 from buyers.models import Buyer
-from callgrid_portal.bidapi import client
 from callgrid_portal.bidapi.answers import MAX_BID_AMOUNT
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
@@ -131,9 +130,9 @@ def bid_from_attempt(
 ) -> BidLog:
     """An unsaved BidLog row holding ``attempt``: its :data:`ATTEMPT_FIELDS` and the owner.
 
-    The row is built from its values in field order (the way ``Model.from_db`` builds one)
-    with the buyer and call cached on it: keyword arguments, each relation going through its
-    descriptor, cost twice as much on the live path, once per answer.
+    The row is built from its values in field order (the way ``Model.from_db`` builds one),
+    with the buyer and call cached on it so that reading them costs no query. It runs once
+    per answer on the live path (see docs/PERFORMANCE.md).
     """
     values = {
         **_request_values(buyer=buyer, attempt=attempt, source=source, call=call),
@@ -288,57 +287,6 @@ def bid_skip_record(
         outcome=outcome,
         error=reason,
     )
-
-
-def bid_send(
-    *,
-    buyer: Buyer,
-    caller_id: str,
-    state_code: str = "",
-    params: dict[str, Any] | None = None,
-    source: str,
-    call: Call | None = None,
-    deadline: float | None = None,
-) -> list[BidLog]:
-    """Send ``buyer`` one bid now and log every attempt; returns the rows, the last deciding.
-
-    The HTTP exchange runs outside any transaction: holding a database transaction open for up
-    to ten seconds per buyer would pin connections (and, on SQLite, the write lock). Only the
-    recording is atomic. ``deadline`` is an absolute ``time.monotonic()`` value passed through
-    to the client. An invalid caller ID sends nothing and logs the client's local 4003 attempt.
-    """
-    result = client.send_bid(
-        buyer.as_bid_target(),
-        caller_id,
-        state_code or None,
-        params,
-        deadline=deadline,
-    )
-    return bid_attempts_record(buyer=buyer, result=result, source=source, call=call)
-
-
-def bid_send_recorded_once(
-    *,
-    buyer: Buyer,
-    caller_id: str,
-    state_code: str = "",
-    params: dict[str, Any] | None = None,
-    source: str,
-    deadline: float | None = None,
-) -> BidLog:
-    """Send ``buyer`` one bid now and log it as one row (a test bid sent in this process).
-
-    Like :func:`bid_send`, but the row stands for the whole bid: the final attempt's answer,
-    every attempt in its trace (:func:`bid_result_record`).
-    """
-    result = client.send_bid(
-        buyer.as_bid_target(),
-        caller_id,
-        state_code or None,
-        params,
-        deadline=deadline,
-    )
-    return bid_result_record(buyer=buyer, result=result, source=source)
 
 
 @transaction.atomic

@@ -70,44 +70,47 @@ def _close_connection() -> None:
         logger.debug("closing a broken database connection failed", exc_info=True)
 
 
-def _already_written(call: Call) -> list[BidLog] | None:
-    """The rows of the call written under ``call.route_key``, or ``None`` if there is none.
+def _already_written(call: Call) -> tuple[Call, list[BidLog]] | None:
+    """The call written under ``call.route_key`` and its rows, or ``None`` if there is none.
 
-    ``call`` gets the written call's id. Runs after a write failed in a way that may hide a
-    commit (the connection died after PostgreSQL committed, before it answered).
+    Runs after a write failed in a way that may hide a commit (the connection died after
+    PostgreSQL committed, before it answered).
     """
-    found = Call.objects.filter(route_key=call.route_key).values_list("pk", flat=True).first()
+    found = Call.objects.filter(route_key=call.route_key).first()
     if found is None:
         return None
-    call.pk = found
-    call._state.adding = False
-    return list(BidLog.objects.filter(call_id=found).select_related("buyer").order_by("pk"))
+    return found, list(BidLog.objects.filter(call=found).select_related("buyer").order_by("pk"))
 
 
 def _write_once(
     call: Call, bids: list[BidLog], *, synchronous_commit: bool
-) -> tuple[list[BidLog], bool]:
-    """One write of ``call`` and ``bids``: the rows, and whether this write made them (a
-    ``route_key`` already taken returns the rows written before)."""
+) -> tuple[Call, list[BidLog], bool]:
+    """One write of ``call`` and ``bids``: the saved call, its rows, and whether this write
+    made them (a ``route_key`` already taken returns what was written before)."""
     try:
-        rows = call_with_bids_create(call=call, bids=bids, synchronous_commit=synchronous_commit)
+        saved, rows = call_with_bids_create(
+            call=call, bids=bids, synchronous_commit=synchronous_commit
+        )
     except IntegrityError:
         written = _already_written(call)
         if written is None:
             raise
-        return written, False
-    return rows, True
+        return *written, False
+    return saved, rows, True
 
 
-def call_write(*, call: Call, bids: list[BidLog], synchronous_commit: bool = True) -> list[BidLog]:
+def call_write(
+    *, call: Call, bids: list[BidLog], synchronous_commit: bool = True
+) -> tuple[Call, list[BidLog]]:
     """Write ``call`` and its ``bids``, retried on fresh connections, else spooled.
 
-    ``call.route_key`` must be set. Returns the rows. Written, ``call.pk`` and the rows' ids
-    are set; spooled (the database stayed away for every attempt), ``call.pk`` stays ``None``
-    and the decision waits in the spool under its ``route_key`` for :func:`spool_replay`.
-    Inside a transaction nothing is retried or spooled (the caller's transaction is lost with
-    the connection anyway): the error is raised. Errors other than a lost connection or
-    server (bad data, a bug) are raised too: replaying them would fail the same way.
+    ``call.route_key`` must be set. Returns the call and its rows: as saved, with their ids,
+    when written; ``call`` and ``bids`` themselves, without ids, when spooled (the database
+    stayed away for every attempt), the decision waiting in the spool under its
+    ``route_key`` for :func:`spool_replay`. Inside a transaction nothing is retried or spooled
+    (the caller's transaction is lost with the connection anyway): the error is raised. Errors
+    other than a lost connection or server (bad data, a bug) are raised too: replaying them
+    would fail the same way.
     """
     if call.route_key is None:
         raise ValueError("a call written by call_write needs its route_key")
@@ -118,7 +121,8 @@ def call_write(*, call: Call, bids: list[BidLog], synchronous_commit: bool = Tru
             # 0.1 s, 0.2 s, 0.4 s...: a restart or a failover gets a moment to finish.
             time.sleep(min(0.1 * 2 ** (attempt - 1), 1.0))
         try:
-            return _write_once(call, bids, synchronous_commit=synchronous_commit)[0]
+            saved, rows, _fresh = _write_once(call, bids, synchronous_commit=synchronous_commit)
+            return saved, rows
         except DATABASE_AWAY as exc:
             if connection.in_atomic_block:
                 raise
@@ -132,7 +136,7 @@ def call_write(*, call: Call, bids: list[BidLog], synchronous_commit: bool = Tru
     )
     spool_write(call=call, bids=bids)
     _replay_hint.set()
-    return bids
+    return call, bids
 
 
 # --- the spool on disk --------------------------------------------------------------------
@@ -257,7 +261,7 @@ def _replay_one(path: Path) -> str:
         path.unlink(missing_ok=True)
         return "already"
     try:
-        _, fresh = _write_once(call, bids, synchronous_commit=True)
+        saved, _rows, fresh = _write_once(call, bids, synchronous_commit=True)
     except DATABASE_AWAY:
         raise
     except DatabaseError as exc:
@@ -268,7 +272,7 @@ def _replay_one(path: Path) -> str:
         return "already"
     # Reports read rollups for finished hours; a late call must make its hour stale.
     rollup_mark_stale(moments=[call.created_at, *(bid.created_at for bid in bids)])
-    logger.info("route %s replayed from the spool as call %s", call.route_key, call.pk)
+    logger.info("route %s replayed from the spool as call %s", call.route_key, saved.pk)
     return "written"
 
 

@@ -14,9 +14,9 @@ auction, buyers still pending at the deadline are logged ``timeout`` and the ans
 without them.
 
 Before a request goes out, :mod:`bidlog.routing.eligibility` rules out buyers that would refuse the
-call anyway, and :mod:`bidlog.routing.limits` takes a concurrency slot and a rate-limit token
-shared by
-every process. Every decision becomes a BidLog row (``skipped_*`` ones send nothing).
+call anyway, and admission (:func:`bidlog.routing.send.bids_admit`, the batch form of the one
+way every bid is sent) takes a concurrency slot and a rate-limit token shared by every
+process. Every decision becomes a BidLog row (``skipped_*`` ones send nothing).
 
 The database alone cannot hold caps and duplicate windows against routes running at the same
 time in other processes, so admission also reserves them in the shared cache: one place under
@@ -45,7 +45,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.utils import timezone
 
-from bidlog.choices import Outcome, RoutingStrategy, Source
+from bidlog.choices import RoutingStrategy, Source
 from bidlog.models import BidLog, Call
 from bidlog.routing import limits, spool
 from bidlog.routing.blocks import Block
@@ -55,6 +55,7 @@ from bidlog.routing.errors import RouteError
 from bidlog.routing.record import call_paid_out_set
 from bidlog.routing.route_admission import Candidate, Route, admit_candidates
 from bidlog.routing.route_input import RouteInput, route_input_clean
+from bidlog.routing.send import bid_answered
 from bidlog.selectors import call_list
 from buyers.models import Buyer
 from callgrid_portal.bidapi.client import (
@@ -98,8 +99,7 @@ def _answered(
 
     ``started`` is the row begun for the first attempt while it was awaited, if any.
     """
-    if result.outcome == Outcome.NO_CAPACITY:
-        limits.cooldown_start(grid_id=buyer.grid_id, seconds=buyer.capacity_cooldown_seconds)
+    bid_answered(buyer=buyer, result=result)
     return result, bid_rows_prepare(buyer=buyer, result=result, source=source, started=started)
 
 
@@ -422,9 +422,9 @@ def _record(
             rows.extend(answer.rows)
         elif answer.result is not None:  # a buyer not waited for: its timeout row
             rows.extend(bid_rows_prepare(buyer=answer.buyer, result=answer.result, source=source))
-    # One statement for the call and every row on PostgreSQL: per-row inserts cost a round
-    # trip and an SQL compilation each, which was most of a ten-buyer auction's overhead.
-    call.route_bids = spool.call_write(  # type: ignore[attr-defined]
+    # One statement for the call and every row on PostgreSQL (see call_with_bids_create).
+    saved, written = spool.call_write(
         call=call, bids=rows, synchronous_commit=settings.ROUTING_SYNCHRONOUS_COMMIT
     )
-    return call
+    saved.route_bids = written  # type: ignore[attr-defined]
+    return saved

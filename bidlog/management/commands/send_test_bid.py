@@ -4,8 +4,10 @@ Usage::
 
     python manage.py send_test_bid BUYER [--caller-id 3035551234] [--state CO] [--param K=V ...]
 
-BUYER is a buyer's id, Grid ID or name. The bid goes out in this process (no Celery), is
-logged with source ``test`` as one row (every attempt in its trace), and the command exits
+BUYER is a buyer's id, Grid ID or name. The bid goes out in this process (no Celery), within
+the grid's shared limits as every bid does (a grid at its rate limit or concurrency cap logs
+the skip instead), is logged with source ``test`` as one row (every attempt in its trace),
+and the command exits
 non-zero when the buyer is unknown or the caller ID is invalid (the local 4003 refusal is
 still logged).
 """
@@ -21,7 +23,9 @@ from django.db.models import Q
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
 from bidlog.monitoring.testbids import DEFAULT_TEST_CALLER_ID, caller_id_for_test_bids
-from bidlog.routing.record import bid_send_recorded_once
+from bidlog.routing.eligibility import Block
+from bidlog.routing.record import bid_result_record, bid_skip_record
+from bidlog.routing.send import bid_send
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
 
@@ -79,13 +83,18 @@ class Command(BaseCommand):
             raise CommandError(f"--state {options['state']!r} is not a US state code such as CO.")
         params = dict(_param(item) for item in options["param"])
 
-        final = bid_send_recorded_once(
-            buyer=buyer,
-            caller_id=caller_id,
-            state_code=state,
-            params=params or None,
-            source=Source.TEST,
-        )
+        sent = bid_send(buyer=buyer, caller_id=caller_id, state_code=state, params=params or None)
+        if isinstance(sent, Block):
+            final = bid_skip_record(
+                buyer=buyer,
+                outcome=sent.outcome,
+                source=Source.TEST,
+                caller_id=caller_id,
+                state_code=state,
+                reason=sent.reason,
+            )
+        else:
+            final = bid_result_record(buyer=buyer, result=sent, source=Source.TEST)
         self.stdout.write(self._describe(buyer, final))
         if final.outcome == Outcome.INVALID_CALLER_ID:
             raise CommandError(
