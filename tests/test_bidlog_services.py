@@ -12,13 +12,11 @@ from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog, Call
 from bidlog.routing.record import (
     ATTEMPT_FIELDS,
-    StartedBidRow,
     bid_attempts_record,
     bid_from_attempt,
-    bid_rows_prepare,
     bid_skip_record,
-    call_with_bids_create,
 )
+from bidlog.routing.route_rows import StartedBidRow, bid_rows_prepare, call_with_bids_create
 from bidlog.routing.send import bid_send
 from callgrid_portal.bidapi.client import BidAttempt, BidResult
 from tests.factories import BuyerFactory, CallFactory

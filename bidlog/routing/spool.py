@@ -40,7 +40,7 @@ from django.core.serializers.base import DeserializationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
 
 from bidlog.models import BidLog, Call
-from bidlog.routing.record import call_with_bids_create
+from bidlog.routing.route_rows import call_with_bids_create
 from bidlog.stale import rollup_mark_stale
 
 logger = logging.getLogger(__name__)

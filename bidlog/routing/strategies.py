@@ -50,11 +50,8 @@ from bidlog.models import BidLog, Call
 from bidlog.routing import limits, spool
 from bidlog.routing.eligibility import Block, buyers_with_last_paid, eligibility_check
 from bidlog.routing.errors import RouteError
-from bidlog.routing.record import (
-    StartedBidRow,
-    bid_rows_prepare,
-    call_paid_out_set,
-)
+from bidlog.routing.record import call_paid_out_set
+from bidlog.routing.route_rows import StartedBidRow, bid_rows_prepare
 from bidlog.routing.send import Admitted, Candidate, bid_answered, bids_admit
 from bidlog.selectors import call_list
 from buyers.models import Buyer
