@@ -44,7 +44,9 @@ def live_calls(*, after: int = 0, window: timedelta) -> QuerySet[Call]:
         Call.objects.filter(pk__gt=after, created_at__gte=since)
         .select_related("winner")
         .prefetch_related(Prefetch("bids", queryset=bids.order_by("id")))
-        .order_by("-id")[:ROWS]
+        # By time, on the created_at index: the range above bounds the scan even when no
+        # call is recent (an id order would walk the whole table back to find none).
+        .order_by("-created_at", "-id")[:ROWS]
     )
 
 
@@ -75,7 +77,7 @@ class LiveCallLogView(RoleRequiredMixin, View):
             "bidlog/live.html",
             {
                 "rows": rows,
-                "after": rows[0]["id"] if rows else 0,
+                "after": max((row["id"] for row in rows), default=0),
                 "poll_seconds": POLL_SECONDS,
                 "keep": ROWS * 4,
             },

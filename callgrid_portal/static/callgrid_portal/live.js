@@ -29,16 +29,18 @@
   });
 
   rows.addEventListener("htmx:afterSwap", function () {
-    var newest = rows.querySelector("tr[data-call-id]");
-    if (newest) {
-      rows.dataset.after = newest.getAttribute("data-call-id");
+    var all = rows.querySelectorAll("tr[data-call-id]");
+    // The highest id shown: rows are in time order, and ids need not follow time exactly.
+    var after = parseInt(rows.dataset.after || "0", 10);
+    for (var j = 0; j < all.length; j++) {
+      after = Math.max(after, parseInt(all[j].getAttribute("data-call-id"), 10));
     }
+    rows.dataset.after = String(after);
     var empty = rows.querySelector("tr.live-empty");
-    if (empty && newest) {
+    if (empty && all.length) {
       empty.remove();
     }
     var keep = parseInt(rows.dataset.keep || "200", 10);
-    var all = rows.querySelectorAll("tr[data-call-id]");
     for (var i = keep; i < all.length; i++) {
       all[i].remove();
     }
