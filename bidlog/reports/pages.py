@@ -1,5 +1,5 @@
-"""The bid log pages (SPEC §6): the overview, the reports, a filtered browser that pages by
-cursor, and one bid in full.
+"""The bid log pages (SPEC §6): a filtered browser that pages by cursor, with the range
+control, and one bid in full (the overview and the reports are in ``report_pages``).
 
 Reads need the ``viewer`` role; viewers see caller IDs masked everywhere, as in the API. The
 list pages by a cursor on (created_at, id), like the API, so the 50th page of millions of
