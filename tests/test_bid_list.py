@@ -68,6 +68,9 @@ def test_bad_days_and_orders_are_named_on_their_field(alice, query, field, messa
     errors = response.context["filter"].form.errors
     assert message in " ".join(errors[field])
     assert response.context["rows"] == []
+    # The field itself carries the error style.
+    widget = str(response.context["filter"].form[field])
+    assert 'aria-invalid="true"' in widget and "invalid" in widget.split('class="')[1]
 
 
 @pytest.mark.parametrize("query", [{"page": "0"}, {"page": "x"}, {"export": "xlsx"}])
