@@ -19,7 +19,8 @@ from django.core.exceptions import ImproperlyConfigured
 from callgrid_portal.datadir import data_dir_prepare
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = ROOT / "callgrid_portal" / "settings.py"
+# settings.py and the sections it imports (settings_celery.py).
+SETTINGS_FILES = sorted((ROOT / "callgrid_portal").glob("settings*.py"))
 
 # env_str("NAME", ...), env_int("NAME", ...), env_rate("NAME", ...) and the like.
 _SETTINGS_READ = re.compile(r"\benv_[a-z]+\(\s*\"([A-Z][A-Z0-9_]*)\"")
@@ -30,7 +31,10 @@ _README_ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \|", re.MULTILINE)
 
 
 def _settings_variables() -> set[str]:
-    return set(_SETTINGS_READ.findall(SETTINGS.read_text()))
+    names: set[str] = set()
+    for path in SETTINGS_FILES:
+        names |= set(_SETTINGS_READ.findall(path.read_text()))
+    return names
 
 
 def _portal_variables() -> set[str]:
@@ -57,6 +61,8 @@ def test_settings_read_variables_through_the_env_helpers():
     assert {"DATA_DIR", "SECRET_KEY", "DATABASE_URL", "LOGIN_FAILURE_LIMIT"} <= (
         _settings_variables()
     )
+    # The Celery section's own module is read too.
+    assert "CELERY_TASK_TIME_LIMIT" in _settings_variables()
 
 
 def test_every_setting_read_from_the_environment_is_in_env_example():
