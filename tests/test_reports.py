@@ -21,7 +21,8 @@ from bidlog.reports.figures import (
 )
 from bidlog.reports.plan import bucket_starts, plan_range
 from bidlog.reports.rollups import rollup_build
-from bidlog.reports.services import report_states, report_summary, report_timeseries
+from bidlog.reports.services import report_summary, report_timeseries
+from bidlog.reports.states import report_states
 from bidlog.stale import rollup_mark_stale
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, bid_log_dataset
 

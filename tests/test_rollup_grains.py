@@ -23,7 +23,8 @@ from bidlog.models import (
 )
 from bidlog.reports.plan import plan_range
 from bidlog.reports.rollups import DAY, HOUR, ROLLUP_MODELS, rollup_build
-from bidlog.reports.services import report_states, report_summary, report_timeseries
+from bidlog.reports.services import report_summary, report_timeseries
+from bidlog.reports.states import report_states
 from bidlog.reports.summary_rollups import SUMMARY_MODELS
 from buyers.models import Buyer
 from tests.factories import BuyerFactory, bid_log_dataset

@@ -26,7 +26,8 @@ from rest_framework.views import APIView
 from bidlog.choices import Source
 from bidlog.filters import parse_iso_datetime
 from bidlog.reports.campaigns import GROUPS, report_by_tag
-from bidlog.reports.services import report_states, report_summary, report_timeseries
+from bidlog.reports.services import report_summary, report_timeseries
+from bidlog.reports.states import report_states
 from bidlog.reports.tables import (
     BUYERS,
     STATES,

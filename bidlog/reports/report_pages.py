@@ -22,11 +22,8 @@ from bidlog.reports.charts import (
 )
 from bidlog.reports.compare import kpis_compare, tags_compare
 from bidlog.reports.forms import ReportRangeForm
-from bidlog.reports.services import (
-    report_states,
-    report_summary,
-    report_timeseries,
-)
+from bidlog.reports.services import report_summary, report_timeseries
+from bidlog.reports.states import report_states
 from bidlog.reports.tables import CODES, REPORT_TABLES, ReportTable, summary_records, tag_table
 from buyers.selectors import buyer_list
 from callgrid_portal import charts
@@ -128,6 +125,13 @@ def _report_records(
     return summary["by_code"] if name == "codes" else summary_records(summary)
 
 
+def _bids_bar(label: str, row: dict[str, Any]) -> tuple[str, int, str]:
+    """A bar of bids for one buyer or state, its text saying how many of them were accepted."""
+    accepted = row["acceptance_rate"]
+    share = charts.fmt_percent(accepted) if accepted is not None else "no bids"
+    return (label, row["bids"], f"{charts.fmt_count(row['bids'])} bids, {share} accepted")
+
+
 def _report_charts(
     records: dict[str, list[dict[str, Any]]],
     summary: dict[str, Any],
@@ -137,18 +141,6 @@ def _report_charts(
     group: str,
 ) -> dict[str, Any]:
     """The chart beside each table of the reports page, drawn from the same report rows."""
-
-    def share(value: float | None) -> str:
-        return charts.fmt_percent(value) if value is not None else "no bids"
-
-    def bids_bar(label: str, row: dict[str, Any]) -> tuple[str, int, str]:
-        bids = row["bids"]
-        return (
-            label,
-            bids,
-            f"{charts.fmt_count(bids)} bids, {share(row['acceptance_rate'])} accepted",
-        )
-
     series = records["timeseries"]
     tz = settings.TIME_ZONE
     return {
@@ -163,11 +155,11 @@ def _report_charts(
         ),
         "buyers": charts.hbars(
             title="Bids per buyer",
-            rows=[bids_bar(row["name"], row) for row in summary["buyers"]],
+            rows=[_bids_bar(row["name"], row) for row in summary["buyers"]],
         ),
         "states": charts.hbars(
             title="Bids per inbound state",
-            rows=[bids_bar(row["state_code"] or "(none)", row) for row in records["states"]],
+            rows=[_bids_bar(row["state_code"] or "(none)", row) for row in records["states"]],
         ),
         "campaigns": charts.hbars(
             title="Revenue per tag",

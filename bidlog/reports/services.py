@@ -1,18 +1,18 @@
-"""Reports over the bid log: summary, time series and state table, shared by API, pages and CSV.
+"""Reports over the bid log: summary and time series, shared by API, pages and CSV.
 
 The figures are defined in :mod:`bidlog.reports.figures` (and the README's "Reports"
 section); which rows each report reads, rollups or raw rows, in :mod:`bidlog.reports.plan`.
 ``exact=True`` reads only raw rows and computes exact percentiles: the reference the tests
-and the benchmark compare against.
+and the benchmark compare against. The state table is :mod:`bidlog.reports.states`.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -20,14 +20,12 @@ from django.db import connection, models
 from django.db.models import Aggregate, Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
-from bidlog.choices import Outcome
 from bidlog.models import (
     LATENCY_EDGES_MS,
     LATENCY_FIELDS,
     BidLog,
     BidOutcomeRollup,
     BidPerformanceRollup,
-    BidStateRollup,
     Call,
     CallRollup,
     RollupGrain,
@@ -38,7 +36,6 @@ from bidlog.reports.figures import (
     PERCENTILES,
     Tally,
     nearest_rank,
-    rate,
     recommended_timeout_seconds,
 )
 from bidlog.reports.plan import (
@@ -455,59 +452,3 @@ def _series_row(start: datetime, tally: Tally) -> dict[str, Any]:
         "revenue": figures["revenue"],
         "p95_ms": figures["latency_ms"]["p95"],
     }
-
-
-# --- States -------------------------------------------------------------------------------------
-
-
-def report_states(
-    *,
-    since: datetime,
-    until: datetime,
-    buyer_id: int | None = None,
-    source: str | None = None,
-    exact: bool = False,
-    campaign: str | None = None,
-    publisher: str | None = None,
-) -> list[dict[str, Any]]:
-    """Attempts, bids and acceptance per inbound state (empty state code: not given)."""
-    tags = report_tags(campaign, publisher)
-    plan = Plan(raw=[(since, until)]) if exact or tags else plan_range(since, until)
-    filters = bid_filters(buyer_id, source, tags)
-    totals: dict[str, Counter] = defaultdict(Counter)
-    measures: tuple[Literal["attempts", "bids", "accepted"], ...] = ("attempts", "bids", "accepted")
-    rollup_q = plan.rollup_q()
-    if rollup_q is not None:
-        for row in (
-            BidStateRollup.objects.filter(rollup_q, **filters)
-            .values("state_code")
-            .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted"))
-            .order_by()
-        ):
-            totals[row["state_code"]].update({name: row[name] for name in measures})
-    raw_q = plan.raw_q()
-    if raw_q is not None:
-        for row in (
-            BidLog.objects.filter(raw_q, **filters)
-            .values("state_code")
-            .annotate(
-                attempts=Count("id"),
-                bids=Count("id", filter=SENT),
-                accepted=Count("id", filter=Q(outcome=Outcome.ACCEPTED)),
-            )
-            .order_by()
-        ):
-            totals[row["state_code"]].update({name: row[name] for name in measures})
-    result: list[dict[str, Any]] = []
-    for state, counts in totals.items():
-        result.append(
-            {
-                "state_code": state,
-                "attempts": counts["attempts"],
-                "bids": counts["bids"],
-                "accepted": counts["accepted"],
-                "acceptance_rate": rate(counts["accepted"], counts["bids"]),
-            }
-        )
-    result.sort(key=lambda row: (-row["bids"], row["state_code"]))
-    return result

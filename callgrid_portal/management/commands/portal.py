@@ -119,21 +119,7 @@ def child_commands(
     """
     children: list[Child] = []
     if simulator:
-        children.append(
-            Child(
-                name="simulator",
-                argv=_django_argv(
-                    "callgrid_simulator",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(sim_port),
-                    "--scenario",
-                    str(DEMO_SCENARIO),
-                ),
-                ready_url=f"http://127.0.0.1:{sim_port}/_sim/health",
-            )
-        )
+        children.append(_simulator_child(sim_port))
     celery = [sys.executable, "-m", "celery", "-A", "callgrid_portal", "--quiet"]
     ready_file = Path(settings.DATA_DIR) / "worker.ready"
     children.append(
@@ -147,30 +133,50 @@ def child_commands(
     children.append(Child(name="beat", argv=[*celery, "beat", "--loglevel=WARNING"]))
     if publisher:
         children.append(Child(name="publisher", argv=_django_argv("demo_publisher")))
-    children.append(
-        Child(
-            name="web",
-            argv=[
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "callgrid_portal.wsgi",
-                "-b",
-                f"{host}:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "8",
-                # Lines of the form "GET /path 200" from every worker would drown the banner.
-                "--log-level",
-                "warning",
-                "--graceful-timeout",
-                str(WEB_GRACEFUL_SECONDS),
-            ],
-            ready_url=f"http://{_local_address(host)}:{port}/api/v1/health/",
-        )
-    )
+    children.append(_web_child(host, port))
     return children
+
+
+def _simulator_child(sim_port: int) -> Child:
+    """The Bid API simulator with the demo scenario's buyers, on loopback at ``sim_port``."""
+    return Child(
+        name="simulator",
+        argv=_django_argv(
+            "callgrid_simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(sim_port),
+            "--scenario",
+            str(DEMO_SCENARIO),
+        ),
+        ready_url=f"http://127.0.0.1:{sim_port}/_sim/health",
+    )
+
+
+def _web_child(host: str, port: int) -> Child:
+    """The web server (gunicorn, 2 workers of 8 threads), ready once its health check answers."""
+    return Child(
+        name="web",
+        argv=[
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "callgrid_portal.wsgi",
+            "-b",
+            f"{host}:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "8",
+            # Lines of the form "GET /path 200" from every worker would drown the banner.
+            "--log-level",
+            "warning",
+            "--graceful-timeout",
+            str(WEB_GRACEFUL_SECONDS),
+        ],
+        ready_url=f"http://{_local_address(host)}:{port}/api/v1/health/",
+    )
 
 
 def apply_embedded_defaults(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
