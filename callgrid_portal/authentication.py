@@ -47,10 +47,16 @@ class PortalTokenAuthentication(TokenAuthentication):
         return False
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, Any]:
-        try:
-            text = token.decode("utf-8")
-        except UnicodeDecodeError:
-            raise AuthenticationFailed("Invalid token.") from None
-        if contains_nul(text):
-            raise AuthenticationFailed("Invalid token.")
+        token_text(token)
         return super().authenticate_credentials(token)
+
+
+def token_text(token: bytes) -> str:
+    """The token as text; one that is not UTF-8 or holds a NUL is refused as invalid."""
+    try:
+        text = token.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AuthenticationFailed("Invalid token.") from None
+    if contains_nul(text):
+        raise AuthenticationFailed("Invalid token.")
+    return text

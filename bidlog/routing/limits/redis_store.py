@@ -21,6 +21,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
+from redis import Redis
 from redis.exceptions import NoScriptError
 
 from bidlog.routing.limits.keys import (
@@ -90,26 +91,41 @@ def _or_local(
     return guarded
 
 
+# Options of Django's RedisCache that configure Django itself, not the connection pool.
+_DJANGO_ONLY_OPTIONS = ("serializer", "parser_class", "pool_class")
+_clients: dict[tuple[str, str], Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def redis_client(config: dict[str, Any]) -> Redis:
+    """A redis-py client of the cache configured by ``config`` (one ``CACHES`` entry).
+
+    Built from the cache's own settings, its first (write) server and its connection options
+    (timeouts), once per process and server: redis-py clients are thread-safe and keep their
+    own connection pool. Django's ``RedisCache`` has no public way to hand out its client.
+    """
+    location = config["LOCATION"]
+    if isinstance(location, str):
+        location = location.split(",")
+    options = {
+        name: value
+        for name, value in config.get("OPTIONS", {}).items()
+        if name not in _DJANGO_ONLY_OPTIONS
+    }
+    key = (location[0], repr(sorted(options.items())))
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.setdefault(key, Redis.from_url(location[0], **options))
+    return client
+
+
 class RedisStore:
-    """Limits as Lua scripts (``lua/``) on the cache's own Redis connection pool."""
+    """Limits as Lua scripts (``lua/``) on a redis-py client of the cache's Redis server."""
 
-    def __init__(self, backend: RedisCache) -> None:
+    def __init__(self, backend: RedisCache, client: Redis) -> None:
         self.backend = backend
-
-    def _client(self) -> Any:
-        """The cache's redis-py client for writes, built once per cache object.
-
-        Django's ``get_client`` builds a new ``Redis`` object on every call; over the same
-        connection pool that is pure overhead on the live path, so the first one is kept.
-        Cache objects are per thread, so the client is too.
-        """
-        inner = self.backend._cache
-        client = getattr(inner, "_callgrid_limits_client", None)
-        if client is None:
-            client = inner.get_client(None, write=True)
-            # A memo on the cache's own client object, which no stub declares.
-            inner._callgrid_limits_client = client  # type: ignore[attr-defined]
-        return client
+        self.client = client
 
     def _key(self, key: str) -> str:
         # The keys are built here from grid IDs (letters and digits) and numbers, so the
@@ -118,8 +134,7 @@ class RedisStore:
         return self.backend.make_key(key)
 
     def _run(self, name: str, key: str, args: list[Any]) -> Any:
-        client = self._client()
-        return script(name, client)(keys=[self._key(key)], args=args, client=client)
+        return script(name, self.client)(keys=[self._key(key)], args=args, client=self.client)
 
     @_or_local
     def bucket(
@@ -141,13 +156,13 @@ class RedisStore:
     @_or_local
     def lease_release(self, key: str, *, lease_id: str) -> None:
         """Give a slot back (nothing when it is gone already)."""
-        self._client().zrem(self._key(key), lease_id)
+        self.client.zrem(self._key(key), lease_id)
 
     @_or_local
     def lease_release_many(self, leases: list[Lease]) -> None:
         """Give several slots back in one pipelined round trip."""
         keys = [self._key(LEASE_KEY.format(grid_id=lease.grid_id)) for lease in leases]
-        pipe = self._client().pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
         for key, lease in zip(keys, leases, strict=True):
             pipe.zrem(key, lease.lease_id)
         pipe.execute()
@@ -159,7 +174,7 @@ class RedisStore:
         args: list[Any] = [repr(now)]
         for item in items:
             self._admit_arguments(item, now=now, keys=keys, args=args)
-        client = self._client()
+        client = self.client
         replies = script("admit", client)(keys=keys, args=args, client=client)
         admissions: list[Admission] = []
         for item, (status, detail) in zip(items, replies, strict=True):
@@ -220,10 +235,10 @@ class RedisStore:
         every execution, a second round trip on each route; EVALSHA alone answers NOSCRIPT
         in the rare case it is not, and :meth:`settle` then goes the checked way.
         """
-        pipe = self._client().pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
         for lease in leases:
             pipe.zrem(self._key(LEASE_KEY.format(grid_id=lease.grid_id)), lease.lease_id)
-        settle = script("settle", self._client())
+        settle = script("settle", self.client)
         for op, reservation, won, hold_ms in ops:
             keys: list[str] = []
             if reservation.cap_keys:
@@ -255,7 +270,7 @@ class RedisStore:
     def cap_total(self, buyer_id: int, key: str, *, now: float) -> int:
         """A cap's committed count plus the buyer's reservations in flight."""
         inflight = self._key(CAP_INFLIGHT_KEY.format(buyer_id=buyer_id))
-        client = self._client()
+        client = self.client
         total = script("cap_total", client)(
             keys=[inflight, self._key(key)], args=[repr(now)], client=client
         )
@@ -274,5 +289,5 @@ class RedisStore:
     @_or_local
     def duplicate_value(self, key: str) -> str:
         """What a duplicate key holds, or ``""``."""
-        value = self._client().get(self._key(key))
+        value = self.client.get(self._key(key))
         return value.decode() if isinstance(value, bytes) else str(value or "")
