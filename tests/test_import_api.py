@@ -121,6 +121,13 @@ def test_outcome_is_read_from_the_code_and_min_bid(operator_api, buyer):
         ("duration_ms", "-1", "Must be between 0 and 2147483647."),
         ("bid_amount", "1" * 40, "Must be a number of dollars such as 25.50."),
         ("bid_amount", "25.005", "Must have at most 2 decimal places."),
+        ("bid_amount", "100000000", "Must be between 0 and 99999999.99."),
+        # The one wording of a refused caller ID (InvalidCallerId.message), as the route's.
+        (
+            "caller_id",
+            "123",
+            "Invalid caller ID (4003): caller ID must have 10 digits (or 1 + 10 digits), got 3.",
+        ),
         # A regular expression's "$" also matches before a final newline.
         ("state_code", "CO\n", "Must be a two-letter state code."),
         ("message", 5, "Must be a string."),

@@ -18,14 +18,13 @@ from typing import Any
 from bidlog.choices import Outcome, Source
 from bidlog.filters import parse_iso_datetime
 from buyers.models import Buyer
-from callgrid_portal.bidapi.answers import ACCEPT_OUTCOMES, outcome_for
+from callgrid_portal.bidapi.answers import ACCEPT_OUTCOMES, MAX_BID_AMOUNT, outcome_for
 from callgrid_portal.bidapi.phone import InvalidCallerId, normalize_caller_id
 from callgrid_portal.text import NUL, NUL_MESSAGE, contains_nul
 
 MAX_RECORDS = 5000
 # A clock a little ahead of ours is fine; a bid from tomorrow is a mistake.
 FUTURE_SLACK = timedelta(minutes=5)
-MAX_AMOUNT = Decimal("99999999.99")
 CENT = Decimal("0.01")
 # The longest spelling of a whole number or an amount converted at all: "-2147483647" has 11
 # characters, "99999999.99" 11; anything longer is refused before int() or Decimal() sees it.
@@ -115,8 +114,8 @@ def amount(value: Any) -> Decimal:
         dollars = Decimal(text)
     except InvalidOperation:
         raise Invalid(AMOUNT_ERROR) from None
-    if not dollars.is_finite() or dollars < 0 or dollars > MAX_AMOUNT:
-        raise Invalid("Must be between 0 and 99999999.99.")
+    if not dollars.is_finite() or dollars < 0 or dollars > MAX_BID_AMOUNT:
+        raise Invalid(f"Must be between 0 and {MAX_BID_AMOUNT}.")
     if dollars != dollars.quantize(CENT):
         raise Invalid("Must have at most 2 decimal places.")
     return dollars
@@ -229,7 +228,7 @@ def _caller_id(value: Any, outcome: Any, errors: Errors) -> str:
     except InvalidCallerId as exc:
         # A refused caller ID is itself what a 4003 record reports; keep it as sent.
         if outcome != Outcome.INVALID_CALLER_ID:
-            _fail(errors, "caller_id", f"Invalid caller ID: {exc.reason}.")
+            _fail(errors, "caller_id", exc.message)
         return str(value)[:20]
 
 
