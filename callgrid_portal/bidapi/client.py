@@ -275,8 +275,9 @@ def _checked_first_request(bid: Bid, deadline: float | None) -> Request | None:
     return _request(bid, start_at=time.monotonic(), deadline=deadline)
 
 
-def _request(bid: Bid, *, start_at: float, deadline: float | None) -> Request:
-    bid.current = BidAttempt(
+def _new_attempt(bid: Bid) -> BidAttempt:
+    """The bid's next attempt, starting now; a timeout until an answer says otherwise."""
+    return BidAttempt(
         attempt=len(bid.attempts) + 1,
         outcome=Outcome.TIMEOUT,
         started_at=datetime.now(UTC),
@@ -284,6 +285,10 @@ def _request(bid: Bid, *, start_at: float, deadline: float | None) -> Request:
         caller_id=bid.caller_id,
         state_code=bid.state_code,
     )
+
+
+def _request(bid: Bid, *, start_at: float, deadline: float | None) -> Request:
+    bid.current = _new_attempt(bid)
     budget_end = start_at + float(bid.target.timeout_seconds)
     if deadline is not None:
         budget_end = min(budget_end, deadline)
@@ -366,14 +371,7 @@ def _read_attempt(bid: Bid, response: Response) -> BidAttempt:
 
 def _attempt_shell(bid: Bid, response: Response) -> BidAttempt:
     """The bid's current attempt with what is known of any ending: when, and how long."""
-    attempt = bid.current or BidAttempt(
-        attempt=len(bid.attempts) + 1,
-        outcome=Outcome.TIMEOUT,
-        started_at=datetime.now(UTC),
-        request=bid.body,
-        caller_id=bid.caller_id,
-        state_code=bid.state_code,
-    )
+    attempt = bid.current or _new_attempt(bid)
     bid.current = None
     elapsed = max(time.monotonic() - response.started, 0.0)
     attempt.started_at = datetime.now(UTC) - timedelta(seconds=elapsed)
@@ -390,14 +388,7 @@ def _failed_attempt(bid: Bid, response: Response, error: str) -> BidAttempt:
 
 
 def _skipped_endpoint(bid: Bid, problem: str, attempt: BidAttempt | None = None) -> BidAttempt:
-    skipped = attempt or BidAttempt(
-        attempt=len(bid.attempts) + 1,
-        outcome=Outcome.SKIPPED_ENDPOINT,
-        started_at=datetime.now(UTC),
-        request=bid.body,
-        caller_id=bid.caller_id,
-        state_code=bid.state_code,
-    )
+    skipped = attempt or _new_attempt(bid)
     skipped.outcome = Outcome.SKIPPED_ENDPOINT
     skipped.http_status = None
     skipped.error = f"not sent: {problem}"
