@@ -49,6 +49,7 @@ from benchmarks.route import (
     create_database,
     drop_database,
     free_port,
+    gunicorn_argv,
     portal_env,
     shell_output,
     wait_for_port,
@@ -153,24 +154,7 @@ def start_gunicorn(root: Path, env: dict[str, str], workers: int) -> tuple[subpr
     """gunicorn serving the code in ``root``; the process and its port."""
     port = free_port()
     process = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "callgrid_portal.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "2",
-            "--timeout",
-            "120",
-            "--log-level",
-            "warning",
-        ],
+        [*gunicorn_argv(port, workers, 2), "--timeout", "120"],
         cwd=root,
         env={**env, "PYTHONPATH": str(root)},
         stdout=subprocess.DEVNULL,

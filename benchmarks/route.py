@@ -319,29 +319,36 @@ print(calls.count(), calls.filter(routed=True).count(),
     return int(calls), int(routed), int(bids)
 
 
+def gunicorn_argv(port: int, workers: int, threads: int) -> list[str]:
+    """gunicorn serving the portal on loopback at ``port``: gthread workers, warnings only."""
+    return [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "callgrid_portal.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--log-level",
+        "warning",
+    ]
+
+
 def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int, connections: int):
     process = subprocess.Popen(
         [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "callgrid_portal.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(threads),
+            *gunicorn_argv(port, workers, threads),
             # A worker stops accepting at this many connections, so keep-alive clients spread
             # over every worker instead of piling onto the one that happened to wake first.
             "--worker-connections",
             str(connections),
             "--backlog",
             "2048",
-            "--log-level",
-            "warning",
         ],
         cwd=ROOT,
         env=env,
