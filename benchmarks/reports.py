@@ -247,12 +247,13 @@ def main() -> None:
     if connection.vendor != "postgresql":
         sys.exit("Set DATABASE_URL to a scratch PostgreSQL database.")
     call_command("migrate", verbosity=0)
-    figures = reused(args) if args.reuse or args.pages_only else load(args)
+    reuse = args.reuse or args.pages_only
+    figures = reused(args) if reuse else {}
     print(
         f"# CallGrid Portal report benchmark: {args.rows:,} bids, {args.buyers} buyers, "
         f"{args.days} days"
     )
-    bench(args, figures)
+    bench(args, figures if reuse else load(args))
 
 
 if __name__ == "__main__":
