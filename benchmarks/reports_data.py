@@ -3,7 +3,8 @@
 Rows are made server-side with ``INSERT ... SELECT ... FROM generate_series`` one day at a time
 (each day sorted by time, as a real log is appended, and small enough to sort in memory), into
 the month partitions the portal keeps; the secondary indexes are dropped before the load and
-built once after it.
+built once after it. Calls carry campaign and publisher tags (some untagged), and live bids
+belong to a call of their own day.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from bidlog.reports.rollups import floor_hour
 from buyers.models import Buyer
 
 STATES = ["CA", "TX", "FL", "NY", "PA", "IL", "OH", "GA", "NC", "MI", "CO", "AZ", ""]
+# Call tags: a dozen campaigns from five traffic sources, some calls untagged.
+CAMPAIGNS = [f"campaign-{n}" for n in range(12)] + [""]
+PUBLISHERS = ["pub-a", "pub-b", "pub-c", "pub-d", "pub-e", ""]
 
 # One row per outcome: (upper bound of the random draw, outcome, code, http status, latency SQL).
 # The mix of an ordinary ops day: a third accepted, a quarter declined, a tail of errors.
@@ -52,23 +56,30 @@ def _quoted_case(column: int) -> str:
     return f"CASE {whens} END"
 
 
+def _array(values: list[str]) -> str:
+    return "ARRAY[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
 def _bids_sql(buyers: int) -> str:
-    """One day of bids: parameters are the buyer ids, the day's start and the row count."""
-    states = "ARRAY[" + ", ".join(f"'{s}'" for s in STATES) + "]"
+    """One day of bids: parameters are the buyer ids, the first call id of the day and the
+    count of its calls (live bids belong to one of them; ``NULL`` for none), the day's start
+    and the row count."""
     return f"""
         INSERT INTO bidlog_bidlog (buyer_id, source, created_at, caller_id, state_code,
             request, http_status, code, message, bid_amount, destination,
-            response_caller_id, duration_ms, attempt, outcome, error, raw_response, trace)
+            response_caller_id, duration_ms, attempt, outcome, error, raw_response, trace,
+            call_id)
         SELECT (%s::bigint[])[1 + (r3 * {buyers})::int %% {buyers}],
             CASE WHEN r4 < 0.95 THEN 'live' WHEN r4 < 0.99 THEN 'health' ELSE 'test' END,
             at,
             (2000000000 + (r3 * 7999999999)::bigint %% 7999999999)::text,
-            ({states})[1 + (r4 * 1000)::int %% {len(STATES)}],
+            ({_array(STATES)})[1 + (r4 * 1000)::int %% {len(STATES)}],
             '{{}}'::jsonb,
             {_case(3)}, {_case(2)}, '',
             CASE WHEN r < 0.34 THEN round((5 + r2 * 55)::numeric, 2) END,
             CASE WHEN r < 0.30 THEN '18005550100' ELSE '' END, '',
-            {_case(4)}, 1, {_quoted_case(1)}, '', '', '[]'::jsonb
+            {_case(4)}, 1, {_quoted_case(1)}, '', '', '[]'::jsonb,
+            CASE WHEN r4 < 0.95 THEN %s::bigint + (random() * %s::bigint)::bigint %% %s::bigint END
         FROM (
             SELECT random() AS r, random() AS r2, random() AS r3, random() AS r4,
                 %s::timestamptz + make_interval(secs => random() * 86400) AS at,
@@ -83,22 +94,30 @@ def _bids_sql(buyers: int) -> str:
 
 
 def _calls_sql(buyers: int) -> str:
-    """One day of calls: parameters are the day's start, the buyer ids and the row count."""
+    """One day of calls, tagged: parameters are the buyer ids, the day's start and the row
+    count; it returns the first id and the count of the calls written."""
     return f"""
+        WITH written AS (
         INSERT INTO bidlog_call (created_at, caller_id, state_code, params, strategy,
-            winner_id, bid_amount, destination, routed, paid_out, duration_ms, source)
+            winner_id, bid_amount, destination, routed, paid_out, duration_ms, source,
+            campaign, publisher)
         SELECT at, '3035551234', 'CO', '{{}}'::jsonb, 'waterfall',
             CASE WHEN routed THEN (%s::bigint[])[1 + (random() * {buyers})::int %% {buyers}]
             END,
             CASE WHEN routed THEN round((10 + random() * 50)::numeric, 2) END,
             CASE WHEN routed THEN '18005550100' ELSE '' END, routed, true,
-            (random() * 900)::int, 'live'
+            (random() * 900)::int, 'live',
+            ({_array(CAMPAIGNS)})[1 + (random() * 1000)::int %% {len(CAMPAIGNS)}],
+            ({_array(PUBLISHERS)})[1 + (random() * 1000)::int %% {len(PUBLISHERS)}]
         FROM (
             SELECT random() < 0.6 AS routed,
                 %s::timestamptz + make_interval(secs => random() * 86400) AS at
             FROM generate_series(1, %s)
         ) g
         ORDER BY at
+        RETURNING id
+        )
+        SELECT min(id), count(*) FROM written
     """
 
 
@@ -144,10 +163,12 @@ def generate(*, rows: int, days: int, buyers: int) -> tuple[datetime, datetime]:
             cursor.execute(f'DROP INDEX IF EXISTS "{index.name}"')
         for day in range(days):
             day_start = start + timedelta(days=day)
-            count = rows * (day + 1) // days - rows * day // days
-            cursor.execute(bids_sql, [ids, day_start, count])
             calls = (rows // 4) * (day + 1) // days - (rows // 4) * day // days
             cursor.execute(calls_sql, [ids, day_start, calls])
+            first_call, written = cursor.fetchone()
+            count = rows * (day + 1) // days - rows * day // days
+            links = [first_call, written or None, written or None]
+            cursor.execute(bids_sql, [ids, *links, day_start, count])
     with connection.schema_editor() as editor:
         for index in BidLog._meta.indexes:
             editor.add_index(BidLog, index)
@@ -164,7 +185,7 @@ def old_month_write(*, start: datetime, rows: int, buyers: int) -> datetime:
     partition_create(table=BidLog._meta.db_table, month=month)
     ids = list(Buyer.objects.order_by("id").values_list("id", flat=True))
     with connection.cursor() as cursor:
-        cursor.execute(_bids_sql(buyers), [ids, month, rows])
+        cursor.execute(_bids_sql(buyers), [ids, None, None, None, month, rows])
     return month
 
 
