@@ -151,6 +151,8 @@ class BidListFilter(BidPageFilter):
         label="Order",
         empty_label="Newest first",
     )
+    # Exact times are inputs of their own here, under "Exact times"; the day pickers pick days.
+    HIDDEN_INPUTS = ()
 
     class Meta(BidPageFilter.Meta):
         form = BidListForm
