@@ -152,7 +152,7 @@ class BidListFilter(BidPageFilter):
         empty_label="Newest first",
     )
     # Exact times are inputs of their own here, under "Exact times"; the day pickers pick days.
-    HIDDEN_INPUTS = ()
+    HIDDEN_INPUTS: tuple[str, ...] = ()
 
     class Meta(BidPageFilter.Meta):
         form = BidListForm

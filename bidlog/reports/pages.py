@@ -57,7 +57,7 @@ class BidPageFilter(PageFilterMixin, BidLogFilter):
         "publisher": "Publisher",
     }
     EMPTY_LABELS = {"outcome_class": "Any class"}
-    HIDDEN_INPUTS = ("since", "until")
+    HIDDEN_INPUTS: tuple[str, ...] = ("since", "until")
 
 
 def _cursor(value: str) -> tuple[Any, int] | None:
