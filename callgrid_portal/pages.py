@@ -70,3 +70,28 @@ class PageFilterMixin:
                 self.filters[name].extra["empty_label"] = label
         for name in self.HIDDEN_INPUTS:
             self.filters[name].extra["widget"] = forms.HiddenInput
+        self._page_form_ready = False
+
+    @property
+    def form(self) -> forms.Form:
+        """The filters' form with this page's labels, empty choices and hidden inputs.
+
+        They are set on the form's own fields as well: a filter builds its form field once and
+        keeps it, and once the API's filter set has built it (a schema, an API request) a copy
+        of that filter no longer reads its label or widget again.
+        """
+        form: forms.Form = super().form  # type: ignore[misc]
+        if self._page_form_ready:
+            return form
+        self._page_form_ready = True
+        fields = form.fields
+        for name, label in {**SHARED_FILTER_LABELS, **self.LABELS}.items():
+            if name in fields:
+                fields[name].label = label
+        for name, label in {**SHARED_EMPTY_LABELS, **self.EMPTY_LABELS}.items():
+            if name in fields and hasattr(fields[name], "empty_label"):
+                fields[name].empty_label = label  # type: ignore[attr-defined]
+        for name in self.HIDDEN_INPUTS:
+            if name in fields:
+                fields[name].widget = forms.HiddenInput()
+        return form

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bidlog.choices import Outcome
-from bidlog.models import SavedBidFilter
+from bidlog.models import BidLog, SavedBidFilter
 from bidlog.reports import bid_pages
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
@@ -232,3 +232,13 @@ def test_the_answer_names_its_code_once(alice):
     assert '<span class="badge no_bid">Declined</span>' in page
     assert "HTTP 200, code 2000: Bid declined" in page
     assert "Declined (2000)" not in page
+
+
+def test_the_page_keeps_its_labels_once_the_api_has_built_its_filter_fields(db):
+    # A schema or an API request builds each filter's form field once and keeps it.
+    for name in ("outcome", "outcome_class", "since"):
+        assert bid_pages.BidListFilter.base_filters[name].field is not None
+    form = bid_pages.BidListFilter(data={}, queryset=BidLog.objects.none()).form
+    assert form.fields["outcome"].label == "Outcome (any of)"
+    assert form.fields["outcome_class"].empty_label == "Any class"
+    assert form.fields["since"].label == "Since"
