@@ -106,6 +106,14 @@ def report_tags(campaign: str | None, publisher: str | None) -> Tags:
     }
 
 
+def report_plan(since: datetime, until: datetime, *, exact: bool, tags: Tags) -> Plan:
+    """The rows a report of ``[since, until)`` reads: raw rows alone when it must be exact or
+    is limited to tags (the bid rollups have no tag dimension), else :func:`plan_range`."""
+    if exact or tags:
+        return Plan(raw=[(since, until)])
+    return plan_range(since, until)
+
+
 def _filters(buyer_field: str, buyer_id: int | None, source: str | None) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     if buyer_id is not None:

@@ -45,6 +45,7 @@ from bidlog.reports.plan import (
     bucket_starts,
     call_filters,
     plan_range,
+    report_plan,
     report_tags,
     spans_q,
 )
@@ -250,7 +251,7 @@ def report_summary(
 ) -> dict[str, Any]:
     """The summary of ``[since, until)``: totals, breakdowns and one row per buyer."""
     tags = report_tags(campaign, publisher)
-    plan = Plan(raw=[(since, until)]) if exact or tags else plan_range(since, until)
+    plan = report_plan(since, until, exact=exact, tags=tags)
     filters = bid_filters(buyer_id, source, tags)
     total = Tally()
     per_buyer: dict[int, Tally] = defaultdict(Tally)
@@ -308,7 +309,7 @@ def report_totals(
     """The totals of :func:`report_summary` without the outcome breakdowns and buyer rows:
     bids, acceptance, latency, timeouts, calls and revenue, in two reads instead of three."""
     tags = report_tags(campaign, publisher)
-    plan = Plan(raw=[(since, until)]) if tags else plan_range(since, until)
+    plan = report_plan(since, until, exact=False, tags=tags)
     total = Tally()
     for row in _performance_rows(plan, bid_filters(buyer_id, source, tags)):
         total.add_performance(row)

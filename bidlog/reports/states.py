@@ -15,7 +15,7 @@ from django.db.models import Count, Q, Sum
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, BidStateRollup
 from bidlog.reports.figures import rate
-from bidlog.reports.plan import Plan, bid_filters, plan_range, report_tags
+from bidlog.reports.plan import bid_filters, report_plan, report_tags
 from bidlog.reports.rollups import SENT
 
 
@@ -31,7 +31,7 @@ def report_states(
 ) -> list[dict[str, Any]]:
     """Attempts, bids and acceptance per inbound state (empty state code: not given)."""
     tags = report_tags(campaign, publisher)
-    plan = Plan(raw=[(since, until)]) if exact or tags else plan_range(since, until)
+    plan = report_plan(since, until, exact=exact, tags=tags)
     filters = bid_filters(buyer_id, source, tags)
     totals: dict[str, Counter] = defaultdict(Counter)
     measures: tuple[Literal["attempts", "bids", "accepted"], ...] = ("attempts", "bids", "accepted")
