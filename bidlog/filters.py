@@ -133,7 +133,10 @@ class TagField(forms.CharField):
         text = super().to_python(value) or ""
         problem = tag_problem(self.tag, text)
         if problem is not None:
-            raise forms.ValidationError(problem, code="invalid_tag")
+            # A parameter, not the message: a "%" in the value must not be read as a format.
+            raise forms.ValidationError(
+                "%(problem)s", code="invalid_tag", params={"problem": problem}
+            )
         return text
 
 

@@ -79,7 +79,12 @@ class StrictBooleanField(forms.NullBooleanField):
             return True
         if text in _FALSE:
             return False
-        raise forms.ValidationError(not_one_of(value, ["true", "false"]), code="invalid_choice")
+        # The words quote the value: given as a parameter, a "%" in it is never read as a format.
+        raise forms.ValidationError(
+            "%(problem)s",
+            code="invalid_choice",
+            params={"problem": not_one_of(value, ["true", "false"])},
+        )
 
     def validate(self, value: Any) -> None:
         return

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from bidlog.choices import Outcome
@@ -119,3 +120,11 @@ def test_viewers_cannot_patch_and_nobody_can_put(viewer_api, operator_api, db):
 
 def test_unknown_call_is_404(viewer_api, db):
     assert viewer_api.get(f"{CALLS}999999/").status_code == 404
+
+
+@pytest.mark.parametrize("name", ["routed", "paid_out", "campaign", "publisher"])
+def test_a_filter_value_with_a_percent_sign_is_refused_naming_it(viewer_api, name):
+    # The refusal quotes the value; a "%" in it once broke the error's formatting (500).
+    response = viewer_api.get("/api/v1/calls/", {name: "50%s %d"})
+    assert response.status_code == 400
+    assert response.json()["field"] == name
