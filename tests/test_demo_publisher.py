@@ -107,8 +107,11 @@ def test_portal_demo_fills_the_call_log_by_itself_and_prints_the_password_last(t
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for(f"{base}/api/v1/health/", process)
-        deadline = time.monotonic() + 10
+        # The frame comes once every child is ready; the Celery worker may be ready well after
+        # the web server, so wait as long as the portal itself waits for its children.
+        deadline = time.monotonic() + portal.READY_TIMEOUT_SECONDS
         while "#  Password:" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
             time.sleep(0.2)
         password = _password_printed_last(log)
         browser = _Browser(base)
@@ -143,7 +146,9 @@ def _password_printed_last(log: Path) -> str:
     """The one-time password, from a frame after which no start-up banner was printed."""
     text = log.read_text()
     lines = [line for line in text.splitlines() if line.strip()]
-    frame_end = max(i for i, line in enumerate(lines) if set(line) == {"#"})
+    frames = [i for i, line in enumerate(lines) if set(line) == {"#"}]
+    assert frames, f"no password frame was printed:\n{text}"
+    frame_end = max(frames)
     assert "Press Ctrl-C" in "\n".join(lines[:frame_end]), text
     late = [line for line in lines[frame_end + 1 :] if any(m in line for m in BANNER_MARKS)]
     assert not late, text
