@@ -216,15 +216,12 @@ def start_simulator(grids: list[str], latency_ms: int, port: int, workdir: Path)
     return process
 
 
-# The simulator as its own process, with Nagle's algorithm off on its sockets. http.server
-# writes the headers and the body in two sends; with Nagle on, the body waits for the
-# client's delayed ACK of the headers (40 ms on Linux), a stall no production Bid API server
-# has and which would swamp the L we are measuring. Both the portal and the baseline talk to
-# this same simulator.
+# The simulator as its own process (its handler turns Nagle's algorithm off, so the body never
+# waits for the client's delayed ACK of the headers). Both the portal and the baseline talk
+# to this same simulator.
 _SIMULATOR_LAUNCHER = """
 import json, signal, sys, threading
 from callgrid_portal import simulator
-simulator._BidHandler.disable_nagle_algorithm = True
 server = simulator.Simulator(json.load(open(sys.argv[1])), port=int(sys.argv[2])).start()
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
