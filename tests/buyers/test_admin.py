@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from buyers.models import Buyer
+from tests.buyer_data import REFUSED, form_data
 from tests.factories import BidLogFactory, BuyerFactory
-from tests.test_buyer_validation import REFUSED, form_data
 
 pytestmark = pytest.mark.django_db
 

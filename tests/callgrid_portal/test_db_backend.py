@@ -34,7 +34,7 @@ from buyers.models import Buyer
 from tests.conftest import _database_env
 from tests.factories import BuyerFactory, CallFactory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.skipif(

@@ -30,15 +30,15 @@ from playwright.sync_api import Browser, Page, expect
 from bidlog.choices import AlertRule, Outcome, Source
 from bidlog.models import Alert, AlertMute, BidLog, Call
 from buyers.models import Buyer
-from tests import test_pages_browser
+from tests import live_browser
 from tests.conftest import SCREENSHOT_DIR
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
 # The browser and the live server of the browser tests, shared as fixtures of this module.
-PASSWORD = test_pages_browser.PASSWORD
-browser = test_pages_browser.browser
-_server = test_pages_browser._server
-site = test_pages_browser.site
+PASSWORD = live_browser.PASSWORD
+browser = live_browser.browser
+site_server = live_browser.site_server
+site = live_browser.site
 
 WIDTHS = {"desktop": (1280, 800), "phone": (390, 844)}
 

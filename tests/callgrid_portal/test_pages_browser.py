@@ -6,98 +6,24 @@ portal runs in pytest-django's live server. Without Chromium these tests fail, s
 install it: a browser test that skips would hide a broken page.
 """
 
-import os
-import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group
-from django.test import override_settings
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from pytest_django.live_server_helper import LiveServer
+from playwright.sync_api import expect
 
 from bidlog.choices import Outcome
 from bidlog.models import Call
 from bidlog.routing import limits
 from bidlog.routing.strategies import call_route
 from buyers.models import Buyer
-from callgrid_portal.roles import ROLES
+from tests import live_browser
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-PASSWORD = "correct horse battery staple"
-# As root, in a sandbox without network: no sandboxing, GPU, or calls home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
-    # Playwright's sync API runs an event loop on this thread; the tests' own ORM calls are
-    # plain synchronous code between its steps.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            yield launched
-            launched.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture(scope="module")
-def _server(django_db_setup, django_db_blocker) -> Iterator[str]:
-    """A live server of this module's own, started with plain-http settings.
-
-    pytest-django's ``live_server`` is session-wide and may start before any test's settings
-    apply; its security middleware would then redirect every page to https, which this
-    server cannot speak. The middleware reads those settings once, when the server starts.
-    """
-    with (
-        override_settings(
-            SECURE_SSL_REDIRECT=False, SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False
-        ),
-        django_db_blocker.unblock(),
-    ):
-        server = LiveServer("localhost")
-        try:
-            yield server.url
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def site(_server, transactional_db) -> str:
-    # A transactional test empties every table afterwards, the migration's role groups too.
-    for role in ROLES:
-        Group.objects.get_or_create(name=role)
-    return _server
-
-
-def _log_in(browser: Browser, site: str, username: str) -> Page:
-    page = browser.new_page()
-    page.goto(f"{site}/buyers/")
-    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Buyers")).to_be_visible()
-    return page
+browser = live_browser.browser
+site_server = live_browser.site_server
+site = live_browser.site
+PASSWORD = live_browser.PASSWORD
 
 
 def test_operator_checks_a_caller_then_fixes_a_bad_edit(browser, site):
@@ -110,7 +36,7 @@ def test_operator_checks_a_caller_then_fixes_a_bad_edit(browser, site):
         caller_id="3035551234",
         created_at=buyer.created_at - timedelta(days=1),
     )
-    page = _log_in(browser, site, "bob")
+    page = live_browser.log_in(browser, site, "bob")
 
     page.get_by_role("link", name="Acme Auto").click()
     expect(page.get_by_role("heading", name="Acme Auto")).to_be_visible()
@@ -158,7 +84,7 @@ def test_operator_checks_a_caller_then_fixes_a_bad_edit(browser, site):
 def test_viewer_reads_but_cannot_edit(browser, site):
     UserFactory(username="alice", role="viewer", password=PASSWORD)
     buyer = BuyerFactory(name="Read Only")
-    page = _log_in(browser, site, "alice")
+    page = live_browser.log_in(browser, site, "alice")
     expect(page.get_by_role("link", name="Add a buyer")).to_have_count(0)
     page.get_by_role("link", name="Read Only").click()
     expect(page.get_by_role("link", name="Edit this buyer")).to_have_count(0)
@@ -179,7 +105,7 @@ def test_operator_sends_a_test_bid_and_sees_the_answer_arrive(
     limits.limits_reset(grid_id=buyer.grid_id)
     simulator.configure(buyer.grid_id, respond="accept", bid_amount="31.25")
     celery_worker_factory()
-    page = _log_in(browser, site, "bob")
+    page = live_browser.log_in(browser, site, "bob")
     page.get_by_role("link", name="Sim Buyer").click()
     page.get_by_role("button", name="Send test bid").click()
 
@@ -206,7 +132,7 @@ def test_operator_reads_a_routed_call_and_marks_it_not_paid_out(browser, site, s
     call = call_route(caller_id="(303) 555-1234", state_code="CO", strategy="highest_bid")
     assert call.winner == high
 
-    page = _log_in(browser, site, "bob")
+    page = live_browser.log_in(browser, site, "bob")
     page.get_by_role("link", name="Calls").click()
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(1)
@@ -240,7 +166,7 @@ def test_viewer_follows_a_failing_bid_from_the_overview_to_its_guidance(browser,
         message="Capacity check failed",
         caller_id="7205559876",
     )
-    page = _log_in(browser, site, "alice")
+    page = live_browser.log_in(browser, site, "alice")
     page.get_by_role("link", name="Overview").click()
     # The overview's acceptance key figure: one of the two bids accepted.
     expect(page.locator(".figure-acceptance")).to_contain_text("50")
@@ -264,7 +190,7 @@ def test_pages_and_api_docs_work_under_the_content_security_policy(browser, site
     UserFactory(username="alice", role="viewer", password=PASSWORD)
     buyer = BuyerFactory(name="Gamma")
     BidLogFactory(buyer=buyer, outcome=Outcome.ACCEPTED, code=1000)
-    page = _log_in(browser, site, "alice")
+    page = live_browser.log_in(browser, site, "alice")
     refused: list[str] = []
     page.on(
         "console",

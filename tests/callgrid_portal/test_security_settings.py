@@ -19,7 +19,7 @@ from bidlog.choices import Outcome
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:

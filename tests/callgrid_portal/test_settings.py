@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from callgrid_portal.datadir import data_dir_prepare
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # settings.py and the sections it imports (settings_celery.py).
 SETTINGS_FILES = sorted((ROOT / "callgrid_portal").glob("settings*.py"))
 

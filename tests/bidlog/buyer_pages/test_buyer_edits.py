@@ -16,9 +16,9 @@ from buyers.forms import BuyerForm
 from buyers.hours import HoursSyntaxError, parse_hours_text
 from buyers.models import Buyer
 from buyers.validators import overlapping_windows, validate_operating_hours
+from tests.buyer_data import page_create, page_fields
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
-from tests.test_buyer_pages import _buyer_fields, _create
 
 
 def _errors(form: BuyerForm, name: str) -> list[str]:
@@ -30,7 +30,7 @@ def _errors(form: BuyerForm, name: str) -> list[str]:
 
 
 def test_overlapping_windows_are_refused_naming_both(db):
-    form = BuyerForm(data=_buyer_fields(operating_hours="mon-fri 08:00-12:00\nmon 11:00-14:00"))
+    form = BuyerForm(data=page_fields(operating_hours="mon-fri 08:00-12:00\nmon 11:00-14:00"))
     assert _errors(form, "operating_hours") == [
         "mon: windows 08:00-12:00 and 11:00-14:00 overlap; join them into one window or move "
         "one of them."
@@ -38,7 +38,7 @@ def test_overlapping_windows_are_refused_naming_both(db):
 
 
 def test_windows_that_only_touch_are_accepted(db):
-    form = BuyerForm(data=_buyer_fields(operating_hours="mon 08:00-12:00, 12:00-24:00"))
+    form = BuyerForm(data=page_fields(operating_hours="mon 08:00-12:00, 12:00-24:00"))
     assert form.is_valid(), form.errors
     assert form.cleaned_data["operating_hours"] == {"mon": [["08:00", "12:00"], ["12:00", "24:00"]]}
 
@@ -79,7 +79,7 @@ def test_every_bad_hours_line_is_reported_not_only_the_first():
 
 def test_the_form_lists_every_bad_line_of_each_box(db):
     form = BuyerForm(
-        data=_buyer_fields(
+        data=page_fields(
             operating_hours="funday 09:00-17:00\ntue 9-5",
             extra_params="PublisherId\nA=1\nA=2\n=x",
             accepted_states="co, zz, qq, tx, co",
@@ -101,7 +101,7 @@ def test_the_form_lists_every_bad_line_of_each_box(db):
 def test_the_edit_page_shows_every_error_with_the_error_style(bob):
     response = page_client(bob).post(
         reverse("buyers:create"),
-        _buyer_fields(operating_hours="mon 08:00-12:00\nmon 11:00-13:00", min_bid="-1"),
+        page_fields(operating_hours="mon 08:00-12:00\nmon 11:00-13:00", min_bid="-1"),
     )
     page = response.content.decode()
     assert response.status_code == 200 and not Buyer.objects.exists()
@@ -151,7 +151,7 @@ def test_the_admin_add_form_starts_paused_too_and_edits_keep_the_status(admin_cl
 
 
 def test_a_new_buyer_is_active_only_when_the_user_chooses_it(bob):
-    _response, buyer = _create(page_client(bob), status="paused")
+    _response, buyer = page_create(page_client(bob), status="paused")
     assert buyer is not None and buyer.status == "paused"
 
 

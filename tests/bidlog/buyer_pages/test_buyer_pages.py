@@ -5,54 +5,18 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
-from django.http import HttpResponseBase
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from bidlog.choices import AlertRule, AlertStatus, Outcome, Source
 from bidlog.models import Alert, BidLog
-from buyers.models import Buyer
 from callgrid_portal.roles import ROLES
+from tests.buyer_data import page_create, page_fields
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
 CALLER = "3035551234"
-
-
-def _buyer_fields(**overrides) -> dict:
-    fields = {
-        "name": "Acme Auto",
-        "grid_id": "cm97s8hmv000777ijt06r4dj",
-        "status": "active",
-        "priority": "3",
-        "vertical": "insurance",
-        "notes": "",
-        "endpoint_url": "https://bid.callgrid.com/api/bid/",
-        "min_bid": "12.50",
-        "caller_id_format": "10-digit",
-        "accepted_states": "co, tx",
-        "extra_params": "",
-        "duplicate_window_days": "30",
-        "timeout_seconds": "5",
-        "max_concurrency": "10",
-        "rate_limit_per_minute": "120",
-        "capacity_cooldown_seconds": "60",
-        "daily_cap": "",
-        "monthly_cap": "",
-        "timezone": "America/Denver",
-        "operating_hours": "",
-        "health_check_minutes": "0",
-        "health_check_caller_id": "",
-    }
-    fields.update(overrides)
-    return fields
-
-
-def _create(client: Client, **overrides) -> tuple[HttpResponseBase, Buyer | None]:
-    """Post the new-buyer form; the answer, and the buyer it made (None when refused)."""
-    response = client.post(reverse("buyers:create"), _buyer_fields(**overrides))
-    return response, Buyer.objects.filter(name="Acme Auto").first()
 
 
 @pytest.mark.parametrize(
@@ -109,7 +73,7 @@ def test_viewer_cannot_create_or_edit(alice):
     refused = client.get(reverse("buyers:create"))
     assert refused.status_code == 403
     assert "This page needs the operator role." in refused.content.decode()
-    response = client.post(reverse("buyers:edit", args=[buyer.pk]), _buyer_fields(name="Taken"))
+    response = client.post(reverse("buyers:edit", args=[buyer.pk]), page_fields(name="Taken"))
     assert response.status_code == 403
     buyer.refresh_from_db()
     assert buyer.name == "Kept"
@@ -133,7 +97,7 @@ def test_recent_bids_show_caller_ids_in_full_only_to_operators(alice, bob):
 
 
 def test_operator_creates_a_buyer_recorded_with_its_author(bob):
-    response, buyer = _create(page_client(bob))
+    response, buyer = page_create(page_client(bob))
     assert buyer is not None
     assert response.status_code == 302
     assert response["Location"] == reverse("buyers:detail", args=[buyer.pk])
@@ -146,7 +110,7 @@ def test_bad_values_are_shown_next_to_their_fields_and_nothing_changes(bob):
     buyer = BuyerFactory(name="Steady", min_bid=Decimal("10.00"))
     response = page_client(bob).post(
         reverse("buyers:edit", args=[buyer.pk]),
-        _buyer_fields(
+        page_fields(
             name="Steady",
             grid_id=buyer.grid_id,
             min_bid="-1",
@@ -176,7 +140,7 @@ def test_a_new_buyer_form_starts_with_empty_boxes_not_null(bob):
 
 def test_hours_and_parameters_are_typed_as_text_and_shown_back_the_same_way(bob):
     client = page_client(bob)
-    response, buyer = _create(
+    response, buyer = page_create(
         client,
         extra_params="PublisherId = pub-123\nCampaignType=auto",
         operating_hours="weekdays 8:00-20:00; sat 10:00-14:00",
@@ -201,7 +165,7 @@ def test_hours_and_parameters_are_typed_as_text_and_shown_back_the_same_way(bob)
 
 
 def test_the_api_json_pasted_into_the_form_is_taken_as_it_is(bob):
-    response, buyer = _create(
+    response, buyer = page_create(
         page_client(bob),
         extra_params='{"PublisherId": "pub-9"}',
         operating_hours='{"sun": [["10:00", "14:00"]]}',
@@ -226,7 +190,7 @@ def test_unreadable_hours_or_parameters_are_named_and_nothing_is_saved(bob, fiel
     buyer = BuyerFactory(name="Steady", operating_hours={}, extra_params={})
     response = page_client(bob).post(
         reverse("buyers:edit", args=[buyer.pk]),
-        _buyer_fields(name="Steady", grid_id=buyer.grid_id, **{field: value}),
+        page_fields(name="Steady", grid_id=buyer.grid_id, **{field: value}),
     )
     assert response.status_code == 200
     assert list(response.context["form"].errors) == [field]
@@ -543,11 +507,11 @@ def test_a_buyer_without_alerts_says_so(alice):
 
 def test_the_buyer_page_shows_who_changed_what(bob):
     client = page_client(bob)
-    _response, buyer = _create(client)
+    _response, buyer = page_create(client)
     assert buyer is not None
     client.post(
         reverse("buyers:edit", args=[buyer.pk]),
-        _buyer_fields(min_bid="14.00", operating_hours="mon-fri 09:00-17:00", auto_pause="on"),
+        page_fields(min_bid="14.00", operating_hours="mon-fri 09:00-17:00", auto_pause="on"),
     )
     client.post(reverse("buyers:status", args=[buyer.pk]), {"status": "paused", "confirm": "yes"})
     response = client.get(reverse("buyers:detail", args=[buyer.pk]))

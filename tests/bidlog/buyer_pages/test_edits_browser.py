@@ -19,13 +19,13 @@ from playwright.sync_api import Browser, Dialog, Page, expect
 from bidlog.choices import Outcome
 from bidlog.models import SavedBidFilter
 from buyers.models import Buyer
-from tests import test_pages_browser
+from tests import live_browser
 from tests.factories import BidLogFactory, BuyerFactory, UserFactory
 
-PASSWORD = test_pages_browser.PASSWORD
-browser = test_pages_browser.browser
-_server = test_pages_browser._server
-site = test_pages_browser.site
+PASSWORD = live_browser.PASSWORD
+browser = live_browser.browser
+site_server = live_browser.site_server
+site = live_browser.site
 
 
 def _operator(browser: Browser, site: str, *, script: bool = True) -> Page:

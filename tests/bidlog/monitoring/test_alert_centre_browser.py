@@ -10,13 +10,13 @@ from playwright.sync_api import expect
 from bidlog.choices import AlertRule
 from bidlog.models import Alert, AlertMute
 from buyers.models import Buyer
-from tests import test_pages_browser
+from tests import live_browser
 from tests.factories import BuyerFactory, UserFactory
 
-browser = test_pages_browser.browser
-_server = test_pages_browser._server
-site = test_pages_browser.site
-PASSWORD = test_pages_browser.PASSWORD
+browser = live_browser.browser
+site_server = live_browser.site_server
+site = live_browser.site
+PASSWORD = live_browser.PASSWORD
 
 
 def _alerts() -> tuple[Alert, Alert]:
@@ -42,7 +42,7 @@ def _alerts() -> tuple[Alert, Alert]:
 def test_operator_acknowledges_then_mutes_and_the_header_count_follows(browser, site):
     UserFactory(username="bob", role="operator", password=PASSWORD)
     disabled, numbers = _alerts()
-    page = test_pages_browser._log_in(browser, site, "bob")
+    page = live_browser.log_in(browser, site, "bob")
     count = page.locator("header .alert-count")
     expect(count).to_have_text("2 immediate alerts")
     count.click()
@@ -90,7 +90,7 @@ def test_viewer_sees_acknowledgements_but_no_buttons(browser, site):
     Alert.objects.filter(pk=disabled.pk).update(
         acknowledged_by=bob, acknowledged_at=disabled.opened_at
     )
-    page = test_pages_browser._log_in(browser, site, "alice")
+    page = live_browser.log_in(browser, site, "alice")
     page.goto(f"{site}/alerts/")
     expect(page.locator(f"#alert-{disabled.pk}")).to_contain_text("Acknowledged by bob")
     expect(page.get_by_role("button", name="Acknowledge")).to_have_count(0)

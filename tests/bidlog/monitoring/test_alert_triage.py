@@ -10,6 +10,8 @@ from django.utils import timezone
 from bidlog.choices import AlertRule, AlertStatus, Outcome
 from bidlog.models import Alert, AlertMute
 from bidlog.monitoring import triage
+from tests.alert_clock import Clock
+from tests.broker_queue import queued_messages
 from tests.conftest import page_client
 from tests.factories import BuyerFactory
 
@@ -146,9 +148,6 @@ def test_bad_mute_input_is_a_400_naming_the_field(operator_api, body, field):
 def test_a_muted_buyer_opens_alerts_but_queues_no_notice(
     bob, celery_broker, django_capture_on_commit_callbacks
 ):
-    from tests.test_alerts import Clock
-    from tests.test_test_bid_api import _queued_messages
-
     clock = Clock(BuyerFactory(name="Muted Co"))
     triage.alert_mute_set(buyer=clock.buyer, span=triage.mute_span(minutes=60), user=bob)
     clock.answer(*[Outcome.DISABLED] * 3)
@@ -157,13 +156,10 @@ def test_a_muted_buyer_opens_alerts_but_queues_no_notice(
         [change] = clock.evaluate()
 
     assert change.alert.status == AlertStatus.OPEN
-    assert _queued_messages(celery_broker.queue) == []
+    assert queued_messages(celery_broker.queue) == []
 
 
 def test_an_expired_mute_notifies_again(bob, celery_broker, django_capture_on_commit_callbacks):
-    from tests.test_alerts import Clock
-    from tests.test_test_bid_api import _queued_messages
-
     clock = Clock(BuyerFactory(name="Was Muted"))
     AlertMute.objects.create(
         buyer=clock.buyer,
@@ -173,7 +169,7 @@ def test_an_expired_mute_notifies_again(bob, celery_broker, django_capture_on_co
     clock.answer(*[Outcome.DISABLED] * 3)
     with django_capture_on_commit_callbacks(execute=True):
         clock.evaluate()
-    assert len(_queued_messages(celery_broker.queue)) == 2
+    assert len(queued_messages(celery_broker.queue)) == 2
 
 
 def test_header_counts_open_immediate_alerts_nobody_took(

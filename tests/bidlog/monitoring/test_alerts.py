@@ -5,51 +5,19 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
-from django.utils import timezone
 
 from bidlog.choices import AlertRule, AlertStatus, Outcome, Source
 from bidlog.models import Alert
-from bidlog.monitoring import alerts, notify
-from tests.factories import BidLogFactory, BuyerFactory
+from bidlog.monitoring import notify
+from tests.alert_clock import Clock
+from tests.broker_queue import queued_messages
+from tests.factories import BuyerFactory
 
 pytestmark = pytest.mark.django_db
-
-CODES: dict[str, int | None] = {
-    Outcome.DISABLED: 4001,
-    Outcome.NO_NUMBERS: 4006,
-    Outcome.CAPACITY_CHECK_FAILED: 4004,
-    Outcome.RATE_LIMITED: 5001,
-    Outcome.DECLINED: 2000,
-    Outcome.ACCEPTED: 1000,
-    Outcome.TIMEOUT: None,
-}
-
-
-class Clock:
-    """Writes answers for one buyer, each a second after the one before."""
-
-    def __init__(self, buyer) -> None:
-        self.buyer = buyer
-        self.now = timezone.now() - timedelta(hours=1)
-
-    def answer(self, *outcomes: str, source: str = Source.LIVE) -> None:
-        for outcome in outcomes:
-            self.now += timedelta(seconds=1)
-            BidLogFactory(
-                buyer=self.buyer,
-                outcome=outcome,
-                code=CODES.get(outcome),
-                source=source,
-                created_at=self.now,
-            )
-
-    def evaluate(self) -> list[alerts.AlertChange]:
-        return alerts.alerts_evaluate(buyer=self.buyer, now=self.now + timedelta(seconds=1))
 
 
 @pytest.fixture
@@ -284,14 +252,12 @@ def test_webhook_refusal_raises_so_the_task_retries(clock, settings, webhook):
 def test_opening_queues_email_and_webhook_notices_after_commit(
     clock, celery_broker, django_capture_on_commit_callbacks
 ):
-    from tests.test_test_bid_api import _queued_messages
-
     clock.answer(*[Outcome.DISABLED] * 3)
 
     with django_capture_on_commit_callbacks(execute=True):
         [change] = clock.evaluate()
 
-    assert sorted(_queued_messages(celery_broker.queue)) == [
+    assert sorted(queued_messages(celery_broker.queue)) == [
         ("bidlog.alert_email", [change.alert.pk, "opened"]),
         ("bidlog.alert_webhook", [change.alert.pk, "opened"]),
     ]

@@ -7,8 +7,8 @@ from django.contrib.auth.models import Group
 
 from bidlog.choices import Outcome, Source
 from bidlog.models import BidLog
-from callgrid_portal.celery import app as celery_app
 from callgrid_portal.roles import ROLES
+from tests.broker_queue import queued_messages
 from tests.factories import BuyerFactory
 
 pytestmark = pytest.mark.django_db
@@ -16,20 +16,6 @@ pytestmark = pytest.mark.django_db
 
 def _url(buyer_id: int) -> str:
     return f"/api/v1/buyers/{buyer_id}/test-bid/"
-
-
-def _queued_messages(queue: str) -> list[tuple[str, list]]:
-    """Take every message off ``queue``: (task name, args) pairs."""
-    taken: list[tuple[str, list]] = []
-    with celery_app.connection_for_write() as connection, connection.SimpleQueue(queue) as q:
-        while True:
-            try:
-                message = q.get(timeout=0.5)
-            except q.Empty:
-                return taken
-            args = message.decode()[0]
-            taken.append((message.headers["task"], args))
-            message.ack()
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +52,7 @@ def test_operator_queues_a_test_bid_and_gets_202_with_the_pending_row(operator_a
         "PublisherId": "pub1",
         "CampaignType": "auto",
     }
-    assert _queued_messages(celery_broker.queue) == [("bidlog.send_test_bid", [bid.pk])]
+    assert queued_messages(celery_broker.queue) == [("bidlog.send_test_bid", [bid.pk])]
 
 
 def test_empty_body_uses_the_buyers_health_check_caller_id(

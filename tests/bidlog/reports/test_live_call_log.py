@@ -14,21 +14,21 @@ from playwright.sync_api import expect
 
 from bidlog.choices import Outcome
 from bidlog.reports.live_pages import ROWS
-from tests import test_pages_browser
+from tests import live_browser
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
 HTMX = (
-    Path(__file__).resolve().parents[1]
+    Path(__file__).resolve().parents[3]
     / "callgrid_portal/static/callgrid_portal/vendor/htmx/htmx-2.0.11.min.js"
 )
 # npm's htmx.org 2.0.11, dist/htmx.min.js, as published (see the folder's VERSION).
 HTMX_SHA256 = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"
 
-browser = test_pages_browser.browser
-_server = test_pages_browser._server
-site = test_pages_browser.site
-PASSWORD = test_pages_browser.PASSWORD
+browser = live_browser.browser
+site_server = live_browser.site_server
+site = live_browser.site
+PASSWORD = live_browser.PASSWORD
 
 
 def _call_with_bids(buyer, **fields):
@@ -106,7 +106,7 @@ def test_new_call_appears_without_reload_and_pause_stops_it(browser, site):
     UserFactory(username="alice", role="viewer", password=PASSWORD)
     buyer = BuyerFactory(name="Live Buyer")
     first = _call_with_bids(buyer)
-    page = test_pages_browser._log_in(browser, site, "alice")
+    page = live_browser.log_in(browser, site, "alice")
     refused: list[str] = []
     page.on(
         "console",

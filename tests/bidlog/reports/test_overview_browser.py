@@ -10,13 +10,13 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from bidlog.choices import Outcome
-from tests import test_pages_browser
+from tests import live_browser
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, UserFactory
 
-PASSWORD = test_pages_browser.PASSWORD
-browser = test_pages_browser.browser
-_server = test_pages_browser._server
-site = test_pages_browser.site
+PASSWORD = live_browser.PASSWORD
+browser = live_browser.browser
+site_server = live_browser.site_server
+site = live_browser.site
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def shift(site):
 
 
 def _overview(browser, site: str) -> Page:
-    page = test_pages_browser._log_in(browser, site, "alice")
+    page = live_browser.log_in(browser, site, "alice")
     page.goto(f"{site}/")
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     return page

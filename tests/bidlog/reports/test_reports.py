@@ -14,8 +14,6 @@ import pytest
 from bidlog.choices import Outcome, Source
 from bidlog.models import LATENCY_EDGES_MS, Call
 from bidlog.reports.figures import (
-    LATENCY_ERROR_MS,
-    LATENCY_ERROR_SHARE,
     percentile_from_histogram,
     recommended_timeout_seconds,
 )
@@ -25,6 +23,7 @@ from bidlog.reports.services import report_summary, report_timeseries
 from bidlog.reports.states import report_states
 from bidlog.stale import rollup_mark_stale
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory, bid_log_dataset
+from tests.report_checks import assert_same_summary, within_error
 
 START = datetime(2025, 11, 1, tzinfo=UTC)
 END = datetime(2025, 11, 4, tzinfo=UTC)
@@ -39,37 +38,6 @@ def dataset(db):
     bid_log_dataset(buyers=buyers, start=START, end=END, count=3000)
     rollup_build(start=START, end=END, now=NOW)
     return buyers
-
-
-def _within_error(estimate: int | None, exact: int | None) -> bool:
-    if estimate is None or exact is None:
-        return estimate == exact
-    # One more ms for rounding the bucket middle to whole ms.
-    return abs(estimate - exact) <= max(LATENCY_ERROR_MS, LATENCY_ERROR_SHARE * exact) + 1
-
-
-def _assert_same_latency(fast: dict, exact: dict) -> None:
-    assert fast["avg"] == exact["avg"]
-    assert fast["max"] == exact["max"]
-    for name in ("p50", "p95", "p99"):
-        assert _within_error(fast[name], exact[name]), (name, fast[name], exact[name])
-
-
-def _assert_same_summary(fast: dict, exact: dict) -> None:
-    for name, value in exact.items():
-        if name == "latency_ms":
-            _assert_same_latency(fast[name], value)
-        elif name == "buyers":
-            assert [row["buyer"] for row in fast[name]] == [row["buyer"] for row in value]
-            for fast_row, exact_row in zip(fast[name], value, strict=True):
-                _assert_same_latency(fast_row.pop("latency_ms"), exact_row.pop("latency_ms"))
-                fast_rec = fast_row.pop("recommended_timeout_seconds")
-                exact_rec = exact_row.pop("recommended_timeout_seconds")
-                # The recommendation comes from p99, so it may differ only at a rounding edge.
-                assert abs(fast_rec - exact_rec) <= 1
-                assert fast_row == exact_row
-        else:
-            assert fast[name] == value, name
 
 
 def test_plan_reads_raw_edges_hours_and_whole_days(dataset):
@@ -92,7 +60,7 @@ def test_summary_from_rollups_equals_summary_from_raw_rows(dataset, source):
     exact = report_summary(since=SINCE, until=UNTIL, source=source, exact=True)
 
     assert exact["bids"] > 1000 and exact["revenue"] > 0
-    _assert_same_summary(fast, exact)
+    assert_same_summary(fast, exact)
 
 
 def test_summary_for_one_buyer_equals_raw_rows(dataset):
@@ -102,7 +70,7 @@ def test_summary_for_one_buyer_equals_raw_rows(dataset):
     exact = report_summary(since=SINCE, until=UNTIL, buyer_id=buyer.pk, exact=True)
 
     assert [row["buyer"] for row in fast["buyers"]] == [buyer.pk]
-    _assert_same_summary(fast, exact)
+    assert_same_summary(fast, exact)
 
 
 def test_summary_figures_match_a_hand_count(db):
@@ -172,7 +140,7 @@ def test_timeseries_from_rollups_equals_timeseries_from_raw_rows(dataset, bucket
     assert [row["bucket_start"] for row in fast] == [row["bucket_start"] for row in exact]
     assert sum(row["bids"] for row in exact) > 1000
     for fast_row, exact_row in zip(fast, exact, strict=True):
-        assert _within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
+        assert within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
         assert fast_row == exact_row
 
 
@@ -184,7 +152,7 @@ def test_timeseries_for_one_buyer_equals_raw_rows(dataset):
     exact = report_timeseries(**kwargs, exact=True)
 
     for fast_row, exact_row in zip(fast, exact, strict=True):
-        assert _within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
+        assert within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
         assert fast_row == exact_row
 
 
@@ -269,7 +237,7 @@ def test_stale_hours_are_read_from_raw_rows(dataset):
     assert (datetime(2025, 11, 2, 13, tzinfo=UTC), datetime(2025, 11, 2, 14, tzinfo=UTC)) in (
         plan_range(SINCE, UNTIL).raw
     )
-    _assert_same_summary(fast, exact)
+    assert_same_summary(fast, exact)
 
 
 def test_states_from_rollups_equal_states_from_raw_rows(dataset):
@@ -288,7 +256,7 @@ def test_histogram_percentile_is_within_the_stated_error_for_every_value():
 
         estimate = percentile_from_histogram(counts, 50, duration)
 
-        assert _within_error(estimate, duration), duration
+        assert within_error(estimate, duration), duration
 
 
 def test_recommended_timeout_adds_headroom_and_never_exceeds_ten_seconds():

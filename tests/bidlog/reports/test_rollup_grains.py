@@ -28,7 +28,7 @@ from bidlog.reports.states import report_states
 from bidlog.reports.summary_rollups import SUMMARY_MODELS
 from buyers.models import Buyer
 from tests.factories import BuyerFactory, bid_log_dataset
-from tests.test_reports import _assert_same_summary, _within_error
+from tests.report_checks import assert_same_summary, within_error
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 END = START + timedelta(days=401)
@@ -88,7 +88,7 @@ def test_a_400_day_summary_equals_the_raw_group_by(year, buyer_index):
     exact = report_summary(since=SINCE, until=UNTIL, buyer_id=buyer_id, exact=True)
 
     assert exact["attempts"] > 500 and exact["revenue"] > 0
-    _assert_same_summary(fast, exact)
+    assert_same_summary(fast, exact)
 
 
 def test_a_400_day_state_table_equals_the_raw_group_by(year):
@@ -106,7 +106,7 @@ def test_a_400_day_daily_series_equals_the_raw_group_by(year):
 
     assert len(fast) == len(exact) == 400
     for fast_row, exact_row in zip(fast, exact, strict=True):
-        assert _within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
+        assert within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
         assert fast_row == exact_row
 
 
@@ -115,7 +115,7 @@ def test_a_400_day_summary_of_one_source_equals_the_raw_group_by(year):
     exact = report_summary(since=SINCE, until=UNTIL, source="live", exact=True)
 
     assert 0 < exact["attempts"] < report_summary(since=SINCE, until=UNTIL)["attempts"]
-    _assert_same_summary(fast, exact)
+    assert_same_summary(fast, exact)
 
 
 def test_a_summary_of_every_source_reads_the_narrow_rollups_a_row_per_buyer_and_day(year):

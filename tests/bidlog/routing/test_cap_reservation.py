@@ -33,7 +33,7 @@ from bidlog.routing.strategies import call_route
 from tests.conftest import new_redis_prefix
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 CALLER = "3035551234"
 
 

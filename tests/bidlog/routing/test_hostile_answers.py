@@ -17,7 +17,7 @@ from bidlog.routing.strategies import call_route
 from tests.factories import BuyerFactory
 from tests.hostile_buyer import MODES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT_SECONDS = 2
 CALLER = "3035550142"
 

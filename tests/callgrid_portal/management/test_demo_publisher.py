@@ -23,7 +23,8 @@ from callgrid_portal.management.commands import portal
 from callgrid_portal.management.commands.demo_publisher import fiction_caller_id
 from callgrid_portal.management.commands.seed_demo import demo_buyers_seed, demo_grid_ids
 from tests.factories import BuyerFactory
-from tests.test_portal_command import REPO, _Browser, _free_port, _portal_argv, _wait_for
+from tests.portal_process import REPO, PortalBrowser, portal_argv, wait_for
+from tests.servers import free_port
 
 
 def test_fiction_numbers_stay_in_the_555_01xx_block():
@@ -91,7 +92,7 @@ def test_the_password_frame_is_a_box_around_the_password():
 
 @pytest.mark.integration
 def test_portal_demo_fills_the_call_log_by_itself_and_prints_the_password_last(tmp_path):
-    port, sim_port = _free_port(), _free_port()
+    port, sim_port = free_port(), free_port()
     dropped = {"DATABASE_URL", "REDIS_URL", "CACHE_URL", "CELERY_BROKER_URL"}
     env = {key: value for key, value in os.environ.items() if key not in dropped}
     for name in ("DJANGO_SUPERUSER_PASSWORD", "DJANGO_SUPERUSER_USERNAME", "DEMO_TRAFFIC_SECONDS"):
@@ -102,11 +103,11 @@ def test_portal_demo_fills_the_call_log_by_itself_and_prints_the_password_last(t
     log = tmp_path / "portal.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            _portal_argv(port, sim_port), cwd=REPO, env=env, stdout=out, stderr=out, text=True
+            portal_argv(port, sim_port), cwd=REPO, env=env, stdout=out, stderr=out, text=True
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(f"{base}/api/v1/health/", process)
+        wait_for(f"{base}/api/v1/health/", process)
         # The frame comes once every child is ready; the Celery worker may be ready well after
         # the web server, so wait as long as the portal itself waits for its children.
         deadline = time.monotonic() + portal.READY_TIMEOUT_SECONDS
@@ -114,7 +115,7 @@ def test_portal_demo_fills_the_call_log_by_itself_and_prints_the_password_last(t
             assert process.poll() is None, log.read_text()
             time.sleep(0.2)
         password = _password_printed_last(log)
-        browser = _Browser(base)
+        browser = PortalBrowser(base)
         browser.get("/accounts/login/")
         browser.post_form(
             "/accounts/login/",
@@ -157,7 +158,7 @@ def _password_printed_last(log: Path) -> str:
     return match.group(1)
 
 
-def _calls_within(browser: _Browser, *, seconds: float) -> list[dict]:
+def _calls_within(browser: PortalBrowser, *, seconds: float) -> list[dict]:
     deadline = time.monotonic() + seconds
     rows: list[dict] = []
     while time.monotonic() < deadline:

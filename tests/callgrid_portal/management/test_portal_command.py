@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 import io
 import json
 import os
@@ -19,7 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
@@ -32,8 +30,8 @@ from callgrid_portal.management.commands.seed_demo import (
     demo_grid_ids,
 )
 from callgrid_portal.simulator import load_scenario
-
-REPO = Path(settings.BASE_DIR)
+from tests.portal_process import REPO, PortalBrowser, portal_argv, wait_for
+from tests.servers import free_port
 
 # --- seed_demo -------------------------------------------------------------------------------
 
@@ -134,69 +132,10 @@ def test_child_commands_skip_the_simulator_when_asked():
 # --- the real thing ------------------------------------------------------------------------
 
 
-def _portal_argv(port: int, sim_port: int) -> list[str]:
-    return [sys.executable, "manage.py", "portal", "--port", str(port), "--sim-port", str(sim_port)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-class _Browser:
-    """A cookie-keeping HTTP client that, like a browser, sends the CSRF token back."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.cookies = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.cookies)
-        )
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with self.opener.open(self.base + path, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-
-    def post_form(self, path: str, fields: dict[str, str]) -> tuple[int, str]:
-        request = urllib.request.Request(
-            self.base + path,
-            data=urllib.parse.urlencode(fields).encode(),
-            headers={"Referer": self.base + path},
-        )
-        try:
-            with self.opener.open(request, timeout=10) as response:
-                return response.status, response.geturl()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-
-    def cookie(self, name: str) -> str:
-        return next(c.value or "" for c in self.cookies if c.name == name)
-
-
-def _wait_for(url: str, process: subprocess.Popen[str], seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"portal exited early with {process.returncode}")
-        try:
-            with opener.open(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer 200 within {seconds} s")
 
 
 def _descendants(pid: int) -> list[int]:
@@ -228,7 +167,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.integration
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
-    port, sim_port = _free_port(), _free_port()
+    port, sim_port = free_port(), free_port()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -254,7 +193,7 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
     log = tmp_path / "portal.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            _portal_argv(port, sim_port),
+            portal_argv(port, sim_port),
             cwd=REPO,
             env=env,
             stdout=out,
@@ -263,7 +202,7 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(f"{base}/api/v1/health/", process)
+        wait_for(f"{base}/api/v1/health/", process)
         # The banner comes after every child is ready; give it a moment to be written.
         deadline = time.monotonic() + 10
         while "Press Ctrl-C" not in log.read_text() and time.monotonic() < deadline:
@@ -276,7 +215,7 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
         assert key_file.stat().st_mode & 0o777 == 0o600
         assert len(key_file.read_text().strip()) >= 50
 
-        browser = _Browser(base)
+        browser = PortalBrowser(base)
         status, _page = browser.get("/admin/login/")
         assert status == 200
         status, landed = browser.post_form(
@@ -306,7 +245,7 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
         status, body = browser.get("/buyers/")
         assert status == 200 and all(row["name"] in body for row in demo.values()), body[:500]
 
-        status, body = _Browser(f"http://127.0.0.1:{sim_port}").get("/_sim/health")
+        status, body = PortalBrowser(f"http://127.0.0.1:{sim_port}").get("/_sim/health")
         assert status == 200, body
 
         children = _descendants(process.pid)
@@ -330,7 +269,7 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
 
 @pytest.mark.integration
 def test_portal_exits_non_zero_when_a_child_cannot_start(tmp_path):
-    port = _free_port()
+    port = free_port()
     # Something already listens on the simulator's port, so the simulator exits at once.
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
@@ -339,7 +278,7 @@ def test_portal_exits_non_zero_when_a_child_cannot_start(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}
         env.update(DATA_DIR=str(tmp_path), DJANGO_SUPERUSER_PASSWORD="not-used-Password-1")
         result = subprocess.run(
-            _portal_argv(port, sim_port),
+            portal_argv(port, sim_port),
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -15,7 +15,7 @@ from callgrid_portal.simulator import ScenarioError, Simulator, load_scenario
 
 GRID = "cm97s8hmv000ijt06r4djmije"
 OTHER = "cm97s8hmv000ijt06r4djzzzz"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def bid(simulator, grid=GRID, body=None, **kwargs) -> requests.Response:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import new_redis_prefix
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[4]
 
 # Each worker warms up (imports, connection, scripts), says it is ready, waits for a common
 # start time given once every worker is ready, then races: every round tries to take a

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bidlog.routing.limits import scripts
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[4]
 LUA_DIR = ROOT / "bidlog" / "routing" / "limits" / "lua"
 
 
