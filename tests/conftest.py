@@ -30,7 +30,8 @@ if not os.environ.get("SECRET_KEY"):
     os.environ["SECRET_KEY"] = "tests-only-signing-key-" + "k3y" * 12
     django_settings.SECRET_KEY = os.environ["SECRET_KEY"]
 
-# Where the browser tests save a screenshot of every page (tests/test_pages_a11y.py).
+# Where the browser tests save a screenshot of every page
+# (tests/callgrid_portal/test_pages_a11y.py).
 SCREENSHOT_DIR = Path(
     os.environ.get("SCREENSHOT_DIR") or Path(__file__).parent.parent / "var" / "screenshots"
 )

@@ -1,6 +1,7 @@
 """The OpenAPI document says what the API really answers (issue 18, item 4): nullable fields
 are declared nullable, and every status an endpoint returns is documented for it (the answers
-themselves are checked against the document by tests/test_schema_conformance.py)."""
+themselves are checked against the document by
+tests/callgrid_portal/test_schema_conformance.py)."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def test_operator_checks_a_caller_then_fixes_a_bad_edit(browser, site):
     assert saved.min_bid == Decimal("12.75")
     assert saved.operating_hours["sat"] == [["22:00", "24:00"]]
 
-    # Pausing asks first (tests/test_edits_browser.py shows Cancel); OK pauses.
+    # Pausing asks first (tests/bidlog/buyer_pages/test_edits_browser.py shows Cancel); OK pauses.
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_text("Acme Auto is now paused.")).to_be_visible()

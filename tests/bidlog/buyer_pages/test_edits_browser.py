@@ -3,7 +3,7 @@ first and Cancel keeps the buyer active, the same question without JavaScript, c
 pause from the buyers list, a bad test caller kept in its field, and the bids list's filters,
 sorting, CSV, saved filters and auto-refresh switch.
 
-Chromium and the live server are the page tests' (tests/test_pages_browser.py).
+Chromium and the live server are the page tests' (tests/live_browser.py).
 """
 
 from __future__ import annotations
