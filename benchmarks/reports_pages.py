@@ -25,14 +25,15 @@ def _day(offset: int) -> str:
 
 
 def _bid_pages(buyer: Buyer) -> tuple[Page, ...]:
-    """The bids list for investigation: outcomes, day pickers, sorted columns, the CSV."""
+    """The bids list for investigation: outcomes, the range control's days, sorted columns,
+    the CSV."""
     today = _day(0)
-    week = {"day_from": _day(-6), "day_to": today}
+    week = {"from_date": _day(-6), "to_date": today}
     return (
         ("bids first page", "/bids/", {}),
         ("bids buyer + outcome", "/bids/", {"buyer": buyer.pk, "outcome": "declined"}),
         ("bids 3 outcomes", "/bids/", {"outcome": ["declined", "timeout", "no_capacity"]}),
-        ("bids today", "/bids/", {"day_from": today, "day_to": today}),
+        ("bids today", "/bids/", {"from_date": today, "to_date": today}),
         ("bids slowest 24h", "/bids/", {"sort": "-duration_ms"}),
         ("bids slowest 7 days", "/bids/", {"sort": "-duration_ms", **week}),
         ("bids by buyer 24h", "/bids/", {"sort": "buyer"}),

@@ -47,8 +47,8 @@ class PageFilterMixin:
 
     ``LABELS`` are the labels people read, ``EMPTY_LABELS`` what an empty choice says ("Any
     source" rather than "---------"), ``HIDDEN`` the API's filters the page leaves out and
-    ``HIDDEN_INPUTS`` those it keeps as hidden inputs (a link's exact times, which the page's
-    range control sets). A page lists only its own: the shared filters' labels come from the
+    ``HIDDEN_INPUTS`` those it keeps as hidden inputs (values a link carries that the page
+    does not show). A page lists only its own: the shared filters' labels come from the
     tables above.
     """
 

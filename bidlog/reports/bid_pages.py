@@ -1,17 +1,19 @@
-"""The bids list for investigation (issue 20, item 7): filters, day pickers, a count, sorted
-columns, a CSV of the current filter and filters saved per person.
+"""The bids list for investigation (issue 20, item 7): filters, the range control every
+page with a time range shares (quick ranges and days, :class:`~bidlog.reports.forms.RangeForm`)
+with exact times that narrow it, a count, sorted columns, a CSV of the current filter and
+filters saved per person.
 
 Fast on millions of rows: newest first pages by cursor on the (created_at, id) index like the
-API; any other order sorts one bounded range only (the days chosen, at most
-:data:`SORT_MAX_DAYS`, or the last 24 hours), and within it the newest :data:`SORT_WINDOW`
-rows at most; the count stops at :data:`COUNT_CAP` and a CSV at :data:`CSV_MAX_ROWS`, so no
-request reads the whole table.
+API; any other order sorts one bounded range only (the range picked, at most
+:data:`SORT_MAX_DAYS` days, or the last 24 hours), and within it the newest
+:data:`SORT_WINDOW` rows at most; the count stops at :data:`COUNT_CAP` and a CSV at
+:data:`CSV_MAX_ROWS`, so no request reads the whole table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import django_filters
@@ -25,9 +27,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 
-from bidlog.filters import EARLIEST, LATEST
 from bidlog.models import BidLog
 from bidlog.reports.bid_rows import bid_row
+from bidlog.reports.forms import RangeForm, listing_range
 from bidlog.reports.pages import PAGE_SIZE, BidPageFilter, CursorPage, cursor_page
 from bidlog.reports.saved_filters import (
     MAX_NAME,
@@ -68,6 +70,7 @@ COLUMN_SORTS = {
     "time": ("-duration_ms", "duration_ms"),
 }
 SORT_MAX_DAYS = 7
+SORT_MAX_SPAN = timedelta(days=SORT_MAX_DAYS, hours=1)
 SORT_DEFAULT_RANGE = timedelta(hours=24)
 SORT_MAX_PAGES = 20
 COUNT_CAP = 10_000
@@ -96,79 +99,67 @@ CSV_COLUMNS = (
 NOT_FILTERS = ("before", "page", "export")
 
 
-class DayField(forms.DateField):
-    """A day from a date picker (``2026-12-01``), within the years the log can hold."""
+def legacy_days_query(query: QueryDict) -> str | None:
+    """The list's query with the day pickers it had before the range control (``day_from``,
+    ``day_to``: UTC days, the last one included) as exact times; ``None`` without them.
 
-    widget = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
-    default_error_messages = {
-        "invalid": "Enter a day as YYYY-MM-DD, for example 2026-12-01.",
-        "out_of_range": "Pick a day from 1970-01-01 to 2999-12-30.",
-    }
-
-    def to_python(self, value: Any) -> date | None:
-        if isinstance(value, str) and len(value) > 10:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-        day = super().to_python(value)
-        if day is not None and not EARLIEST.date() <= day < LATEST.date():
-            raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range")
-        return day
-
-
-class DayFilter(django_filters.Filter):
-    field_class = DayField
+    Saved filters and bookmarks still carry them; as ``since`` and ``until`` they keep
+    meaning the same bids (a bad day is then named on its exact time).
+    """
+    if "day_from" not in query and "day_to" not in query:
+        return None
+    params = query.copy()
+    for old, new in (("day_from", "since"), ("day_to", "until")):
+        value = params.pop(old, [""])[-1]
+        if value and not params.get(new):
+            params[new] = _day_after(value) if old == "day_to" else value
+    return params.urlencode()
 
 
-def _start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-class BidListForm(forms.Form):
-    """The bids list's filter form: the days and the order must make sense together."""
-
-    def clean(self) -> dict[str, Any] | None:
-        data = super().clean() or {}
-        first, last = data.get("day_from"), data.get("day_to")
-        if first and last and first > last:
-            self.add_error("day_to", "Pick a day on or after the From day.")
-        sort = data.get("sort") or NEWEST
-        if sort != NEWEST and first and last and (last - first).days + 1 > SORT_MAX_DAYS:
-            self.add_error(
-                "sort",
-                f"{SORTS[sort][0]} sorts every bid of the range: pick at most "
-                f"{SORT_MAX_DAYS} days, or sort newest first.",
-            )
-        return data
+def _day_after(text: str) -> str:
+    """``2026-12-01`` -> ``2026-12-02`` (``until`` excludes it); other text as it is."""
+    try:
+        return (date.fromisoformat(text) + timedelta(days=1)).isoformat()
+    except (ValueError, OverflowError):
+        return text
 
 
 class BidListFilter(BidPageFilter):
-    """The API's bid filters with buyers by name, plus day pickers and the order."""
+    """The API's bid filters with buyers by name, plus the order (the page's range control
+    picks the days)."""
 
-    day_from = DayFilter(method="filter_day_from", label="From day (UTC)")
-    day_to = DayFilter(method="filter_day_to", label="To day (UTC, included)")
     sort = django_filters.ChoiceFilter(
         choices=[(key, label) for key, (label, _order) in SORTS.items()],
         method="filter_sort",
         label="Order",
         empty_label="Newest first",
     )
-    # Exact times are inputs of their own here, under "Exact times"; the day pickers pick days.
-    HIDDEN_INPUTS: tuple[str, ...] = ()
-
-    class Meta(BidPageFilter.Meta):
-        form = BidListForm
-
-    def filter_day_from(self, queryset: QuerySet[BidLog], name: str, value: date) -> Any:
-        return queryset.filter(created_at__gte=_start(value))
-
-    def filter_day_to(self, queryset: QuerySet[BidLog], name: str, value: date) -> Any:
-        return queryset.filter(created_at__lt=_start(value) + timedelta(days=1))
 
     def filter_sort(self, queryset: QuerySet[BidLog], name: str, value: str) -> Any:
         return queryset  # the view orders the rows; the filter only checks the value
 
-    def has_range(self) -> bool:
+    def has_times(self) -> bool:
         data = self.form.cleaned_data
-        return any(data.get(name) for name in ("day_from", "day_to", "since", "until"))
+        return any(data.get(name) for name in ("since", "until"))
+
+
+def sort_fits_range(filterset: BidListFilter, range_form: RangeForm) -> bool:
+    """Whether the order fits the range picked; if not, the error is on the order's field.
+
+    Any order but newest first sorts every bid of the range, so the range control's range
+    may span :data:`SORT_MAX_DAYS` days at most (an hour more for a week over a change of
+    the clocks). Call it with both forms valid.
+    """
+    sort = filterset.form.cleaned_data.get("sort") or NEWEST
+    since, until = range_form.cleaned_data["since"], range_form.cleaned_data["until"]
+    if sort == NEWEST or since is None or until - since <= SORT_MAX_SPAN:
+        return True
+    filterset.form.add_error(
+        "sort",
+        f"{SORTS[sort][0]} sorts every bid of the range: pick at most {SORT_MAX_DAYS} days, "
+        "or sort newest first.",
+    )
+    return False
 
 
 @dataclass
@@ -211,14 +202,33 @@ def _sorted(queryset: QuerySet[BidLog], sort: str) -> QuerySet[BidLog]:
     return _rows(BidLog.objects.filter(id__in=window)).order_by(*SORTS[sort][1])
 
 
-def bid_listing(filterset: BidListFilter, params: QueryDict, before: str, page: int) -> Listing:
-    """The rows, count and paging of a valid ``filterset`` (see the module's docstring)."""
+@dataclass(frozen=True)
+class Matching:
+    """The bids a valid filter and range match, and the order asked for them."""
+
+    queryset: QuerySet[BidLog]
+    sort: str
+    note: str = ""
+
+
+def bids_matching(filterset: BidListFilter, range_form: RangeForm) -> Matching:
+    """The bids of a valid ``filterset`` inside the range picked; an order other than newest
+    first without any range sorts the last 24 hours only, and says so."""
     sort = filterset.form.cleaned_data.get("sort") or NEWEST
-    queryset = filterset.qs
-    note = ""
-    if sort != NEWEST and not filterset.has_range():
-        queryset = queryset.filter(created_at__gte=timezone.now() - SORT_DEFAULT_RANGE)
-        note = f"{SORTS[sort][0]}: the last 24 hours. Pick days to sort another range."
+    queryset = range_form.narrow(filterset.qs)
+    ranged = range_form.cleaned_data["since"] is not None or filterset.has_times()
+    if sort == NEWEST or ranged:
+        return Matching(queryset, sort)
+    return Matching(
+        queryset.filter(created_at__gte=timezone.now() - SORT_DEFAULT_RANGE),
+        sort,
+        f"{SORTS[sort][0]}: the last 24 hours. Pick a range to sort another.",
+    )
+
+
+def bid_listing(matching: Matching, params: QueryDict, before: str, page: int) -> Listing:
+    """The rows, count and paging of the bids matched (see the module's docstring)."""
+    queryset, sort, note = matching.queryset, matching.sort, matching.note
     count = _count(queryset)
     if sort == NEWEST:
         return Listing(page=cursor_page(_rows(queryset), params, before), count=count, sort=sort)
@@ -239,15 +249,12 @@ def bid_listing(filterset: BidListFilter, params: QueryDict, before: str, page: 
     )
 
 
-def _csv(filterset: BidListFilter, listing_sort: str, *, masked: bool) -> HttpResponse:
+def _csv(matching: Matching, *, masked: bool) -> HttpResponse:
     """The current filter's bids as CSV, in the page's order, at most ``CSV_MAX_ROWS``."""
-    queryset = filterset.qs
-    if listing_sort != NEWEST and not filterset.has_range():
-        queryset = queryset.filter(created_at__gte=timezone.now() - SORT_DEFAULT_RANGE)
-    if listing_sort == NEWEST:
-        bids = _rows(queryset).order_by(*SORTS[NEWEST][1])[:CSV_MAX_ROWS]
+    if matching.sort == NEWEST:
+        bids = _rows(matching.queryset).order_by(*SORTS[NEWEST][1])[:CSV_MAX_ROWS]
     else:
-        bids = _sorted(queryset, listing_sort)
+        bids = _sorted(matching.queryset, matching.sort)
     rows = (
         [bid.buyer.grid_id if key == "grid_id" else row[key] for key in CSV_COLUMNS]
         for bid in bids.iterator(chunk_size=2000)
@@ -284,10 +291,14 @@ class BidListView(RoleRequiredMixin, View):
     the person's saved filters."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
+        legacy = legacy_days_query(request.GET)
+        if legacy is not None:
+            return redirect(f"{reverse('bids:list')}?{legacy}")
         params = request.GET.copy()
         before = params.pop("before", [""])[-1]
         page_text = params.pop("page", ["1"])[-1]
         export = params.pop("export", [""])[-1]
+        range_form = listing_range(params)
         filterset = BidListFilter(data=params, queryset=BidLog.objects.all())
         masked = not can_see_caller_ids(request.user)
         wait = caller_search_wait(request)
@@ -296,21 +307,26 @@ class BidListView(RoleRequiredMixin, View):
             # Viewers' searches by caller are counted, so masked numbers cannot be guessed.
             filterset.is_valid()
             filterset.form.add_error(CALLER_PARAM, throttled_message(wait))
-        elif filterset.is_valid():
+        elif (
+            range_form.is_valid()
+            and filterset.is_valid()
+            and sort_fits_range(filterset, range_form)
+        ):
+            matching = bids_matching(filterset, range_form)
             page = _page_number(page_text)
             if page is None:
                 filterset.form.add_error(None, f"page: choose a page from 1 to {SORT_MAX_PAGES}.")
             elif export not in ("", "csv"):
                 filterset.form.add_error(None, "export: the only export is csv.")
             elif export == "csv":
-                sort = filterset.form.cleaned_data.get("sort") or NEWEST
-                return _csv(filterset, sort, masked=masked)
+                return _csv(matching, masked=masked)
             else:
-                listing = bid_listing(filterset, params, before, page)
+                listing = bid_listing(matching, params, before, page)
+        context = _context(request, filterset, params, listing, masked=masked)
         return render(
             request,
             "bidlog/bid_list.html",
-            _context(request, filterset, params, listing, masked=masked),
+            {**context, "range_form": range_form},
             status=429 if wait is not None else 200,
         )
 
@@ -361,7 +377,6 @@ def _context(
         "pages": pages,
         "saved_filters": saved_filter_list(user=request.user),
         "save_form": SavedFilterForm(initial={"query": query}),
-        "exact_times": any(params.get(name) for name in ("since", "until")),
     }
 
 

@@ -46,7 +46,6 @@ class CallPageFilter(PageFilterMixin, CallFilter):
         "publisher": "Publisher",
     }
     EMPTY_LABELS = {"strategy": "Any strategy"}
-    HIDDEN_INPUTS: tuple[str, ...] = ("since", "until")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

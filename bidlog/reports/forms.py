@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
+from django.db.models import Model, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -17,6 +18,8 @@ from bidlog.filters import EARLIEST, LATEST, IsoDateTimeField, TagField
 from bidlog.reports.api import MAX_RANGE
 from bidlog.reports.campaigns import GROUPS
 from buyers.models import Buyer
+
+RowT = TypeVar("RowT", bound=Model)
 
 # The quick ranges, in the order the control shows them.
 QUICK_RANGES = {
@@ -54,7 +57,8 @@ class RangeForm(forms.Form):
     ``period`` (how far back the previous period of the same kind starts: a day for today,
     a week for 7 days, the picked number of days for dates). With ``default=None`` and no
     range asked for, ``since`` is ``None``: the page shows every time. ``iso=False`` leaves
-    ``since`` and ``until`` to the page's own filter (the bid and call lists).
+    ``since`` and ``until`` to the page's own filter (the bid and call lists), where exact
+    times narrow the range picked here (see :meth:`narrow`).
     """
 
     range = forms.ChoiceField(
@@ -98,7 +102,9 @@ class RangeForm(forms.Form):
             found = self._days(data.get("from_date"), data.get("to_date"))
         elif data.get("range") in QUICK_RANGES:
             found = self._quick(data["range"])
-        elif data.get("range") == "custom" or data.get("since") or data.get("until"):
+        elif "since" in self.fields and (
+            data.get("range") == "custom" or data.get("since") or data.get("until")
+        ):
             found = self._iso(data.get("since"), data.get("until"))
         elif self.default is not None:
             found = self._quick(self.default)
@@ -123,6 +129,18 @@ class RangeForm(forms.Form):
             bucket="hour" if until - since <= timedelta(days=3) else "day",
         )
         return data
+
+    def narrow(self, queryset: QuerySet[RowT], field: str = "created_at") -> QuerySet[RowT]:
+        """The rows of ``queryset`` inside the range picked; all of them when none is.
+
+        The one place a listing (bids, calls) turns the quick range or the days into times:
+        the listing's own ``since`` and ``until`` (a link's or typed exact times) stay its
+        filter's, so a row must be inside both. Call it on a valid form.
+        """
+        since, until = self.cleaned_data["since"], self.cleaned_data["until"]
+        if since is None:
+            return queryset
+        return queryset.filter(**{f"{field}__gte": since, f"{field}__lt": until})
 
     def _midnight(self, day: date) -> datetime:
         return datetime.combine(day, time(0), tzinfo=self.zone)
@@ -201,7 +219,8 @@ class RangeForm(forms.Form):
         ]
 
     def quick_ranges(self) -> list[QuickRange]:
-        """The quick-range links, each keeping the page's other filters."""
+        """The quick-range links, each keeping the page's other filters; "Any time" too on a
+        page that shows every time until a range is picked."""
         base = self.data.copy() if isinstance(self.data, QueryDict) else QueryDict(mutable=True)
         if not isinstance(self.data, QueryDict):
             for key, value in self.data.items():
@@ -214,10 +233,21 @@ class RangeForm(forms.Form):
             query = base.copy()
             query["range"] = key
             links.append(QuickRange(key, label, query.urlencode(), current=key == asked))
+        if self.default is None:
+            # A listing shows every time until a range is picked: the way back to that.
+            exact = any(self.data.get(name) for name in ("since", "until"))
+            anytime = self.is_valid() and not self.used and not exact
+            links.append(QuickRange("any", "Any time", base.urlencode(), current=anytime))
         return links
 
     def time_zone(self) -> str:
         return str(self.zone)
+
+
+def listing_range(params: QueryDict) -> RangeForm:
+    """The range control of a listing (bids, calls): every time until a range is picked; the
+    listing's exact ``since`` and ``until`` stay its filter's and narrow the range picked."""
+    return RangeForm(params, default=None, iso=False)
 
 
 class ReportRangeForm(RangeForm):

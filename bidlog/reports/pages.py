@@ -22,7 +22,7 @@ from bidlog.choices import OutcomeClass
 from bidlog.filters import BidLogFilter, parse_iso_datetime
 from bidlog.monitoring.support import support_request_text
 from bidlog.reports.bid_rows import bid_row
-from bidlog.reports.forms import RangeForm
+from bidlog.reports.forms import listing_range
 from bidlog.selectors import bid_get
 from buyers.models import Buyer
 from callgrid_portal.bidapi import codes, outcome_guidance
@@ -57,7 +57,6 @@ class BidPageFilter(PageFilterMixin, BidLogFilter):
         "publisher": "Publisher",
     }
     EMPTY_LABELS = {"outcome_class": "Any class"}
-    HIDDEN_INPUTS: tuple[str, ...] = ("since", "until")
 
 
 def _cursor(value: str) -> tuple[Any, int] | None:
@@ -131,12 +130,9 @@ class CursorListView(RoleRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         params = request.GET.copy()
         before = params.pop("before", [""])[-1]
-        # The range control picks since and until; links may still give them as ISO times.
-        range_form = RangeForm(params, default=None, iso=False)
+        # The range control picks days or a quick range; a link's exact times narrow it.
+        range_form = listing_range(params)
         ranged = range_form.is_valid()
-        if ranged and range_form.cleaned_data["since"] is not None:
-            params["since"] = range_form.cleaned_data["since"].isoformat()
-            params["until"] = range_form.cleaned_data["until"].isoformat()
         filterset = self.filterset_class(data=params, queryset=self.get_queryset())
         page = CursorPage(items=[])
         wait = caller_search_wait(request)
@@ -145,7 +141,7 @@ class CursorListView(RoleRequiredMixin, View):
             filterset.is_valid()
             filterset.form.add_error(CALLER_PARAM, throttled_message(wait))
         elif filterset.is_valid() and ranged:
-            page = cursor_page(filterset.qs, params, before)
+            page = cursor_page(range_form.narrow(filterset.qs), params, before)
         masked = not can_see_caller_ids(request.user)
         return render(
             request,

@@ -13,7 +13,7 @@ from bidlog.buyer_pages.views import BuyerPageFilter
 from bidlog.choices import Source
 from bidlog.reports.bid_pages import BidListFilter
 from bidlog.reports.call_pages import CallPageFilter
-from bidlog.reports.forms import ReportRangeForm
+from bidlog.reports.forms import RangeForm, ReportRangeForm
 from buyers.forms import BuyerForm, EligibilityForm
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
@@ -21,13 +21,15 @@ from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 ODD = ["", "x", "-1", "0", "9" * 40, "2026-13-45", "1e999", "[]", "é😀", "x" * 5000, "a\u0000b"]
 
 RANGE = list(ReportRangeForm.base_fields)
+# A listing's range control: its quick range and days (its filter has since and until).
+LIST_RANGE = [name for name in RangeForm.base_fields if name not in ("since", "until")]
 
 # Every parameter each page reads, taken from the forms and filters themselves.
 PAGE_PARAMS = {
     "home": RANGE,
     "reports": [*RANGE, "export"],
-    "bids:list": [*BidListFilter.base_filters, "before", "page", "export"],
-    "calls:list": [*CallPageFilter.base_filters, "before"],
+    "bids:list": [*BidListFilter.base_filters, *LIST_RANGE, "before", "page", "export"],
+    "calls:list": [*CallPageFilter.base_filters, *LIST_RANGE, "before"],
     "buyers:list": list(BuyerPageFilter.base_filters),
     "buyers:detail": [*EligibilityForm.base_fields, "test_bid"],
     "troubleshooting": ["x"],
@@ -66,7 +68,8 @@ def _form_errors(response) -> set[str]:
     if "form" in context:
         return set(context["form"].errors)
     if "filter" in context:
-        return set(context["filter"].form.errors)
+        ranged = context.get("range_form")
+        return set(context["filter"].form.errors) | set(ranged.errors if ranged else ())
     if "eligibility_form" in context:
         return set(context["eligibility_form"].errors)
     return set()
