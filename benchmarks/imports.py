@@ -42,10 +42,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.route import (
-    _children,
-    _database_backends,
-    _proc_cpu,
+from benchmarks.cpu import children, database_backends, proc_cpu
+from benchmarks.route_servers import (
     create_database,
     drop_database,
     free_port,
@@ -175,7 +173,7 @@ def post(session: requests.Session, url: str, body: bytes) -> tuple[int, float]:
 
 
 def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
-    return {pid: _proc_cpu(pid) for pid in pids}
+    return {pid: proc_cpu(pid) for pid in pids}
 
 
 def run_phase(url: str, token: str, bodies: list[bytes], clients: int, web_pid: int) -> Result:
@@ -193,7 +191,7 @@ def run_phase(url: str, token: str, bodies: list[bytes], clients: int, web_pid: 
         return post(local.session, url, body)
 
     def groups() -> dict[str, list[int]]:
-        return {"web": [web_pid, *_children(web_pid)], "db": _database_backends(DATABASE)}
+        return {"web": [web_pid, *children(web_pid)], "db": database_backends(DATABASE)}
 
     before = {name: _cpu_by_pid(pids) for name, pids in groups().items()}
     started = time.perf_counter()
@@ -265,12 +263,12 @@ def floor_phase(database_url: str, batches: int, size: int) -> None:
         ids = [row[0] for row in conn.execute("SELECT id FROM buyers_buyer").fetchall()]
         backend = conn.info.backend_pid
         conn.commit()
-        cpu, started = _proc_cpu(backend), time.perf_counter()
+        cpu, started = proc_cpu(backend), time.perf_counter()
         for batch in range(batches):
             params = {"ids": ids, "n": len(ids), "size": size, "prefix": f"floor-{batch}-"}
             conn.execute(_FLOOR_INSERT, params)
             conn.commit()
-        seconds, cpu = time.perf_counter() - started, _proc_cpu(backend) - cpu
+        seconds, cpu = time.perf_counter() - started, proc_cpu(backend) - cpu
     rows = batches * size
     print(
         f"{'floor':<10}{rows / seconds:>12,.0f} rows/s  one INSERT ... SELECT per batch on the "

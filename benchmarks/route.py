@@ -13,7 +13,8 @@ What it does, all in one run:
 5. Throughput: C clients (default 32) for D seconds (default 20): routes/s, latency under load,
    errors; then checks every attempt was logged (BidLog rows = routed calls x buyers asked).
    The load comes from ``wrk`` (a small C load generator, ``apt-get install wrk``) with a Lua
-   script that posts a fresh caller per request over C keep-alive connections; without
+   script (``route_wrk.lua``) that posts a fresh caller per request over C keep-alive
+   connections; without
    ``wrk`` (or with ``--load-generator python``) from C Python threads, each with its own
    ``requests`` session. The load generator shares the machine's CPUs with the system under
    test, and the Python one takes a large share of them, so the report says which one ran and
@@ -37,30 +38,51 @@ once it has its share: with keep-alive clients and no proxy in front, one gthrea
 otherwise accept every connection and leave the others idle (measured: one worker at 100% CPU,
 the other at 0%).
 It is a measurement, not a test: it prints numbers and exits 0 unless something broke.
+
+Modules: this one (arguments, the run's steps, printing), ``route_servers`` (simulator,
+scratch database, gunicorn), ``route_load`` (the sequential client, wrk or Python load, floor
+and baseline), ``cpu`` (CPU seconds per process group).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+# Run as a script, only benchmarks/ is on the path: add the checkout for its sibling modules.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.cpu import children, cpu_snapshot, database_backends, proc_cpu
+from benchmarks.route_load import (
+    Phase,
+    baseline_phase,
+    fan_out_floor_phase,
+    floor_phase,
+    latency_phase,
+    percentile,
+    throughput_phase,
+    wrk_phase,
+)
+from benchmarks.route_servers import (
+    count_rows,
+    create_database,
+    drop_database,
+    free_port,
+    grid_id,
+    last_call_id,
+    prepare_portal,
+    scratch_env,
+    start_gunicorn,
+    start_simulator,
+    stop_processes,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,550 +145,63 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# --- helpers ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on port {port} after {timeout:.0f} s")
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of ``values`` (ms)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(1, round(pct / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def random_caller() -> str:
-    """A valid NANP number, random enough that duplicate windows never get in the way."""
-    return f"{random.randint(2, 9)}{random.randint(0, 99):02d}{random.randint(2, 9)}" + (
-        f"{random.randint(0, 999999):06d}"
-    )
-
-
-def grid_id(n: int) -> str:
-    return f"bench{n:04d}{uuid.uuid4().hex[:16]}"
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
 @dataclass
-class Phase:
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    routed: int = 0
-    seconds: float = 0.0
-    # Set when the load generator reports a distribution instead of every sample (wrk).
-    answered: int | None = None
-    summary_ms: dict[str, float] | None = None
+class Bench:
+    """One run: its arguments, load generator, scratch database and the processes it started."""
+
+    args: argparse.Namespace
+    generator: str
+    workdir: Path
+    db_name: str
+    grids: list[str]
+    sim_port: int
+    web_port: int
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, args: argparse.Namespace, generator: str) -> Bench:
+        """A run's working folder, database name, buyers and ports; nothing started yet."""
+        workdir = Path(tempfile.mkdtemp(prefix="callgrid-bench-"))
+        db_name = f"callgrid_bench_{os.getpid()}"
+        env = scratch_env(
+            server_url=args.database_url,
+            db_name=db_name,
+            workdir=workdir,
+            redis_url=args.redis_url,
+            async_commit=args.async_commit,
+        )
+        grids = [grid_id(n) for n in range(args.buyers)]
+        return cls(args, generator, workdir, db_name, grids, free_port(), free_port(), env)
 
     @property
-    def ok(self) -> int:
-        return len(self.latencies_ms) if self.answered is None else self.answered
-
-    def stat(self, name: str) -> float:
-        """p50/p95/p99/max/mean in ms, from the samples or the generator's summary."""
-        if self.summary_ms is not None:
-            return self.summary_ms[name]
-        lat = self.latencies_ms
-        if not lat:
-            return float("nan")
-        if name == "max":
-            return max(lat)
-        if name == "mean":
-            return statistics.fmean(lat)
-        return percentile(lat, float(name[1:]))
+    def url(self) -> str:
+        """The route API of the portal under test."""
+        return f"http://127.0.0.1:{self.web_port}/api/v1/route/"
 
 
-# --- the pieces ---------------------------------------------------------------------------
-
-
-def start_simulator(grids: list[str], latency_ms: int, port: int, workdir: Path):
-    scenario = {
-        "default": {"respond": "accept", "latency_ms": latency_ms},
-        "grids": {g: {"bid_amount": f"{20 + i}.00"} for i, g in enumerate(grids)},
-    }
-    path = workdir / "scenario.json"
-    path.write_text(json.dumps(scenario))
-    process = subprocess.Popen(
-        [PYTHON, "-c", _SIMULATOR_LAUNCHER, str(path), str(port)],
-        cwd=ROOT,
-        env=portal_env({}),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    wait_for_port(port)
-    return process
-
-
-# The simulator as its own process (its handler turns Nagle's algorithm off, so the body never
-# waits for the client's delayed ACK of the headers). Both the portal and the baseline talk
-# to this same simulator.
-_SIMULATOR_LAUNCHER = """
-import json, signal, sys, threading
-from callgrid_portal import simulator
-server = simulator.Simulator(json.load(open(sys.argv[1])), port=int(sys.argv[2])).start()
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-stop.wait()
-server.stop()
-"""
-
-
-def portal_env(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "callgrid_portal.settings",
-            "DEBUG": "false",
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "CALLGRID_ENDPOINT_ALLOWLIST": "127.0.0.1",
-            "CALLGRID_INSECURE_HOSTS": "127.0.0.1",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-            # The settings generate no key; the benchmark's own web server signs with this.
-            "SECRET_KEY": os.environ.get("SECRET_KEY") or "benchmark-only-" + uuid.uuid4().hex,
-        }
-    )
-    env.pop("REDIS_URL", None)
-    env.pop("CACHE_URL", None)
-    env.update(extra)
-    return env
-
-
-def create_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def prepare_portal(env: dict[str, str], grids: list[str], sim_port: int) -> str:
-    """Migrate, add the buyers and a user with a token; return the token."""
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
-    script = f"""
-import json
-from django.contrib.auth.models import User
-from knox.models import AuthToken
-from buyers.models import Buyer
-grids = {json.dumps(grids)}
-for i, grid in enumerate(grids):
-    Buyer.objects.create(
-        name=f"Bench buyer {{i + 1}}", grid_id=grid,
-        endpoint_url="http://127.0.0.1:{sim_port}/api/bid/",
-        priority=i + 1, min_bid="10.00", vertical="other", duplicate_window_days=30,
-        rate_limit_per_minute=10000, max_concurrency=1000, timeout_seconds=10,
-    )
-user = User.objects.create_superuser("bench", "bench@example.com", None)
-print(AuthToken.objects.create(user)[1])
-"""
-    return shell_output(env, script)
-
-
-def shell_output(env: dict[str, str], script: str) -> str:
-    """Run ``script`` in ``manage.py shell`` with the portal's environment; its last line."""
-    done = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", script],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
-def count_rows(env: dict[str, str], since_call: int) -> tuple[int, int, int]:
-    """(calls, routed calls, bid rows) written after call id ``since_call``."""
-    script = f"""
-from bidlog.models import BidLog, Call
-calls = Call.objects.filter(pk__gt={since_call})
-print(calls.count(), calls.filter(routed=True).count(),
-      BidLog.objects.filter(call__pk__gt={since_call}).count())
-"""
-    calls, routed, bids = shell_output(env, script).split()
-    return int(calls), int(routed), int(bids)
-
-
-def gunicorn_argv(port: int, workers: int, threads: int) -> list[str]:
-    """gunicorn serving the portal on loopback at ``port``: gthread workers, warnings only."""
-    return [
-        PYTHON,
-        "-m",
-        "gunicorn",
-        "callgrid_portal.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(threads),
-        "--log-level",
-        "warning",
-    ]
-
-
-def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int, connections: int):
-    process = subprocess.Popen(
-        [
-            *gunicorn_argv(port, workers, threads),
-            # A worker stops accepting at this many connections, so keep-alive clients spread
-            # over every worker instead of piling onto the one that happened to wake first.
-            "--worker-connections",
-            str(connections),
-            "--backlog",
-            "2048",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    wait_for_port(port)
-    return process
-
-
-# --- load ---------------------------------------------------------------------------------
-
-
-def route_once(session, url: str, token: str, strategy: str, phase: Phase) -> int | None:
-    import requests
-
-    started = time.perf_counter()
-    try:
-        response = session.post(
-            url,
-            json={"CallerId": random_caller(), "InboundStateCode": "CO", "strategy": strategy},
-            headers={"Authorization": f"Token {token}"},
-            timeout=30,
-        )
-    except requests.RequestException as exc:
-        phase.errors.append(type(exc).__name__)
+def load_generator(choice: str) -> str | None:
+    """The load generator to use: ``auto`` is wrk when installed; None when wrk is missing."""
+    if choice == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    if choice == "wrk" and not shutil.which("wrk"):
         return None
-    elapsed = (time.perf_counter() - started) * 1000
-    if response.status_code != 200:
-        phase.errors.append(f"HTTP {response.status_code}: {response.text[:120]}")
-        return None
-    body = response.json()
-    phase.latencies_ms.append(elapsed)
-    phase.routed += bool(body.get("routed"))
-    return int(body["call"])
+    return choice
 
 
-def latency_phase(url: str, token: str, strategy: str, samples: int) -> Phase:
-    """One client, one route at a time, on one keep-alive ``http.client`` connection.
-
-    The client is the plainest HTTP/1.1 the standard library has, so the time measured is the
-    portal's and the network's rather than a client library's.
-    """
-    import http.client
-
-    phase = Phase()
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-    started = time.perf_counter()
-    for _ in range(samples):
-        body = json.dumps(
-            {"CallerId": random_caller(), "InboundStateCode": "CO", "strategy": strategy}
-        )
-        sent = time.perf_counter()
-        try:
-            connection.request("POST", parts.path, body=body, headers=headers)
-            response = connection.getresponse()
-            answer = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            phase.errors.append(type(exc).__name__)
-            connection.close()
-            continue
-        elapsed = (time.perf_counter() - sent) * 1000
-        if response.status != 200:
-            phase.errors.append(f"HTTP {response.status}: {answer[:120]!r}")
-            continue
-        phase.latencies_ms.append(elapsed)
-        phase.routed += bool(json.loads(answer).get("routed"))
-    connection.close()
-    phase.seconds = time.perf_counter() - started
-    return phase
-
-
-def throughput_phase(url: str, token: str, strategy: str, clients: int, duration: float) -> Phase:
-    import requests
-
-    phase = Phase()
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + duration
-
-    def client() -> None:
-        session = requests.Session()
-        local = Phase()
-        while time.perf_counter() < stop_at:
-            route_once(session, url, token, strategy, local)
-        with lock:
-            phase.latencies_ms.extend(local.latencies_ms)
-            phase.errors.extend(local.errors)
-            phase.routed += local.routed
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    phase.seconds = time.perf_counter() - started
-    return phase
-
-
-def baseline_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
-    """The guide's loop: requests.post to each buyer in turn, no session, no pooling."""
-    import requests
-
-    phase = Phase()
-    for _ in range(samples):
-        started = time.perf_counter()
-        best = None
-        try:
-            for grid in grids:
-                answer = requests.post(
-                    f"http://127.0.0.1:{sim_port}/api/bid/{grid}",
-                    json={"CallerId": random_caller(), "InboundStateCode": "CO"},
-                    headers={"Content-Type": "application/json", "Accept": "application/json"},
-                    timeout=10,
-                ).json()
-                if answer.get("code") == 1000 and (best is None or answer["bid_amount"] > best):
-                    best = answer["bid_amount"]
-        except requests.RequestException as exc:
-            phase.errors.append(type(exc).__name__)
-            continue
-        phase.latencies_ms.append((time.perf_counter() - started) * 1000)
-        phase.routed += best is not None
-    return phase
-
-
-def floor_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
-    """The fan-out alone: every buyer asked at once from a thread each, on pooled urllib3.
-
-    No portal, no database, no limits: what the auction's HTTP costs a Python process on this
-    machine with this simulator, so the report can say how much of the route is the portal's.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import urllib3
-
-    pool = urllib3.HTTPConnectionPool("127.0.0.1", sim_port, maxsize=len(grids))
-    phase = Phase()
-
-    def ask(grid: str, caller: str) -> dict:
-        body = json.dumps({"CallerId": caller, "InboundStateCode": "CO"}).encode()
-        answer = pool.urlopen(
-            "POST",
-            f"/api/bid/{grid}",
-            body=body,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-            retries=False,
-        )
-        return json.loads(answer.data)
-
-    with ThreadPoolExecutor(max_workers=len(grids)) as threads:
-        for round_no in range(samples + 5):  # the first rounds open the connections
-            caller = random_caller()
-            started = time.perf_counter()
-            try:
-                answers = list(threads.map(ask, grids, [caller] * len(grids)))
-            except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-                phase.errors.append(type(exc).__name__)
-                continue
-            if round_no >= 5:
-                phase.latencies_ms.append((time.perf_counter() - started) * 1000)
-                phase.routed += any(a.get("code") == 1000 for a in answers)
-    return phase
-
-
-def fan_out_floor_phase(sim_port: int, grids: list[str], samples: int) -> Phase:
-    """The fan-out alone as the portal's auction makes it: one thread, the client's send_bids.
-
-    The same transport the routing thread uses (one libcurl loop, kept-alive connections),
-    with nothing else around it.
-    """
-    from callgrid_portal.bidapi.client import BidTarget, prepare, send_bids
-
-    endpoint = f"http://127.0.0.1:{sim_port}/api/bid/"
-    targets = [BidTarget(grid_id=g, endpoint_url=endpoint) for g in grids]
-    phase = Phase()
-    for round_no in range(samples + 5):
-        caller = random_caller()
-        started = time.perf_counter()
-        bids = [prepare(i, t, caller, "CO", {}) for i, t in enumerate(targets)]
-        results = send_bids(bids, deadline=time.monotonic() + 10)
-        elapsed = (time.perf_counter() - started) * 1000
-        if round_no >= 5:  # the first rounds open the connections
-            phase.latencies_ms.append(elapsed)
-            phase.routed += any(r.outcome == "accepted" for r in results)
-            phase.errors.extend(r.final.error for r in results if r.outcome != "accepted")
-    return phase
-
-
-# wrk runs this in each of its threads. Every request carries a fresh caller (as the Python
-# clients do); done() sums the threads' counters and prints one line for us to parse.
-_WRK_SCRIPT = r"""
-local token = os.getenv("ROUTE_TOKEN")
-local strategy = os.getenv("ROUTE_STRATEGY")
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Token " .. token
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-  next_id = next_id + 1
-  thread:set("id", next_id)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  routed = 0
-  bad = 0
-  math.randomseed(os.time() * 1000 + id)
-end
-
-function request()
-  local caller = string.format("%d%02d%d%06d", math.random(2, 9), math.random(0, 99),
-    math.random(2, 9), math.random(0, 999999))
-  local body = '{"CallerId": "' .. caller .. '", "InboundStateCode": "CO", "strategy": "'
-    .. strategy .. '"}'
-  return wrk.format(nil, nil, nil, body)
-end
-
-function response(status, headers, body)
-  if status ~= 200 then
-    bad = bad + 1
-  elseif string.find(body, '"routed":true', 1, true) then
-    routed = routed + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local r, b = 0, 0
-  for _, thread in ipairs(threads) do
-    r = r + thread:get("routed")
-    b = b + thread:get("bad")
-  end
-  local e = summary.errors
-  io.write(string.format("WRK %d %d %d %d %d %.6f %.3f %.3f %.3f %.3f %.3f\n",
-    summary.requests, b, r, e.connect + e.read + e.write, e.timeout,
-    summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
-    latency:percentile(99) / 1000, latency.max / 1000, latency.mean / 1000))
-end
-"""
-
-
-def wrk_phase(
-    url: str, token: str, strategy: str, clients: int, duration: float, workdir: Path
-) -> Phase:
-    """C clients on keep-alive connections from wrk."""
-    script = workdir / "route.lua"
-    script.write_text(_WRK_SCRIPT)
-    process = subprocess.Popen(
-        [
-            "wrk",
-            f"--threads={min(2, clients)}",
-            f"--connections={clients}",
-            f"--duration={max(round(duration), 1)}s",
-            "--timeout=30s",
-            f"--script={script}",
-            url,
-        ],
-        env={**os.environ, "ROUTE_TOKEN": token, "ROUTE_STRATEGY": strategy},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+def header(args: argparse.Namespace, generator: str) -> str:
+    """The first line printed: what is measured, on what, with which load generator."""
+    return (
+        f"route benchmark: {args.buyers} buyers, L={args.latency_ms} ms, "
+        f"strategy={args.strategy}, gunicorn {args.workers}x{args.threads} gthread, "
+        f"PostgreSQL ({'asynchronous' if args.async_commit else 'synchronous'} commit), "
+        f"limits in {'Redis' if args.redis_url else 'the file cache'}, "
+        f"{os.cpu_count()} CPUs, load from {generator}"
     )
-    out, err = process.communicate()
-    lines = [line for line in out.splitlines() if line.startswith("WRK ")]
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed ({process.returncode}): {err.strip() or out.strip()}")
-    fields = lines[-1].split()[1:]
-    requests_done, bad, routed, socket_errors, timeouts = (int(v) for v in fields[:5])
-    seconds, p50, p95, p99, worst, mean = (float(v) for v in fields[5:])
-    phase = Phase(routed=routed, seconds=seconds, answered=requests_done - bad)
-    phase.summary_ms = {"p50": p50, "p95": p95, "p99": p99, "max": worst, "mean": mean}
-    phase.errors = [f"HTTP status other than 200 ({bad})"] * bad
-    phase.errors += ["socket error"] * socket_errors + ["timeout"] * timeouts
-    return phase
-
-
-# --- CPU accounting -----------------------------------------------------------------------
-
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process so far (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def _database_backends(db_name: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if f" {db_name} ".encode() in cmdline.read_bytes():
-                found.append(int(cmdline.parent.name))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
-    """CPU seconds used so far by each named group of processes."""
-    return {name: sum(_proc_cpu(pid) for pid in pids) for name, pids in groups.items()}
 
 
 def describe(label: str, phase: Phase, latency_ms: int) -> str:
+    """A phase's figures, one per line, the overhead taken over the buyers' latency L."""
     p50, p95, p99 = (phase.stat(p) for p in ("p50", "p95", "p99"))
     lines = [
         f"{label}",
@@ -683,164 +218,176 @@ def describe(label: str, phase: Phase, latency_ms: int) -> str:
     return "\n".join(lines)
 
 
+# --- the run's steps ----------------------------------------------------------------------
+
+
+def start_servers(bench: Bench) -> str:
+    """Scratch database, simulator, buyers and token, then gunicorn; returns the token."""
+    args = bench.args
+    create_database(args.database_url, bench.db_name)
+    bench.processes.append(
+        start_simulator(bench.grids, args.latency_ms, bench.sim_port, bench.workdir)
+    )
+    token = prepare_portal(bench.env, bench.grids, bench.sim_port)
+    connections = args.worker_connections or max(args.threads, -(-args.clients // args.workers))
+    bench.processes.append(
+        start_gunicorn(bench.env, bench.web_port, args.workers, args.threads, connections)
+    )
+    return token
+
+
+def process_groups(bench: Bench) -> dict[str, list[int]]:
+    """The processes whose CPU is counted: gunicorn and its workers, simulator, PostgreSQL."""
+    simulator, web = bench.processes
+    return {
+        "gunicorn": [web.pid, *children(web.pid)],
+        "simulator": [simulator.pid],
+        "postgres": database_backends(bench.db_name),
+    }
+
+
+def add_backends(bench: Bench, groups: dict[str, list[int]]) -> None:
+    """Count the PostgreSQL backends opened since: each server thread has its own connection."""
+    groups["postgres"] = sorted(set(groups["postgres"]) | set(database_backends(bench.db_name)))
+
+
+def measure_latency(bench: Bench, token: str, groups: dict[str, list[int]]) -> Phase:
+    """The sequential phase, and the CPU each process group spent per route."""
+    args = bench.args
+    pid_cpu = {pid: proc_cpu(pid) for pids in groups.values() for pid in pids}
+    latency = latency_phase(bench.url, token, args.strategy, args.samples)
+    print(describe("1 client, sequential routes", latency, args.latency_ms), flush=True)
+    # Work per route: steadier than wall time on a shared machine, so changes to the
+    # portal's own code show here even when the latency figures move with the neighbours.
+    add_backends(bench, groups)
+    per_route = {
+        name: sum(proc_cpu(pid) - pid_cpu.get(pid, 0.0) for pid in pids) / max(latency.ok, 1)
+        for name, pids in groups.items()
+    }
+    print(
+        "  CPU ms per route: "
+        + ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in per_route.items()),
+        flush=True,
+    )
+    return latency
+
+
+def generate_load(bench: Bench, token: str) -> tuple[Phase, float]:
+    """The throughput phase from wrk or Python threads, and the CPU seconds the load took."""
+    args = bench.args
+    own_before, waited_before = sum(os.times()[:2]), sum(os.times()[2:4])
+    if bench.generator == "wrk":
+        load = wrk_phase(bench.url, token, args.strategy, args.clients, args.duration)
+        # wrk has exited and been waited for: the kernel added its CPU to our children's.
+        return load, sum(os.times()[2:4]) - waited_before
+    load = throughput_phase(bench.url, token, args.strategy, args.clients, args.duration)
+    return load, sum(os.times()[:2]) - own_before
+
+
+def measure_throughput(bench: Bench, token: str, groups: dict[str, list[int]]) -> None:
+    """The throughput phase, the CPU each part used, and whether every attempt was logged."""
+    args = bench.args
+    before = last_call_id(bench.env)
+    cpu_before = cpu_snapshot(groups)
+    load, load_cpu = generate_load(bench, token)
+    add_backends(bench, groups)
+    cpu_after = cpu_snapshot(groups)
+    print(describe(f"{args.clients} clients for {args.duration:.0f} s", load, args.latency_ms))
+    used = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+    used[f"load generator ({bench.generator})"] = load_cpu
+    print(
+        "  CPU seconds: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items())
+        + f" (of {load.seconds * (os.cpu_count() or 1):.0f} available)"
+    )
+    # Routes the load generator stopped waiting for at the end still finish and log.
+    time.sleep(min(args.latency_ms / 1000 * 4 + 1.0, 11.0))
+    calls, routed, bids = count_rows(bench.env, before)
+    per_call = args.buyers if args.strategy == "highest_bid" else None
+    expected = f" (expected {calls * per_call})" if per_call else ""
+    print(
+        f"  logged: {calls} calls, {routed} routed, {bids} bid rows{expected}; "
+        f"answers received {load.ok}",
+        flush=True,
+    )
+
+
+def measure_floor(bench: Bench, latency: Phase) -> None:
+    """The fan-out alone, two ways, and the portal's own share of the p50 over the first."""
+    args = bench.args
+    floor = fan_out_floor_phase(bench.sim_port, bench.grids, args.samples)
+    print(
+        describe(
+            "floor: the fan-out alone as the portal's auction makes it "
+            "(one thread, send_bids, no portal)",
+            floor,
+            args.latency_ms,
+        )
+    )
+    threads_floor = floor_phase(bench.sim_port, bench.grids, args.samples)
+    print(
+        describe(
+            f"for comparison: {args.buyers} threads, pooled urllib3, no portal",
+            threads_floor,
+            args.latency_ms,
+        )
+    )
+    portal_p50 = percentile(latency.latencies_ms, 50)
+    floor_p50 = percentile(floor.latencies_ms, 50)
+    print(
+        f"  the portal's own share at p50: {portal_p50:.1f} - {floor_p50:.1f} = "
+        f"{portal_p50 - floor_p50:.1f} ms (server, database, limits, log)",
+        flush=True,
+    )
+
+
+def measure_baseline(bench: Bench, latency: Phase) -> None:
+    """The guide's sequential loop, and how many times slower than the portal it is at p50."""
+    baseline = baseline_phase(bench.sim_port, bench.grids, bench.args.baseline_samples)
+    print(describe("baseline: sequential requests.post, no pooling", baseline, 0))
+    portal_p50 = percentile(latency.latencies_ms, 50)
+    base_p50 = percentile(baseline.latencies_ms, 50)
+    print(
+        f"ratio at p50: baseline {base_p50:.1f} ms / portal {portal_p50:.1f} ms = "
+        f"{base_p50 / portal_p50:.1f}x faster"
+    )
+
+
+def run(bench: Bench) -> int:
+    """Every phase in order on servers started for this run; the exit status."""
+    token = start_servers(bench)
+    warm = latency_phase(bench.url, token, bench.args.strategy, 20)  # connections, imports, caches
+    if warm.errors:
+        print(f"warm-up failed: {warm.errors[:3]}")
+        return 1
+    groups = process_groups(bench)
+    latency = measure_latency(bench, token, groups)
+    measure_throughput(bench, token, groups)
+    measure_floor(bench, latency)
+    measure_baseline(bench, latency)
+    return 0
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="callgrid-bench-"))
-    db_name = f"callgrid_bench_{os.getpid()}"
-    grids = [grid_id(n) for n in range(args.buyers)]
-    sim_port, web_port = free_port(), free_port()
-    extra = {
-        "DATABASE_URL": with_database(args.database_url, db_name),
-        "DATA_DIR": str(workdir / "data"),
-    }
-    if args.redis_url:
-        extra.update(
-            {
-                "REDIS_URL": args.redis_url,
-                "CACHE_URL": args.redis_url,
-                "CACHE_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
-            }
-        )
-    if args.async_commit:
-        extra["ROUTING_SYNCHRONOUS_COMMIT"] = "false"
-    env = portal_env(extra)
-    processes: list[subprocess.Popen] = []
-    generator = args.load_generator
-    if generator == "auto":
-        generator = "wrk" if shutil.which("wrk") else "python"
-    elif generator == "wrk" and not shutil.which("wrk"):
+    generator = load_generator(args.load_generator)
+    if generator is None:
         print("wrk is not installed (apt-get install wrk); use --load-generator python")
         return 2
-    print(
-        f"route benchmark: {args.buyers} buyers, L={args.latency_ms} ms, "
-        f"strategy={args.strategy}, gunicorn {args.workers}x{args.threads} gthread, "
-        f"PostgreSQL ({'asynchronous' if args.async_commit else 'synchronous'} commit), "
-        f"limits in {'Redis' if args.redis_url else 'the file cache'}, "
-        f"{os.cpu_count()} CPUs, load from {generator}",
-        flush=True,
-    )
+    bench = Bench.create(args, generator)
+    print(header(args, generator), flush=True)
     try:
-        create_database(args.database_url, db_name)
-        processes.append(start_simulator(grids, args.latency_ms, sim_port, workdir))
-        token = prepare_portal(env, grids, sim_port)
-        connections = args.worker_connections or max(args.threads, -(-args.clients // args.workers))
-        processes.append(start_gunicorn(env, web_port, args.workers, args.threads, connections))
-        url = f"http://127.0.0.1:{web_port}/api/v1/route/"
-
-        warm = latency_phase(url, token, args.strategy, 20)  # connections, imports, caches
-        if warm.errors:
-            print(f"warm-up failed: {warm.errors[:3]}")
-            return 1
-        groups = {
-            "gunicorn": [processes[1].pid, *_children(processes[1].pid)],
-            "simulator": [processes[0].pid],
-            "postgres": _database_backends(db_name),
-        }
-        pid_cpu = {pid: _proc_cpu(pid) for pids in groups.values() for pid in pids}
-        latency = latency_phase(url, token, args.strategy, args.samples)
-        print(describe("1 client, sequential routes", latency, args.latency_ms), flush=True)
-        # Work per route: steadier than wall time on a shared machine, so changes to the
-        # portal's own code show here even when the latency figures move with the neighbours.
-        # Each server thread has its own database connection: count the ones opened meanwhile.
-        groups["postgres"] = sorted(set(groups["postgres"]) | set(_database_backends(db_name)))
-        per_route = {
-            name: sum(_proc_cpu(pid) - pid_cpu.get(pid, 0.0) for pid in pids) / max(latency.ok, 1)
-            for name, pids in groups.items()
-        }
-        print(
-            "  CPU ms per route: "
-            + ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in per_route.items()),
-            flush=True,
-        )
-
-        before = _last_call_id(env)
-        cpu_before = cpu_snapshot(groups)
-        own_before, waited_before = sum(os.times()[:2]), sum(os.times()[2:4])
-        if generator == "wrk":
-            load = wrk_phase(url, token, args.strategy, args.clients, args.duration, workdir)
-            # wrk has exited and been waited for: the kernel added its CPU to our children's.
-            load_cpu = sum(os.times()[2:4]) - waited_before
-        else:
-            load = throughput_phase(url, token, args.strategy, args.clients, args.duration)
-            load_cpu = sum(os.times()[:2]) - own_before
-        groups["postgres"] = sorted(set(groups["postgres"]) | set(_database_backends(db_name)))
-        cpu_after = cpu_snapshot(groups)
-        print(describe(f"{args.clients} clients for {args.duration:.0f} s", load, args.latency_ms))
-        used = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
-        used[f"load generator ({generator})"] = load_cpu
-        print(
-            "  CPU seconds: "
-            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items())
-            + f" (of {load.seconds * (os.cpu_count() or 1):.0f} available)"
-        )
-        # Routes the load generator stopped waiting for at the end still finish and log.
-        time.sleep(min(args.latency_ms / 1000 * 4 + 1.0, 11.0))
-        calls, routed, bids = count_rows(env, before)
-        per_call = args.buyers if args.strategy == "highest_bid" else None
-        expected = f" (expected {calls * per_call})" if per_call else ""
-        print(
-            f"  logged: {calls} calls, {routed} routed, {bids} bid rows{expected}; "
-            f"answers received {load.ok}",
-            flush=True,
-        )
-
-        floor = fan_out_floor_phase(sim_port, grids, args.samples)
-        print(
-            describe(
-                "floor: the fan-out alone as the portal's auction makes it "
-                "(one thread, send_bids, no portal)",
-                floor,
-                args.latency_ms,
-            )
-        )
-        threads_floor = floor_phase(sim_port, grids, args.samples)
-        print(
-            describe(
-                f"for comparison: {args.buyers} threads, pooled urllib3, no portal",
-                threads_floor,
-                args.latency_ms,
-            )
-        )
-        print(
-            f"  the portal's own share at p50: {percentile(latency.latencies_ms, 50):.1f} - "
-            f"{percentile(floor.latencies_ms, 50):.1f} = "
-            f"{percentile(latency.latencies_ms, 50) - percentile(floor.latencies_ms, 50):.1f} ms "
-            "(server, database, limits, log)",
-            flush=True,
-        )
-
-        baseline = baseline_phase(sim_port, grids, args.baseline_samples)
-        print(describe("baseline: sequential requests.post, no pooling", baseline, 0))
-        portal_p50 = percentile(latency.latencies_ms, 50)
-        base_p50 = percentile(baseline.latencies_ms, 50)
-        print(
-            f"ratio at p50: baseline {base_p50:.1f} ms / portal {portal_p50:.1f} ms = "
-            f"{base_p50 / portal_p50:.1f}x faster"
-        )
-        return 0
+        return run(bench)
     finally:
-        for process in reversed(processes):
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(bench.processes)
         if not args.keep_database:
             try:
-                drop_database(args.database_url, db_name)
+                drop_database(args.database_url, bench.db_name)
             except Exception as exc:  # cleanup must not hide the result
-                print(f"could not drop {db_name}: {exc}")
-
-
-def _last_call_id(env: dict[str, str]) -> int:
-    script = (
-        "from bidlog.models import Call; "
-        "print(Call.objects.order_by('-pk').values_list('pk', flat=True).first() or 0)"
-    )
-    return int(shell_output(env, script))
+                print(f"could not drop {bench.db_name}: {exc}")
 
 
 if __name__ == "__main__":

@@ -155,37 +155,15 @@ def test_accepted_routes_survive_terminated_connections_and_a_restart(
                 thread.join(timeout=PATIENCE)
             load.stop.set()
 
-        # The next routes replay the spool (each web process looks at least every 0.5 s).
-        session = requests.Session()
-        deadline = time.monotonic() + PATIENCE
-        extra: list[requests.Response] = []
-        while _pending_spool(data_dir) and time.monotonic() < deadline:
-            extra.append(route(session, portal, token, f"303{random.randint(2000000, 9999999)}"))
-            time.sleep(0.1)
+        extra = _route_until_the_spool_is_replayed(portal, token, data_dir)
         assert _pending_spool(data_dir) == []
         log = portal.log_text()
 
-    # While it was down: the branded page, and a health answer naming the part.
-    assert page.status_code == 503
-    assert page.headers["Content-Type"].startswith("text/html")
-    assert "Temporarily unavailable" in page.text and "CallGrid Portal" in page.text
-    assert int(page.headers["Retry-After"]) >= 1
-    assert health.status_code == 503
-    assert health.json()["down"] == ["database"]
-    assert health.json()["checks"]["database"] == {"ok": False, "error": "unreachable"}
-    assert "Error" not in health.text and str(pg_cluster.port) not in health.text
-
+    _assert_the_outage_was_answered_plainly(page, health, pg_cluster.port)
     answers = load.answers + [
         (r.status_code, r.headers.get("Content-Type", ""), r.json(), "") for r in extra
     ]
-    statuses = {status for status, *_ in answers}
-    assert statuses <= {200, 503}, (statuses, log[-3000:])
-    unavailable = [a for a in answers if a[0] == 503]
-    assert unavailable, "the faults were never seen by a request"
-    for _, kind, body, retry_after in unavailable:
-        assert kind.startswith("application/json")
-        assert body is not None and body["unavailable"] == "database"
-        assert int(retry_after) >= 1
+    _assert_only_decisions_and_503s(answers, log)
     assert load.count(_spooled) >= 1
 
     # Every bid the simulator answered is in the log, once: its 1000s and 2000s against rows.
@@ -197,7 +175,53 @@ def test_accepted_routes_survive_terminated_connections_and_a_restart(
     assert accepted_rows == len(simulator.requests(ACCEPTING))
     assert declined_rows == len(simulator.requests(DECLINING))
 
-    # Every decision answered 200 is one call of the log, under its route key.
+    _assert_every_decision_is_one_call(answers, pg_cluster, database)
+
+
+def _route_until_the_spool_is_replayed(
+    portal: Portal, token: str, data_dir: Path
+) -> list[requests.Response]:
+    """Route calls until the spool is empty (each web process looks at least every 0.5 s),
+    or for PATIENCE seconds; the answers."""
+    session = requests.Session()
+    deadline = time.monotonic() + PATIENCE
+    extra: list[requests.Response] = []
+    while _pending_spool(data_dir) and time.monotonic() < deadline:
+        extra.append(route(session, portal, token, f"303{random.randint(2000000, 9999999)}"))
+        time.sleep(0.1)
+    return extra
+
+
+def _assert_the_outage_was_answered_plainly(
+    page: requests.Response, health: requests.Response, port: int
+) -> None:
+    """While it was down: the branded page, and a health answer naming the part."""
+    assert page.status_code == 503
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "Temporarily unavailable" in page.text and "CallGrid Portal" in page.text
+    assert int(page.headers["Retry-After"]) >= 1
+    assert health.status_code == 503
+    assert health.json()["down"] == ["database"]
+    assert health.json()["checks"]["database"] == {"ok": False, "error": "unreachable"}
+    assert "Error" not in health.text and str(port) not in health.text
+
+
+def _assert_only_decisions_and_503s(answers: list[tuple], log: str) -> None:
+    """Every answer a 200 or a 503 JSON naming the database with Retry-After; some 503s."""
+    statuses = {status for status, *_ in answers}
+    assert statuses <= {200, 503}, (statuses, log[-3000:])
+    unavailable = [a for a in answers if a[0] == 503]
+    assert unavailable, "the faults were never seen by a request"
+    for _, kind, body, retry_after in unavailable:
+        assert kind.startswith("application/json")
+        assert body is not None and body["unavailable"] == "database"
+        assert int(retry_after) >= 1
+
+
+def _assert_every_decision_is_one_call(
+    answers: list[tuple], pg_cluster: PostgresCluster, database: str
+) -> None:
+    """Every decision answered 200 is one call of the log, under its route key."""
     routed = [body for status, _, body, _ in answers if status == 200]
     keys = {body["route_key"] for body in routed}
     assert len(keys) == len(routed)

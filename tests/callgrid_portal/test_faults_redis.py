@@ -14,12 +14,15 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 import redis
 import requests
 
 from tests.servers import (
+    Portal,
     PostgresCluster,
     RedisServer,
     portal_env,
@@ -35,6 +38,95 @@ GRID = "faultsredis0000000000001"
 THREADS = 3
 REQUESTS = 240
 PATIENCE = 120.0
+
+
+@dataclass
+class MixedLoad:
+    """Routes, API reads and pages sent by a few threads, and every answer they got.
+
+    Each answer is (kind, status, content type, whether Redis was down from before the
+    request was sent until after its answer came).
+    """
+
+    portal: Portal
+    token: str
+    cookies: requests.cookies.RequestsCookieJar
+    answers: list[tuple[str, int, str, bool]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    down: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    sent: int = 0
+
+    def run(self) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self._work, daemon=True) for _ in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _work(self) -> None:
+        session = requests.Session()
+        session.cookies.update(self.cookies)
+        while not self.stop.is_set():
+            with self.lock:
+                if self.sent >= REQUESTS:
+                    return
+                self.sent += 1
+                n = self.sent
+            was_down = self.down.is_set()
+            kind, response = self._send(session, n)
+            with self.lock:
+                self.answers.append(
+                    (
+                        kind,
+                        response.status_code,
+                        response.headers.get("Content-Type", ""),
+                        was_down and self.down.is_set(),
+                    )
+                )
+
+    def _send(self, session: requests.Session, n: int) -> tuple[str, requests.Response]:
+        """A route, an API read or a page, in turn."""
+        if n % 3 == 0:
+            caller = f"720{random.randint(2000000, 9999999)}"
+            return "route", route(session, self.portal, self.token, caller)
+        if n % 3 == 1:
+            api = {"Authorization": f"Token {self.token}"}
+            url = f"{self.portal.url}/api/v1/buyers/"
+            return "api", session.get(url, headers=api, timeout=60)
+        return "page", session.get(f"{self.portal.url}/buyers/", timeout=60)
+
+    def wait_for(self, condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + PATIENCE
+        while not condition():
+            if time.monotonic() > deadline:
+                self.stop.set()
+                raise AssertionError(f"load stalled at {len(self.answers)} answers")
+            time.sleep(0.02)
+
+
+def _rate_key_in_redis(store: redis.Redis) -> bool:
+    return bool(store.keys(f"faults:*limits:rate:{GRID}"))
+
+
+def _assert_answers_through_the_outage(answers: list[tuple[str, int, str, bool]], log: str) -> None:
+    statuses = {status for _, status, _, _ in answers}
+    assert statuses <= {200, 503}, (statuses, log[-3000:])
+    assert all(
+        content.startswith("application/json")
+        for kind, status, content, _ in answers
+        if status == 503 and kind != "page"
+    )
+    during = [(kind, status) for kind, status, _, was_down in answers if was_down]
+    # While Redis was away, calls were still routed (on the process-local limiter), and the
+    # throttled API and the pages still answered: nothing there needs Redis to work.
+    assert ("route", 200) in during
+    assert ("api", 200) in during
+    assert ("page", 200) in during
+    assert {status for _, status in during} == {200}
+
+    # One warning per outage and process (two gunicorn workers), not one per request.
+    assert 1 <= log.count("the cache (Redis) is unreachable") <= 2, log[-3000:]
+    assert 1 <= log.count("Redis for the shared limits is unreachable") <= 2, log[-3000:]
 
 
 def test_redis_stopped_and_restarted_under_load(
@@ -67,108 +159,39 @@ def test_redis_stopped_and_restarted_under_load(
     )
     store = redis.Redis.from_url(redis_server.url(0))
 
-    def rate_key_in_redis() -> bool:
-        return bool(store.keys(f"faults:*limits:rate:{GRID}"))
-
-    answers: list[tuple[str, int, str, bool]] = []  # kind, status, content type, redis down
-    lock = threading.Lock()
-    down = threading.Event()
-    stop = threading.Event()
-    counter = {"sent": 0}
-
     with started_portal(env, tmp_path / "gunicorn.log") as portal:
-        browser = signed_in(portal)
-        api = {"Authorization": f"Token {token}"}
-
-        def work(worker: int) -> None:
-            session = requests.Session()
-            session.cookies.update(browser.cookies)
-            while not stop.is_set():
-                with lock:
-                    if counter["sent"] >= REQUESTS:
-                        return
-                    counter["sent"] += 1
-                    n = counter["sent"]
-                was_down = down.is_set()
-                if n % 3 == 0:
-                    kind = "route"
-                    response = route(
-                        session, portal, token, f"720{random.randint(2000000, 9999999)}"
-                    )
-                elif n % 3 == 1:
-                    kind = "api"
-                    response = session.get(f"{portal.url}/api/v1/buyers/", headers=api, timeout=60)
-                else:
-                    kind = "page"
-                    response = session.get(f"{portal.url}/buyers/", timeout=60)
-                with lock:
-                    answers.append(
-                        (
-                            kind,
-                            response.status_code,
-                            response.headers.get("Content-Type", ""),
-                            was_down and down.is_set(),
-                        )
-                    )
-
-        def wait_for(condition) -> None:
-            deadline = time.monotonic() + PATIENCE
-            while not condition():
-                if time.monotonic() > deadline:
-                    stop.set()
-                    raise AssertionError(f"load stalled at {len(answers)} answers")
-                time.sleep(0.02)
-
-        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(THREADS)]
-        for thread in threads:
-            thread.start()
+        load = MixedLoad(portal, token, signed_in(portal).cookies)
+        threads = load.run()
         try:
-            wait_for(lambda: len(answers) >= 30)
-            assert rate_key_in_redis()
+            load.wait_for(lambda: len(load.answers) >= 30)
+            assert _rate_key_in_redis(store)
             redis_server.stop()
-            down.set()
-            stopped_at = len(answers)
+            load.down.set()
+            stopped_at = len(load.answers)
             health = requests.get(f"{portal.url}/api/v1/health/", timeout=60)
-            wait_for(lambda: len(answers) >= stopped_at + 90)
-            down.clear()
+            load.wait_for(lambda: len(load.answers) >= stopped_at + 90)
+            load.down.clear()
             redis_server.start()
             store = redis.Redis.from_url(redis_server.url(0))
         finally:
             for thread in threads:
                 thread.join(timeout=PATIENCE)
-            stop.set()
+            load.stop.set()
         # The load may have reached the new Redis already; start from an empty one so the key
         # seen next is certainly written after the outage.
         store.flushdb()
-        assert not rate_key_in_redis()
+        assert not _rate_key_in_redis(store)
 
         # Back by themselves: the next routes keep the grid's bucket in Redis again.
         session = requests.Session()
         deadline = time.monotonic() + PATIENCE
-        while not rate_key_in_redis() and time.monotonic() < deadline:
+        while not _rate_key_in_redis(store) and time.monotonic() < deadline:
             assert route(session, portal, token, "3035550188").status_code == 200
             time.sleep(0.05)
-        assert rate_key_in_redis()
+        assert _rate_key_in_redis(store)
         log = portal.log_text()
 
-    statuses = {status for _, status, _, _ in answers}
-    assert statuses <= {200, 503}, (statuses, log[-3000:])
-    assert all(
-        content.startswith("application/json")
-        for kind, status, content, _ in answers
-        if status == 503 and kind != "page"
-    )
-    during = [(kind, status) for kind, status, _, was_down in answers if was_down]
-    # While Redis was away, calls were still routed (on the process-local limiter), and the
-    # throttled API and the pages still answered: nothing there needs Redis to work.
-    assert ("route", 200) in during
-    assert ("api", 200) in during
-    assert ("page", 200) in during
-    assert {status for _, status in during} == {200}
-
-    # One warning per outage and process (two gunicorn workers), not one per request.
-    assert 1 <= log.count("the cache (Redis) is unreachable") <= 2, log[-3000:]
-    assert 1 <= log.count("Redis for the shared limits is unreachable") <= 2, log[-3000:]
+    _assert_answers_through_the_outage(load.answers, log)
 
     # The readiness probe names the part that was down, without the exception's text.
     assert health.status_code == 503

@@ -164,29 +164,74 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+# What the portal is supposed to fill in itself, and what would take the suite's services
+# instead of the embedded default (SQLite and a file cache in its own DATA_DIR).
+_NOT_GIVEN_TO_THE_PORTAL = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CACHE_URL",
+    "CELERY_BROKER_URL",
+    "DJANGO_SUPERUSER_PASSWORD",
+    "DJANGO_SUPERUSER_USERNAME",
+    "CALLGRID_ENDPOINT_ALLOWLIST",
+    "CALLGRID_INSECURE_HOSTS",
+    "SECURE_SSL_REDIRECT",
+    "SECRET_KEY",
+}
+
+
+def _first_start_password(output: str, data_dir: Path) -> str:
+    """The admin password the banner printed, once the first start made the database and a
+    signing key only its owner can read."""
+    password = re.search(r"Password:\s+(\S+)", output)
+    assert password, output
+    assert (data_dir / "portal.sqlite3").exists()
+    key_file = data_dir / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert len(key_file.read_text().strip()) >= 50
+    return password.group(1)
+
+
+def _sign_in_to_the_admin(browser: PortalBrowser, password: str) -> None:
+    status, _page = browser.get("/admin/login/")
+    assert status == 200
+    status, landed = browser.post_form(
+        "/admin/login/?next=/admin/",
+        {
+            "username": "admin",
+            "password": password,
+            "csrfmiddlewaretoken": browser.cookie("csrftoken"),
+            "next": "/admin/",
+        },
+    )
+    # A wrong password shows the login form again; the right one lands on the index.
+    assert status == 200 and urllib.parse.urlsplit(landed).path == "/admin/", landed
+
+
+def _demo_buyers_on_the_simulator(browser: PortalBrowser, sim_port: int) -> dict[str, dict]:
+    """The demo buyers the API lists, by grid id; each points at the embedded simulator."""
+    status, body = browser.get("/api/v1/buyers/")
+    assert status == 200, body
+    data = json.loads(body)
+    rows = data["results"] if isinstance(data, dict) else data
+    demo = {row["grid_id"]: row for row in rows if row["grid_id"] in set(demo_grid_ids())}
+    assert set(demo) == set(demo_grid_ids())
+    expected = f"http://127.0.0.1:{sim_port}/api/bid/"
+    assert all(row["endpoint_url"] == expected for row in demo.values())
+    return demo
+
+
+def _wait_until_gone(children: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
     port, sim_port = free_port(), free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        # The embedded default: SQLite and a file cache in its own DATA_DIR, whatever the
-        # suite itself runs on; and none of the variables portal is supposed to fill in.
-        if key
-        not in {
-            "DATABASE_URL",
-            "REDIS_URL",
-            "CACHE_URL",
-            "CELERY_BROKER_URL",
-            "DJANGO_SUPERUSER_PASSWORD",
-            "DJANGO_SUPERUSER_USERNAME",
-            "CALLGRID_ENDPOINT_ALLOWLIST",
-            "CALLGRID_INSECURE_HOSTS",
-            "SECURE_SSL_REDIRECT",
-            "SECRET_KEY",
-        }
-    }
+    env = {key: value for key, value in os.environ.items() if key not in _NOT_GIVEN_TO_THE_PORTAL}
     # A DATA_DIR that does not exist yet: portal creates it, the database and the signing key.
     data_dir = tmp_path / "data"
     env.update(DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
@@ -207,37 +252,11 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
         deadline = time.monotonic() + 10
         while "Press Ctrl-C" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
-        output = log.read_text()
-        password = re.search(r"Password:\s+(\S+)", output)
-        assert password, output
-        assert (data_dir / "portal.sqlite3").exists()
-        key_file = data_dir / "secret_key"
-        assert key_file.stat().st_mode & 0o777 == 0o600
-        assert len(key_file.read_text().strip()) >= 50
+        password = _first_start_password(log.read_text(), data_dir)
 
         browser = PortalBrowser(base)
-        status, _page = browser.get("/admin/login/")
-        assert status == 200
-        status, landed = browser.post_form(
-            "/admin/login/?next=/admin/",
-            {
-                "username": "admin",
-                "password": password.group(1),
-                "csrfmiddlewaretoken": browser.cookie("csrftoken"),
-                "next": "/admin/",
-            },
-        )
-        # A wrong password shows the login form again; the right one lands on the index.
-        assert status == 200 and urllib.parse.urlsplit(landed).path == "/admin/", landed
-
-        status, body = browser.get("/api/v1/buyers/")
-        assert status == 200, body
-        data = json.loads(body)
-        rows = data["results"] if isinstance(data, dict) else data
-        demo = {row["grid_id"]: row for row in rows if row["grid_id"] in set(demo_grid_ids())}
-        assert set(demo) == set(demo_grid_ids())
-        expected = f"http://127.0.0.1:{sim_port}/api/bid/"
-        assert all(row["endpoint_url"] == expected for row in demo.values())
+        _sign_in_to_the_admin(browser, password)
+        demo = _demo_buyers_on_the_simulator(browser, sim_port)
 
         # The same session opens the pages, served by gunicorn like everything else.
         status, body = browser.get("/")
@@ -259,9 +278,7 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
                 process.kill()
 
     assert returncode == 0, log.read_text()
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_until_gone(children, 10)
     assert not [pid for pid in children if _alive(pid)], "orphaned children"
     assert not _port_open(port) and not _port_open(sim_port)
     assert "Stopped" in log.read_text()

@@ -147,6 +147,35 @@ def _run_portal(env: dict[str, str], log: Path, port: int, sim_port: int) -> sub
         )
 
 
+def _wait_until_every_child_is_up(process: subprocess.Popen, log: Path, port: int) -> None:
+    """Wait for the health check to answer and the banner that follows every child's start;
+    fail (with the portal's log) if the portal exits first or takes over 120 s."""
+    deadline = time.monotonic() + 120
+    while not _answers_200(f"http://127.0.0.1:{port}/api/v1/health/"):
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.3)
+    while "Press Ctrl-C" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+def _half_sent_request(port: int) -> socket.socket:
+    """A connection holding a request whose headers never end, as a slow client's would."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET /api/v1/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    return sock
+
+
+def _wait_until_gone(process: subprocess.Popen, children: list[int], seconds: float) -> None:
+    """Wait up to ``seconds`` for the portal and every child to exit (the caller asserts)."""
+    gone_by = time.monotonic() + seconds
+    while time.monotonic() < gone_by and (
+        process.poll() is None or any(_alive(pid) for pid in children)
+    ):
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize(
     "stop_signal",
     [
@@ -168,31 +197,18 @@ def test_signal_to_the_process_group_stops_every_child_and_frees_the_ports(
     log = data_dir / f"portal-{port}.log"
     process = _run_portal(portal_env, log, port, sim_port)
     try:
-        deadline = time.monotonic() + 120
-        while not _answers_200(f"http://127.0.0.1:{port}/api/v1/health/"):
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
-        while "Press Ctrl-C" not in log.read_text():  # every child is up
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        _wait_until_every_child_is_up(process, log, port)
         children = _descendants(process.pid)
         names = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in children)
         for part in ("gunicorn", "worker", "beat", "callgrid_simulator"):
             assert part in names, names
         for _ in range(2):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            sock.sendall(b"GET /api/v1/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            half_sent_requests.append(sock)
+            half_sent_requests.append(_half_sent_request(port))
         time.sleep(0.5)  # let gunicorn hand them to worker threads
 
         os.killpg(process.pid, stop_signal)
 
-        gone_by = time.monotonic() + STOP_WITHIN_SECONDS
-        while time.monotonic() < gone_by and (
-            process.poll() is None or any(_alive(pid) for pid in children)
-        ):
-            time.sleep(0.1)
+        _wait_until_gone(process, children, STOP_WITHIN_SECONDS)
         left = [pid for pid in children if _alive(pid)]
         assert process.poll() is not None, "the portal is still running"
         assert not left, [Path(f"/proc/{pid}/cmdline").read_text() for pid in left]

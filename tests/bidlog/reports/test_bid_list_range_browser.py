@@ -10,13 +10,13 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from bidlog.choices import Outcome
-from tests import test_pages_browser
+from tests import live_browser
 from tests.factories import BidLogFactory, BuyerFactory, UserFactory
 
-PASSWORD = test_pages_browser.PASSWORD
-browser = test_pages_browser.browser
-_server = test_pages_browser._server
-site = test_pages_browser.site
+PASSWORD = live_browser.PASSWORD
+browser = live_browser.browser
+site_server = live_browser.site_server
+site = live_browser.site
 
 
 def test_a_quick_range_limits_the_bids_list_and_is_marked_current(browser, site):
@@ -29,7 +29,7 @@ def test_a_quick_range_limits_the_bids_list_and_is_marked_current(browser, site)
         buyer=acme, outcome=Outcome.DECLINED, code=2000, created_at=now - timedelta(days=3)
     )
     BidLogFactory(buyer=acme, outcome=Outcome.ACCEPTED, created_at=now - timedelta(days=12))
-    page = test_pages_browser._log_in(browser, site, "alice")
+    page = live_browser.log_in(browser, site, "alice")
     page.goto(f"{site}/bids/")
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(4)
