@@ -179,21 +179,32 @@ def test_buyers_read_for_routing_equal_the_orms_field_for_field(db):
     BuyerFactory(
         priority=1,
         accepted_states=["CO", "TX"],
-        extra_params={"PublisherId": "pub1"},
+        extra_params={"PublisherId": "pub1", "nested": {"ü": [1, 2.5, None]}},
         operating_hours={"mon": [["09:00", "17:00"]]},
         min_bid="12.34",
         daily_cap=5,
+        auto_pause=False,
+        next_health_check_at=timezone.now() + timedelta(minutes=5),
     )
-    BuyerFactory(priority=2)
+    BuyerFactory(priority=2, accepted_states=[], extra_params={}, monthly_cap=None)
 
-    fast = buyers_with_last_paid(buyer_ids=None, caller_id="3035551234", now=timezone.now())
+    now = timezone.now()
+    fast = buyers_with_last_paid(buyer_ids=None, caller_id="3035551234", now=now)
     orm = list(Buyer.objects.order_by("priority", "name", "pk"))
+    # The same statement read through Django's raw queries, as other backends do.
+    raw = list(Buyer.objects.raw(*eligible_buyers_sql(buyer_ids=None, caller_id=CALLER, now=now)))
 
     def fields(buyer):
         return {f.attname: getattr(buyer, f.attname) for f in Buyer._meta.concrete_fields}
 
-    assert [fields(b) for b in fast] == [fields(b) for b in orm]
-    assert not fast[0]._state.adding and fast[0].accepted_states == ["CO", "TX"]
+    def types(buyer):
+        return {name: type(value) for name, value in fields(buyer).items()}
+
+    assert [fields(b) for b in fast] == [fields(b) for b in orm] == [fields(b) for b in raw]
+    assert [types(b) for b in fast] == [types(b) for b in orm]
+    assert not fast[0]._state.adding and fast[0]._state.db == "default"
+    assert fast[0].accepted_states == ["CO", "TX"]
+    assert fast[0].extra_params["nested"] == {"ü": [1, 2.5, None]}
 
 
 def _token_reads(queries: CaptureQueriesContext) -> list[str]:
