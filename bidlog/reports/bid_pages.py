@@ -29,6 +29,7 @@ from bidlog.filters import EARLIEST, LATEST
 from bidlog.models import BidLog
 from bidlog.reports.bid_rows import bid_row
 from bidlog.reports.pages import PAGE_SIZE, BidPageFilter, CursorPage, cursor_page
+from bidlog.reports.reads import serial_reads
 from bidlog.reports.saved_filters import (
     MAX_NAME,
     MAX_QUERY,
@@ -306,7 +307,8 @@ class BidListView(RoleRequiredMixin, View):
                 sort = filterset.form.cleaned_data.get("sort") or NEWEST
                 return _csv(filterset, sort, masked=masked)
             else:
-                listing = bid_listing(filterset, params, before, page)
+                with serial_reads():
+                    listing = bid_listing(filterset, params, before, page)
         return render(
             request,
             "bidlog/bid_list.html",
