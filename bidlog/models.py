@@ -16,6 +16,8 @@ from bidlog.rollup_models import CallRollup as CallRollup
 from bidlog.rollup_models import CallTagRollup as CallTagRollup
 from bidlog.rollup_models import RollupBucket as RollupBucket
 from bidlog.rollup_models import RollupGrain as RollupGrain
+from bidlog.rollup_models import TagOutcomeRollup as TagOutcomeRollup
+from bidlog.rollup_models import TagSummaryRollup as TagSummaryRollup
 from bidlog.tags import TAG_MAX_LENGTH
 from buyers.models import Buyer
 

@@ -260,3 +260,94 @@ class CallTagRollup(models.Model):
     def __str__(self) -> str:
         tags = f"{self.campaign or '-'}/{self.publisher or '-'}"
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {tags}: {self.calls}"
+
+
+class TagSummaryRollup(models.Model):
+    """Per bucket x buyer x source x campaign x publisher: what a summary limited to a tag reads.
+
+    The bid measures of ``BuyerSummaryRollup`` (attempts by outcome class, bids, acceptances,
+    timeouts, the latency histogram) with the call's tags (a bid's tags are its call's; a bid
+    with no call is untagged), and the calls a buyer won (``buyer`` empty: calls no buyer
+    won). Built from raw bids joined to their calls, so a tagged overview never joins them;
+    only rows with a campaign or a publisher are kept (a tag filter reads no other).
+    """
+
+    grain = models.CharField(max_length=4, choices=RollupGrain.choices)
+    bucket_start = models.DateTimeField()
+    buyer = models.ForeignKey(
+        Buyer, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    campaign = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
+    publisher = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
+    class_bid = models.PositiveIntegerField(default=0)
+    class_no_bid = models.PositiveIntegerField(default=0)
+    class_blocked = models.PositiveIntegerField(default=0)
+    class_error = models.PositiveIntegerField(default=0)
+    class_pending = models.PositiveIntegerField(default=0)
+    bids = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    timeouts = models.PositiveIntegerField(default=0)
+    duration_sum = models.BigIntegerField(default=0)
+    duration_max = models.PositiveIntegerField(default=0)
+    calls = models.PositiveIntegerField(default=0)
+    routed_calls = models.PositiveIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+
+    class Meta:
+        ordering = ["grain", "bucket_start"]
+        indexes = [
+            models.Index(
+                fields=["campaign", "grain", "bucket_start"],
+                name="bidlog_tagsum_campaign_ts",
+                condition=~models.Q(campaign=""),
+            ),
+            models.Index(
+                fields=["publisher", "grain", "bucket_start"],
+                name="bidlog_tagsum_publisher_ts",
+                condition=~models.Q(publisher=""),
+            ),
+            models.Index(fields=["grain", "bucket_start"], name="bidlog_tagsum_ts"),
+        ]
+
+    def __str__(self) -> str:
+        tags = f"{self.campaign or '-'}/{self.publisher or '-'}"
+        return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {tags} {self.buyer_id}"
+
+
+for _field in LATENCY_FIELDS:
+    TagSummaryRollup.add_to_class(_field, models.PositiveIntegerField(default=0))
+
+
+class TagOutcomeRollup(models.Model):
+    """Attempts per bucket x source x campaign x publisher x outcome x code (code 0: none):
+    the outcome and code breakdowns, and the codes chart, of a report limited to a tag."""
+
+    grain = models.CharField(max_length=4, choices=RollupGrain.choices)
+    bucket_start = models.DateTimeField()
+    source = models.CharField(max_length=10, choices=Source.choices)
+    campaign = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
+    publisher = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
+    outcome = models.CharField(max_length=24, choices=Outcome.choices)
+    code = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["grain", "bucket_start"]
+        indexes = [
+            models.Index(
+                fields=["campaign", "grain", "bucket_start"],
+                name="bidlog_tagout_campaign_ts",
+                condition=~models.Q(campaign=""),
+            ),
+            models.Index(
+                fields=["publisher", "grain", "bucket_start"],
+                name="bidlog_tagout_publisher_ts",
+                condition=~models.Q(publisher=""),
+            ),
+            models.Index(fields=["grain", "bucket_start"], name="bidlog_tagout_ts"),
+        ]
+
+    def __str__(self) -> str:
+        tags = f"{self.campaign or '-'}/{self.publisher or '-'}"
+        return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {tags} {self.outcome}"

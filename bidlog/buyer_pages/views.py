@@ -28,6 +28,7 @@ from bidlog.reports.bid_rows import bid_row
 from bidlog.reports.charts import (
     buyers_hourly_bids,
 )
+from bidlog.reports.reads import serial_reads
 from bidlog.routing.blocks import show_utc
 from bidlog.routing.eligibility import Eligibility, eligibility_check
 from bidlog.selectors import bid_list
@@ -101,7 +102,8 @@ class BuyerDetailView(RoleRequiredMixin, DetailView):
     throttled = False
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = super().get(request, *args, **kwargs)
+        with serial_reads():
+            response = super().get(request, *args, **kwargs)
         if self.throttled:
             response.status_code = 429
         return response

@@ -31,6 +31,7 @@ from bidlog.models import BidLog
 from bidlog.reports.bid_rows import bid_row
 from bidlog.reports.forms import RangeForm, listing_range
 from bidlog.reports.pages import PAGE_SIZE, BidPageFilter, CursorPage, cursor_page
+from bidlog.reports.reads import serial_reads
 from bidlog.reports.saved_filters import (
     MAX_NAME,
     MAX_QUERY,
@@ -321,7 +322,8 @@ class BidListView(RoleRequiredMixin, View):
             elif export == "csv":
                 return _csv(matching, masked=masked)
             else:
-                listing = bid_listing(matching, params, before, page)
+                with serial_reads():
+                    listing = bid_listing(matching, params, before, page)
         context = _context(request, filterset, params, listing, masked=masked)
         return render(
             request,

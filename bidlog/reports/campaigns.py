@@ -22,8 +22,8 @@ from django.db.models import Sum
 
 from bidlog.models import Call, CallTagRollup
 from bidlog.reports.figures import CENT
+from bidlog.reports.measures import call_aggregates
 from bidlog.reports.plan import Plan, plan_range
-from bidlog.reports.rollups import call_aggregates
 
 GROUPS = ("campaign", "publisher")
 

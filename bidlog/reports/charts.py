@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils.safestring import SafeString
 
@@ -24,20 +24,24 @@ from bidlog.models import (
     LATENCY_FIELDS,
     BidLog,
     BidOutcomeRollup,
+    BidOutcomeTotalRollup,
     BidPerformanceRollup,
     RollupGrain,
 )
 from bidlog.reports.figures import Tally
+from bidlog.reports.measures import SENT
 from bidlog.reports.plan import (
     Plan,
+    Tags,
     bid_filters,
     bucket_starts,
     plan_range,
     report_tags,
     spans_q,
 )
-from bidlog.reports.rollups import HOUR, SENT, floor_hour
+from bidlog.reports.rollups import HOUR, floor_hour
 from bidlog.reports.services import raw_performance_rows
+from bidlog.reports.tag_rollups import tag_code_rows
 from callgrid_portal import charts
 from callgrid_portal.bidapi import codes as code_catalog
 from callgrid_portal.bidapi.outcomes import LOCAL_OUTCOMES
@@ -48,6 +52,18 @@ NO_CODE = 0
 
 def _as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _code_rows(
+    rollup_q: Q, sent: Q, buyer_id: int | None, source: str | None, tags: Tags
+) -> QuerySet:
+    """Attempts per bucket and code (``n``) in the rollup buckets of ``rollup_q``: over all
+    buyers from the narrow outcome totals (or the tag rollups), one buyer's from its rows."""
+    if tags:
+        return tag_code_rows(rollup_q, tags, source, sent)
+    model = BidOutcomeRollup if buyer_id is not None else BidOutcomeTotalRollup
+    rows = model.objects.filter(rollup_q, sent, **bid_filters(buyer_id, source))
+    return rows.values("bucket_start", "code").annotate(n=Sum("attempts")).order_by()
 
 
 def report_codes_over_time(
@@ -71,10 +87,10 @@ def report_codes_over_time(
     starts = bucket_starts(since, until, bucket, zone)
     aligned = all(start.minute == 0 and start.second == 0 for start in starts[1:])
     tags = report_tags(campaign, publisher)
-    # Bid rollups have no tag dimension: a tagged chart reads raw rows. Day buckets that are
-    # UTC days read day rollups: a 30-day chart then sums 30 rows per code and buyer, not 720
-    # (the overview's slowest read over 30 days on 5M bids, see benchmarks/reports.py).
-    rollups = aligned and not tags
+    # The tag rollups have codes over all buyers only: one buyer's tagged chart reads raw rows.
+    # Day buckets that are UTC days read day rollups: a 30-day chart then sums 30 rows per
+    # code, not 720 (the overview's slowest read over 30 days on 5M bids).
+    rollups = aligned and not (tags and buyer_id is not None)
     utc_days = bucket == "day" and all(_as_utc(start).hour == 0 for start in starts[1:])
     plan = plan_range(since, until, use_days=utc_days) if rollups else Plan(raw=[(since, until)])
     counts: dict[int, list[int]] = defaultdict(lambda: [0] * len(starts))
@@ -87,12 +103,7 @@ def report_codes_over_time(
     not_local = ~Q(outcome__in=LOCAL_OUTCOMES)
     rollup_q = plan.rollup_q()
     if rollup_q is not None:
-        for row in (
-            BidOutcomeRollup.objects.filter(rollup_q, not_local, **filters)
-            .values("bucket_start", "code")
-            .annotate(n=Sum("attempts"))
-            .order_by()
-        ):
+        for row in _code_rows(rollup_q, not_local, buyer_id, source, tags):
             add(row["bucket_start"], row["code"], row["n"])
     raw = plan.raw_q()
     if raw is not None:

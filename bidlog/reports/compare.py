@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from bidlog.reports.campaigns import report_by_tag
-from bidlog.reports.services import report_totals
+from bidlog.reports.totals import report_totals_periods
 from callgrid_portal import numbers
 
 WEEK = timedelta(days=7)
@@ -115,10 +115,12 @@ def kpis_compare(
 ) -> list[dict[str, Any]]:
     """Each key figure of ``summary`` (the report over ``args``), shown, with its changes."""
     current = kpi_values(summary)
-    earlier = [
-        (name, kpi_values(report_totals(**_shifted(args, back))))
-        for name, back in earlier_periods(period)
-    ]
+    names, backs = zip(*earlier_periods(period), strict=True)
+    filters = {name: value for name, value in args.items() if name not in ("since", "until")}
+    totals = report_totals_periods(
+        [(args["since"] - back, args["until"] - back) for back in backs], **filters
+    )
+    earlier = [(name, kpi_values(figures)) for name, figures in zip(names, totals, strict=True)]
     return [
         {
             "key": kpi.key,

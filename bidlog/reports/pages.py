@@ -23,6 +23,7 @@ from bidlog.filters import BidLogFilter, parse_iso_datetime
 from bidlog.monitoring.support import support_request_text
 from bidlog.reports.bid_rows import bid_row
 from bidlog.reports.forms import listing_range
+from bidlog.reports.reads import serial_reads
 from bidlog.selectors import bid_get
 from buyers.models import Buyer
 from callgrid_portal.bidapi import codes, outcome_guidance
@@ -141,7 +142,8 @@ class CursorListView(RoleRequiredMixin, View):
             filterset.is_valid()
             filterset.form.add_error(CALLER_PARAM, throttled_message(wait))
         elif filterset.is_valid() and ranged:
-            page = cursor_page(range_form.narrow(filterset.qs), params, before)
+            with serial_reads():
+                page = cursor_page(range_form.narrow(filterset.qs), params, before)
         masked = not can_see_caller_ids(request.user)
         return render(
             request,

@@ -106,10 +106,13 @@ def report_tags(campaign: str | None, publisher: str | None) -> Tags:
     }
 
 
-def report_plan(since: datetime, until: datetime, *, exact: bool, tags: Tags) -> Plan:
-    """The rows a report of ``[since, until)`` reads: raw rows alone when it must be exact or
-    is limited to tags (the bid rollups have no tag dimension), else :func:`plan_range`."""
-    if exact or tags:
+def report_plan(
+    since: datetime, until: datetime, *, exact: bool, tags: Tags, tag_rollups: bool = False
+) -> Plan:
+    """The rows a report of ``[since, until)`` reads: raw rows alone when it must be exact, or
+    is limited to tags and its figures are not in the tag rollups (``tag_rollups``: they are,
+    see :mod:`bidlog.reports.tag_rollups`), else :func:`plan_range`."""
+    if exact or (tags and not tag_rollups):
         return Plan(raw=[(since, until)])
     return plan_range(since, until)
 
@@ -128,8 +131,8 @@ def bid_filters(
 ) -> dict[str, Any]:
     """The bid-log (and bid rollup) filters of a report's ``buyer``, ``source`` and tags.
 
-    A bid carries its call's tags; bid rollups have no tag dimension, so a tagged report
-    reads raw rows.
+    A bid carries its call's tags: on raw rows a tag is its call's (a join); the tag rollups
+    (:mod:`bidlog.reports.tag_rollups`) are filtered with ``tags`` themselves.
     """
     filters = _filters("buyer_id", buyer_id, source)
     filters.update({f"call__{name}": value for name, value in (tags or {}).items()})

@@ -22,6 +22,7 @@ from bidlog.reports.charts import (
 )
 from bidlog.reports.compare import kpis_compare, tags_compare
 from bidlog.reports.forms import ReportRangeForm
+from bidlog.reports.reads import serial_reads
 from bidlog.reports.services import report_summary, report_timeseries
 from bidlog.reports.states import report_states
 from bidlog.reports.tables import CODES, REPORT_TABLES, ReportTable, summary_records, tag_table
@@ -58,7 +59,8 @@ class OverviewView(RoleRequiredMixin, View):
         form, args = report_args(request)
         context: dict[str, Any] = {"form": form, "time_zone": settings.TIME_ZONE}
         if args is not None:
-            context.update(_overview(form, args))
+            with serial_reads():
+                context.update(_overview(form, args))
         context["alerts"] = sorted(
             Alert.objects.filter(status=AlertStatus.OPEN).select_related("buyer"),
             key=lambda alert: (_urgency(alert.priority), -alert.last_seen_at.timestamp()),
@@ -269,5 +271,6 @@ class ReportsView(RoleRequiredMixin, View):
         bucket, group = form.cleaned_data["bucket"], form.cleaned_data["group"] or "campaign"
         if export:
             return _report_export(export, args, bucket, group, request)
-        context = _reports_context(request, args, bucket, group)
+        with serial_reads():
+            context = _reports_context(request, args, bucket, group)
         return render(request, "bidlog/reports.html", {"form": form, **context})

@@ -10,7 +10,9 @@ Grains (chosen so that no report reads more than ~100k rollup rows, see the READ
 - ``CallRollup``: bucket x winning buyer x source, for calls and revenue;
 - and, derived from those of the same bucket, the narrow tables a summary of every source
   reads (:mod:`bidlog.reports.summary_rollups`).
-- ``CallTagRollup``: bucket x source x campaign x publisher, for calls and revenue per tag.
+- ``CallTagRollup``: bucket x source x campaign x publisher, for calls and revenue per tag;
+- the tag rollups a report limited to a campaign or publisher reads
+  (:mod:`bidlog.reports.tag_rollups`).
 
 An hour is built from raw rows in one transaction (delete its rows, ``INSERT ... SELECT`` the
 new ones), so rebuilding it gives the same rows. A UTC day is the sum of its 24 hour rows, so
@@ -26,14 +28,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Q, QuerySet, Sum, Value
+from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncHour
 from django.utils import timezone
 
 from bidlog.choices import Outcome
 from bidlog.models import (
-    LATENCY_EDGES_MS,
-    LATENCY_FIELDS,
     BidLog,
     BidOutcomeRollup,
     BidPerformanceRollup,
@@ -44,21 +44,23 @@ from bidlog.models import (
     RollupBucket,
     RollupGrain,
 )
+from bidlog.reports.measures import SENT, performance_aggregates, performance_rollup_sums
 from bidlog.reports.rollup_sql import insert_select
 from bidlog.reports.summary_rollups import summary_rollups_build
+from bidlog.reports.tag_rollups import TAG_MODELS, tag_rollups_build_day, tag_rollups_build_hours
 from bidlog.stale import floor_day, floor_hour, mark_stale
-from callgrid_portal.bidapi.outcomes import LOCAL_OUTCOMES
 
 logger = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-ROLLUP_MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup, CallTagRollup)
-
-# A bid "sent a request" unless the portal decided locally: the skips, a queued test bid, and
-# a caller ID refused before sending (local 4003 has no HTTP status; CallGrid's own 4003 has).
-SENT = ~Q(outcome__in=LOCAL_OUTCOMES) & ~Q(
-    outcome=Outcome.INVALID_CALLER_ID, http_status__isnull=True
+ROLLUP_MODELS = (
+    BidOutcomeRollup,
+    BidPerformanceRollup,
+    BidStateRollup,
+    CallRollup,
+    CallTagRollup,
+    *TAG_MODELS,
 )
 
 
@@ -76,51 +78,6 @@ def retention_floor(*, now: datetime | None = None) -> datetime:
     """
     now = now or timezone.now()
     return floor_hour(now - timedelta(days=settings.BIDLOG_RETENTION_DAYS))
-
-
-def latency_histogram_aggregates() -> dict[str, Count]:
-    """One ``COUNT`` per histogram bucket of ``duration_ms``, for a query over sent bids."""
-    aggregates = {}
-    last = len(LATENCY_EDGES_MS) - 1
-    for index, name in enumerate(LATENCY_FIELDS):
-        bounds = Q()
-        if index > 0:
-            bounds &= Q(duration_ms__gte=LATENCY_EDGES_MS[index])
-        if index < last:
-            bounds &= Q(duration_ms__lt=LATENCY_EDGES_MS[index + 1])
-        aggregates[name] = Count("id", filter=bounds)
-    return aggregates
-
-
-def performance_aggregates() -> dict[str, Count | Coalesce]:
-    """The measures of ``BidPerformanceRollup`` over raw bids that sent a request."""
-    return {
-        "bids": Count("id"),
-        "accepted": Count("id", filter=Q(outcome=Outcome.ACCEPTED)),
-        "timeouts": Count("id", filter=Q(outcome=Outcome.TIMEOUT)),
-        "duration_sum": Coalesce(Sum("duration_ms"), 0),
-        "duration_max": Coalesce(Max("duration_ms"), 0),
-        **latency_histogram_aggregates(),
-    }
-
-
-def performance_rollup_sums() -> dict[str, Sum | Max]:
-    """The same measures summed over ``BidPerformanceRollup`` rows."""
-    sums: dict[str, Sum | Max] = {
-        name: Sum(name)
-        for name in ("bids", "accepted", "timeouts", "duration_sum", *LATENCY_FIELDS)
-    }
-    sums["duration_max"] = Max("duration_max")
-    return sums
-
-
-def call_aggregates() -> dict[str, Count | Sum]:
-    """Calls, routed calls and revenue (winning bids of routed calls) over raw calls."""
-    return {
-        "calls": Count("id"),
-        "routed_calls": Count("id", filter=Q(routed=True)),
-        "revenue": Sum("bid_amount", filter=Q(routed=True)),
-    }
 
 
 def _lock(grain: str, bucket_start: datetime) -> None:
@@ -245,6 +202,7 @@ def rollup_build_hours(
             grain=RollupGrain.HOUR, bucket_start__gte=start, bucket_start__lt=end
         ).delete()
     _hours_from_raw(start, end)
+    tag_rollups_build_hours(start, end)
     summary_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
     hours = []
     current = start
@@ -341,6 +299,7 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
     for model in ROLLUP_MODELS:
         model.objects.filter(grain=RollupGrain.DAY, bucket_start=day).delete()
     _day_from_hours(day, end)
+    tag_rollups_build_day(day, end)
     summary_rollups_build(grain=RollupGrain.DAY, start=day, end=end)
     _mark_built(RollupGrain.DAY, day, now)
     return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -21,7 +21,6 @@ from django.db.models import Aggregate, Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from bidlog.models import (
-    LATENCY_EDGES_MS,
     LATENCY_FIELDS,
     BidLog,
     BidOutcomeRollup,
@@ -38,6 +37,13 @@ from bidlog.reports.figures import (
     nearest_rank,
     recommended_timeout_seconds,
 )
+from bidlog.reports.measures import (
+    SENT,
+    LatencyBucket,
+    call_aggregates,
+    performance_aggregates,
+    performance_rollup_sums,
+)
 from bidlog.reports.plan import (
     Plan,
     Tags,
@@ -49,13 +55,8 @@ from bidlog.reports.plan import (
     report_tags,
     spans_q,
 )
-from bidlog.reports.rollups import (
-    SENT,
-    call_aggregates,
-    performance_aggregates,
-    performance_rollup_sums,
-)
 from bidlog.reports.summary_rollups import buyer_summary_rows, outcome_total_rows
+from bidlog.reports.tag_rollups import tag_outcome_rows, tag_series_rows, tag_summary_rows
 from buyers.models import Buyer
 
 # --- Exact percentiles over raw rows (the reference) ------------------------------------------
@@ -102,15 +103,6 @@ def _exact_percentiles(
 # --- Raw performance rows -----------------------------------------------------------------------
 
 
-class _LatencyBucket(models.Func):
-    """PostgreSQL's ``width_bucket`` over the histogram edges: bucket index + 1 of a latency."""
-
-    template = "width_bucket(%(expressions)s, ARRAY[{}]::integer[])".format(
-        ", ".join(str(edge) for edge in LATENCY_EDGES_MS)
-    )
-    output_field = models.IntegerField()
-
-
 def raw_performance_rows(sent: QuerySet[BidLog], key: str) -> list[dict[str, Any]]:
     """Performance measures (as in ``BidPerformanceRollup``) of raw sent bids per ``key``.
 
@@ -128,7 +120,7 @@ def raw_performance_rows(sent: QuerySet[BidLog], key: str) -> list[dict[str, Any
     for row in rows.values():
         row.update(dict.fromkeys(LATENCY_FIELDS, 0))
     buckets = (
-        sent.annotate(latency_bucket=_LatencyBucket("duration_ms"))
+        sent.annotate(latency_bucket=LatencyBucket("duration_ms"))
         .values(key, "latency_bucket")
         .annotate(n=Count("id"))
         .order_by()
@@ -225,11 +217,15 @@ def _buyer_row(buyer: Mapping[str, Any], tally: Tally) -> dict[str, Any]:
 
 
 def _add_summary_rollups(
-    rollup_q: Q, buyer_id: int | None, total: Tally, per_buyer: dict[int, Tally]
+    outcomes: Iterable[Mapping[str, Any]],
+    summaries: Iterable[Mapping[str, Any]],
+    total: Tally,
+    per_buyer: dict[int, Tally],
 ) -> None:
-    for row in outcome_total_rows(rollup_q, buyer_id):
+    """Outcome and code totals, and per buyer the summary measures, of narrow rollup rows."""
+    for row in outcomes:
         total.add_outcome(row["outcome"], row["code"], row["n"])
-    for row in buyer_summary_rows(rollup_q, buyer_id):
+    for row in summaries:
         total.add_performance(row)
         total.add_calls(row)
         if row["buyer_id"] is not None:
@@ -237,6 +233,29 @@ def _add_summary_rollups(
             tally.add_classes(row)
             tally.add_performance(row)
             tally.add_calls(row)
+
+
+def _narrow_rollups(
+    plan: Plan,
+    buyer_id: int | None,
+    source: str | None,
+    tags: Tags,
+    total: Tally,
+    per_buyer: dict[int, Tally],
+) -> Plan:
+    """Add what the narrow rollups give of ``plan``'s rollup buckets (limited to tags: the tag
+    rollups; every source: the summary rollups); returns what is left to read."""
+    rollup_q = plan.rollup_q()
+    if rollup_q is None or (source and not tags):
+        return plan
+    if tags:
+        outcomes = tag_outcome_rows(rollup_q, tags, source)
+        _add_summary_rollups(outcomes, tag_summary_rows(rollup_q, tags, source), total, per_buyer)
+    else:
+        # Every source together: a row per buyer and day; the raw edges are read after.
+        summaries = buyer_summary_rows(rollup_q, buyer_id)
+        _add_summary_rollups(outcome_total_rows(rollup_q, buyer_id), summaries, total, per_buyer)
+    return Plan(raw=plan.raw)
 
 
 def report_summary(
@@ -251,15 +270,12 @@ def report_summary(
 ) -> dict[str, Any]:
     """The summary of ``[since, until)``: totals, breakdowns and one row per buyer."""
     tags = report_tags(campaign, publisher)
-    plan = report_plan(since, until, exact=exact, tags=tags)
+    # The tag rollups have outcomes and codes over all buyers only: one buyer's reads raw rows.
+    plan = report_plan(since, until, exact=exact, tags=tags, tag_rollups=buyer_id is None)
     filters = bid_filters(buyer_id, source, tags)
     total = Tally()
     per_buyer: dict[int, Tally] = defaultdict(Tally)
-    rollup_q = plan.rollup_q()
-    if not source and rollup_q is not None:
-        # Every source together: the narrow rollups, a row per buyer and day; raw edges below.
-        _add_summary_rollups(rollup_q, buyer_id, total, per_buyer)
-        plan = Plan(raw=plan.raw)
+    plan = _narrow_rollups(plan, buyer_id, source, tags, total, per_buyer)
     for row in _outcome_rows(plan, filters):
         total.add_outcome(row["outcome"], row["code"], row["n"])
         per_buyer[row["buyer_id"]].add_outcome(row["outcome"], row["code"], row["n"])
@@ -295,27 +311,6 @@ def report_summary(
         "latency_error": {"ms": LATENCY_ERROR_MS, "share": LATENCY_ERROR_SHARE},
         "buyers": rows,
     }
-
-
-def report_totals(
-    *,
-    since: datetime,
-    until: datetime,
-    buyer_id: int | None = None,
-    source: str | None = None,
-    campaign: str | None = None,
-    publisher: str | None = None,
-) -> dict[str, Any]:
-    """The totals of :func:`report_summary` without the outcome breakdowns and buyer rows:
-    bids, acceptance, latency, timeouts, calls and revenue, in two reads instead of three."""
-    tags = report_tags(campaign, publisher)
-    plan = report_plan(since, until, exact=False, tags=tags)
-    total = Tally()
-    for row in _performance_rows(plan, bid_filters(buyer_id, source, tags)):
-        total.add_performance(row)
-    for row in _call_rows(plan, call_filters(buyer_id, source, tags)):
-        total.add_calls(row)
-    return total.figures()
 
 
 # --- Time series --------------------------------------------------------------------------------
@@ -419,12 +414,16 @@ def report_timeseries(
     zone = ZoneInfo(tz or settings.TIME_ZONE)
     buckets = _Buckets(bucket_starts(since, until, bucket, zone))
     tags = report_tags(campaign, publisher)
-    if exact or not buckets.aligned or tags:
+    if exact or not buckets.aligned:
         plan = Plan(raw=[(since, until)])
     else:
         plan = plan_range(since, until, use_days=False)
     hours = spans_q(plan.hours, "bucket_start")
-    if hours is not None:
+    if hours is not None and tags:
+        for row in tag_series_rows(hours, tags, buyer_id, source):
+            buckets.tally_for(row["bucket_start"]).add_performance(row)
+            buckets.tally_for(row["bucket_start"]).add_calls(row)
+    elif hours is not None:
         _series_from_rollups(buckets, hours, buyer_id, source)
     raw_q = plan.raw_q()
     if raw_q is not None:
@@ -432,7 +431,7 @@ def report_timeseries(
     if exact:
         sent = BidLog.objects.filter(SENT, created_at__gte=since, created_at__lt=until)
         _series_exact_percentiles(
-            buckets, sent.filter(**bid_filters(buyer_id, source)), bucket, zone
+            buckets, sent.filter(**bid_filters(buyer_id, source, tags)), bucket, zone
         )
     return [
         _series_row(start.astimezone(zone), tally)

@@ -15,8 +15,8 @@ from django.db.models import Count, Q, Sum
 from bidlog.choices import Outcome
 from bidlog.models import BidLog, BidStateRollup
 from bidlog.reports.figures import rate
+from bidlog.reports.measures import SENT
 from bidlog.reports.plan import bid_filters, report_plan, report_tags
-from bidlog.reports.rollups import SENT
 
 
 def report_states(

@@ -11,7 +11,8 @@ from bidlog.choices import Outcome
 from bidlog.reports.compare import KPIS, change_of, kpi_values
 from bidlog.reports.forms import RangeForm
 from bidlog.reports.rollups import rollup_build
-from bidlog.reports.services import report_summary, report_totals
+from bidlog.reports.services import report_summary
+from bidlog.reports.totals import report_totals
 from callgrid_portal import numbers
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
