@@ -1,5 +1,5 @@
 """``manage.py portal`` as a process of its own: its command line, waiting for it to answer,
-and a cookie-keeping client to talk to it like a browser."""
+a cookie-keeping client to talk to it like a browser, and its process tree (from /proc)."""
 
 from __future__ import annotations
 
@@ -68,3 +68,29 @@ def wait_for(url: str, process: subprocess.Popen[str], seconds: float = 90) -> N
             pass
         time.sleep(0.3)
     raise AssertionError(f"{url} did not answer 200 within {seconds} s")
+
+
+def descendants(pid: int) -> list[int]:
+    """Processes whose parent chain leads to ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

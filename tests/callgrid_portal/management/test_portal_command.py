@@ -30,7 +30,7 @@ from callgrid_portal.management.commands.seed_demo import (
     demo_grid_ids,
 )
 from callgrid_portal.simulator import load_scenario
-from tests.portal_process import REPO, PortalBrowser, portal_argv, wait_for
+from tests.portal_process import REPO, PortalBrowser, alive, descendants, portal_argv, wait_for
 from tests.servers import free_port
 
 # --- seed_demo -------------------------------------------------------------------------------
@@ -138,32 +138,6 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _descendants(pid: int) -> list[int]:
-    """Processes whose parent chain leads to ``pid`` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 # What the portal is supposed to fill in itself, and what would take the suite's services
 # instead of the embedded default (SQLite and a file cache in its own DATA_DIR).
 _NOT_GIVEN_TO_THE_PORTAL = {
@@ -223,7 +197,7 @@ def _demo_buyers_on_the_simulator(browser: PortalBrowser, sim_port: int) -> dict
 
 def _wait_until_gone(children: list[int], seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 
@@ -267,7 +241,7 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
         status, body = PortalBrowser(f"http://127.0.0.1:{sim_port}").get("/_sim/health")
         assert status == 200, body
 
-        children = _descendants(process.pid)
+        children = descendants(process.pid)
         assert len(children) >= 3, "simulator, gunicorn master and its workers"
     finally:
         process.send_signal(signal.SIGINT)
@@ -279,7 +253,7 @@ def test_portal_runs_everything_and_stops_every_child_on_sigint(tmp_path):
 
     assert returncode == 0, log.read_text()
     _wait_until_gone(children, 10)
-    assert not [pid for pid in children if _alive(pid)], "orphaned children"
+    assert not [pid for pid in children if alive(pid)], "orphaned children"
     assert not _port_open(port) and not _port_open(sim_port)
     assert "Stopped" in log.read_text()
 

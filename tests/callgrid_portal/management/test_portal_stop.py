@@ -21,22 +21,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+
+from tests.portal_process import REPO, alive, descendants
+from tests.servers import free_port
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc"),
 ]
 
-REPO = Path(settings.BASE_DIR)
 # The promise to whoever stops the portal (SPEC: stopping), counted from the signal.
 STOP_WITHIN_SECONDS = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _bindable(port: int) -> bool:
@@ -50,32 +45,6 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _descendants(pid: int) -> list[int]:
-    """Processes whose parent chain leads to ``pid`` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _answers_200(url: str) -> bool:
@@ -171,7 +140,7 @@ def _wait_until_gone(process: subprocess.Popen, children: list[int], seconds: fl
     """Wait up to ``seconds`` for the portal and every child to exit (the caller asserts)."""
     gone_by = time.monotonic() + seconds
     while time.monotonic() < gone_by and (
-        process.poll() is None or any(_alive(pid) for pid in children)
+        process.poll() is None or any(alive(pid) for pid in children)
     ):
         time.sleep(0.1)
 
@@ -193,12 +162,12 @@ def _wait_until_gone(process: subprocess.Popen, children: list[int], seconds: fl
 def test_signal_to_the_process_group_stops_every_child_and_frees_the_ports(
     stop_signal, portal_env, data_dir, half_sent_requests
 ):
-    port, sim_port = _free_port(), _free_port()
+    port, sim_port = free_port(), free_port()
     log = data_dir / f"portal-{port}.log"
     process = _run_portal(portal_env, log, port, sim_port)
     try:
         _wait_until_every_child_is_up(process, log, port)
-        children = _descendants(process.pid)
+        children = descendants(process.pid)
         names = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in children)
         for part in ("gunicorn", "worker", "beat", "callgrid_simulator"):
             assert part in names, names
@@ -209,7 +178,7 @@ def test_signal_to_the_process_group_stops_every_child_and_frees_the_ports(
         os.killpg(process.pid, stop_signal)
 
         _wait_until_gone(process, children, STOP_WITHIN_SECONDS)
-        left = [pid for pid in children if _alive(pid)]
+        left = [pid for pid in children if alive(pid)]
         assert process.poll() is not None, "the portal is still running"
         assert not left, [Path(f"/proc/{pid}/cmdline").read_text() for pid in left]
         assert _bindable(port) and _bindable(sim_port)
