@@ -193,19 +193,11 @@ class BidOutcomeTotalRollup(models.Model):
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {self.outcome}: {self.attempts}"
 
 
-class BuyerSummaryRollup(models.Model):
-    """A buyer's summary figures per bucket, every source together: one row per buyer a day.
+class SummaryMeasures(models.Model):
+    """The measures a summary reads, shared by the summary rollups: attempts by outcome
+    class, bids, acceptances, timeouts, durations and the latency histogram (``h00``...),
+    and the calls won, routed and their revenue. A subclass's own key fields come first."""
 
-    Attempts by outcome class, the measures of ``BidPerformanceRollup`` and those of
-    ``CallRollup`` (``buyer`` empty: calls no buyer won), so a month's summary reads about a
-    row per buyer and day. Built from the other rollups' hour rows, never from raw rows.
-    """
-
-    grain = models.CharField(max_length=4, choices=RollupGrain.choices)
-    bucket_start = models.DateTimeField()
-    buyer = models.ForeignKey(
-        Buyer, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
     class_bid = models.PositiveIntegerField(default=0)
     class_no_bid = models.PositiveIntegerField(default=0)
     class_blocked = models.PositiveIntegerField(default=0)
@@ -221,6 +213,28 @@ class BuyerSummaryRollup(models.Model):
     revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
 
     class Meta:
+        abstract = True
+
+
+for _field in LATENCY_FIELDS:
+    SummaryMeasures.add_to_class(_field, models.PositiveIntegerField(default=0))
+
+
+class BuyerSummaryRollup(SummaryMeasures):
+    """A buyer's summary figures per bucket, every source together: one row per buyer a day.
+
+    Attempts by outcome class, the measures of ``BidPerformanceRollup`` and those of
+    ``CallRollup`` (``buyer`` empty: calls no buyer won), so a month's summary reads about a
+    row per buyer and day. Built from the other rollups' hour rows, never from raw rows.
+    """
+
+    grain = models.CharField(max_length=4, choices=RollupGrain.choices)
+    bucket_start = models.DateTimeField()
+    buyer = models.ForeignKey(
+        Buyer, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+
+    class Meta:
         ordering = ["grain", "bucket_start"]
         indexes = [
             models.Index(fields=["grain", "bucket_start"], name="bidlog_sumroll_ts"),
@@ -229,10 +243,6 @@ class BuyerSummaryRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {self.buyer_id}: {self.bids} bids"
-
-
-for _field in LATENCY_FIELDS:
-    BuyerSummaryRollup.add_to_class(_field, models.PositiveIntegerField(default=0))
 
 
 class CallTagRollup(models.Model):
@@ -262,7 +272,7 @@ class CallTagRollup(models.Model):
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {tags}: {self.calls}"
 
 
-class TagSummaryRollup(models.Model):
+class TagSummaryRollup(SummaryMeasures):
     """Per bucket x buyer x source x campaign x publisher: what a summary limited to a tag reads.
 
     The bid measures of ``BuyerSummaryRollup`` (attempts by outcome class, bids, acceptances,
@@ -280,19 +290,6 @@ class TagSummaryRollup(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices)
     campaign = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
     publisher = models.CharField(max_length=TAG_MAX_LENGTH, blank=True, default="")
-    class_bid = models.PositiveIntegerField(default=0)
-    class_no_bid = models.PositiveIntegerField(default=0)
-    class_blocked = models.PositiveIntegerField(default=0)
-    class_error = models.PositiveIntegerField(default=0)
-    class_pending = models.PositiveIntegerField(default=0)
-    bids = models.PositiveIntegerField(default=0)
-    accepted = models.PositiveIntegerField(default=0)
-    timeouts = models.PositiveIntegerField(default=0)
-    duration_sum = models.BigIntegerField(default=0)
-    duration_max = models.PositiveIntegerField(default=0)
-    calls = models.PositiveIntegerField(default=0)
-    routed_calls = models.PositiveIntegerField(default=0)
-    revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
 
     class Meta:
         ordering = ["grain", "bucket_start"]
@@ -313,10 +310,6 @@ class TagSummaryRollup(models.Model):
     def __str__(self) -> str:
         tags = f"{self.campaign or '-'}/{self.publisher or '-'}"
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {tags} {self.buyer_id}"
-
-
-for _field in LATENCY_FIELDS:
-    TagSummaryRollup.add_to_class(_field, models.PositiveIntegerField(default=0))
 
 
 class TagOutcomeRollup(models.Model):
