@@ -26,6 +26,7 @@ from bidlog.reports.forms import ReportRangeForm
 from bidlog.reports.pages import BidPageFilter
 from buyers.models import Buyer
 from callgrid_portal.text import NUL_MESSAGE
+from tests.buyer_data import page_fields
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
@@ -340,33 +341,8 @@ BUYER_FORM_ALSO = {
 
 
 def _buyer_form(**overrides: str) -> dict[str, str]:
-    fields = {
-        "name": "Property Buyer",
-        "grid_id": "cm97s8hmv000777ijt06r4dj",
-        "status": "active",
-        "priority": "3",
-        "vertical": "insurance",
-        "notes": "",
-        "endpoint_url": "https://bid.callgrid.com/api/bid/",
-        "min_bid": "12.50",
-        "caller_id_format": "10-digit",
-        "accepted_states": "co, tx",
-        "extra_params": "",
-        "duplicate_window_days": "30",
-        "timeout_seconds": "5",
-        "max_concurrency": "10",
-        "rate_limit_per_minute": "120",
-        "capacity_cooldown_seconds": "60",
-        "daily_cap": "",
-        "monthly_cap": "",
-        "timezone": "America/Denver",
-        "operating_hours": "",
-        "health_check_minutes": "0",
-        "health_check_caller_id": "",
-        "auto_pause": "",
-    }
-    fields.update(overrides)
-    return fields
+    """The new-buyer page's fields for a valid buyer, with auto-pause unticked."""
+    return page_fields(**{"name": "Property Buyer", "auto_pause": "", **overrides})
 
 
 @pytest.mark.parametrize("name", sorted(_buyer_form()))
