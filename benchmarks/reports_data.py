@@ -3,8 +3,10 @@
 Rows are made server-side with ``INSERT ... SELECT ... FROM generate_series`` one day at a time
 (each day sorted by time, as a real log is appended, and small enough to sort in memory), into
 the month partitions the portal keeps; the secondary indexes are dropped before the load and
-built once after it. Calls carry campaign and publisher tags (some untagged), and live bids
-belong to a call of their own day.
+built once after it. Calls carry campaign and publisher tags (some untagged). A day's calls are
+spread evenly over it, and a live bid belongs to the call made in the same slice of the day
+(86,400 s / the day's calls: 2 s at 5 million bids over 30 days), as a route writes its bids
+within seconds of its call.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def _array(values: list[str]) -> str:
 
 def _bids_sql(buyers: int) -> str:
     """One day of bids: parameters are the buyer ids, the first call id of the day and the
-    count of its calls (live bids belong to one of them; ``NULL`` for none), the day's start
-    and the row count."""
+    count of its calls twice (a live bid belongs to the call of its slice of the day; ``NULL``
+    for none), the day's start and the row count."""
     return f"""
         INSERT INTO bidlog_bidlog (buyer_id, source, created_at, caller_id, state_code,
             request, http_status, code, message, bid_amount, destination,
@@ -79,14 +81,16 @@ def _bids_sql(buyers: int) -> str:
             CASE WHEN r < 0.34 THEN round((5 + r2 * 55)::numeric, 2) END,
             CASE WHEN r < 0.30 THEN '18005550100' ELSE '' END, '',
             {_case(4)}, 1, {_quoted_case(1)}, '', '', '[]'::jsonb,
-            CASE WHEN r4 < 0.95 THEN %s::bigint + (random() * %s::bigint)::bigint %% %s::bigint END
+            CASE WHEN r4 < 0.95
+                THEN %s::bigint + least(%s::bigint - 1, floor(secs / 86400 * %s::bigint)::bigint)
+            END
         FROM (
-            SELECT random() AS r, random() AS r2, random() AS r3, random() AS r4,
-                %s::timestamptz + make_interval(secs => random() * 86400) AS at,
+            SELECT random() AS r, random() AS r2, random() AS r3, random() AS r4, secs,
+                %s::timestamptz + make_interval(secs => secs) AS at,
                 -- long-tailed latency: most answers in 100-400 ms, a few seconds at worst
                 least(9500, (60 + 250 * exp(random() * 1.6 - 0.3) * random()
                     + CASE WHEN random() < 0.03 THEN random() * 4000 ELSE 0 END)::int) AS lat
-            FROM generate_series(1, %s)
+            FROM (SELECT random() * 86400 AS secs FROM generate_series(1, %s)) AS moments
         ) g
         -- A real log is appended in time order, so an hour's rows sit together on disk.
         ORDER BY at
@@ -95,7 +99,8 @@ def _bids_sql(buyers: int) -> str:
 
 def _calls_sql(buyers: int) -> str:
     """One day of calls, tagged: parameters are the buyer ids, the day's start and the row
-    count; it returns the first id and the count of the calls written."""
+    count twice; it returns the first id and the count of the calls written, one call in each
+    equal slice of the day."""
     return f"""
         WITH written AS (
         INSERT INTO bidlog_call (created_at, caller_id, state_code, params, strategy,
@@ -111,8 +116,8 @@ def _calls_sql(buyers: int) -> str:
             ({_array(PUBLISHERS)})[1 + (random() * 1000)::int %% {len(PUBLISHERS)}]
         FROM (
             SELECT random() < 0.6 AS routed,
-                %s::timestamptz + make_interval(secs => random() * 86400) AS at
-            FROM generate_series(1, %s)
+                %s::timestamptz + make_interval(secs => (slice + random()) * 86400 / %s) AS at
+            FROM generate_series(0, %s - 1) AS slice
         ) g
         ORDER BY at
         RETURNING id
@@ -164,7 +169,7 @@ def generate(*, rows: int, days: int, buyers: int) -> tuple[datetime, datetime]:
         for day in range(days):
             day_start = start + timedelta(days=day)
             calls = (rows // 4) * (day + 1) // days - (rows // 4) * day // days
-            cursor.execute(calls_sql, [ids, day_start, calls])
+            cursor.execute(calls_sql, [ids, day_start, calls, calls])
             first_call, written = cursor.fetchone()
             count = rows * (day + 1) // days - rows * day // days
             links = [first_call, written or None, written or None]

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 
 from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass, Source
 from bidlog.models import BidLog
-from bidlog.tags import tag_problem
+from bidlog.tags import TAG_FIELDS, bid_calls_q, tag_problem
 from buyers.validators import caller_id_clean
 from callgrid_portal.allowed import ChoiceFilter, MultipleChoiceFilter
 
@@ -192,3 +192,18 @@ class BidLogFilter(django_filters.FilterSet):
     ) -> QuerySet[BidLog]:
         outcomes = [outcome for outcome, klass in OUTCOME_CLASS.items() if klass == value]
         return queryset.filter(outcome__in=outcomes)
+
+    def filter_queryset(self, queryset: QuerySet[BidLog]) -> QuerySet[BidLog]:
+        data = self.form.cleaned_data
+        queryset = super().filter_queryset(queryset)
+        return self.calls_bounded(queryset, data.get("since"), data.get("until"))
+
+    def calls_bounded(
+        self, queryset: QuerySet[BidLog], since: datetime | None, until: datetime | None
+    ) -> QuerySet[BidLog]:
+        """``queryset`` limited to bids of ``[since, until)`` filtered by a tag: their calls'
+        moments bounded too (:func:`bidlog.tags.bid_calls_q`); without a tag, unchanged."""
+        data = self.form.cleaned_data
+        if not any(data.get(name) for name in TAG_FIELDS):
+            return queryset
+        return queryset.filter(bid_calls_q([(since, until)]))

@@ -216,7 +216,10 @@ def bids_matching(filterset: BidListFilter, range_form: RangeForm) -> Matching:
     """The bids of a valid ``filterset`` inside the range picked; an order other than newest
     first without any range sorts the last 24 hours only, and says so."""
     sort = filterset.form.cleaned_data.get("sort") or NEWEST
-    queryset = range_form.narrow(filterset.qs)
+    picked = range_form.cleaned_data
+    queryset = filterset.calls_bounded(
+        range_form.narrow(filterset.qs), picked["since"], picked["until"]
+    )
     ranged = range_form.cleaned_data["since"] is not None or filterset.has_times()
     if sort == NEWEST or ranged:
         return Matching(queryset, sort)

@@ -92,7 +92,10 @@ def report_codes_over_time(
     # code, not 720 (the overview's slowest read over 30 days on 5M bids).
     rollups = aligned and not (tags and buyer_id is not None)
     utc_days = bucket == "day" and all(_as_utc(start).hour == 0 for start in starts[1:])
-    plan = plan_range(since, until, use_days=utc_days) if rollups else Plan(raw=[(since, until)])
+    if rollups:
+        plan = plan_range(since, until, use_days=utc_days, tags=tags)
+    else:
+        plan = Plan(raw=[(since, until)], tags=tags)
     counts: dict[int, list[int]] = defaultdict(lambda: [0] * len(starts))
 
     def add(moment: datetime, code: int | None, number: int) -> None:
@@ -105,7 +108,7 @@ def report_codes_over_time(
     if rollup_q is not None:
         for row in _code_rows(rollup_q, not_local, buyer_id, source, tags):
             add(row["bucket_start"], row["code"], row["n"])
-    raw = plan.raw_q()
+    raw = plan.bids_q()
     if raw is not None:
         trunc = (TruncHour if aligned else TruncMinute)("created_at", tzinfo=UTC)
         for raw_row in (
@@ -133,7 +136,7 @@ def buyer_latency_histogram(*, buyer_id: int, since: datetime, until: datetime) 
             duration_max=Max("duration_max"), **sums
         )
         tally.add_performance(row)
-    raw = plan.raw_q()
+    raw = plan.bids_q()
     if raw is not None:
         sent = BidLog.objects.filter(raw, SENT, buyer_id=buyer_id)
         for row in raw_performance_rows(sent, "buyer_id"):
@@ -165,7 +168,7 @@ def buyers_hourly_bids(
         ):
             index = bisect.bisect_right(starts, _as_utc(row["bucket_start"])) - 1
             series[row["buyer_id"]][index] += row["n"] or 0
-    raw = plan.raw_q()
+    raw = plan.bids_q()
     if raw is not None:
         for raw_row in (
             BidLog.objects.filter(raw, SENT, buyer_id__in=wanted)

@@ -16,20 +16,35 @@ from django.db.models import Q
 
 from bidlog.models import RollupBucket, RollupGrain
 from bidlog.reports.rollups import DAY, HOUR, ceil_hour, floor_hour
+from bidlog.tags import bid_calls_q
 
 Span = tuple[datetime, datetime]
 
 
+Tags = dict[str, str]
+
+
 @dataclass
 class Plan:
-    """The range split into raw spans, fresh hour spans and fresh day spans."""
+    """The range split into raw spans, fresh hour spans and fresh day spans; ``tags`` are the
+    campaign and publisher a report is limited to."""
 
     raw: list[Span] = field(default_factory=list)
     hours: list[Span] = field(default_factory=list)
     days: list[Span] = field(default_factory=list)
+    tags: Tags = field(default_factory=dict)
 
     def raw_q(self, name: str = "created_at") -> Q | None:
+        """Rows of the raw spans by their own ``name`` moment (calls; bids: :meth:`bids_q`)."""
         return spans_q(self.raw, name)
+
+    def bids_q(self) -> Q | None:
+        """Bid rows of the raw spans. Limited to tags, a bid is matched through its call, and
+        the call's moment is bounded too (:func:`bidlog.tags.bid_calls_q`)."""
+        query = self.raw_q()
+        if query is None or not self.tags:
+            return query
+        return query & bid_calls_q(self.raw)
 
     def rollup_q(self) -> Q | None:
         parts = []
@@ -64,13 +79,15 @@ def _add_span(spans: list[Span], start: datetime, end: datetime) -> None:
         spans.append((start, end))
 
 
-def plan_range(since: datetime, until: datetime, *, use_days: bool = True) -> Plan:
+def plan_range(
+    since: datetime, until: datetime, *, use_days: bool = True, tags: Tags | None = None
+) -> Plan:
     """Split ``[since, until)`` into what rollups can answer and what raw rows must.
 
     Whole UTC days with a fresh day rollup come from the day grain (when ``use_days``), other
     whole hours with a fresh hour rollup from the hour grain, everything else from raw rows.
     """
-    plan = Plan()
+    plan = Plan(tags=tags or {})
     first, last = ceil_hour(since), floor_hour(until)
     if first >= last:
         _add_span(plan.raw, since, until)
@@ -96,9 +113,6 @@ def plan_range(since: datetime, until: datetime, *, use_days: bool = True) -> Pl
     return plan
 
 
-Tags = dict[str, str]
-
-
 def report_tags(campaign: str | None, publisher: str | None) -> Tags:
     """The campaign and publisher tags a report is limited to (none given: every call)."""
     return {
@@ -113,8 +127,8 @@ def report_plan(
     is limited to tags and its figures are not in the tag rollups (``tag_rollups``: they are,
     see :mod:`bidlog.reports.tag_rollups`), else :func:`plan_range`."""
     if exact or (tags and not tag_rollups):
-        return Plan(raw=[(since, until)])
-    return plan_range(since, until)
+        return Plan(raw=[(since, until)], tags=tags)
+    return plan_range(since, until, tags=tags)
 
 
 def _filters(buyer_field: str, buyer_id: int | None, source: str | None) -> dict[str, Any]:

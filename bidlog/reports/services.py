@@ -142,7 +142,7 @@ def _outcome_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[Mapping[str, 
             .annotate(n=Sum("attempts"))
             .order_by()
         )
-    raw_q = plan.raw_q()
+    raw_q = plan.bids_q()
     if raw_q is not None:
         yield from (
             BidLog.objects.filter(raw_q, **filters)
@@ -163,7 +163,7 @@ def _performance_rows(
             .annotate(**performance_rollup_sums())
             .order_by()
         )
-    raw_q = plan.raw_q()
+    raw_q = plan.bids_q()
     if raw_q is not None:
         yield from raw_performance_rows(BidLog.objects.filter(raw_q, SENT, **filters), key)
 
@@ -255,7 +255,7 @@ def _narrow_rollups(
         # Every source together: a row per buyer and day; the raw edges are read after.
         summaries = buyer_summary_rows(rollup_q, buyer_id)
         _add_summary_rollups(outcome_total_rows(rollup_q, buyer_id), summaries, total, per_buyer)
-    return Plan(raw=plan.raw)
+    return Plan(raw=plan.raw, tags=plan.tags)
 
 
 def report_summary(
@@ -359,20 +359,19 @@ def _series_from_rollups(
 
 
 def _series_from_raw(
-    buckets: _Buckets,
-    raw_q: Q,
-    buyer_id: int | None,
-    source: str | None,
-    tags: Tags | None = None,
+    buckets: _Buckets, plan: Plan, buyer_id: int | None, source: str | None
 ) -> None:
+    bids_q, calls_q = plan.bids_q(), plan.raw_q()
+    if bids_q is None or calls_q is None:
+        return
     trunc = _trunc_for_raw(buckets.aligned)
     sent: QuerySet[BidLog] = BidLog.objects.filter(
-        raw_q, SENT, **bid_filters(buyer_id, source, tags)
+        bids_q, SENT, **bid_filters(buyer_id, source, plan.tags)
     ).annotate(slot=trunc)
     for performance in raw_performance_rows(sent, "slot"):
         buckets.tally_for(performance["slot"]).add_performance(performance)
     for row in (
-        Call.objects.filter(raw_q, **call_filters(buyer_id, source, tags))
+        Call.objects.filter(calls_q, **call_filters(buyer_id, source, plan.tags))
         .annotate(slot=trunc)
         .values("slot")
         .annotate(**call_aggregates())
@@ -415,9 +414,9 @@ def report_timeseries(
     buckets = _Buckets(bucket_starts(since, until, bucket, zone))
     tags = report_tags(campaign, publisher)
     if exact or not buckets.aligned:
-        plan = Plan(raw=[(since, until)])
+        plan = Plan(raw=[(since, until)], tags=tags)
     else:
-        plan = plan_range(since, until, use_days=False)
+        plan = plan_range(since, until, use_days=False, tags=tags)
     hours = spans_q(plan.hours, "bucket_start")
     if hours is not None and tags:
         for row in tag_series_rows(hours, tags, buyer_id, source):
@@ -425,9 +424,7 @@ def report_timeseries(
             buckets.tally_for(row["bucket_start"]).add_calls(row)
     elif hours is not None:
         _series_from_rollups(buckets, hours, buyer_id, source)
-    raw_q = plan.raw_q()
-    if raw_q is not None:
-        _series_from_raw(buckets, raw_q, buyer_id, source, tags)
+    _series_from_raw(buckets, plan, buyer_id, source)
     if exact:
         sent = BidLog.objects.filter(SENT, created_at__gte=since, created_at__lt=until)
         _series_exact_percentiles(

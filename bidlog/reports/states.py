@@ -44,7 +44,7 @@ def report_states(
             .order_by()
         ):
             totals[row["state_code"]].update({name: row[name] for name in measures})
-    raw_q = plan.raw_q()
+    raw_q = plan.bids_q()
     if raw_q is not None:
         for row in (
             BidLog.objects.filter(raw_q, **filters)

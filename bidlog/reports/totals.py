@@ -86,7 +86,7 @@ def _raw_rows(
     plans: list[Plan], buyer_id: int | None, source: str | None, tags: Tags
 ) -> Iterator[Any]:
     """Performance and call measures per period from the raw rows of each plan."""
-    queries = [plan.raw_q() for plan in plans]
+    queries = [plan.bids_q() for plan in plans]
     sent = BidLog.objects.filter(SENT, **bid_filters(buyer_id, source, tags)).order_by()
     if connection.vendor != "postgresql":
         yield from _union(sent, queries, performance_aggregates())
@@ -110,7 +110,7 @@ def _raw_rows(
             for row in parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]:
                 yield {"period": row["period"], LATENCY_FIELDS[row["latency_bucket"] - 1]: row["n"]}
     calls = Call.objects.filter(**call_filters(buyer_id, source, tags)).order_by()
-    yield from _union(calls, queries, call_aggregates())
+    yield from _union(calls, [plan.raw_q() for plan in plans], call_aggregates())
 
 
 def report_totals_periods(

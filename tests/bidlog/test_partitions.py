@@ -207,6 +207,35 @@ def test_a_calls_bids_are_read_from_its_month_only(db):
     }
 
 
+def test_a_tagged_one_day_range_reads_the_calls_of_its_month_only(db):
+    partitions_ensure(now=datetime(2032, 1, 1, tzinfo=UTC), ahead=2)
+    day = datetime(2032, 2, 10, tzinfo=UTC)
+    params = {
+        "campaign": "spring",
+        "since": day.isoformat(),
+        "until": (day + timedelta(days=1)).isoformat(),
+    }
+
+    plan = bid_list(filters=params)[:50].explain()
+
+    # Without the calls' moments bounded, each bid's call was looked up in every month.
+    assert _partitions_in_plan(plan, "bidlog_call") == {"bidlog_call_p203202"}
+    assert _partitions_in_plan(plan, "bidlog_bidlog") == {"bidlog_bidlog_p203202"}
+
+
+def test_a_tagged_bid_of_a_call_made_just_before_the_range_counts(db):
+    partitions_ensure(now=datetime(2032, 1, 1, tzinfo=UTC), ahead=2)
+    start = datetime(2032, 3, 1, tzinfo=UTC)  # a month's first moment: the call is in February
+    call = CallFactory(campaign="spring", created_at=start - timedelta(seconds=2))
+    BidLogFactory(call=call, created_at=start + timedelta(seconds=1))
+    BidLogFactory(call=call, created_at=start - timedelta(seconds=1))  # before the range
+    params = {"campaign": "spring", "since": start.isoformat()}
+
+    assert [bid.call_id for bid in bid_list(filters=params)] == [call.pk]
+    summary = report_summary(since=start, until=start + timedelta(hours=1), campaign="spring")
+    assert summary["bids"] == 1
+
+
 # --- retention drops whole months ---------------------------------------------------------
 
 NOW = datetime(2001, 6, 30, 12, 40, tzinfo=UTC)
