@@ -11,13 +11,18 @@ import re
 from typing import Any
 
 from bidlog.api.serializers import mask_bid_data
-from bidlog.choices import Outcome, OutcomeClass
+from bidlog.choices import Outcome, OutcomeClass, Source
 from bidlog.models import BidLog
+
+# Labels by value, looked up once: a model's get_FOO_display() rebuilds its choices' dict on
+# every call, which was a quarter of a 10,000-row CSV's time.
+_OUTCOME_LABELS = {value: str(label) for value, label in Outcome.choices}
+_SOURCE_LABELS = {value: str(label) for value, label in Source.choices}
 
 
 def _outcome_label(outcome: str) -> str:
     """An outcome as the pages name it ("System error"); anything unknown as it is."""
-    return str(Outcome(outcome).label) if outcome in Outcome.values else outcome
+    return _OUTCOME_LABELS.get(outcome, outcome)
 
 
 # An accepted bid whose call went to another buyer (the auction's loser): it did not sell.
@@ -42,12 +47,12 @@ def bid_row(bid: BidLog, *, masked: bool) -> dict[str, Any]:
         "created_at": bid.created_at,
         "buyer_id": bid.buyer_id,
         "buyer_name": bid.buyer.name,
-        "source": bid.get_source_display(),
+        "source": _SOURCE_LABELS.get(bid.source, bid.source),
         "caller_id": bid.caller_id,
         "state_code": bid.state_code,
         "response_caller_id": bid.response_caller_id,
         "request": bid.request,
-        "outcome": OUTBID if outbid else _without_code(bid.get_outcome_display(), bid.code),
+        "outcome": OUTBID if outbid else _without_code(_outcome_label(bid.outcome), bid.code),
         "outbid": outbid,
         "outcome_class": OutcomeClass.NO_BID if outbid else bid.outcome_class,
         "pending": bid.outcome == Outcome.PENDING,

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -157,6 +159,27 @@ def test_csv_holds_the_current_filter_in_the_page_order(bob):
         ("Acme", "100", "Accepted"),
     ]
     assert rows[1]["caller_id"] == "3035551234"
+
+
+def _csv_queries(client: Client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        text = client.get(LIST, {"export": "csv"}).content.decode()
+    assert len(list(csv.DictReader(io.StringIO(text)))) == BidLog.objects.count()
+    return len(queries)
+
+
+def test_csv_reads_each_buyers_name_and_grid_id_with_its_rows(bob):
+    client = page_client(bob)
+    BidLogFactory(buyer=BuyerFactory(name="Acme"))
+    few = _csv_queries(client)
+    for buyer in BuyerFactory.create_batch(3):
+        BidLogFactory.create_batch(4, buyer=buyer)
+
+    assert _csv_queries(client) == few  # no query per row for the buyer's columns
+    rows = list(csv.DictReader(io.StringIO(client.get(LIST, {"export": "csv"}).text)))
+    assert {(r["buyer_name"], r["grid_id"]) for r in rows} == {
+        (bid.buyer.name, bid.buyer.grid_id) for bid in BidLog.objects.select_related("buyer")
+    }
 
 
 def test_csv_masks_callers_for_viewers(alice):
