@@ -43,6 +43,23 @@ def _bid_pages(buyer: Buyer) -> tuple[Page, ...]:
     )
 
 
+def _one_of_each_pages(buyer: Buyer) -> tuple[Page, ...]:
+    """The pages of one row (the newest bid of a call, its call), the buyer's forms, and the
+    pages that read the newest rows or none (live calls, alerts, troubleshooting)."""
+    bid = BidLog.objects.filter(call__isnull=False).order_by("-created_at", "-id").first()
+    assert bid is not None and bid.call_id is not None, "the data has no bid of a call"
+    return (
+        ("bid page", f"/bids/{bid.pk}/", {}),
+        ("call page", f"/calls/{bid.call_id}/", {}),
+        ("live calls", "/live/", {}),
+        ("alert centre", "/alerts/", {}),
+        ("troubleshooting", "/troubleshooting/", {}),
+        ("new buyer form", "/buyers/new/", {}),
+        ("buyer edit form", f"/buyers/{buyer.pk}/edit/", {}),
+        ("buyer clone form", f"/buyers/{buyer.pk}/clone/", {}),
+    )
+
+
 def _other_pages(buyer: Buyer) -> tuple[Page, ...]:
     """The buyer page (figures, cap gauges, charts), calls, overview and reports pages."""
     return (
@@ -82,7 +99,11 @@ def pages_benchmark(user: User, buyer: Buyer, requests: int) -> dict[str, float]
     print(f"\n## Pages ({requests} requests each, rendered HTML)")
     print(f"{'page':<24}{'p50 ms':>9}{'p95 ms':>9}")
     found = {}
-    for label, path, params in (*_bid_pages(buyer), *_other_pages(buyer)):
+    for label, path, params in (
+        *_bid_pages(buyer),
+        *_other_pages(buyer),
+        *_one_of_each_pages(buyer),
+    ):
         p50, p95, response = timed(functools.partial(_get, browser, path, params), requests)
         assert response.status_code == 200, (label, response.status_code)
         print(f"{label:<24}{p50:>9.1f}{p95:>9.1f}")

@@ -10,6 +10,7 @@ portal writes goes through :func:`csv_write`.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -39,7 +40,19 @@ def csv_cell(value: Any, *, masked: bool = False) -> Any:
     return value
 
 
+# Rows are written to ``out`` this many at a time: an HTTP response encodes every write.
+_ROWS_PER_WRITE = 500
+
+
 def csv_write(out: _Writable, rows: Iterable[Iterable[Any]], *, masked: bool = False) -> None:
     """Write ``rows`` to ``out`` as CSV, each cell through :func:`csv_cell`."""
-    writer = csv.writer(out)
-    writer.writerows([csv_cell(value, masked=masked) for value in row] for row in rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for number, row in enumerate(rows, start=1):
+        writer.writerow([csv_cell(value, masked=masked) for value in row])
+        if number % _ROWS_PER_WRITE == 0:
+            out.write(buffer.getvalue())
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        out.write(buffer.getvalue())

@@ -20,7 +20,7 @@ import django_filters
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import F, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -186,7 +186,12 @@ _BUYER_HIDDEN = tuple(
 )
 
 
-def _rows(queryset: QuerySet[BidLog]) -> QuerySet[BidLog]:
+def _rows(queryset: QuerySet[BidLog], *, export: bool = False) -> QuerySet[BidLog]:
+    """The bids as rows show them. A page joins each row's buyer; an export of thousands of
+    rows reads each buyer once (a prefetch), not one buyer object per row."""
+    if export:
+        buyers = Buyer.objects.only(*_BUYER_SHOWN)
+        return with_call_winner(queryset.prefetch_related(Prefetch("buyer", queryset=buyers)))
     return with_call_winner(queryset.select_related("buyer").defer(*_BUYER_HIDDEN))
 
 
@@ -201,7 +206,7 @@ def _page_number(text: str) -> int | None:
     return int(text)
 
 
-def _sorted(queryset: QuerySet[BidLog], sort: str) -> QuerySet[BidLog]:
+def _sorted(queryset: QuerySet[BidLog], sort: str, *, export: bool = False) -> QuerySet[BidLog]:
     """The newest ``SORT_WINDOW`` rows of ``queryset`` in the order ``sort``.
 
     Sorting a whole day of a busy log by response time read every row of the day: 477 ms
@@ -211,7 +216,7 @@ def _sorted(queryset: QuerySet[BidLog], sort: str) -> QuerySet[BidLog]:
     one is a heap read (one buyer's rows lie apart), which is what bounds the window.
     """
     window = queryset.order_by("-created_at", "-id").values("id")[:SORT_WINDOW]
-    return _rows(BidLog.objects.filter(id__in=window)).order_by(*SORTS[sort][1])
+    return _rows(BidLog.objects.filter(id__in=window), export=export).order_by(*SORTS[sort][1])
 
 
 @dataclass(frozen=True)
@@ -267,9 +272,9 @@ def bid_listing(matching: Matching, params: QueryDict, before: str, page: int) -
 def _csv(matching: Matching, *, masked: bool) -> HttpResponse:
     """The current filter's bids as CSV, in the page's order, at most ``CSV_MAX_ROWS``."""
     if matching.sort == NEWEST:
-        bids = _rows(matching.queryset).order_by(*SORTS[NEWEST][1])[:CSV_MAX_ROWS]
+        bids = _rows(matching.queryset, export=True).order_by(*SORTS[NEWEST][1])[:CSV_MAX_ROWS]
     else:
-        bids = _sorted(matching.queryset, matching.sort)
+        bids = _sorted(matching.queryset, matching.sort, export=True)
     rows = (
         [bid.buyer.grid_id if key == "grid_id" else row[key] for key in CSV_COLUMNS]
         for bid in bids.iterator(chunk_size=2000)
