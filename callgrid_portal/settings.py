@@ -424,10 +424,11 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 # Headers (django-csp): scripts, styles and everything else from the portal itself only; the
 # pages keep no inline script or style (static files), and the Swagger UI page's own inline
-# style carries the request's nonce.
+# style carries the request's nonce. Responses that are not pages (JSON, CSV, static files)
+# get a fixed policy that allows nothing (callgrid_portal.middleware.PageCSPMiddleware).
 MIDDLEWARE.insert(
     MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-    "csp.middleware.CSPMiddleware",
+    "callgrid_portal.middleware.PageCSPMiddleware",
 )
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

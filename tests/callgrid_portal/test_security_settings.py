@@ -16,6 +16,7 @@ from django.contrib.staticfiles import finders
 from django.urls import reverse
 
 from bidlog.choices import Outcome
+from callgrid_portal.middleware import NOT_A_PAGE_POLICY
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
@@ -126,6 +127,19 @@ def test_pages_carry_a_policy_and_no_inline_script_or_style(alice, db):
         assert not re.search(r"\sstyle=", html), url
     login = page_client(alice).get(reverse("login"))
     assert "Content-Security-Policy" in login
+
+
+def test_answers_that_are_not_pages_allow_nothing(alice, viewer_api, db):
+    BidLogFactory()
+    json_answer = viewer_api.get("/api/v1/bids/")
+    csv_file = page_client(alice).get(reverse("bids:list"), {"export": "csv"})
+    for response in (json_answer, csv_file):
+        assert response.status_code == 200
+        assert response["Content-Security-Policy"] == NOT_A_PAGE_POLICY
+    # An HTML page under /api/ keeps the pages' policy, with its nonce for the inline style.
+    docs = viewer_api.get("/api/v1/docs/")
+    assert docs["Content-Type"].startswith("text/html")
+    assert "'nonce-" in docs["Content-Security-Policy"]
 
 
 def test_schema_and_docs_need_a_login_unless_opened(api_client, viewer_api, settings):
