@@ -14,8 +14,8 @@ from django import forms
 from django.db.models import QuerySet
 
 from bidlog.choices import OUTCOME_CLASS, Outcome, OutcomeClass, Source
-from bidlog.models import BidLog
-from bidlog.tags import TAG_FIELDS, bid_calls_q, tag_problem
+from bidlog.models import BidLog, bid_calls_q
+from bidlog.tags import TAG_FIELDS, tag_problem
 from buyers.validators import caller_id_clean
 from callgrid_portal.allowed import ChoiceFilter, MultipleChoiceFilter
 
@@ -202,7 +202,7 @@ class BidLogFilter(django_filters.FilterSet):
         self, queryset: QuerySet[BidLog], since: datetime | None, until: datetime | None
     ) -> QuerySet[BidLog]:
         """``queryset`` limited to bids of ``[since, until)`` filtered by a tag: their calls'
-        moments bounded too (:func:`bidlog.tags.bid_calls_q`); without a tag, unchanged."""
+        moments bounded too (:func:`bidlog.models.bid_calls_q`); without a tag, unchanged."""
         data = self.form.cleaned_data
         if not any(data.get(name) for name in TAG_FIELDS):
             return queryset

@@ -1,7 +1,11 @@
 """The bid log: every routing decision (Call) and every attempt (BidLog), nothing lost."""
 
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from bidlog.choices import AlertRule, AlertStatus, Outcome, RoutingStrategy, Source, outcome_class
@@ -100,6 +104,32 @@ class Call(models.Model):
     def __str__(self) -> str:
         verdict = f"routed to {self.winner_id}" if self.routed else "not routed"
         return f"Call {self.pk} from {self.caller_id}: {verdict}"
+
+
+# A route writes its call with the moment it started and each bid with the moment its attempt
+# began, within the call's deadline: seconds later. An hour either side is far more than
+# enough, and saying so lets PostgreSQL read the bid log or the calls of one or two months
+# instead of every month's partition.
+CALL_BIDS_WINDOW = timedelta(hours=1)
+
+
+def bid_calls_q(spans: Iterable[tuple[datetime | None, datetime | None]]) -> Q:
+    """Bids whose call was made when bids of ``spans`` (``[start, end)``, either end open:
+    ``None``) can have been made (:data:`CALL_BIDS_WINDOW`). A filter on a call's tags adds it,
+    so PostgreSQL reads those months' tagged calls through their ``(campaign, created_at)`` or
+    ``(publisher, created_at)`` index instead of looking each bid's call up in every month.
+    An empty ``spans`` bounds nothing."""
+    query = Q()
+    for start, end in spans:
+        span = Q()
+        if start is not None:
+            span &= Q(call__created_at__gte=start - CALL_BIDS_WINDOW)
+        if end is not None:
+            span &= Q(call__created_at__lt=end + CALL_BIDS_WINDOW)
+        if not span:
+            return Q()  # a span open at both ends: any call
+        query |= span
+    return query
 
 
 class BidLog(models.Model):

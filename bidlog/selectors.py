@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import F, QuerySet
 
 from bidlog.filters import BidLogFilter
-from bidlog.models import BidLog, Call
+from bidlog.models import CALL_BIDS_WINDOW, BidLog, Call
 
 
 def _bids() -> QuerySet[BidLog]:
@@ -52,12 +51,6 @@ def bid_get(bid_id: int | str) -> BidLog | None:
 def call_list() -> QuerySet[Call]:
     """Routing decisions, newest first, with the winner joined (every listing shows it)."""
     return Call.objects.select_related("winner").order_by("-created_at", "-id")
-
-
-# A call's bids are written with it, within its deadline (at most seconds) after its
-# created_at; a day either side is far more than enough and lets PostgreSQL read one or two
-# month partitions of the bid log instead of every one.
-CALL_BIDS_WINDOW = timedelta(days=1)
 
 
 def call_bids(call: Call) -> QuerySet[BidLog]:

@@ -9,10 +9,6 @@ The route API, the call and bid filters and the reports all read tags through
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import datetime, timedelta
-
-from django.db.models import Q
 
 # Long enough for "summer-2026/auto-insurance/tv-spot-3", short enough for a table cell.
 TAG_MAX_LENGTH = 64
@@ -40,28 +36,3 @@ def tag_problem(name: str, value: object) -> str | None:
     if TAG_PATTERN.fullmatch(value) is None:
         return f"{name} {value[:TAG_MAX_LENGTH]!r} has characters not allowed; use {TAG_RULE}."
     return None
-
-
-# A route writes its call with the moment it started and each bid with the moment its attempt
-# began, within the call's deadline: seconds later. So the bids of ``[start, end)`` belong to
-# calls made in ``[start - CALL_BID_SLACK, end + CALL_BID_SLACK)``, a margin far wider than any
-# deadline. Saying so lets PostgreSQL read a tag's calls of those months only, through their
-# ``(campaign, created_at)`` and ``(publisher, created_at)`` indexes, instead of looking each
-# bid's call up in every month's partition.
-CALL_BID_SLACK = timedelta(hours=1)
-
-
-def bid_calls_q(spans: Iterable[tuple[datetime | None, datetime | None]]) -> Q:
-    """Bids whose call was made when bids of ``spans`` (``[start, end)``, either end open:
-    ``None``) can have been made; an empty ``spans`` bounds nothing."""
-    query = Q()
-    for start, end in spans:
-        span = Q()
-        if start is not None:
-            span &= Q(call__created_at__gte=start - CALL_BID_SLACK)
-        if end is not None:
-            span &= Q(call__created_at__lt=end + CALL_BID_SLACK)
-        if not span:
-            return Q()  # a span open at both ends: any call
-        query |= span
-    return query

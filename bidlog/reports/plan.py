@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Q
 
-from bidlog.models import RollupBucket, RollupGrain
+from bidlog.models import RollupBucket, RollupGrain, bid_calls_q
 from bidlog.reports.rollups import DAY, HOUR, ceil_hour, floor_hour
-from bidlog.tags import bid_calls_q
 
 Span = tuple[datetime, datetime]
 
@@ -40,7 +39,7 @@ class Plan:
 
     def bids_q(self) -> Q | None:
         """Bid rows of the raw spans. Limited to tags, a bid is matched through its call, and
-        the call's moment is bounded too (:func:`bidlog.tags.bid_calls_q`)."""
+        the call's moment is bounded too (:func:`bidlog.models.bid_calls_q`)."""
         query = self.raw_q()
         if query is None or not self.tags:
             return query
