@@ -33,6 +33,7 @@ from bidlog.models import (
     RollupGrain,
     TagOutcomeRollup,
     TagSummaryRollup,
+    bid_calls_q,
 )
 from bidlog.reports.measures import SENT, performance_aggregates
 from bidlog.reports.rollup_sql import insert_select
@@ -72,10 +73,11 @@ TAGGED = Q(campaign__gt="") | Q(publisher__gt="")
 
 def _tagged_bids(start: datetime, end: datetime) -> QuerySet[BidLog]:
     """The bids of ``[start, end)`` whose call has a tag, with their hour and their call's
-    tags."""
+    tags (the calls read within :data:`bidlog.models.CALL_BIDS_WINDOW` of the range)."""
     return (
         BidLog.objects.filter(
             Q(call__campaign__gt="") | Q(call__publisher__gt=""),
+            bid_calls_q([(start, end)]),
             created_at__gte=start,
             created_at__lt=end,
         )
