@@ -23,6 +23,7 @@ from bidlog.partitions import (
 from bidlog.report_tasks import partitions_ensure_task
 from bidlog.reports import tag_rollups
 from bidlog.reports.services import report_summary
+from bidlog.routing.eligibility import buyers_with_last_paid, eligible_buyers_sql
 from bidlog.selectors import bid_list, call_bids
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
@@ -232,6 +233,29 @@ def test_an_hours_tag_rollup_reads_the_calls_of_its_month_only(db):
 
     # Each bid's call was looked up in every month: 6 s an hour on 50 million bids.
     assert _partitions_in_plan(plan, "bidlog_call") == {"bidlog_call_p203202"}
+
+
+def test_the_duplicate_window_lookup_skips_the_months_before_each_buyers_window(db):
+    partitions_ensure(now=datetime(2032, 1, 1, tzinfo=UTC), ahead=3)
+    now = datetime(2032, 4, 20, 12, tzinfo=UTC)
+    buyer = BuyerFactory(duplicate_window_days=30)  # back to March 21
+    CallFactory(winner=buyer, caller_id="3035551234", routed=True, paid_out=True, created_at=now)
+    sql, params = eligible_buyers_sql(buyer_ids=[buyer.pk], caller_id="3035551234", now=now)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    read = {
+        name
+        for name in _partitions_in_plan(plan, "bidlog_call")
+        if re.search(rf"on {name} c_\d+ \(actual", plan)
+    }
+    # Merge Append reads every month it keeps: the months before the window are pruned.
+    assert read == {"bidlog_call_p203203", "bidlog_call_p203204"}
+    assert (
+        buyers_with_last_paid(buyer_ids=[buyer.pk], caller_id="3035551234", now=now)[0].last_paid_at
+        == now
+    )
 
 
 def test_a_tagged_bid_of_a_call_made_just_before_the_range_counts(db):
