@@ -236,7 +236,7 @@ def bids_matching(filterset: BidListFilter, range_form: RangeForm) -> Matching:
     queryset = filterset.calls_bounded(
         range_form.narrow(filterset.qs), picked["since"], picked["until"]
     )
-    ranged = range_form.cleaned_data["since"] is not None or filterset.has_times()
+    ranged = picked["since"] is not None or filterset.has_times()
     if sort == NEWEST or ranged:
         return Matching(queryset, sort)
     return Matching(

@@ -295,16 +295,19 @@ def eligible_buyers_sql(
     every route's first bid: the ORM compiled the same statement afresh on every route.
     """
     moment = Call._meta.get_field("created_at").get_db_prep_value(now, connection)
-    params: list[Any] = [caller_id, moment]
-    if connection.vendor == "postgresql":
-        params.append(moment)
+    # Only a call inside the buyer's window can block (duplicate_block). Saying so on
+    # PostgreSQL lets each buyer's lookup skip the month partitions before its window, instead
+    # of probing every month's index; SQLite has no partitions (and no interval arithmetic).
+    in_window = connection.vendor == "postgresql"
+    params: list[Any] = [caller_id, moment, *([moment] if in_window else [])]
     if buyer_ids is not None:
         params.extend(buyer_ids)
-    return _eligible_buyers_text(None if buyer_ids is None else len(buyer_ids)), params
+    id_count = None if buyer_ids is None else len(buyer_ids)
+    return _eligible_buyers_text(id_count, in_window=in_window), params
 
 
 @functools.cache
-def _eligible_buyers_text(id_count: int | None) -> str:
+def _eligible_buyers_text(id_count: int | None, *, in_window: bool) -> str:
     quote = connection.ops.quote_name
     buyer_table, call_table = quote(Buyer._meta.db_table), quote(Call._meta.db_table)
     # The columns in the model's order, which _buyers_from_rows relies on (b.* would give
@@ -313,18 +316,15 @@ def _eligible_buyers_text(id_count: int | None) -> str:
     # routed and paid_out are literals, not parameters: a generic plan may then use the
     # partial index, whose condition is "routed".
     where = "" if id_count is None else f"WHERE b.id IN ({', '.join(['%s'] * id_count)}) "
-    # Only a call inside the buyer's window can block (duplicate_block). Saying so on
-    # PostgreSQL lets each buyer's lookup skip the month partitions before its window, instead
-    # of probing every month's index; SQLite has no partitions (and no interval arithmetic).
-    in_window = (
+    window = (
         "AND c.created_at > %s - make_interval(days => b.duplicate_window_days) "
-        if connection.vendor == "postgresql"
+        if in_window
         else ""
     )
     return (
         f"SELECT {columns}, (SELECT c.created_at FROM {call_table} c "
         "WHERE c.winner_id = b.id AND c.caller_id = %s AND c.routed AND c.paid_out "
-        f"AND c.created_at <= %s {in_window}ORDER BY c.created_at DESC LIMIT 1) "
+        f"AND c.created_at <= %s {window}ORDER BY c.created_at DESC LIMIT 1) "
         f"AS last_paid_at FROM {buyer_table} b {where}ORDER BY b.priority, b.name, b.id"
     )
 
