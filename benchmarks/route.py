@@ -79,6 +79,7 @@ from benchmarks.route_servers import (
     last_call_id,
     prepare_portal,
     scratch_env,
+    seed_history,
     start_gunicorn,
     start_simulator,
     stop_processes,
@@ -119,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="keep-alive connections one worker takes (default: clients / workers, at least "
         "threads)",
+    )
+    parser.add_argument(
+        "--history-calls",
+        type=int,
+        default=100_000,
+        help="routed calls of other callers in the log before the load (100000)",
     )
     parser.add_argument(
         "--database-url",
@@ -229,6 +236,7 @@ def start_servers(bench: Bench) -> str:
         start_simulator(bench.grids, args.latency_ms, bench.sim_port, bench.workdir)
     )
     token = prepare_portal(bench.env, bench.grids, bench.sim_port)
+    seed_history(bench.env, args.history_calls)
     connections = args.worker_connections or max(args.threads, -(-args.clients // args.workers))
     bench.processes.append(
         start_gunicorn(bench.env, bench.web_port, args.workers, args.threads, connections)

@@ -170,6 +170,50 @@ print(AuthToken.objects.create(user)[1])
     return shell_output(env, script)
 
 
+def seed_history(env: dict[str, str], calls: int) -> None:
+    """Give the log a history before the load: ``calls`` routed calls of other callers, spread
+    over this month until a minute ago (half of them paid out), then ``ANALYZE``.
+
+    A live log is never empty, and PostgreSQL plans the buyers read (each buyer's duplicate
+    window) once per pooled connection: planned against a fresh month partition of a few dozen
+    rows, it scans the whole partition on every route as the load fills it, where a month with
+    a history (or autovacuum's next ANALYZE, a minute later in production) gets the index.
+    """
+    if calls <= 0:
+        return
+    script = f"""
+import random
+from datetime import timedelta
+from django.db import connection
+from django.utils import timezone
+from bidlog.models import Call
+from buyers.models import Buyer
+now = timezone.now()
+start = max(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), now - timedelta(days=30))
+span = max((now - start).total_seconds() - 60, 1.0)
+buyers = list(Buyer.objects.all())
+rng = random.Random(7)
+total = {calls}
+def caller():
+    area, exchange = rng.randint(200, 999), rng.randint(200, 999)
+    return f"{{area}}{{exchange}}{{rng.randint(0, 9999):04d}}"
+rows = [
+    Call(
+        created_at=start + timedelta(seconds=span * n / total),
+        caller_id=caller(),
+        strategy="highest_bid", winner=rng.choice(buyers), bid_amount="12.00", routed=True,
+        paid_out=rng.random() < 0.5, duration_ms=25,
+    )
+    for n in range(total)
+]
+Call.objects.bulk_create(rows, batch_size=5000)
+with connection.cursor() as cursor:
+    cursor.execute("ANALYZE")
+print(len(rows))
+"""
+    shell_output(env, script)
+
+
 def shell_output(env: dict[str, str], script: str) -> str:
     """Run ``script`` in ``manage.py shell`` with the portal's environment; its last line."""
     done = subprocess.run(
