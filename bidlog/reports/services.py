@@ -9,13 +9,14 @@ and the benchmark compare against. The state table is :mod:`bidlog.reports.state
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import connection, models
 from django.db.models import Aggregate, Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
@@ -106,8 +107,10 @@ def _exact_percentiles(
 def raw_performance_rows(sent: QuerySet[BidLog], key: str) -> list[dict[str, Any]]:
     """Performance measures (as in ``BidPerformanceRollup``) of raw sent bids per ``key``.
 
-    On PostgreSQL the histogram is one ``GROUP BY key, width_bucket(...)`` pivoted here, which
-    is several times cheaper than one filtered ``COUNT`` per bucket (what SQLite gets).
+    On PostgreSQL one ``GROUP BY key`` gives the measures and, per group, the array of its
+    bids' ``width_bucket`` (``ArrayAgg``), counted here: one scan and a row per group, where a
+    row per group and bucket (or one filtered ``COUNT`` per bucket, what SQLite gets) made
+    Python read tens of thousands of rows for one busy hour.
     """
     if connection.vendor != "postgresql":
         return list(sent.values(key).annotate(**performance_aggregates()).order_by())
@@ -116,18 +119,16 @@ def raw_performance_rows(sent: QuerySet[BidLog], key: str) -> list[dict[str, Any
         for name, aggregate in performance_aggregates().items()
         if name not in LATENCY_FIELDS
     }
-    rows = {row[key]: row for row in sent.values(key).annotate(**measures).order_by()}
-    for row in rows.values():
-        row.update(dict.fromkeys(LATENCY_FIELDS, 0))
-    buckets = (
-        sent.annotate(latency_bucket=LatencyBucket("duration_ms"))
-        .values(key, "latency_bucket")
-        .annotate(n=Count("id"))
+    rows = list(
+        sent.values(key)
+        .annotate(**measures, latency_buckets=ArrayAgg(LatencyBucket("duration_ms")))
         .order_by()
     )
-    for row in buckets:
-        rows[row[key]][LATENCY_FIELDS[row["latency_bucket"] - 1]] = row["n"]
-    return list(rows.values())
+    for row in rows:
+        counts = Counter(row.pop("latency_buckets"))
+        # width_bucket numbers the buckets from 1.
+        row.update({name: counts.get(index, 0) for index, name in enumerate(LATENCY_FIELDS, 1)})
+    return rows
 
 
 # --- Summary ------------------------------------------------------------------------------------
