@@ -11,6 +11,7 @@ from django.utils import timezone
 from bidlog.choices import AlertRule, AlertStatus, Outcome, RoutingStrategy, Source, outcome_class
 from bidlog.rollup_models import LATENCY_EDGES_MS as LATENCY_EDGES_MS
 from bidlog.rollup_models import LATENCY_FIELDS as LATENCY_FIELDS
+from bidlog.rollup_models import WHOLE_BUCKET as WHOLE_BUCKET
 from bidlog.rollup_models import BidOutcomeRollup as BidOutcomeRollup
 from bidlog.rollup_models import BidOutcomeTotalRollup as BidOutcomeTotalRollup
 from bidlog.rollup_models import BidPerformanceRollup as BidPerformanceRollup

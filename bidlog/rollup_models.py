@@ -47,6 +47,9 @@ class RollupBucket(models.Model):
     bucket_start = models.DateTimeField()
     built_at = models.DateTimeField(null=True, blank=True)
     stale = models.BooleanField(default=True)
+    # Set on the current hour, rolled up while it runs: its rollup rows hold the raw rows
+    # created before this moment only. Empty: the rows hold the whole bucket.
+    complete_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["grain", "bucket_start"]
@@ -58,7 +61,13 @@ class RollupBucket(models.Model):
 
     def __str__(self) -> str:
         state = "stale" if self.stale else "fresh"
+        if self.complete_until is not None:
+            state += f", until {self.complete_until:%H:%M:%S}"
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} ({state})"
+
+
+# Buckets whose rollup rows hold every raw row of the bucket: built, not stale, not partial.
+WHOLE_BUCKET = models.Q(stale=False, complete_until__isnull=True)
 
 
 class BidOutcomeRollup(models.Model):

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from bidlog.models import BidLog, RollupBucket, RollupGrain
+from bidlog.models import WHOLE_BUCKET, BidLog, RollupBucket, RollupGrain
 from bidlog.partitions import partitions_drop_before
 from bidlog.reports.rollups import (
     HOUR,
@@ -52,7 +52,7 @@ def _roll_up_before(cutoff: datetime, now: datetime) -> bool:
         return False
     fresh = set(
         RollupBucket.objects.filter(
-            grain=RollupGrain.HOUR, stale=False, bucket_start__gte=floor_hour(oldest)
+            WHOLE_BUCKET, grain=RollupGrain.HOUR, bucket_start__gte=floor_hour(oldest)
         ).values_list("bucket_start", flat=True)
     )
     hour, todo = floor_hour(oldest), []

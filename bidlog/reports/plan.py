@@ -1,8 +1,9 @@
 """Which rows a report reads: rollups for whole fresh buckets, raw rows for the rest.
 
 Ranges are ``[since, until)``. Whole UTC hours and days are read from rollups when they are
-built and fresh (``bidlog.reports.rollups``); the partial hours at both ends, and any hour not
-rolled up yet, are read from raw rows, so a report equals the same report over raw rows.
+built and fresh (``bidlog.reports.rollups``), and so is the hour still running up to the moment
+it was rolled up to; the partial hours at the ends, the rest of the running hour and any hour
+not rolled up yet are read from raw rows, so a report equals the same report over raw rows.
 """
 
 from __future__ import annotations
@@ -84,17 +85,24 @@ def plan_range(
     """Split ``[since, until)`` into what rollups can answer and what raw rows must.
 
     Whole UTC days with a fresh day rollup come from the day grain (when ``use_days``), other
-    whole hours with a fresh hour rollup from the hour grain, everything else from raw rows.
+    whole hours with a fresh hour rollup from the hour grain, the hour ``until`` falls in from
+    its rollup up to the moment it was rolled up to (``complete_until``, the hour still
+    running), everything else from raw rows.
     """
     plan = Plan(tags=tags or {})
     first, last = ceil_hour(since), floor_hour(until)
-    if first >= last:
+    if first > last:  # inside one hour, after its start: nothing rolled up can serve
         _add_span(plan.raw, since, until)
         return plan
     buckets = RollupBucket.objects.filter(
-        stale=False, bucket_start__gte=first - DAY, bucket_start__lt=last
-    ).values_list("grain", "bucket_start")
-    fresh = {(grain, start) for grain, start in buckets}
+        stale=False, bucket_start__gte=first - DAY, bucket_start__lte=last
+    ).values_list("grain", "bucket_start", "complete_until")
+    fresh, partial = set(), {}
+    for grain, start, complete_until in buckets:
+        if complete_until is None:
+            fresh.add((grain, start))
+        elif grain == RollupGrain.HOUR:
+            partial[start] = complete_until
     if since < first:
         _add_span(plan.raw, since, first)
     hour = first
@@ -108,7 +116,13 @@ def plan_range(
         _add_span(target, hour, hour + HOUR)
         hour += HOUR
     if last < until:
-        _add_span(plan.raw, last, until)
+        # The hour still running, rolled up to some moment: its rows up to there, raw after.
+        rolled = partial.get(last)
+        if rolled is not None and last < rolled <= until:
+            _add_span(plan.hours, last, rolled)
+            last = rolled
+        if last < until:
+            _add_span(plan.raw, last, until)
     return plan
 
 

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from bidlog.choices import Outcome
 from bidlog.models import (
+    WHOLE_BUCKET,
     BidLog,
     BidOutcomeRollup,
     BidPerformanceRollup,
@@ -196,30 +197,74 @@ def rollup_build_hours(
         return 0
     if start < retention_floor(now=now) and not before_pruning:
         raise ValueError(f"hour {start:%Y-%m-%d %H:00} is older than retention; not rebuilt")
-    _lock(RollupGrain.HOUR, datetime(2000, 1, 1, tzinfo=UTC))  # one hour builder at a time
-    for model in ROLLUP_MODELS:
-        model.objects.filter(
-            grain=RollupGrain.HOUR, bucket_start__gte=start, bucket_start__lt=end
-        ).delete()
-    _hours_from_raw(start, end)
-    tag_rollups_build_hours(start, end)
-    summary_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
+    _rebuild_hours(start, end, raw_end=end)
     hours = []
     current = start
     while current < end:
         hours.append(current)
         current += HOUR
+    _mark_hours_built(hours, now=now, complete_until=None)
+    mark_stale(RollupGrain.DAY, sorted({floor_day(h) for h in hours}))
+    return len(hours)
+
+
+def current_hour_settle() -> timedelta:
+    """How far behind ``now`` the current hour is rolled up: a route writes its call and bids
+    when it ends, at most ``ROUTING_DEADLINE_SECONDS`` after their ``created_at``, so every row
+    created before ``now - settle`` is written by then (twice the deadline, at least a minute)."""
+    return max(timedelta(minutes=1), timedelta(seconds=2 * settings.ROUTING_DEADLINE_SECONDS))
+
+
+@transaction.atomic
+def rollup_build_current_hour(*, now: datetime | None = None) -> datetime | None:
+    """Roll up the hour still running, up to ``now`` minus :func:`current_hour_settle`.
+
+    Its bucket records that moment (``complete_until``): a report ending in this hour reads
+    these rows for the hour so far and raw rows only after that moment, instead of up to an
+    hour of raw rows. The hour is built whole once it has ended (:func:`rollup_refresh`).
+    Returns the moment, or ``None`` when the hour is younger than the settle time.
+    """
+    now = now or timezone.now()
+    hour = floor_hour(now)
+    until = now - current_hour_settle()
+    if until <= hour:
+        return None
+    _rebuild_hours(hour, hour + HOUR, raw_end=until)
+    _mark_hours_built([hour], now=now, complete_until=until)
+    return until
+
+
+def _rebuild_hours(start: datetime, end: datetime, *, raw_end: datetime) -> None:
+    """Replace the rollup rows of the whole hours ``[start, end)`` with those of the raw rows
+    created in ``[start, raw_end)`` (``raw_end`` is ``end``, or a moment in the last hour)."""
+    _lock(RollupGrain.HOUR, datetime(2000, 1, 1, tzinfo=UTC))  # one hour builder at a time
+    for model in ROLLUP_MODELS:
+        model.objects.filter(
+            grain=RollupGrain.HOUR, bucket_start__gte=start, bucket_start__lt=end
+        ).delete()
+    _hours_from_raw(start, raw_end)
+    tag_rollups_build_hours(start, raw_end)
+    summary_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
+
+
+def _mark_hours_built(
+    hours: list[datetime], *, now: datetime, complete_until: datetime | None
+) -> None:
     RollupBucket.objects.bulk_create(
         [
-            RollupBucket(grain=RollupGrain.HOUR, bucket_start=h, built_at=now, stale=False)
+            RollupBucket(
+                grain=RollupGrain.HOUR,
+                bucket_start=h,
+                built_at=now,
+                stale=False,
+                complete_until=complete_until,
+            )
             for h in hours
         ],
         update_conflicts=True,
         unique_fields=["grain", "bucket_start"],
-        update_fields=["built_at", "stale"],
+        update_fields=["built_at", "stale", "complete_until"],
     )
-    mark_stale(RollupGrain.DAY, sorted({floor_day(h) for h in hours}))
-    return len(hours)
 
 
 def _day_from_hours(day: datetime, end: datetime) -> None:
@@ -289,7 +334,7 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
     floor = retention_floor(now=now)
     fresh = set(
         RollupBucket.objects.filter(
-            grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end, stale=False
+            WHOLE_BUCKET, grain=RollupGrain.HOUR, bucket_start__gte=day, bucket_start__lt=end
         ).values_list("bucket_start", flat=True)
     )
     needed = {day + i * HOUR for i in range(24)}
@@ -339,7 +384,8 @@ def hour_runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
 def rollup_refresh(
     *, now: datetime | None = None, recent_hours: int = 2, max_hours: int = 500
 ) -> int:
-    """Bring the rollups up to date: build missing and stale hours, then their days.
+    """Bring the rollups up to date: build missing and stale hours, then their days, then
+    the hour still running (:func:`rollup_build_current_hour`).
 
     The last ``recent_hours`` finished hours are always rebuilt, because bids are written when
     their attempt ends (up to a deadline after ``created_at``) and test bids are filled in by
@@ -353,7 +399,7 @@ def rollup_refresh(
     start = max(floor, floor_hour(oldest)) if oldest else last - recent_hours * HOUR
     fresh = set(
         RollupBucket.objects.filter(
-            grain=RollupGrain.HOUR, bucket_start__gte=start, stale=False
+            WHOLE_BUCKET, grain=RollupGrain.HOUR, bucket_start__gte=start
         ).values_list("bucket_start", flat=True)
     )
     todo: list[datetime] = []
@@ -371,6 +417,7 @@ def rollup_refresh(
     )
     for day in list(stale_days):
         rollup_build_day(day=day, now=now)
+    rollup_build_current_hour(now=now)
     if todo:
         logger.info("rolled up %d hours (%s to %s)", len(todo), todo[-1], todo[0])
     return len(todo)

@@ -1,0 +1,141 @@
+"""The hour still running is rolled up as far as its rows are written, and reports ending in it
+read those rows for the hour so far and raw rows only after that moment."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import Sum
+from django.test import override_settings
+
+from bidlog.models import BidLog, BidPerformanceRollup, BuyerSummaryRollup, RollupBucket
+from bidlog.reports.measures import SENT
+from bidlog.reports.plan import plan_range
+from bidlog.reports.rollups import (
+    HOUR,
+    current_hour_settle,
+    rollup_build_current_hour,
+    rollup_build_day,
+    rollup_refresh,
+)
+from bidlog.reports.services import report_summary, report_timeseries
+from bidlog.stale import rollup_mark_stale
+from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
+from tests.report_checks import assert_same_summary
+
+START = datetime(2025, 11, 1, tzinfo=UTC)
+# 40 minutes into the hour: with the one-minute settle, rolled up to 10:39.
+NOW = datetime(2025, 11, 2, 10, 40, tzinfo=UTC)
+HOUR_START = datetime(2025, 11, 2, 10, tzinfo=UTC)
+SINCE = NOW - timedelta(hours=24)
+
+
+@pytest.fixture
+def dataset(db):
+    buyers = [BuyerFactory(timeout_seconds=t) for t in (2, 10)]
+    # Rows up to the very moment of the report, so the running hour has rows on both sides
+    # of the moment it is rolled up to.
+    bid_log_dataset(buyers=buyers, start=START, end=NOW, count=1500)
+    return buyers
+
+
+def _covered(spans: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> bool:
+    return any(first <= start and end <= last for first, last in spans)
+
+
+def test_the_settle_time_covers_a_route_s_deadline():
+    with override_settings(ROUTING_DEADLINE_SECONDS=10.0):
+        assert current_hour_settle() == timedelta(minutes=1)
+    with override_settings(ROUTING_DEADLINE_SECONDS=45.0):
+        assert current_hour_settle() == timedelta(seconds=90)
+
+
+def test_refresh_rolls_up_the_running_hour_up_to_the_settle_time(dataset):
+    rollup_refresh(now=NOW)
+
+    rolled = NOW - current_hour_settle()
+    bucket = RollupBucket.objects.get(grain="hour", bucket_start=HOUR_START)
+    assert not bucket.stale and bucket.complete_until == rolled
+    sent = BidLog.objects.filter(SENT, created_at__gte=HOUR_START, created_at__lt=rolled)
+    later = BidLog.objects.filter(SENT, created_at__gte=rolled, created_at__lt=NOW)
+    assert sent.exists() and later.exists()
+    counted = BidPerformanceRollup.objects.filter(
+        grain="hour", bucket_start=HOUR_START, buyer__isnull=False
+    ).aggregate(n=Sum("bids"))["n"]
+    assert counted == sent.count()
+    assert BuyerSummaryRollup.objects.filter(grain="hour", bucket_start=HOUR_START).exists()
+
+
+def test_a_report_ending_now_reads_the_running_hour_from_its_rollup_then_raw(dataset):
+    rollup_refresh(now=NOW)
+    rolled = NOW - current_hour_settle()
+
+    plan = plan_range(SINCE, NOW)
+
+    assert plan.hours[-1][1] == rolled
+    assert plan.raw[-1] == (rolled, NOW)  # one minute of raw rows, not forty
+    assert plan.raw[0] == (SINCE, datetime(2025, 11, 1, 11, tzinfo=UTC))
+    assert_same_summary(
+        report_summary(since=SINCE, until=NOW), report_summary(since=SINCE, until=NOW, exact=True)
+    )
+    fast = report_timeseries(since=SINCE, until=NOW, bucket="hour", tz="UTC")
+    exact = report_timeseries(since=SINCE, until=NOW, bucket="hour", tz="UTC", exact=True)
+    assert [row["bids"] for row in fast] == [row["bids"] for row in exact]
+    assert fast[-1]["bucket_start"] == HOUR_START and fast[-1]["bids"] > 0
+
+
+def test_a_report_ending_before_the_rolled_up_moment_reads_that_hour_raw(dataset):
+    rollup_refresh(now=NOW)
+    until = HOUR_START + timedelta(minutes=15)
+
+    plan = plan_range(SINCE - timedelta(hours=1), until)
+
+    assert plan.raw[-1] == (HOUR_START, until)
+    assert_same_summary(
+        report_summary(since=SINCE, until=until),
+        report_summary(since=SINCE, until=until, exact=True),
+    )
+
+
+def test_a_running_hour_is_never_taken_for_a_whole_one(dataset):
+    rollup_refresh(now=NOW)
+    later = NOW + HOUR  # the hour has ended, and no refresh has run since
+
+    plan = plan_range(SINCE, later)
+
+    assert _covered(plan.raw, HOUR_START, HOUR_START + HOUR)
+    assert not rollup_build_day(day=datetime(2025, 11, 2, tzinfo=UTC), now=later + 14 * HOUR)
+    assert_same_summary(
+        report_summary(since=SINCE, until=later),
+        report_summary(since=SINCE, until=later, exact=True),
+    )
+
+
+def test_the_next_refresh_after_the_hour_builds_it_whole(dataset):
+    rollup_refresh(now=NOW)
+
+    rollup_refresh(now=NOW + HOUR)
+
+    bucket = RollupBucket.objects.get(grain="hour", bucket_start=HOUR_START)
+    assert bucket.complete_until is None and not bucket.stale
+    running = RollupBucket.objects.get(grain="hour", bucket_start=HOUR_START + HOUR)
+    assert running.complete_until == NOW + HOUR - current_hour_settle()
+
+
+def test_rows_written_into_the_rolled_up_part_make_it_stale_and_read_raw(dataset):
+    rollup_refresh(now=NOW)
+    buyer = dataset[0]
+    late = BidLogFactory(buyer=buyer, created_at=HOUR_START + timedelta(minutes=5))
+
+    rollup_mark_stale(moments=[late.created_at])  # as the import and the spool replay do
+
+    assert _covered(plan_range(SINCE, NOW).raw, HOUR_START, NOW)
+    assert_same_summary(
+        report_summary(since=SINCE, until=NOW), report_summary(since=SINCE, until=NOW, exact=True)
+    )
+
+
+def test_an_hour_younger_than_the_settle_time_is_not_rolled_up(db):
+    BidLogFactory(buyer=BuyerFactory(), created_at=HOUR_START + timedelta(seconds=10))
+
+    assert rollup_build_current_hour(now=HOUR_START + timedelta(seconds=30)) is None
+    assert not RollupBucket.objects.filter(bucket_start=HOUR_START).exists()
