@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.db import connection
 from django.utils import timezone
 
-from bidlog.models import BidLog
+from bidlog.models import BidLog, Call
 from bidlog.partitions import PARTITIONED_TABLES, month_floor, month_next, partition_create
 from bidlog.reports.rollups import floor_hour
 from buyers.models import Buyer
@@ -181,6 +181,39 @@ def generate(*, rows: int, days: int, buyers: int) -> tuple[datetime, datetime]:
         cursor.execute("VACUUM ANALYZE bidlog_bidlog")
         cursor.execute("VACUUM ANALYZE bidlog_call")
     return start, end
+
+
+def live_rows_fill() -> tuple[int, int]:
+    """Bring the log up to this moment as a live one is: the bids and calls of the day before,
+    from a day before each table's newest row to a day before now, written again a day later
+    (new ids, no external id, no route key; bids without their call). The hours after the
+    generated data, and the hour still running, then hold rows as a busy hour does. Returns
+    the bids and the calls written."""
+    now = timezone.now()
+    skipped = {
+        "bidlog_bidlog": ("id", "created_at", "external_id", "call_id"),
+        "bidlog_call": ("id", "created_at", "route_key"),
+    }
+    counts = []
+    with connection.cursor() as cursor:
+        for model in (BidLog, Call):
+            table = model._meta.db_table
+            columns = [
+                f'"{f.column}"'
+                for f in model._meta.concrete_fields
+                if f.column not in skipped[table]
+            ]
+            names = ", ".join(columns)
+            cursor.execute(f"SELECT max(created_at) FROM {table}")
+            latest = cursor.fetchone()[0] or now
+            cursor.execute(
+                f"INSERT INTO {table} (created_at, {names}) "
+                f"SELECT created_at + interval '1 day', {names} FROM {table} "
+                "WHERE created_at > %s AND created_at < %s ORDER BY created_at",
+                [latest - timedelta(days=1), now - timedelta(days=1)],
+            )
+            counts.append(max(cursor.rowcount, 0))
+    return counts[0], counts[1]
 
 
 def old_month_write(*, start: datetime, rows: int, buyers: int) -> datetime:
