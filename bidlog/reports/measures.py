@@ -8,6 +8,10 @@ rollup rows with :func:`performance_rollup_sums`.
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import models
 from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce
@@ -85,3 +89,27 @@ class LatencyBucket(models.Func):
         ", ".join(str(edge) for edge in LATENCY_EDGES_MS)
     )
     output_field = models.IntegerField()
+
+
+# The row key of :func:`latency_buckets_aggregate`.
+LATENCY_BUCKETS = "latency_buckets"
+
+
+def performance_bucket_aggregates() -> dict[str, Any]:
+    """PostgreSQL: :func:`performance_aggregates` with the histogram as the bucket of every
+    bid of a group (``width_bucket``, from 1) in one array, which
+    :func:`latency_histogram_from_buckets` counts: one row per group instead of one per group
+    and bucket, from the same scan as the other measures."""
+    aggregates: dict[str, Any] = {
+        name: aggregate
+        for name, aggregate in performance_aggregates().items()
+        if name not in LATENCY_FIELDS
+    }
+    aggregates[LATENCY_BUCKETS] = ArrayAgg(LatencyBucket("duration_ms"))
+    return aggregates
+
+
+def latency_histogram_from_buckets(row: dict[str, Any]) -> None:
+    """Replace the row's ``latency_buckets`` array with one count per histogram field."""
+    counts = Counter(row.pop(LATENCY_BUCKETS) or ())
+    row.update({name: counts.get(index, 0) for index, name in enumerate(LATENCY_FIELDS, 1)})

@@ -9,20 +9,18 @@ and the benchmark compare against. The state table is :mod:`bidlog.reports.state
 from __future__ import annotations
 
 import bisect
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import connection, models
 from django.db.models import Aggregate, Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from bidlog.models import (
-    LATENCY_FIELDS,
     BidLog,
     BidOutcomeRollup,
     BidPerformanceRollup,
@@ -40,9 +38,10 @@ from bidlog.reports.figures import (
 )
 from bidlog.reports.measures import (
     SENT,
-    LatencyBucket,
     call_aggregates,
+    latency_histogram_from_buckets,
     performance_aggregates,
+    performance_bucket_aggregates,
     performance_rollup_sums,
 )
 from bidlog.reports.plan import (
@@ -114,20 +113,9 @@ def raw_performance_rows(sent: QuerySet[BidLog], key: str) -> list[dict[str, Any
     """
     if connection.vendor != "postgresql":
         return list(sent.values(key).annotate(**performance_aggregates()).order_by())
-    measures = {
-        name: aggregate
-        for name, aggregate in performance_aggregates().items()
-        if name not in LATENCY_FIELDS
-    }
-    rows = list(
-        sent.values(key)
-        .annotate(**measures, latency_buckets=ArrayAgg(LatencyBucket("duration_ms")))
-        .order_by()
-    )
+    rows = list(sent.values(key).annotate(**performance_bucket_aggregates()).order_by())
     for row in rows:
-        counts = Counter(row.pop("latency_buckets"))
-        # width_bucket numbers the buckets from 1.
-        row.update({name: counts.get(index, 0) for index, name in enumerate(LATENCY_FIELDS, 1)})
+        latency_histogram_from_buckets(row)
     return rows
 
 

@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models import Q, QuerySet, Sum, Value
 
 from bidlog.models import (
-    LATENCY_FIELDS,
     BidLog,
     BidPerformanceRollup,
     BuyerSummaryRollup,
@@ -30,9 +29,10 @@ from bidlog.models import (
 from bidlog.reports.figures import Tally
 from bidlog.reports.measures import (
     SENT,
-    LatencyBucket,
     call_aggregates,
+    latency_histogram_from_buckets,
     performance_aggregates,
+    performance_bucket_aggregates,
     performance_rollup_sums,
 )
 from bidlog.reports.plan import Plan, Tags, bid_filters, call_filters, report_plan, report_tags
@@ -91,24 +91,10 @@ def _raw_rows(
     if connection.vendor != "postgresql":
         yield from _union(sent, queries, performance_aggregates())
     else:
-        # As in raw_performance_rows: the histogram is a GROUP BY of width_bucket, pivoted here.
-        measures = {
-            name: aggregate
-            for name, aggregate in performance_aggregates().items()
-            if name not in LATENCY_FIELDS
-        }
-        yield from _union(sent, queries, measures)
-        parts = [
-            sent.filter(query)
-            .annotate(period=Value(index), latency_bucket=LatencyBucket("duration_ms"))
-            .values("period", "latency_bucket")
-            .annotate(n=Count("id"))
-            for index, query in enumerate(queries)
-            if query is not None
-        ]
-        if parts:
-            for row in parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]:
-                yield {"period": row["period"], LATENCY_FIELDS[row["latency_bucket"] - 1]: row["n"]}
+        # As in raw_performance_rows: each period's bids' histogram buckets in one array.
+        for row in _union(sent, queries, performance_bucket_aggregates()):
+            latency_histogram_from_buckets(row)
+            yield row
     calls = Call.objects.filter(**call_filters(buyer_id, source, tags)).order_by()
     yield from _union(calls, [plan.raw_q() for plan in plans], call_aggregates())
 
