@@ -23,7 +23,7 @@ from django.db.models import Sum
 from bidlog.models import Call, CallTagRollup
 from bidlog.reports.figures import CENT
 from bidlog.reports.measures import call_aggregates
-from bidlog.reports.plan import Plan, plan_range
+from bidlog.reports.plan import Plan, one_snapshot, plan_range
 
 GROUPS = ("campaign", "publisher")
 
@@ -35,6 +35,7 @@ def _call_filters(
     return {name: value for name, value in given.items() if value}
 
 
+@one_snapshot
 def report_by_tag(
     *,
     since: datetime,

@@ -35,6 +35,7 @@ from bidlog.reports.plan import (
     Tags,
     bid_filters,
     bucket_starts,
+    one_snapshot,
     plan_range,
     report_tags,
     spans_q,
@@ -66,6 +67,7 @@ def _code_rows(
     return rows.values("bucket_start", "code").annotate(n=Sum("attempts")).order_by()
 
 
+@one_snapshot
 def report_codes_over_time(
     *,
     since: datetime,
@@ -123,6 +125,7 @@ def report_codes_over_time(
     return {"starts": [start.astimezone(zone) for start in starts], "codes": dict(ordered)}
 
 
+@one_snapshot
 def buyer_latency_histogram(*, buyer_id: int, since: datetime, until: datetime) -> list[int]:
     """Bids of one buyer per latency bucket (``LATENCY_EDGES_MS``) in ``[since, until)``."""
     plan = plan_range(since, until)
@@ -144,6 +147,7 @@ def buyer_latency_histogram(*, buyer_id: int, since: datetime, until: datetime) 
     return tally.histogram
 
 
+@one_snapshot
 def buyers_hourly_bids(
     *, buyer_ids: Iterable[int], until: datetime, hours: int = 24
 ) -> dict[int, list[int]]:

@@ -8,17 +8,46 @@ not rolled up yet are read from raw rows, so a report equals the same report ove
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
+from django.db import connection, transaction
 from django.db.models import Q
 
 from bidlog.models import RollupBucket, RollupGrain, bid_calls_q
 from bidlog.reports.rollups import DAY, HOUR, ceil_hour, floor_hour
 
 Span = tuple[datetime, datetime]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def one_snapshot(report: Callable[P, R]) -> Callable[P, R]:
+    """Run ``report``'s reads in one snapshot of the database, so the buckets its plan found
+    and the rows it then reads agree.
+
+    The beat task rebuilds the running hour every minute (``complete_until`` moves on): read
+    in separate snapshots, a report that planned raw rows from the old moment could then read
+    the new rollup rows too, and count a minute twice. On PostgreSQL the reads run in one
+    ``REPEATABLE READ`` transaction (read only: it takes no lock). Inside a transaction
+    already, and on SQLite (whose transactions here take the write lock, which would hold up
+    every route), the reads run as they are.
+    """
+
+    @functools.wraps(report)
+    def in_one_snapshot(*args: P.args, **kwargs: P.kwargs) -> R:
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
+            return report(*args, **kwargs)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return report(*args, **kwargs)
+
+    return in_one_snapshot
 
 
 Tags = dict[str, str]

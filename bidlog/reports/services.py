@@ -50,6 +50,7 @@ from bidlog.reports.plan import (
     bid_filters,
     bucket_starts,
     call_filters,
+    one_snapshot,
     plan_range,
     report_plan,
     report_tags,
@@ -247,6 +248,7 @@ def _narrow_rollups(
     return Plan(raw=plan.raw, tags=plan.tags)
 
 
+@one_snapshot
 def report_summary(
     *,
     since: datetime,
@@ -382,6 +384,7 @@ def _series_exact_percentiles(
         buckets.tally_for(slot).exact_percentiles = pcts
 
 
+@one_snapshot
 def report_timeseries(
     *,
     since: datetime,

@@ -16,9 +16,10 @@ from bidlog.choices import Outcome
 from bidlog.models import BidLog, BidStateRollup
 from bidlog.reports.figures import rate
 from bidlog.reports.measures import SENT
-from bidlog.reports.plan import bid_filters, report_plan, report_tags
+from bidlog.reports.plan import bid_filters, one_snapshot, report_plan, report_tags
 
 
+@one_snapshot
 def report_states(
     *,
     since: datetime,

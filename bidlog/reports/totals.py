@@ -35,7 +35,15 @@ from bidlog.reports.measures import (
     performance_bucket_aggregates,
     performance_rollup_sums,
 )
-from bidlog.reports.plan import Plan, Tags, bid_filters, call_filters, report_plan, report_tags
+from bidlog.reports.plan import (
+    Plan,
+    Tags,
+    bid_filters,
+    call_filters,
+    one_snapshot,
+    report_plan,
+    report_tags,
+)
 
 Period = tuple[datetime, datetime]
 CALL_SUMS = {"calls": Sum("calls"), "routed_calls": Sum("routed_calls"), "revenue": Sum("revenue")}
@@ -99,6 +107,7 @@ def _raw_rows(
     yield from _union(calls, [plan.raw_q() for plan in plans], call_aggregates())
 
 
+@one_snapshot
 def report_totals_periods(
     periods: list[Period],
     *,

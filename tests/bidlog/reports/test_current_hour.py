@@ -1,15 +1,19 @@
 """The hour still running is rolled up as far as its rows are written, and reports ending in it
 read those rows for the hour so far and raw rows only after that moment."""
 
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from django.db import connection, connections
 from django.db.models import Sum
 from django.test import override_settings
 
 from bidlog.models import BidLog, BidPerformanceRollup, BuyerSummaryRollup, RollupBucket
+from bidlog.reports import services
 from bidlog.reports.measures import SENT
-from bidlog.reports.plan import plan_range
+from bidlog.reports.plan import Plan, plan_range
 from bidlog.reports.rollups import (
     HOUR,
     current_hour_settle,
@@ -139,3 +143,65 @@ def test_an_hour_younger_than_the_settle_time_is_not_rolled_up(db):
 
     assert rollup_build_current_hour(now=HOUR_START + timedelta(seconds=30)) is None
     assert not RollupBucket.objects.filter(bucket_start=HOUR_START).exists()
+
+
+# --- one snapshot per report (PostgreSQL) ---------------------------------------------------
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="SQLite's transactions here take the write lock; its reads are not wrapped",
+)
+
+
+def _rebuilt_meanwhile(monkeypatch: pytest.MonkeyPatch, later: datetime) -> list[datetime]:
+    """Make the summary's plan step commit a rebuild of the running hour (up to ``later``)
+    from another connection right after it has read the buckets, as the beat task may."""
+    real = services.report_plan
+    moments: list[datetime] = []
+
+    def plan_then_rebuild(*args: Any, **kwargs: Any) -> Plan:
+        plan = real(*args, **kwargs)
+
+        def rebuild() -> None:
+            try:
+                moments.append(rollup_build_current_hour(now=later))
+            finally:
+                connections.close_all()
+
+        worker = threading.Thread(target=rebuild)
+        worker.start()
+        worker.join()
+        return plan
+
+    monkeypatch.setattr(services, "report_plan", plan_then_rebuild)
+    return moments
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_summary_reads_one_snapshot_while_the_running_hour_is_rebuilt(monkeypatch):
+    buyers = [BuyerFactory(timeout_seconds=t) for t in (2, 10)]
+    bid_log_dataset(buyers=buyers, start=START, end=NOW, count=1500)
+    rollup_refresh(now=NOW - timedelta(minutes=10))  # the running hour up to 10:29
+    exact = report_summary(since=SINCE, until=NOW, exact=True)
+    moments = _rebuilt_meanwhile(monkeypatch, NOW)
+
+    fast = report_summary(since=SINCE, until=NOW)
+
+    assert moments == [NOW - current_hour_settle()]  # the rebuild did commit, to 10:39
+    assert_same_summary(fast, exact)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_without_one_snapshot_the_rebuild_would_count_minutes_twice(monkeypatch):
+    # The same race with the reads outside any snapshot: what one_snapshot prevents.
+    buyers = [BuyerFactory(timeout_seconds=t) for t in (2, 10)]
+    bid_log_dataset(buyers=buyers, start=START, end=NOW, count=1500)
+    rollup_refresh(now=NOW - timedelta(minutes=10))
+    exact = report_summary(since=SINCE, until=NOW, exact=True)
+    _rebuilt_meanwhile(monkeypatch, NOW)
+
+    fast = report_summary.__wrapped__(since=SINCE, until=NOW)  # type: ignore[attr-defined]
+
+    assert fast["attempts"] > exact["attempts"]
