@@ -3,6 +3,7 @@ read those rows for the hour so far and raw rows only after that moment."""
 
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from bidlog.reports.rollups import (
 )
 from bidlog.reports.services import report_summary, report_timeseries
 from bidlog.stale import rollup_mark_stale
-from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
+from tests.factories import BidLogFactory, BuyerFactory, CallFactory, bid_log_dataset
 from tests.report_checks import assert_same_summary
 
 START = datetime(2025, 11, 1, tzinfo=UTC)
@@ -136,6 +137,30 @@ def test_rows_written_into_the_rolled_up_part_make_it_stale_and_read_raw(dataset
     assert_same_summary(
         report_summary(since=SINCE, until=NOW), report_summary(since=SINCE, until=NOW, exact=True)
     )
+
+
+def test_a_campaign_s_summary_reads_the_running_hour_s_tag_rollups_then_raw(db):
+    buyer = BuyerFactory()
+    minutes = (5, 30, 38, 39, 39.5)  # rolled up to 10:39: the last two are read raw
+    for index, minute in enumerate(minutes):
+        moment = HOUR_START + timedelta(minutes=minute)
+        call = CallFactory(
+            created_at=moment,
+            campaign="spring" if index % 2 == 0 else "autumn",
+            winner=buyer,
+            routed=True,
+            bid_amount=Decimal("20.00"),
+        )
+        BidLogFactory(buyer=buyer, call=call, created_at=moment + timedelta(milliseconds=300))
+    rollup_refresh(now=NOW)
+
+    plan = plan_range(HOUR_START, NOW, tags={"campaign": "spring"})
+
+    assert plan.hours == [(HOUR_START, NOW - current_hour_settle())]
+    fast = report_summary(since=HOUR_START, until=NOW, campaign="spring")
+    exact = report_summary(since=HOUR_START, until=NOW, campaign="spring", exact=True)
+    assert_same_summary(fast, exact)
+    assert (fast["attempts"], fast["calls"], fast["revenue"]) == (3, 3, Decimal("60.00"))
 
 
 def test_an_hour_younger_than_the_settle_time_is_not_rolled_up(db):
