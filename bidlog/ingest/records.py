@@ -32,7 +32,7 @@ MAX_INT_CHARS = 11
 MAX_AMOUNT_CHARS = 32
 
 _STATE = re.compile(r"[A-Za-z]{2}")
-_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")
+_WHOLE = re.compile(r"\s*([+-]?[0-9]+)\s*")
 # Whole numbers and their ranges; a text field and its length limit (None: no limit).
 INT_RANGES = (
     ("code", 0, 9999),
@@ -95,9 +95,13 @@ class Batch:
 def whole_number(value: Any, low: int, high: int) -> int:
     """An int, or a string of at most ``MAX_INT_CHARS`` digits, inside ``[low, high]``."""
     if type(value) is not int:
-        if type(value) is not str or len(value) > MAX_INT_CHARS or not _WHOLE.fullmatch(value):
+        if type(value) is not str or len(value) > MAX_INT_CHARS:
             raise Invalid(WHOLE_ERROR)
-        value = int(value)
+        whole = _WHOLE.fullmatch(value)
+        if whole is None:
+            raise Invalid(WHOLE_ERROR)
+        # The digits alone: the pattern's \s takes separators (such as \x1f) that int() refuses.
+        value = int(whole.group(1))
     if not low <= value <= high:
         raise Invalid(f"Must be between {low} and {high}.")
     return value

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from bidlog.buyer_pages.api.serializers import BuyerSerializer
 from bidlog.buyer_pages.views import BuyerPageFilter
 from bidlog.ingest.records import FIELDS as IMPORT_FIELDS
+from bidlog.models import BidLog
 from bidlog.reports.call_pages import CallPageFilter
 from bidlog.reports.forms import ReportRangeForm
 from bidlog.reports.pages import BidPageFilter
@@ -203,6 +204,30 @@ def test_any_import_field_is_imported_or_its_record_refused_naming_it(api, data,
             assert all(messages for messages in errors.values())
 
     check()
+
+
+@pytest.mark.parametrize(
+    ("value", "status"), [("200\x1f", 200), ("\x1c204", 204), (" 404\x1e", 404), ("0\x1f", None)]
+)
+def test_a_number_padded_with_separators_is_read_as_its_digits(api, data, value, status):
+    # Found by the property above: "\x1f" is white space to the pattern, not to int().
+    record = {
+        "external_id": f"separators-{status}",
+        "grid_id": data.grid_id,
+        "caller_id": "3035551234",
+        "created_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+        "code": 2000,
+        "http_status": value,
+    }
+
+    response = api.post("/api/v1/bids/import/", {"records": [record]}, "json")
+
+    if status is None:  # 0 is no HTTP status: refused, naming the field
+        assert response.status_code == 400
+        assert "http_status" in response.json()["errors"]["records"]["0"]
+    else:
+        assert response.status_code == 201, response.content[:300]
+        assert BidLog.objects.get(external_id=record["external_id"]).http_status == status
 
 
 # Health checks need a test caller ID: turning them on names the caller ID that is missing.
