@@ -4,6 +4,9 @@ PostgreSQL's ``text`` and ``jsonb`` types refuse the NUL character (U+0000), and
 carrying one fails as a whole: a whole call's log, or a whole import batch. What we are sent
 is refused with the field named (:func:`contains_nul`); what a buyer answers is kept, with each
 NUL replaced by U+FFFD (:func:`nul_replaced`), so its answer is never lost.
+
+An id or a number sent as text is read only when it is ASCII digits (:func:`ascii_digits`):
+``str.isdigit`` also takes superscripts such as "²", which ``int`` refuses.
 """
 
 from __future__ import annotations
@@ -29,3 +32,8 @@ def contains_nul(value: Any) -> bool:
 def nul_replaced(text: str) -> str:
     """``text`` with each NUL replaced by U+FFFD, the mark of an unreadable character."""
     return text.replace(NUL, REPLACEMENT) if NUL in text else text
+
+
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII digits, which ``int`` reads as they look."""
+    return text.isascii() and text.isdigit()

@@ -44,6 +44,7 @@ from callgrid_portal import charts
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids
 from callgrid_portal.roles import OPERATOR, has_role
+from callgrid_portal.text import ascii_digits
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 RECENT_BIDS = 20
@@ -225,7 +226,7 @@ def _recent_bids(buyer: Buyer, *, masked: bool) -> list[dict[str, Any]]:
 def _test_bid(buyer: Buyer, wanted: str, *, masked: bool) -> dict[str, Any] | None:
     """The test bid ``?test_bid=`` names, if it is one of this buyer's; anything else is
     ignored (the page is still the buyer's page)."""
-    if not wanted.isdigit() or len(wanted) > 18:
+    if not ascii_digits(wanted) or len(wanted) > 18:
         return None
     bid = (
         BidLog.objects.select_related("buyer")

@@ -26,6 +26,7 @@ from callgrid_portal.api import ErrorSerializer
 from callgrid_portal.bidapi.client import RESERVED_KEYS, param_problem
 from callgrid_portal.privacy import shown_to
 from callgrid_portal.roles import OPERATOR, VIEWER
+from callgrid_portal.text import ascii_digits
 
 
 class TestBidInputSerializer(serializers.Serializer):
@@ -178,7 +179,7 @@ class AlertListView(generics.ListAPIView):
         if wanted and wanted not in AlertStatus.values:
             raise serializers.ValidationError({"status": [not_one_of(wanted, AlertStatus.values)]})
         buyer = params.get("buyer") or None
-        if buyer is not None and not (buyer.isdigit() and int(buyer) <= MAX_ID):
+        if buyer is not None and not (ascii_digits(buyer) and int(buyer) <= MAX_ID):
             raise serializers.ValidationError({"buyer": ["A buyer id is a whole number."]})
         return alert_list(status_filter=wanted, buyer_id=int(buyer) if buyer else None)
 

@@ -46,6 +46,7 @@ from callgrid_portal import charts
 from callgrid_portal.csvexport import csv_write
 from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids
+from callgrid_portal.text import ascii_digits
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 # The orders people may pick (a whitelist: the value never reaches SQL itself). Newest first
@@ -201,7 +202,7 @@ def _count(queryset: QuerySet[BidLog]) -> int:
 
 
 def _page_number(text: str) -> int | None:
-    if not text.isdigit() or len(text) > 3 or not 1 <= int(text) <= SORT_MAX_PAGES:
+    if not ascii_digits(text) or len(text) > 3 or not 1 <= int(text) <= SORT_MAX_PAGES:
         return None
     return int(text)
 

@@ -29,6 +29,7 @@ from buyers.models import Buyer
 from callgrid_portal.bidapi import codes, outcome_guidance
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phones_in
+from callgrid_portal.text import ascii_digits
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 PAGE_SIZE = 50
@@ -63,7 +64,7 @@ class BidPageFilter(PageFilterMixin, BidLogFilter):
 def _cursor(value: str) -> tuple[Any, int] | None:
     """``before=<created_at>~<id>``, the last row of the previous page; ``None`` if broken."""
     moment, _, pk = value.rpartition("~")
-    if not pk.isdigit() or len(pk) > 18:
+    if not ascii_digits(pk) or len(pk) > 18:
         return None
     try:
         return parse_iso_datetime(moment), int(pk)

@@ -37,7 +37,7 @@ ODD_VALUES: list[object] = [
     "NaN",
     "9" * 40,
 ]
-ODD_QUERY_VALUES = ["", "x", "-1", "0", "9" * 40, "2026-13-45", "a\u0000b", "1e999", "[]"]
+ODD_QUERY_VALUES = ["", "x", "-1", "0", "9" * 40, "2026-13-45", "a\u0000b", "1e999", "[]", "²"]
 
 LIST_FILTERS = {
     "/api/v1/bids/": [

@@ -28,6 +28,7 @@ from bidlog.routing.record import bid_result_record, bid_skip_record
 from bidlog.routing.send import bid_send
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
+from callgrid_portal.text import ascii_digits
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -40,7 +41,7 @@ def _param(text: str) -> tuple[str, str]:
 def _find_buyer(key: str) -> Buyer:
     """The buyer whose id, Grid ID or name is ``key``."""
     lookup = Q(grid_id=key) | Q(name=key)
-    if key.isdigit():
+    if ascii_digits(key):
         lookup |= Q(pk=int(key))
     matches = list(Buyer.objects.filter(lookup)[:2])
     if not matches:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from bidlog.choices import Outcome, Source
@@ -135,3 +135,10 @@ def test_viewer_sees_caller_numbers_masked_in_the_trace(flaky_buyer, viewer_api,
     data = viewer_api.get(reverse("api:bid-detail", args=[bid.pk])).json()
 
     assert data["trace"][0]["error"] == "caller 303***1234 refused"
+
+
+@pytest.mark.django_db
+def test_send_test_bid_command_names_an_unknown_buyer_even_in_superscript_digits():
+    # "²" passes str.isdigit() but not int(): it is looked up as a Grid ID or name only.
+    with pytest.raises(CommandError, match="No buyer with id, Grid ID or name '²'"):
+        call_command("send_test_bid", "²")

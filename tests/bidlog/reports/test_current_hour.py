@@ -178,11 +178,11 @@ postgresql_only = pytest.mark.skipif(
 )
 
 
-def _rebuilt_meanwhile(monkeypatch: pytest.MonkeyPatch, later: datetime) -> list[datetime]:
+def _rebuilt_meanwhile(monkeypatch: pytest.MonkeyPatch, later: datetime) -> list[datetime | None]:
     """Make the summary's plan step commit a rebuild of the running hour (up to ``later``)
     from another connection right after it has read the buckets, as the beat task may."""
     real = services.report_plan
-    moments: list[datetime] = []
+    moments: list[datetime | None] = []
 
     def plan_then_rebuild(*args: Any, **kwargs: Any) -> Plan:
         plan = real(*args, **kwargs)
