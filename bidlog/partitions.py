@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
 from bidlog.models import BidLog, Call
+from callgrid_portal.text import ascii_digits
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def partition_months(table: str) -> list[datetime]:
     months = []
     for name in names:
         suffix = name.removeprefix(prefix)
-        if name.startswith(prefix) and len(suffix) == 6 and suffix.isdigit():
+        if name.startswith(prefix) and len(suffix) == 6 and ascii_digits(suffix):
             months.append(datetime(int(suffix[:4]), int(suffix[4:]), 1, tzinfo=UTC))
     return sorted(months)
 

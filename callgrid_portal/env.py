@@ -8,6 +8,8 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from callgrid_portal.text import ascii_digits
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -70,6 +72,6 @@ def env_rate(name: str, default: str) -> str:
     """Parse a DRF throttle rate (``30/hour``); anything else is a configuration error."""
     value = env_str(name, default)
     count, _, period = value.partition("/")
-    if not (count.isdigit() and int(count) > 0 and period in _RATE_PERIODS):
+    if not (ascii_digits(count) and int(count) > 0 and period in _RATE_PERIODS):
         raise ImproperlyConfigured(f"{name} must look like 30/hour (a count and s, m, h or d)")
     return value

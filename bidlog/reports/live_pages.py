@@ -8,7 +8,6 @@ old row that arrives late (an import) never floods the log.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from bidlog.models import BidLog, Call
 from bidlog.reports.call_pages import call_row
 from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids
+from callgrid_portal.text import ascii_digits
 
 POLL_SECONDS = 3
 # The most rows one answer carries, and the page keeps (live.js drops the oldest beyond it).
@@ -30,7 +30,6 @@ ROWS = 50
 # The page opens on the calls of the last day; a poll looks at the last few minutes only.
 PAGE_WINDOW = timedelta(hours=24)
 POLL_WINDOW = timedelta(minutes=15)
-AFTER_PATTERN = re.compile(r"[0-9]{1,19}")
 
 
 def live_calls(*, after: int = 0, window: timedelta) -> QuerySet[Call]:
@@ -89,8 +88,7 @@ class LiveCallRowsView(RoleRequiredMixin, View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         after = request.GET.get("after", "0")
-        # ASCII digits only: str.isdigit() takes full-width digits too, which int() then reads.
-        if not (AFTER_PATTERN.fullmatch(after) and int(after) <= MAX_ID):
+        if not (ascii_digits(after) and len(after) <= 19 and int(after) <= MAX_ID):
             return HttpResponse(
                 "after: the id of the newest call shown, a whole number.",
                 status=400,

@@ -32,7 +32,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 from callgrid_portal.bidapi.outcomes import Outcome
-from callgrid_portal.text import nul_replaced
+from callgrid_portal.text import ascii_digits, nul_replaced
 
 MAX_BODY_BYTES = 64 * 1024
 RAW_RESPONSE_KEEP = 2000  # characters of an odd body kept for the log
@@ -264,7 +264,7 @@ def parse_code(value: Any) -> int | None:
         return None
     if isinstance(value, str):
         value = value.strip()
-        if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_CODE)):
+        if not ascii_digits(value) or len(value) > len(str(MAX_CODE)):
             return None
         return int(value)
     if isinstance(value, Decimal):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.db import models
 
 from callgrid_portal.bidapi.outcomes import Outcome
+from callgrid_portal.text import ascii_digits
 
 
 class Priority(models.TextChoices):
@@ -469,7 +470,7 @@ def get(code: int | str | None) -> ErrorCode | None:
         return None
     if isinstance(code, str):
         code = code.strip()
-        if not code.isascii() or not code.isdigit():
+        if not ascii_digits(code):
             return None
         code = int(code)
     if not isinstance(code, int):

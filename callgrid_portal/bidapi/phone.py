@@ -8,6 +8,8 @@ sending so a formatting slip never costs a bid, and refuse what cannot be a NANP
 import re
 from dataclasses import dataclass
 
+from callgrid_portal.text import ascii_digits
+
 _FORMATTING = re.compile(r"[\s\-.()]")
 
 
@@ -66,7 +68,7 @@ def normalize_caller_id(raw: object) -> CallerId:
     plus = text.startswith("+")
     if plus:
         text = text[1:]
-    if not text.isdigit() or not text.isascii():
+    if not ascii_digits(text):
         raise InvalidCallerId("caller ID may contain only digits, spaces, dashes, dots, () and +")
     if plus and not text.startswith("1"):
         raise InvalidCallerId("only North American numbers (+1) are accepted")

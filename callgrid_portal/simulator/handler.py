@@ -28,6 +28,7 @@ from callgrid_portal.simulator.scenario import (
 )
 from callgrid_portal.simulator.sockets import Server, StampedReader
 from callgrid_portal.simulator.state import SimulatorState
+from callgrid_portal.text import ascii_digits
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class BidHandler(BaseHTTPRequestHandler):
             )
         caller_id = body.get("CallerId")
         digits = caller_id[1:] if isinstance(caller_id, str) and caller_id[:1] == "+" else caller_id
-        if not isinstance(digits, str) or not digits.isdigit() or not digits.isascii():
+        if not isinstance(digits, str) or not ascii_digits(digits):
             # CallGrid itself refuses a missing or formatted caller ID (error-code reference).
             return self._coded("invalid_caller_id", behaviour, body)
         respond = behaviour["respond"]

@@ -170,8 +170,9 @@ def test_the_pinned_swagger_files_are_served(asset, viewer_api):
     assert finders.find(url.removeprefix("/static/")) is not None
 
 
-def test_a_bad_throttle_rate_stops_the_start_naming_the_variable(tmp_path):
-    env = _production_env(tmp_path, CALLER_SEARCH_THROTTLE_RATE="lots")
+@pytest.mark.parametrize("rate", ["lots", "²/minute"])  # "²" passes str.isdigit(), not int()
+def test_a_bad_throttle_rate_stops_the_start_naming_the_variable(tmp_path, rate):
+    env = _production_env(tmp_path, CALLER_SEARCH_THROTTLE_RATE=rate)
     out = subprocess.run(
         [sys.executable, "manage.py", "check"], env=env, cwd=ROOT, capture_output=True, text=True
     )
