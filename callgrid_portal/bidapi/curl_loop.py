@@ -147,6 +147,9 @@ class Loop:
         self.transport = transport
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
+        # The events each socket is watched for, kept here: asking the selector's own map
+        # (a Mapping view) on each of libcurl's socket calls cost more than the call.
+        self.watched: dict[int, int] = {}
         self.multi = pycurl.CurlMulti()
         self.multi.setopt(pycurl.M_MAXCONNECTS, MAX_CONNECTIONS_PER_THREAD)
         self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -156,18 +159,20 @@ class Loop:
         self.running: dict[pycurl.Curl, _Exchange] = {}
 
     def _on_socket(self, what: int, fd: int, _multi: object, _data: object) -> None:
-        registered = fd in self.selector.get_map()
+        watched = self.watched.get(fd)
         if what == pycurl.POLL_REMOVE:
-            if registered:
+            if watched is not None:
+                del self.watched[fd]
                 self.selector.unregister(fd)
             return
         events = (selectors.EVENT_READ if what & pycurl.POLL_IN else 0) | (
             selectors.EVENT_WRITE if what & pycurl.POLL_OUT else 0
         )
-        if registered:
-            self.selector.modify(fd, events)
-        else:
+        if watched is None:
             self.selector.register(fd, events)
+        elif watched != events:
+            self.selector.modify(fd, events)
+        self.watched[fd] = events
 
     def _on_timer(self, ms: int) -> None:
         self.timer_at = None if ms < 0 else time.monotonic() + ms / 1000
@@ -202,7 +207,7 @@ class Loop:
         now = time.monotonic()
         wake = [t for t in (self.timer_at, waiting[0][0] if waiting else None) if t is not None]
         timeout = max(min(wake) - now, 0.0) if wake else 1.0
-        if self.selector.get_map():
+        if self.watched:
             events = self.selector.select(timeout)
         else:
             time.sleep(timeout)  # nothing to watch yet: only timers are due
