@@ -121,10 +121,9 @@ if DATABASE_URL:
     # request and task), so it is never kept past a request as CONN_MAX_AGE would.
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # A connection a restarted server dropped is replaced before a request meets it, by a
-        # check that costs no round trip (callgrid_portal/dbpool.py), not by Django's
-        # CONN_HEALTH_CHECKS, which sends an empty query on every borrow.
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+        # The pool checks each connection as it lends it (one empty query), so a connection a
+        # restarted server dropped is replaced before a request meets it.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             {
                 # A server that does not answer fails the request (503) instead of holding it.

@@ -31,7 +31,6 @@ from bidlog.routing import limits
 from bidlog.routing.eligibility import buyers_with_last_paid
 from bidlog.routing.strategies import call_route
 from buyers.models import Buyer
-from callgrid_portal.dbpool import server_has_spoken
 from tests.conftest import _database_env
 from tests.factories import BuyerFactory, CallFactory
 
@@ -108,48 +107,10 @@ def test_a_pooled_connection_killed_while_idle_is_replaced_before_a_request_meet
     pid = _request()
     _kill(pid)
 
-    # A connection is checked as it is lent: the dead one is dropped, no request fails.
+    # The pool checks a connection as it lends it: the dead one is dropped, no request fails.
     fresh = {_request() for _ in range(3)}
 
     assert pid not in fresh
-
-
-def _last_statement(pid: int) -> str:
-    """The last statement server process ``pid`` received, as ``pg_stat_activity`` shows it."""
-    params = connection.get_connection_params()
-    params.pop("context", None)
-    params.pop("cursor_factory", None)
-    with psycopg.connect(**params, autocommit=True) as other:
-        row = other.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
-    assert row is not None
-    return row[0]
-
-
-def test_a_live_pooled_connection_is_lent_without_a_round_trip():
-    def marked() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 'lent-marker'")
-
-    connection.close()
-    marked_pids = {_request(marked) for _ in range(5)}
-
-    # Taking a connection, and nothing else: no check query reaches the server, so each
-    # connection's last statement is still the one its last request ran.
-    lent_pids = {_request(connection.ensure_connection) for _ in range(5)}
-
-    assert lent_pids <= marked_pids
-    assert {_last_statement(pid) for pid in lent_pids} == {"SELECT 'lent-marker'"}
-
-
-def test_a_connection_tells_when_its_server_has_ended_it():
-    connection.ensure_connection()
-    live = connection.connection
-    assert server_has_spoken(live) is False
-
-    _kill(live.info.backend_pid)
-
-    assert server_has_spoken(live) is True
-    connection.close()  # the pool drops it
 
 
 # --- prepared statements ------------------------------------------------------------------
