@@ -31,6 +31,7 @@ def _plan(filters: dict) -> str:
     queryset = bid_list(filters=filters)[:51]
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE bidlog_bidlog")
+        cursor.execute("ANALYZE buyers_buyer")
         cursor.execute("SET LOCAL enable_seqscan = off")
     return _named_by_parent(queryset.explain())
 
