@@ -28,7 +28,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 def _grid_id(n: int) -> str:
-    return f"cm97s8hmv{n:06d}ijt06r4dj"
+    # The "f" keeps them apart from the grid ids tests write out (cm97s8hmv000555ijt06r4dj):
+    # a factory's sequence number reaching 555 in the same test would otherwise take that one.
+    return f"cm97s8hmvf{n:06d}ijt06r4dj"
 
 
 class BuyerFactory(factory.django.DjangoModelFactory):
