@@ -6,7 +6,8 @@ is refused with the field named (:func:`contains_nul`); what a buyer answers is 
 NUL replaced by U+FFFD (:func:`nul_replaced`), so its answer is never lost.
 
 An id or a number sent as text is read only when it is ASCII digits (:func:`ascii_digits`):
-``str.isdigit`` also takes superscripts such as "²", which ``int`` refuses.
+``str.isdigit`` also takes superscripts such as "²", which ``int`` refuses;
+:func:`whole_number_upto` also bounds its length and value before and after ``int``.
 """
 
 from __future__ import annotations
@@ -37,3 +38,15 @@ def nul_replaced(text: str) -> str:
 def ascii_digits(text: str) -> bool:
     """Whether ``text`` is one or more ASCII digits, which ``int`` reads as they look."""
     return text.isascii() and text.isdigit()
+
+
+def whole_number_upto(text: str, maximum: int) -> int | None:
+    """``text`` as a whole number from 0 to ``maximum``, or ``None`` when it is not one.
+
+    Its length is checked before ``int`` reads it: a number of thousands of digits costs
+    ``int`` time, and beyond 4,300 digits ``int`` refuses it with a ValueError.
+    """
+    if not ascii_digits(text) or len(text) > len(str(maximum)):
+        return None
+    number = int(text)
+    return number if number <= maximum else None

@@ -21,6 +21,7 @@ from django.views.generic import DetailView, FormView, ListView
 from bidlog.buyer_pages.figures import buyer_figures
 from bidlog.buyer_pages.status import CONFIRMED_STATUSES, STATUS_ACTIONS, status_question
 from bidlog.choices import AlertStatus, Source
+from bidlog.filters import MAX_ID
 from bidlog.models import BidLog
 from bidlog.monitoring.alerts import alert_list
 from bidlog.monitoring.health import buyer_health, buyers_health
@@ -44,7 +45,7 @@ from callgrid_portal import charts
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids
 from callgrid_portal.roles import OPERATOR, has_role
-from callgrid_portal.text import ascii_digits
+from callgrid_portal.text import whole_number_upto
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 RECENT_BIDS = 20
@@ -226,11 +227,12 @@ def _recent_bids(buyer: Buyer, *, masked: bool) -> list[dict[str, Any]]:
 def _test_bid(buyer: Buyer, wanted: str, *, masked: bool) -> dict[str, Any] | None:
     """The test bid ``?test_bid=`` names, if it is one of this buyer's; anything else is
     ignored (the page is still the buyer's page)."""
-    if not ascii_digits(wanted) or len(wanted) > 18:
+    bid_id = whole_number_upto(wanted, MAX_ID)
+    if bid_id is None:
         return None
     bid = (
         BidLog.objects.select_related("buyer")
-        .filter(pk=int(wanted), buyer=buyer, source=Source.TEST)
+        .filter(pk=bid_id, buyer=buyer, source=Source.TEST)
         .first()
     )
     return bid_row(bid, masked=masked) if bid is not None else None

@@ -26,7 +26,7 @@ from callgrid_portal.api import ErrorSerializer
 from callgrid_portal.bidapi.client import RESERVED_KEYS, param_problem
 from callgrid_portal.privacy import shown_to
 from callgrid_portal.roles import OPERATOR, VIEWER
-from callgrid_portal.text import ascii_digits
+from callgrid_portal.text import whole_number_upto
 
 
 class TestBidInputSerializer(serializers.Serializer):
@@ -179,9 +179,10 @@ class AlertListView(generics.ListAPIView):
         if wanted and wanted not in AlertStatus.values:
             raise serializers.ValidationError({"status": [not_one_of(wanted, AlertStatus.values)]})
         buyer = params.get("buyer") or None
-        if buyer is not None and not (ascii_digits(buyer) and int(buyer) <= MAX_ID):
+        buyer_id = whole_number_upto(buyer, MAX_ID) if buyer is not None else None
+        if buyer is not None and buyer_id is None:
             raise serializers.ValidationError({"buyer": ["A buyer id is a whole number."]})
-        return alert_list(status_filter=wanted, buyer_id=int(buyer) if buyer else None)
+        return alert_list(status_filter=wanted, buyer_id=buyer_id)
 
 
 def _conflict(exc: triage.TriageError) -> Response:

@@ -46,7 +46,7 @@ from callgrid_portal import charts
 from callgrid_portal.csvexport import csv_write
 from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids
-from callgrid_portal.text import ascii_digits
+from callgrid_portal.text import whole_number_upto
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 # The orders people may pick (a whitelist: the value never reaches SQL itself). Newest first
@@ -202,9 +202,8 @@ def _count(queryset: QuerySet[BidLog]) -> int:
 
 
 def _page_number(text: str) -> int | None:
-    if not ascii_digits(text) or len(text) > 3 or not 1 <= int(text) <= SORT_MAX_PAGES:
-        return None
-    return int(text)
+    number = whole_number_upto(text, SORT_MAX_PAGES)
+    return number if number else None  # pages count from 1
 
 
 def _sorted(queryset: QuerySet[BidLog], sort: str, *, export: bool = False) -> QuerySet[BidLog]:

@@ -22,7 +22,7 @@ from bidlog.models import BidLog, Call
 from bidlog.reports.call_pages import call_row
 from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids
-from callgrid_portal.text import ascii_digits
+from callgrid_portal.text import whole_number_upto
 
 POLL_SECONDS = 3
 # The most rows one answer carries, and the page keeps (live.js drops the oldest beyond it).
@@ -87,15 +87,15 @@ class LiveCallRowsView(RoleRequiredMixin, View):
     """``/live/rows/?after=<id>``: the rows of calls newer than ``after``; 204 when none."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        after = request.GET.get("after", "0")
-        if not (ascii_digits(after) and len(after) <= 19 and int(after) <= MAX_ID):
+        after_id = whole_number_upto(request.GET.get("after", "0"), MAX_ID)
+        if after_id is None:
             return HttpResponse(
                 "after: the id of the newest call shown, a whole number.",
                 status=400,
                 content_type="text/plain",
             )
         masked = not can_see_caller_ids(request.user)
-        calls = live_calls(after=int(after), window=POLL_WINDOW)
+        calls = live_calls(after=after_id, window=POLL_WINDOW)
         rows = [live_row(call, masked=masked) for call in calls]
         if not rows:
             return HttpResponse(status=204)

@@ -91,7 +91,7 @@ class LatencyBucket(models.Func):
     output_field = models.IntegerField()
 
 
-# The row key of :func:`latency_buckets_aggregate`.
+# The row key of the bucket array :func:`performance_bucket_aggregates` adds.
 LATENCY_BUCKETS = "latency_buckets"
 
 

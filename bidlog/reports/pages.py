@@ -19,7 +19,7 @@ from django.shortcuts import render
 from django.views import View
 
 from bidlog.choices import OutcomeClass
-from bidlog.filters import BidLogFilter, parse_iso_datetime
+from bidlog.filters import MAX_ID, BidLogFilter, parse_iso_datetime
 from bidlog.monitoring.support import support_request_text
 from bidlog.reports.bid_rows import bid_row
 from bidlog.reports.forms import listing_range
@@ -29,7 +29,7 @@ from buyers.models import Buyer
 from callgrid_portal.bidapi import codes, outcome_guidance
 from callgrid_portal.pages import PageFilterMixin, RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids, mask_phones_in
-from callgrid_portal.text import ascii_digits
+from callgrid_portal.text import whole_number_upto
 from callgrid_portal.throttles import CALLER_PARAM, caller_search_wait, throttled_message
 
 PAGE_SIZE = 50
@@ -63,11 +63,12 @@ class BidPageFilter(PageFilterMixin, BidLogFilter):
 
 def _cursor(value: str) -> tuple[Any, int] | None:
     """``before=<created_at>~<id>``, the last row of the previous page; ``None`` if broken."""
-    moment, _, pk = value.rpartition("~")
-    if not ascii_digits(pk) or len(pk) > 18:
+    moment, _, pk_text = value.rpartition("~")
+    pk = whole_number_upto(pk_text, MAX_ID)
+    if pk is None:
         return None
     try:
-        return parse_iso_datetime(moment), int(pk)
+        return parse_iso_datetime(moment), pk
     except ValueError:
         return None
 

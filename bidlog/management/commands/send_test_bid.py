@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from bidlog.choices import Outcome, Source
+from bidlog.filters import MAX_ID
 from bidlog.models import BidLog
 from bidlog.monitoring.testbids import DEFAULT_TEST_CALLER_ID, caller_id_for_test_bids
 from bidlog.routing.eligibility import Block
@@ -28,7 +29,7 @@ from bidlog.routing.record import bid_result_record, bid_skip_record
 from bidlog.routing.send import bid_send
 from buyers.models import Buyer
 from buyers.validators import US_STATE_CODES
-from callgrid_portal.text import ascii_digits
+from callgrid_portal.text import whole_number_upto
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -41,8 +42,8 @@ def _param(text: str) -> tuple[str, str]:
 def _find_buyer(key: str) -> Buyer:
     """The buyer whose id, Grid ID or name is ``key``."""
     lookup = Q(grid_id=key) | Q(name=key)
-    if ascii_digits(key):
-        lookup |= Q(pk=int(key))
+    if (pk := whole_number_upto(key, MAX_ID)) is not None:
+        lookup |= Q(pk=pk)
     matches = list(Buyer.objects.filter(lookup)[:2])
     if not matches:
         raise CommandError(f"No buyer with id, Grid ID or name {key!r}.")
