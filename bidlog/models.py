@@ -16,6 +16,7 @@ from bidlog.rollup_models import BidOutcomeRollup as BidOutcomeRollup
 from bidlog.rollup_models import BidOutcomeTotalRollup as BidOutcomeTotalRollup
 from bidlog.rollup_models import BidPerformanceRollup as BidPerformanceRollup
 from bidlog.rollup_models import BidStateRollup as BidStateRollup
+from bidlog.rollup_models import BidStateTotalRollup as BidStateTotalRollup
 from bidlog.rollup_models import BuyerSummaryRollup as BuyerSummaryRollup
 from bidlog.rollup_models import CallRollup as CallRollup
 from bidlog.rollup_models import CallTagRollup as CallTagRollup

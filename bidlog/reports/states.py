@@ -13,7 +13,7 @@ from typing import Any, Literal
 from django.db.models import Count, Q, Sum
 
 from bidlog.choices import Outcome
-from bidlog.models import BidLog, BidStateRollup
+from bidlog.models import BidLog, BidStateRollup, BidStateTotalRollup
 from bidlog.reports.figures import rate
 from bidlog.reports.measures import SENT
 from bidlog.reports.plan import bid_filters, one_snapshot, report_plan, report_tags
@@ -38,8 +38,10 @@ def report_states(
     measures: tuple[Literal["attempts", "bids", "accepted"], ...] = ("attempts", "bids", "accepted")
     rollup_q = plan.rollup_q()
     if rollup_q is not None:
+        # Over every buyer, the rows summed per bucket without the buyer: a few hundred a day.
+        model = BidStateRollup if buyer_id is not None else BidStateTotalRollup
         for row in (
-            BidStateRollup.objects.filter(rollup_q, **filters)
+            model.objects.filter(rollup_q, **filters)
             .values("state_code")
             .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted"))
             .order_by()

@@ -4,7 +4,8 @@
 totals but the breakdowns, which come from ``BidOutcomeTotalRollup`` (outcome and code
 over all buyers) or, for one buyer, from that buyer's ``BidOutcomeRollup`` rows. Both are
 derived from the outcome, performance and call rollups of the same bucket, never from raw
-rows; :mod:`bidlog.reports.rollups` builds them with those.
+rows; :mod:`bidlog.reports.rollups` builds them with those. ``BidStateTotalRollup`` is the
+state table over all buyers, summed from ``BidStateRollup`` the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from bidlog.models import (
     BidOutcomeRollup,
     BidOutcomeTotalRollup,
     BidPerformanceRollup,
+    BidStateRollup,
+    BidStateTotalRollup,
     BuyerSummaryRollup,
     CallRollup,
 )
@@ -106,6 +109,21 @@ def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None
             "GROUP BY bucket_start, buyer_id",
             [grain, *class_params, *where, *where, *where],
         )
+
+
+def state_total_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
+    """Rebuild the ``BidStateTotalRollup`` rows of the ``grain`` buckets in ``[start, end)``:
+    the ``BidStateRollup`` rows of the same buckets summed over the buyers."""
+    same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
+    BidStateTotalRollup.objects.filter(same).delete()
+    insert_select(
+        BidStateTotalRollup,
+        {"grain": grain},
+        BidStateRollup.objects.filter(same)
+        .order_by()
+        .values("bucket_start", "source", "state_code")
+        .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted")),
+    )
 
 
 def outcome_total_rows(rollup_q: Q, buyer_id: int | None) -> QuerySet:

@@ -16,6 +16,7 @@ from bidlog.models import (
     BidOutcomeRollup,
     BidPerformanceRollup,
     BidStateRollup,
+    BidStateTotalRollup,
     BuyerSummaryRollup,
     Call,
     CallRollup,
@@ -45,7 +46,8 @@ def _year(django_db_setup, django_db_blocker):
         bid_log_dataset(buyers=buyers, start=START, end=END, count=2400)
         rollup_build(start=START, end=END, now=NOW)
         yield buyers
-        for model in (*ROLLUP_MODELS, *SUMMARY_MODELS, RollupBucket, BidLog, Call):
+        derived = (*SUMMARY_MODELS, BidStateTotalRollup)
+        for model in (*ROLLUP_MODELS, *derived, RollupBucket, BidLog, Call):
             model.objects.all().delete()
         Buyer.objects.filter(pk__in=[buyer.pk for buyer in buyers]).delete()
 
@@ -92,10 +94,26 @@ def test_a_400_day_summary_equals_the_raw_group_by(year, buyer_index):
 
 
 def test_a_400_day_state_table_equals_the_raw_group_by(year):
-    fast = report_states(since=SINCE, until=UNTIL)
+    with CaptureQueriesContext(connection) as queries:
+        fast = report_states(since=SINCE, until=UNTIL)
 
     assert fast == report_states(since=SINCE, until=UNTIL, exact=True)
     assert sum(row["attempts"] for row in fast) > 500
+    # Every buyer's table reads the rows without the buyer, never the per-buyer ones.
+    read = " ".join(query["sql"] for query in queries.captured_queries)
+    assert BidStateTotalRollup._meta.db_table in read
+    assert f'"{BidStateRollup._meta.db_table}"' not in read
+
+
+@pytest.mark.parametrize("source", [None, "live", "test"])
+def test_a_400_day_state_table_of_one_buyer_or_source_equals_the_raw_group_by(year, source):
+    for buyer_id in (None, year[1].pk):
+        fast = report_states(since=SINCE, until=UNTIL, buyer_id=buyer_id, source=source)
+        exact = report_states(
+            since=SINCE, until=UNTIL, buyer_id=buyer_id, source=source, exact=True
+        )
+        assert fast == exact
+        assert sum(row["attempts"] for row in fast) > 0
 
 
 def test_a_400_day_daily_series_equals_the_raw_group_by(year):

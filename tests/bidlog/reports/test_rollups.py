@@ -2,9 +2,11 @@
 
 import importlib
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.apps import apps as django_apps
+from django.db import connection
 from django.db.models import Sum
 from django.forms.models import model_to_dict
 
@@ -13,6 +15,7 @@ from bidlog.models import (
     BidOutcomeRollup,
     BidPerformanceRollup,
     BidStateRollup,
+    BidStateTotalRollup,
     Call,
     CallRollup,
     RollupBucket,
@@ -29,7 +32,14 @@ from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
 START = datetime(2025, 11, 1, tzinfo=UTC)
 END = datetime(2025, 11, 2, 6, tzinfo=UTC)
 NOW = datetime(2025, 11, 3, tzinfo=UTC)
-MODELS = (BidOutcomeRollup, BidPerformanceRollup, BidStateRollup, CallRollup, *SUMMARY_MODELS)
+MODELS = (
+    BidOutcomeRollup,
+    BidPerformanceRollup,
+    BidStateRollup,
+    BidStateTotalRollup,
+    CallRollup,
+    *SUMMARY_MODELS,
+)
 
 
 def _snapshot() -> dict:
@@ -143,3 +153,34 @@ def test_the_migration_fills_the_summary_rollups_of_a_database_with_rollups(data
 
     assert _snapshot() == built
     assert built["BuyerSummaryRollup"] and built["BidOutcomeTotalRollup"]
+
+
+def test_the_state_totals_are_the_state_rows_summed_over_the_buyers(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+
+    for grain in ("hour", "day"):
+        per_buyer: dict[tuple, list[int]] = {}
+        for row in BidStateRollup.objects.filter(grain=grain):
+            key = (row.bucket_start, row.source, row.state_code)
+            sums = per_buyer.setdefault(key, [0, 0, 0])
+            for i, value in enumerate((row.attempts, row.bids, row.accepted)):
+                sums[i] += value
+        totals = {
+            (row.bucket_start, row.source, row.state_code): [row.attempts, row.bids, row.accepted]
+            for row in BidStateTotalRollup.objects.filter(grain=grain)
+        }
+        assert totals == per_buyer and len(totals) > 10
+
+
+def test_the_migration_fills_the_state_totals_of_a_database_with_rollups(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+    built = _snapshot()
+    # As before the migration: the state rows exist, their totals do not.
+    BidStateTotalRollup.objects.all().delete()
+    migration = importlib.import_module("bidlog.migrations.0015_state_total_rollup")
+
+    # The backfill reads only the schema editor's connection.
+    migration.backfill(django_apps, SimpleNamespace(connection=connection))
+
+    assert _snapshot() == built
+    assert built["BidStateTotalRollup"]
