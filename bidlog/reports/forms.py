@@ -17,6 +17,7 @@ from bidlog.choices import Source
 from bidlog.filters import EARLIEST, LATEST, IsoDateTimeField, TagField
 from bidlog.reports.api import MAX_RANGE
 from bidlog.reports.campaigns import GROUPS
+from bidlog.stale import floor_hour
 from buyers.models import Buyer
 
 RowT = TypeVar("RowT", bound=Model)
@@ -149,9 +150,13 @@ class RangeForm(forms.Form):
         label = QUICK_RANGES[key]
         if key in ROLLING:
             length = ROLLING[key]
-            # The previous period of a rolling week or month is the one before it; of the
-            # last 24 hours, the same hours yesterday.
-            return self.now - length, self.now, f"Last {label.lower()}", length, "range"
+            # A rolling range starts on the UTC hour: "24 hours" at 14:20 runs from 14:00
+            # yesterday (up to an hour more than its name). Every hour it covers is then
+            # read from the rollups, where a start inside an hour read up to an hour of raw
+            # rows on every request. The previous period of a rolling week or month is the
+            # one before it; of the last 24 hours, the same hours yesterday.
+            since = floor_hour(self.now - length)
+            return since, self.now, f"Last {label.lower()}", length, "range"
         today = self.now.astimezone(self.zone).date()
         if key == "today":
             return self._midnight(today), self.now, label, timedelta(days=1), "range"

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bidlog.models import SavedBidFilter
+from bidlog.stale import floor_hour
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, CallFactory
 
@@ -42,9 +43,10 @@ def _bounds(key: str, now: datetime) -> tuple[datetime, datetime]:
     return {
         "today": (today, now),
         "yesterday": (today - timedelta(days=1), today),
-        "24h": (now - timedelta(hours=24), now),
-        "7d": (now - timedelta(days=7), now),
-        "30d": (now - timedelta(days=30), now),
+        # A rolling range starts on the UTC hour at or before its length ago.
+        "24h": (floor_hour(now - timedelta(hours=24)), now),
+        "7d": (floor_hour(now - timedelta(days=7)), now),
+        "30d": (floor_hour(now - timedelta(days=30)), now),
         "any": (datetime(1970, 1, 1, tzinfo=UTC), now + timedelta(days=1)),
     }[key]
 

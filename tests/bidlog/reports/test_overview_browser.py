@@ -26,7 +26,8 @@ def shift(site):
     acme = BuyerFactory(name="Acme Auto")
     now = timezone.now()
     for back, campaigns in ((0, ["auto", "auto", "solar"]), (1, ["auto", "auto"]), (7, ["x"] * 4)):
-        moment = now - timedelta(days=back, minutes=20)
+        # Earlier periods further back: "24 hours" starts on the hour (up to 25 hours back).
+        moment = now - timedelta(days=back, minutes=20 if back == 0 else 90)
         for campaign in campaigns:
             call = CallFactory(
                 winner=acme,

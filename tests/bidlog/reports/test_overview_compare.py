@@ -69,8 +69,18 @@ def test_quick_ranges_run_from_midnight_and_compare_with_the_day_before(settings
     assert yesterday["since"] == datetime(2026, 12, 3, tzinfo=UTC)
     assert yesterday["until"] == datetime(2026, 12, 4, tzinfo=UTC)
     week = _clean({"range": "7d"})
-    assert (week["until"] - week["since"], week["bucket"]) == (timedelta(days=7), "day")
+    assert week["since"] == datetime(2026, 11, 27, 15, tzinfo=UTC) and week["until"] == NOW
+    assert (week["period"], week["bucket"]) == (timedelta(days=7), "day")
     assert _clean({})["label"] == "Last 24 hours"
+
+
+def test_rolling_ranges_start_on_the_hour_so_reports_read_whole_rollup_hours():
+    day = _clean({"range": "24h"})
+    assert day["since"] == (NOW - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
+    assert day["since"].minute == 0 and NOW - day["since"] <= timedelta(hours=25)
+    assert (day["until"], day["period"], day["bucket"]) == (NOW, timedelta(hours=24), "hour")
+    month = _clean({"range": "30d"})
+    assert month["since"] == datetime(2026, 11, 4, 15, tzinfo=UTC)
 
 
 def test_days_picked_include_the_last_day_and_stop_at_now(settings):
@@ -110,11 +120,13 @@ def test_quick_range_links_keep_the_pages_other_filters(rf):
 
 @pytest.fixture
 def three_periods(db):
-    """Calls and bids in the last hour, the same hour yesterday and the same hour last week."""
+    """Calls and bids in the last hour, and about the same hour yesterday and last week."""
     acme = BuyerFactory(name="Acme")
     now = timezone.now()
     for back, calls, amount in ((0, 3, "20.00"), (1, 2, "20.00"), (7, 4, "20.00")):
-        moment = now - timedelta(days=back, minutes=30)
+        # Earlier periods an hour and a half further back: "24 hours" starts on the hour, so
+        # it reaches up to 25 hours back.
+        moment = now - timedelta(days=back, minutes=30 if back == 0 else 90)
         for _ in range(calls):
             CallFactory(winner=acme, routed=True, bid_amount=Decimal(amount), created_at=moment)
             BidLogFactory(buyer=acme, outcome=Outcome.ACCEPTED, created_at=moment)
@@ -157,7 +169,7 @@ def test_overview_puts_the_campaign_losing_money_first(alice, db):
                 routed=True,
                 bid_amount=Decimal(amount),
                 campaign=campaign,
-                created_at=now - timedelta(days=back, minutes=10),
+                created_at=now - timedelta(days=back, minutes=10 if back == 0 else 90),
             )
     response = page_client(alice).get(reverse("home"), {"range": "24h"})
     rows = response.context["tag_rows"]
