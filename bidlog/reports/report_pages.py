@@ -232,6 +232,9 @@ def _reports_context(
     tables: dict[str, Table] = {
         name: (table.header(), table.rows(records[name])) for name, table in page_tables.items()
     }
+    # A day bucket starts at midnight in TIME_ZONE; shown in UTC, it needs its hour unless
+    # that midnight is UTC's.
+    time_format = "Y-m-d" if bucket == "day" and settings.TIME_ZONE == "UTC" else "Y-m-d H:i"
     answers = [row for row in records["codes"] if _is_answer(row)]
     errors = [row for row in records["codes"] if not _is_answer(row)]
     code_tables = [
@@ -243,16 +246,17 @@ def _reports_context(
         "tables": tables,
         "group": group,
         "report_tables": REPORT_TABLES,
-        "cells": {name: table.cells(tables[name][1]) for name, table in page_tables.items()},
+        "cells": {
+            name: table.cells(tables[name][1], time_format=time_format)
+            for name, table in page_tables.items()
+        },
         "code_tables": code_tables,
-        "code_cells": [(heading, CODES.cells(rows), empty) for heading, rows, empty in code_tables],
+        "code_cells": [
+            (heading, CODES.cells(rows, time_format=time_format), empty)
+            for heading, rows, empty in code_tables
+        ],
         "csv": _export_links(request),
         "charts": _report_charts(records, summary, answers, errors, bucket, group),
-        # A day bucket starts at midnight in TIME_ZONE; shown in UTC, it needs its hour unless
-        # that midnight is UTC's.
-        "bucket_format": (
-            "Y-m-d" if bucket == "day" and settings.TIME_ZONE == "UTC" else "Y-m-d H:i"
-        ),
     }
 
 
