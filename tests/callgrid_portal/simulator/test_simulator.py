@@ -55,13 +55,16 @@ def test_rate_limit_answer_is_http_429_with_retry_after(simulator):
 def test_message_override_replaces_callgrid_text(simulator):
     simulator.configure(GRID, respond="decline", message="Not in our footprint")
 
-    assert bid(simulator).json() == {
+    answer = bid(simulator).json()
+    # One answer's own timestamp: a second bid may land in the next second.
+    assert answer == {
         "code": 2000,
         "message": "Not in our footprint",
         "bid_amount": 0,
         "state_code": "CO",
-        "timestamp": bid(simulator).json()["timestamp"],
+        "timestamp": answer["timestamp"],
     }
+    assert answer["timestamp"].endswith("Z")
 
 
 def test_missing_or_formatted_caller_id_gets_4003(simulator):
