@@ -90,8 +90,8 @@ def cell_html(kind: str, value: Any, *, time_format: str, codes_url: str) -> Saf
     (``{{ value }}``), escaped, a rate as a whole percent (``{% widthratio value 1 100 %}``),
     money after a dollar sign, a time through the ``date`` filter, a code linked to its entry
     of the troubleshooting page (``codes_url``). Written here rather than in the template:
-    a page of 200 buyers has thousands of cells, and the template's chain of tests per cell
-    took longer than the reports it shows."""
+    a page of 200 buyers has thousands of cells, and a chain of ``{% if %}`` per cell took
+    about as long as computing the reports themselves."""
     if kind == CODE:
         code = _shown(value)
         return format_html('<td><a href="{}#code-{}">{}</a></td>', codes_url, code, code)
