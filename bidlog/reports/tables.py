@@ -11,10 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.urls import reverse
-from django.utils import formats
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.timezone import template_localtime
 
 from callgrid_portal.csvexport import csv_write
 
@@ -108,9 +107,16 @@ def cell_html(kind: str, value: Any, *, time_format: str, codes_url: str) -> Saf
     return format_html("<td>{}</td>", "" if value is None else _shown(value))
 
 
+def _local(value: Any) -> Any:
+    # An aware moment in the current time zone, as a template shows it (USE_TZ is on).
+    if isinstance(value, datetime) and timezone.is_aware(value):
+        return timezone.localtime(value)
+    return value
+
+
 def _shown(value: Any) -> str:
     # What {{ value }} writes before escaping: moments in the current time zone, localized.
-    return str(formats.localize(template_localtime(value)))
+    return str(formats.localize(_local(value)))
 
 
 def _percent(value: Any) -> str:
@@ -126,7 +132,7 @@ def _date(value: Any, time_format: str) -> str:
     if value in (None, ""):
         return ""
     try:
-        return formats.date_format(template_localtime(value), time_format)
+        return formats.date_format(_local(value), time_format)
     except AttributeError:
         return ""
 
