@@ -20,6 +20,7 @@ from bidlog.rollup_models import BidStateTotalRollup as BidStateTotalRollup
 from bidlog.rollup_models import BuyerSummaryRollup as BuyerSummaryRollup
 from bidlog.rollup_models import CallRollup as CallRollup
 from bidlog.rollup_models import CallTagRollup as CallTagRollup
+from bidlog.rollup_models import CallTotalRollup as CallTotalRollup
 from bidlog.rollup_models import RollupBucket as RollupBucket
 from bidlog.rollup_models import RollupGrain as RollupGrain
 from bidlog.rollup_models import TagOutcomeRollup as TagOutcomeRollup

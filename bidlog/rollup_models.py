@@ -226,6 +226,29 @@ class BidStateTotalRollup(models.Model):
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {self.state_code or '--'}"
 
 
+class CallTotalRollup(models.Model):
+    """Calls, routed calls and revenue per bucket x source over every winner: the hourly
+    series of every buyer.
+
+    ``CallRollup`` without the winner: a month's series reads a few rows an hour instead of
+    one per winning buyer (with 200 buyers, about 140,000 rows a month).
+    """
+
+    grain = models.CharField(max_length=4, choices=RollupGrain.choices)
+    bucket_start = models.DateTimeField()
+    source = models.CharField(max_length=10, choices=Source.choices)
+    calls = models.PositiveIntegerField(default=0)
+    routed_calls = models.PositiveIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+
+    class Meta:
+        ordering = ["grain", "bucket_start"]
+        indexes = [models.Index(fields=["grain", "bucket_start"], name="bidlog_calltot_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M}: {self.calls}"
+
+
 class SummaryMeasures(models.Model):
     """The measures a summary reads, shared by the summary rollups: attempts by outcome
     class, bids, acceptances, timeouts, durations and the latency histogram (``h00``...),

@@ -8,7 +8,8 @@ Grains (chosen so that no report reads more than ~100k rollup rows, see the READ
   latency histogram, plus all-buyers rows on the hour grain for the portal-wide time series;
 - ``BidStateRollup``: bucket x buyer x source x state, for the state table of one buyer, and
   ``BidStateTotalRollup`` (the same without the buyer) for that of every buyer;
-- ``CallRollup``: bucket x winning buyer x source, for calls and revenue;
+- ``CallRollup``: bucket x winning buyer x source, for calls and revenue, and
+  ``CallTotalRollup`` (the same without the winner) for the series of every buyer;
 - and, derived from those of the same bucket, the narrow tables a summary of every source
   reads (:mod:`bidlog.reports.summary_rollups`).
 - ``CallTagRollup``: bucket x source x campaign x publisher, for calls and revenue per tag;
@@ -48,7 +49,7 @@ from bidlog.models import (
 )
 from bidlog.reports.measures import SENT, performance_aggregates, performance_rollup_sums
 from bidlog.reports.rollup_sql import insert_select
-from bidlog.reports.summary_rollups import state_total_rollups_build, summary_rollups_build
+from bidlog.reports.summary_rollups import summary_rollups_build, total_rollups_build
 from bidlog.reports.tag_rollups import TAG_MODELS, tag_rollups_build_day, tag_rollups_build_hours
 from bidlog.stale import floor_day, floor_hour, mark_stale
 
@@ -246,7 +247,7 @@ def _rebuild_hours(start: datetime, end: datetime, *, raw_end: datetime) -> None
     _hours_from_raw(start, raw_end)
     tag_rollups_build_hours(start, raw_end)
     summary_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
-    state_total_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
+    total_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
 
 
 def _mark_hours_built(
@@ -348,7 +349,7 @@ def rollup_build_day(*, day: datetime, now: datetime | None = None) -> bool:
     _day_from_hours(day, end)
     tag_rollups_build_day(day, end)
     summary_rollups_build(grain=RollupGrain.DAY, start=day, end=end)
-    state_total_rollups_build(grain=RollupGrain.DAY, start=day, end=end)
+    total_rollups_build(grain=RollupGrain.DAY, start=day, end=end)
     _mark_built(RollupGrain.DAY, day, now)
     return True
 

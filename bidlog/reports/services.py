@@ -26,6 +26,7 @@ from bidlog.models import (
     BidPerformanceRollup,
     Call,
     CallRollup,
+    CallTotalRollup,
     RollupGrain,
 )
 from bidlog.reports.figures import (
@@ -340,8 +341,10 @@ def _series_from_rollups(
         performance = performance.filter(buyer__isnull=True)
     for row in performance.values("bucket_start").annotate(**performance_rollup_sums()).order_by():
         buckets.tally_for(row["bucket_start"]).add_performance(row)
+    # Over every buyer, the calls summed per bucket without the winner: a few rows an hour.
+    calls = CallRollup if buyer_id is not None else CallTotalRollup
     for row in (
-        CallRollup.objects.filter(hours, grain=RollupGrain.HOUR, **call_filters(buyer_id, source))
+        calls.objects.filter(hours, grain=RollupGrain.HOUR, **call_filters(buyer_id, source))
         .values("bucket_start")
         .annotate(calls=Sum("calls"), routed_calls=Sum("routed_calls"), revenue=Sum("revenue"))
         .order_by()

@@ -4,8 +4,9 @@
 totals but the breakdowns, which come from ``BidOutcomeTotalRollup`` (outcome and code
 over all buyers) or, for one buyer, from that buyer's ``BidOutcomeRollup`` rows. Both are
 derived from the outcome, performance and call rollups of the same bucket, never from raw
-rows; :mod:`bidlog.reports.rollups` builds them with those. ``BidStateTotalRollup`` is the
-state table over all buyers, summed from ``BidStateRollup`` the same way.
+rows; :mod:`bidlog.reports.rollups` builds them with those. ``BidStateTotalRollup`` (the
+state table) and ``CallTotalRollup`` (calls and revenue) are ``BidStateRollup`` and
+``CallRollup`` summed over the buyers the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bidlog.models import (
     BidStateTotalRollup,
     BuyerSummaryRollup,
     CallRollup,
+    CallTotalRollup,
 )
 from bidlog.reports.rollup_sql import adapt, insert_select
 
@@ -111,19 +113,32 @@ def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None
         )
 
 
-def state_total_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
-    """Rebuild the ``BidStateTotalRollup`` rows of the ``grain`` buckets in ``[start, end)``:
-    the ``BidStateRollup`` rows of the same buckets summed over the buyers."""
+def total_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
+    """Rebuild the rows over every buyer of the ``grain`` buckets in ``[start, end)``: the
+    state table's (``BidStateTotalRollup``) and the calls' (``CallTotalRollup``), each the
+    per-buyer rows of the same buckets summed over the buyers."""
     same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
-    BidStateTotalRollup.objects.filter(same).delete()
-    insert_select(
-        BidStateTotalRollup,
-        {"grain": grain},
-        BidStateRollup.objects.filter(same)
-        .order_by()
-        .values("bucket_start", "source", "state_code")
-        .annotate(attempts=Sum("attempts"), bids=Sum("bids"), accepted=Sum("accepted")),
+    totals: tuple[tuple[type[models.Model], type[models.Model], tuple[str, ...]], ...] = (
+        (BidStateTotalRollup, BidStateRollup, ("attempts", "bids", "accepted")),
+        (CallTotalRollup, CallRollup, ("calls", "routed_calls", "revenue")),
     )
+    for total, per_buyer, measures in totals:
+        # The total's own columns but its measures are its keys: the per-buyer row's less
+        # the buyer.
+        keys = [
+            field.name
+            for field in total._meta.concrete_fields
+            if not field.primary_key and field.name not in ("grain", *measures)
+        ]
+        total._default_manager.filter(same).delete()
+        insert_select(
+            total,
+            {"grain": grain},
+            per_buyer._default_manager.filter(same)
+            .order_by()
+            .values(*keys)
+            .annotate(**{name: Sum(name) for name in measures}),
+        )
 
 
 def outcome_total_rows(rollup_q: Q, buyer_id: int | None) -> QuerySet:

@@ -20,6 +20,7 @@ from bidlog.models import (
     BuyerSummaryRollup,
     Call,
     CallRollup,
+    CallTotalRollup,
     RollupBucket,
 )
 from bidlog.reports.plan import plan_range
@@ -46,7 +47,7 @@ def _year(django_db_setup, django_db_blocker):
         bid_log_dataset(buyers=buyers, start=START, end=END, count=2400)
         rollup_build(start=START, end=END, now=NOW)
         yield buyers
-        derived = (*SUMMARY_MODELS, BidStateTotalRollup)
+        derived = (*SUMMARY_MODELS, BidStateTotalRollup, CallTotalRollup)
         for model in (*ROLLUP_MODELS, *derived, RollupBucket, BidLog, Call):
             model.objects.all().delete()
         Buyer.objects.filter(pk__in=[buyer.pk for buyer in buyers]).delete()
@@ -117,7 +118,8 @@ def test_a_400_day_state_table_of_one_buyer_or_source_equals_the_raw_group_by(ye
 
 
 def test_a_400_day_daily_series_equals_the_raw_group_by(year):
-    fast = report_timeseries(since=SINCE, until=UNTIL, bucket="day", tz="America/New_York")
+    with CaptureQueriesContext(connection) as queries:
+        fast = report_timeseries(since=SINCE, until=UNTIL, bucket="day", tz="America/New_York")
     exact = report_timeseries(
         since=SINCE, until=UNTIL, bucket="day", tz="America/New_York", exact=True
     )
@@ -126,6 +128,23 @@ def test_a_400_day_daily_series_equals_the_raw_group_by(year):
     for fast_row, exact_row in zip(fast, exact, strict=True):
         assert within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
         assert fast_row == exact_row
+    assert sum(row["calls"] for row in fast) > 100
+    # Every buyer's series reads the calls without the winner, never the per-winner rows.
+    read = " ".join(query["sql"] for query in queries.captured_queries)
+    assert CallTotalRollup._meta.db_table in read
+    assert f'"{CallRollup._meta.db_table}"' not in read
+
+
+@pytest.mark.parametrize("source", [None, "live"])
+def test_a_400_day_series_of_one_buyer_or_source_equals_the_raw_group_by(year, source):
+    for buyer_id in (None, year[0].pk):
+        args = {"since": SINCE, "until": UNTIL, "buyer_id": buyer_id, "source": source}
+        fast = report_timeseries(**args, bucket="day", tz="UTC")
+        exact = report_timeseries(**args, bucket="day", tz="UTC", exact=True)
+        for fast_row, exact_row in zip(fast, exact, strict=True):
+            assert within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
+            assert fast_row == exact_row
+        assert sum(row["calls"] for row in fast) > 0
 
 
 def test_a_400_day_summary_of_one_source_equals_the_raw_group_by(year):

@@ -18,6 +18,7 @@ from bidlog.models import (
     BidStateTotalRollup,
     Call,
     CallRollup,
+    CallTotalRollup,
     RollupBucket,
 )
 from bidlog.reports.rollups import (
@@ -38,6 +39,7 @@ MODELS = (
     BidStateRollup,
     BidStateTotalRollup,
     CallRollup,
+    CallTotalRollup,
     *SUMMARY_MODELS,
 )
 
@@ -155,21 +157,32 @@ def test_the_migration_fills_the_summary_rollups_of_a_database_with_rollups(data
     assert built["BuyerSummaryRollup"] and built["BidOutcomeTotalRollup"]
 
 
-def test_the_state_totals_are_the_state_rows_summed_over_the_buyers(dataset):
+@pytest.mark.parametrize(
+    ("total", "per_buyer", "keys", "measures"),
+    [
+        (BidStateTotalRollup, BidStateRollup, ("source", "state_code"), ("attempts", "bids")),
+        (CallTotalRollup, CallRollup, ("source",), ("calls", "routed_calls", "revenue")),
+    ],
+)  # fmt: skip
+def test_the_totals_are_the_per_buyer_rows_summed_over_the_buyers(
+    dataset, total, per_buyer, keys, measures
+):
     rollup_build(start=START, end=END, now=NOW)
 
     for grain in ("hour", "day"):
-        per_buyer: dict[tuple, list[int]] = {}
-        for row in BidStateRollup.objects.filter(grain=grain):
-            key = (row.bucket_start, row.source, row.state_code)
-            sums = per_buyer.setdefault(key, [0, 0, 0])
-            for i, value in enumerate((row.attempts, row.bids, row.accepted)):
-                sums[i] += value
+        summed: dict[tuple, list] = {}
+        for row in per_buyer.objects.filter(grain=grain):
+            key = (row.bucket_start, *(getattr(row, name) for name in keys))
+            sums = summed.setdefault(key, [0] * len(measures))
+            for i, name in enumerate(measures):
+                sums[i] += getattr(row, name)
         totals = {
-            (row.bucket_start, row.source, row.state_code): [row.attempts, row.bids, row.accepted]
-            for row in BidStateTotalRollup.objects.filter(grain=grain)
+            (row.bucket_start, *(getattr(row, name) for name in keys)): [
+                getattr(row, name) for name in measures
+            ]
+            for row in total.objects.filter(grain=grain)
         }
-        assert totals == per_buyer and len(totals) > 10
+        assert totals == summed and totals
 
 
 def test_the_migration_fills_the_state_totals_of_a_database_with_rollups(dataset):
@@ -184,3 +197,15 @@ def test_the_migration_fills_the_state_totals_of_a_database_with_rollups(dataset
 
     assert _snapshot() == built
     assert built["BidStateTotalRollup"]
+
+
+def test_the_migration_fills_the_call_totals_of_a_database_with_rollups(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+    built = _snapshot()
+    CallTotalRollup.objects.all().delete()
+    migration = importlib.import_module("bidlog.migrations.0016_call_total_rollup")
+
+    migration.backfill(django_apps, SimpleNamespace(connection=connection))
+
+    assert _snapshot() == built
+    assert built["CallTotalRollup"]
