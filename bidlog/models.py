@@ -23,6 +23,8 @@ from bidlog.rollup_models import CallTagRollup as CallTagRollup
 from bidlog.rollup_models import CallTotalRollup as CallTotalRollup
 from bidlog.rollup_models import RollupBucket as RollupBucket
 from bidlog.rollup_models import RollupGrain as RollupGrain
+from bidlog.rollup_models import SummaryMeasures as SummaryMeasures
+from bidlog.rollup_models import SummaryTotalRollup as SummaryTotalRollup
 from bidlog.rollup_models import TagOutcomeRollup as TagOutcomeRollup
 from bidlog.rollup_models import TagSummaryRollup as TagSummaryRollup
 from bidlog.tags import TAG_MAX_LENGTH

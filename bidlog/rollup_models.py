@@ -301,6 +301,22 @@ class BuyerSummaryRollup(SummaryMeasures):
         return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M} {self.buyer_id}: {self.bids} bids"
 
 
+class SummaryTotalRollup(SummaryMeasures):
+    """``BuyerSummaryRollup`` summed over the buyers: every buyer's figures per bucket, one row
+    a bucket, for the totals of every buyer and source (the overview's figures and their
+    comparisons with earlier periods)."""
+
+    grain = models.CharField(max_length=4, choices=RollupGrain.choices)
+    bucket_start = models.DateTimeField()
+
+    class Meta:
+        ordering = ["grain", "bucket_start"]
+        indexes = [models.Index(fields=["grain", "bucket_start"], name="bidlog_sumtot_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket_start:%Y-%m-%d %H:%M}: {self.bids} bids"
+
+
 class CallTagRollup(models.Model):
     """Calls, routed calls and revenue per bucket x source x campaign x publisher (empty:
     untagged), for the reports per campaign and publisher.

@@ -6,7 +6,8 @@ over all buyers) or, for one buyer, from that buyer's ``BidOutcomeRollup`` rows.
 derived from the outcome, performance and call rollups of the same bucket, never from raw
 rows; :mod:`bidlog.reports.rollups` builds them with those. ``BidStateTotalRollup`` (the
 state table) and ``CallTotalRollup`` (calls and revenue) are ``BidStateRollup`` and
-``CallRollup`` summed over the buyers the same way.
+``CallRollup`` summed over the buyers the same way, and ``SummaryTotalRollup`` is
+``BuyerSummaryRollup`` summed over the buyers.
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ from bidlog.models import (
     BuyerSummaryRollup,
     CallRollup,
     CallTotalRollup,
+    SummaryMeasures,
+    SummaryTotalRollup,
 )
 from bidlog.reports.rollup_sql import adapt, insert_select
 
 SUMMARY_MODELS = (BidOutcomeTotalRollup, BuyerSummaryRollup)
 SUMMARY_CLASS_FIELDS = tuple(f"class_{klass}" for klass in OutcomeClass.values)
+# Every measure a summary row holds (its class counts, bids, latency histogram, calls...).
+SUMMARY_MEASURES = tuple(field.name for field in SummaryMeasures._meta.fields)
 
 
 def _class_columns() -> tuple[list[str], list[str]]:
@@ -115,12 +120,16 @@ def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None
 
 def total_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
     """Rebuild the rows over every buyer of the ``grain`` buckets in ``[start, end)``: the
-    state table's (``BidStateTotalRollup``) and the calls' (``CallTotalRollup``), each the
-    per-buyer rows of the same buckets summed over the buyers."""
+    state table's (``BidStateTotalRollup``), the calls' (``CallTotalRollup``) and the summary's
+    (``SummaryTotalRollup``), each the per-buyer rows of the same buckets summed over the
+    buyers (run after :func:`summary_rollups_build`, whose rows the last one sums)."""
     same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
-    totals: tuple[tuple[type[models.Model], type[models.Model], tuple[str, ...]], ...] = (
-        (BidStateTotalRollup, BidStateRollup, ("attempts", "bids", "accepted")),
-        (CallTotalRollup, CallRollup, ("calls", "routed_calls", "revenue")),
+    summary: dict[str, Sum | Max] = {name: Sum(name) for name in SUMMARY_MEASURES}
+    summary["duration_max"] = Max("duration_max")
+    totals: tuple[tuple[type[models.Model], type[models.Model], dict[str, Sum | Max]], ...] = (
+        (BidStateTotalRollup, BidStateRollup, _sums("attempts", "bids", "accepted")),
+        (CallTotalRollup, CallRollup, _sums("calls", "routed_calls", "revenue")),
+        (SummaryTotalRollup, BuyerSummaryRollup, summary),
     )
     for total, per_buyer, measures in totals:
         # The total's own columns but its measures are its keys: the per-buyer row's less
@@ -134,11 +143,12 @@ def total_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
         insert_select(
             total,
             {"grain": grain},
-            per_buyer._default_manager.filter(same)
-            .order_by()
-            .values(*keys)
-            .annotate(**{name: Sum(name) for name in measures}),
+            per_buyer._default_manager.filter(same).order_by().values(*keys).annotate(**measures),
         )
+
+
+def _sums(*names: str) -> dict[str, Sum | Max]:
+    return {name: Sum(name) for name in names}
 
 
 def outcome_total_rows(rollup_q: Q, buyer_id: int | None) -> QuerySet:

@@ -24,6 +24,7 @@ from bidlog.models import (
     BuyerSummaryRollup,
     Call,
     CallRollup,
+    SummaryTotalRollup,
     TagSummaryRollup,
 )
 from bidlog.reports.figures import Tally
@@ -78,6 +79,9 @@ def _rollup_rows(
         # The tag rollups hold the bids of a buyer and the calls it won: both on one row.
         tagged = TagSummaryRollup.objects.filter(**tags, **bid_filters(buyer_id, source))
         yield from _union(tagged.order_by(), queries, both)
+    elif not source and buyer_id is None:
+        # Every buyer: the summary rows summed over the buyers, one row a bucket.
+        yield from _union(SummaryTotalRollup.objects.order_by(), queries, both)
     elif not source:
         narrow = BuyerSummaryRollup.objects.filter(**bid_filters(buyer_id, None))
         yield from _union(narrow.order_by(), queries, both)

@@ -22,12 +22,15 @@ from bidlog.models import (
     CallRollup,
     CallTotalRollup,
     RollupBucket,
+    SummaryTotalRollup,
 )
+from bidlog.reports.compare import kpi_values
 from bidlog.reports.plan import plan_range
 from bidlog.reports.rollups import DAY, HOUR, ROLLUP_MODELS, rollup_build
 from bidlog.reports.services import report_summary, report_timeseries
 from bidlog.reports.states import report_states
 from bidlog.reports.summary_rollups import SUMMARY_MODELS
+from bidlog.reports.totals import report_totals
 from buyers.models import Buyer
 from tests.factories import BuyerFactory, bid_log_dataset
 from tests.report_checks import assert_same_summary, within_error
@@ -47,7 +50,7 @@ def _year(django_db_setup, django_db_blocker):
         bid_log_dataset(buyers=buyers, start=START, end=END, count=2400)
         rollup_build(start=START, end=END, now=NOW)
         yield buyers
-        derived = (*SUMMARY_MODELS, BidStateTotalRollup, CallTotalRollup)
+        derived = (*SUMMARY_MODELS, BidStateTotalRollup, CallTotalRollup, SummaryTotalRollup)
         for model in (*ROLLUP_MODELS, *derived, RollupBucket, BidLog, Call):
             model.objects.all().delete()
         Buyer.objects.filter(pk__in=[buyer.pk for buyer in buyers]).delete()
@@ -172,3 +175,19 @@ def test_a_summary_of_every_source_reads_the_narrow_rollups_a_row_per_buyer_and_
     # Each buyer's day is one row, whatever its sources, outcomes and codes.
     day_rows = BuyerSummaryRollup.objects.filter(q, grain="day")
     assert day_rows.count() == day_rows.values("bucket_start", "buyer").distinct().count() > 0
+
+
+@pytest.mark.parametrize("buyer_index", [None, 2])
+def test_a_400_day_total_equals_the_rollup_summary_and_every_buyers_reads_one_row_a_bucket(
+    year, buyer_index
+):
+    buyer_id = None if buyer_index is None else year[buyer_index].pk
+    with CaptureQueriesContext(connection) as queries:
+        totals = report_totals(since=SINCE, until=UNTIL, buyer_id=buyer_id)
+    summary = report_summary(since=SINCE, until=UNTIL, buyer_id=buyer_id)
+
+    assert kpi_values(totals) == kpi_values(summary) and totals["calls"] > 0
+    read = " ".join(query["sql"] for query in queries.captured_queries)
+    if buyer_id is None:
+        assert SummaryTotalRollup._meta.db_table in read
+        assert f'"{BuyerSummaryRollup._meta.db_table}"' not in read

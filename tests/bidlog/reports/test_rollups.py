@@ -16,10 +16,12 @@ from bidlog.models import (
     BidPerformanceRollup,
     BidStateRollup,
     BidStateTotalRollup,
+    BuyerSummaryRollup,
     Call,
     CallRollup,
     CallTotalRollup,
     RollupBucket,
+    SummaryTotalRollup,
 )
 from bidlog.reports.rollups import (
     SENT,
@@ -40,6 +42,7 @@ MODELS = (
     BidStateTotalRollup,
     CallRollup,
     CallTotalRollup,
+    SummaryTotalRollup,
     *SUMMARY_MODELS,
 )
 
@@ -209,3 +212,23 @@ def test_the_migration_fills_the_call_totals_of_a_database_with_rollups(dataset)
 
     assert _snapshot() == built
     assert built["CallTotalRollup"]
+
+
+def test_the_summary_totals_are_the_buyer_summaries_summed_and_the_migration_fills_them(dataset):
+    rollup_build(start=START, end=END, now=NOW)
+    built = _snapshot()
+    for grain in ("hour", "day"):
+        for total in SummaryTotalRollup.objects.filter(grain=grain):
+            rows = BuyerSummaryRollup.objects.filter(grain=grain, bucket_start=total.bucket_start)
+            assert total.bids == sum(row.bids for row in rows)
+            assert total.revenue == sum(row.revenue for row in rows)
+            assert total.h20 == sum(row.h20 for row in rows)
+            assert total.duration_max == max(row.duration_max for row in rows)
+    assert SummaryTotalRollup.objects.filter(grain="day").count() == 1  # the whole day
+    assert SummaryTotalRollup.objects.filter(grain="hour").count() == 30
+    SummaryTotalRollup.objects.all().delete()
+    migration = importlib.import_module("bidlog.migrations.0017_summary_total_rollup")
+
+    migration.backfill(django_apps, SimpleNamespace(connection=connection))
+
+    assert _snapshot() == built
