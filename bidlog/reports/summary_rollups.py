@@ -132,8 +132,7 @@ def total_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
         (SummaryTotalRollup, BuyerSummaryRollup, summary),
     )
     for total, per_buyer, measures in totals:
-        # The total's own columns but its measures are its keys: the per-buyer row's less
-        # the buyer.
+        # Its keys are the total's other columns: the per-buyer table's, less the buyer.
         keys = [
             field.name
             for field in total._meta.concrete_fields
