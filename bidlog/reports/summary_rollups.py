@@ -124,12 +124,10 @@ def total_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
     (``SummaryTotalRollup``), each the per-buyer rows of the same buckets summed over the
     buyers (run after :func:`summary_rollups_build`, whose rows the last one sums)."""
     same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
-    summary: dict[str, Sum | Max] = {name: Sum(name) for name in SUMMARY_MEASURES}
-    summary["duration_max"] = Max("duration_max")
     totals: tuple[tuple[type[models.Model], type[models.Model], dict[str, Sum | Max]], ...] = (
         (BidStateTotalRollup, BidStateRollup, _sums("attempts", "bids", "accepted")),
         (CallTotalRollup, CallRollup, _sums("calls", "routed_calls", "revenue")),
-        (SummaryTotalRollup, BuyerSummaryRollup, summary),
+        (SummaryTotalRollup, BuyerSummaryRollup, summary_sums()),
     )
     for total, per_buyer, measures in totals:
         # Its keys are the total's other columns: the per-buyer table's, less the buyer.
@@ -165,19 +163,11 @@ def buyer_summary_rows(rollup_q: Q, buyer_id: int | None) -> Iterator[Mapping[st
     rows = BuyerSummaryRollup.objects.filter(rollup_q)
     if buyer_id is not None:
         rows = rows.filter(buyer_id=buyer_id)
-    sums: dict[str, Sum | Max] = {
-        name: Sum(name)
-        for name in (
-            *SUMMARY_CLASS_FIELDS,
-            "bids",
-            "accepted",
-            "timeouts",
-            "duration_sum",
-            *LATENCY_FIELDS,
-            "calls",
-            "routed_calls",
-            "revenue",
-        )
-    }
+    yield from rows.values("buyer_id").annotate(**summary_sums()).order_by()
+
+
+def summary_sums() -> dict[str, Sum | Max]:
+    """Every summary measure summed over rows, the longest duration kept as a maximum."""
+    sums: dict[str, Sum | Max] = {name: Sum(name) for name in SUMMARY_MEASURES}
     sums["duration_max"] = Max("duration_max")
-    yield from rows.values("buyer_id").annotate(**sums).order_by()
+    return sums

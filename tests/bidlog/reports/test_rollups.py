@@ -188,35 +188,30 @@ def test_the_totals_are_the_per_buyer_rows_summed_over_the_buyers(
         assert totals == summed and totals
 
 
-def test_the_migration_fills_the_state_totals_of_a_database_with_rollups(dataset):
+@pytest.mark.parametrize(
+    ("module", "total"),
+    [
+        ("0015_state_total_rollup", BidStateTotalRollup),
+        ("0016_call_total_rollup", CallTotalRollup),
+        ("0017_summary_total_rollup", SummaryTotalRollup),
+    ],
+)
+def test_each_migration_fills_its_totals_in_a_database_with_rollups(dataset, module, total):
     rollup_build(start=START, end=END, now=NOW)
     built = _snapshot()
-    # As before the migration: the state rows exist, their totals do not.
-    BidStateTotalRollup.objects.all().delete()
-    migration = importlib.import_module("bidlog.migrations.0015_state_total_rollup")
+    # As before the migration: the per-buyer rows exist, their totals do not.
+    total.objects.all().delete()
+    migration = importlib.import_module(f"bidlog.migrations.{module}")
 
     # The backfill reads only the schema editor's connection.
     migration.backfill(django_apps, SimpleNamespace(connection=connection))
 
     assert _snapshot() == built
-    assert built["BidStateTotalRollup"]
+    assert built[total.__name__]
 
 
-def test_the_migration_fills_the_call_totals_of_a_database_with_rollups(dataset):
+def test_the_summary_totals_are_the_buyer_summaries_summed(dataset):
     rollup_build(start=START, end=END, now=NOW)
-    built = _snapshot()
-    CallTotalRollup.objects.all().delete()
-    migration = importlib.import_module("bidlog.migrations.0016_call_total_rollup")
-
-    migration.backfill(django_apps, SimpleNamespace(connection=connection))
-
-    assert _snapshot() == built
-    assert built["CallTotalRollup"]
-
-
-def test_the_summary_totals_are_the_buyer_summaries_summed_and_the_migration_fills_them(dataset):
-    rollup_build(start=START, end=END, now=NOW)
-    built = _snapshot()
     for grain in ("hour", "day"):
         for total in SummaryTotalRollup.objects.filter(grain=grain):
             rows = BuyerSummaryRollup.objects.filter(grain=grain, bucket_start=total.bucket_start)
@@ -226,9 +221,3 @@ def test_the_summary_totals_are_the_buyer_summaries_summed_and_the_migration_fil
             assert total.duration_max == max(row.duration_max for row in rows)
     assert SummaryTotalRollup.objects.filter(grain="day").count() == 1  # the whole day
     assert SummaryTotalRollup.objects.filter(grain="hour").count() == 30
-    SummaryTotalRollup.objects.all().delete()
-    migration = importlib.import_module("bidlog.migrations.0017_summary_total_rollup")
-
-    migration.backfill(django_apps, SimpleNamespace(connection=connection))
-
-    assert _snapshot() == built
