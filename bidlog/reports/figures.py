@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from bidlog.choices import OUTCOME_CLASS, OutcomeClass
@@ -37,6 +38,11 @@ LATENCY_ERROR_SHARE = 0.05
 MAX_TIMEOUT_SECONDS = 10
 TIMEOUT_HEADROOM = 1.5  # recommended timeout: measured p99 x this, rounded up to seconds
 CENT = Decimal("0.01")
+# Read once: a summary adds and shows these for each of its buyers.
+CLASSES = tuple(OutcomeClass.values)
+_CLASS_FIELDS = tuple((klass, f"class_{klass}") for klass in CLASSES)
+_histogram_of = itemgetter(*LATENCY_FIELDS)
+_LAST_BUCKET = len(LATENCY_EDGES_MS) - 1
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -50,19 +56,33 @@ def percentile_from_histogram(counts: list[int], percent: int, maximum: int) -> 
     The estimate is the middle of the bucket holding the rank, never above the exact
     ``maximum``; the open-ended last bucket answers the maximum.
     """
+    return percentiles_from_histogram(counts, (percent,), maximum)[percent]
+
+
+def percentiles_from_histogram(
+    counts: list[int], percents: tuple[int, ...], maximum: int
+) -> dict[int, int | None]:
+    """:func:`percentile_from_histogram` of each of ``percents`` (ascending), in one pass."""
     total = sum(counts)
     if not total:
-        return None
-    rank = -(-percent * total // 100)  # ceil without float error
+        return dict.fromkeys(percents)
+    found: dict[int, int | None] = {}
+    ranks = [(percent, -(-percent * total // 100)) for percent in percents]  # ceil, no float
     seen = 0
     for index, count in enumerate(counts):
         seen += count
-        if seen >= rank:
-            if index + 1 == len(LATENCY_EDGES_MS):
-                return maximum
-            middle = (LATENCY_EDGES_MS[index] + LATENCY_EDGES_MS[index + 1] - 1) / 2
-            return min(round(middle), maximum)
-    return maximum
+        while ranks and seen >= ranks[0][1]:
+            if index == _LAST_BUCKET:
+                estimate = maximum
+            else:
+                middle = (LATENCY_EDGES_MS[index] + LATENCY_EDGES_MS[index + 1] - 1) / 2
+                estimate = min(round(middle), maximum)
+            found[ranks.pop(0)[0]] = estimate
+        if not ranks:
+            return found
+    for percent, _rank in ranks:  # only reached for a percent over 100
+        found[percent] = maximum
+    return found
 
 
 def nearest_rank(sorted_values: list[int], percent: int) -> int | None:
@@ -119,8 +139,8 @@ class Tally:
             self.by_code[code] += attempts
 
     def add_classes(self, row: Mapping[str, Any]) -> None:
-        for klass in OutcomeClass.values:
-            count = row[f"class_{klass}"] or 0
+        for klass, name in _CLASS_FIELDS:
+            count = row[name] or 0
             self.attempts += count
             self.by_class_only[klass] += count
 
@@ -130,23 +150,24 @@ class Tally:
         self.timeouts += row["timeouts"] or 0
         self.duration_sum += row["duration_sum"] or 0
         self.duration_max = max(self.duration_max, row["duration_max"] or 0)
-        for index, name in enumerate(LATENCY_FIELDS):
-            self.histogram[index] += row[name] or 0
+        self.histogram = [
+            held + (count or 0)
+            for held, count in zip(self.histogram, _histogram_of(row), strict=True)
+        ]
 
     def add_calls(self, row: Mapping[str, Any]) -> None:
         self.calls += row["calls"] or 0
         self.routed_calls += row["routed_calls"] or 0
         self.revenue += row["revenue"] or Decimal("0")
 
-    def percentile(self, percent: int) -> int | None:
-        if self.exact_percentiles is not None:
-            return self.exact_percentiles.get(percent)
-        return percentile_from_histogram(self.histogram, percent, self.duration_max)
-
     def latency(self) -> dict[str, int | None]:
+        if self.exact_percentiles is not None:
+            found = {p: self.exact_percentiles.get(p) for p in PERCENTILES}
+        else:
+            found = percentiles_from_histogram(self.histogram, PERCENTILES, self.duration_max)
         return {
             "avg": round(self.duration_sum / self.bids) if self.bids else None,
-            **{f"p{p}": self.percentile(p) for p in PERCENTILES},
+            **{f"p{p}": found[p] for p in PERCENTILES},
             "max": self.duration_max if self.bids else None,
         }
 
@@ -162,7 +183,7 @@ class Tally:
             "accepted": self.accepted,
             "acceptance_rate": rate(self.accepted, self.bids),
             "by_outcome": dict(sorted(self.by_outcome.items())),
-            "by_class": {klass: by_class.get(klass, 0) for klass in OutcomeClass.values},
+            "by_class": {klass: by_class.get(klass, 0) for klass in CLASSES},
             "by_code": [
                 {"code": code, "title": title, "priority": priority, "count": count}
                 for code, count in sorted(self.by_code.items())

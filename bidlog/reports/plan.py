@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from bidlog.models import RollupBucket, RollupGrain, bid_calls_q
+from bidlog.reports.rollup_sql import adapt
 from bidlog.reports.rollups import DAY, HOUR, ceil_hour, floor_hour
 
 Span = tuple[datetime, datetime]
@@ -75,15 +76,32 @@ class Plan:
             return query
         return query & bid_calls_q(self.raw)
 
+    def rollup_spans(self) -> list[tuple[RollupGrain, datetime, datetime]]:
+        """The rollup buckets the plan reads, as spans with their grain: hours, then days."""
+        return [(RollupGrain.HOUR, start, end) for start, end in self.hours] + [
+            (RollupGrain.DAY, start, end) for start, end in self.days
+        ]
+
     def rollup_q(self) -> Q | None:
-        parts = []
-        hours = spans_q(self.hours, "bucket_start")
-        if hours is not None:
-            parts.append(Q(grain=RollupGrain.HOUR) & hours)
-        days = spans_q(self.days, "bucket_start")
-        if days is not None:
-            parts.append(Q(grain=RollupGrain.DAY) & days)
-        return _or(parts)
+        """Rollup rows of the plan's buckets (``None``: none to read)."""
+        return _or(
+            [
+                Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
+                for grain, start, end in self.rollup_spans()
+            ]
+        )
+
+    def rollup_where(self) -> tuple[str, list[Any]] | None:
+        """:meth:`rollup_q` as an SQL condition on ``grain`` and ``bucket_start`` with its
+        parameters, for the reads written in SQL (``None``: no bucket to read)."""
+        spans = self.rollup_spans()
+        if not spans:
+            return None
+        one = "(grain = %s AND bucket_start >= %s AND bucket_start < %s)"
+        params: list[Any] = []
+        for grain, start, end in spans:
+            params.extend((grain, adapt(start), adapt(end)))
+        return " OR ".join([one] * len(spans)), params
 
 
 def _or(parts: list[Q]) -> Q | None:

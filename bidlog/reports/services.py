@@ -236,15 +236,15 @@ def _narrow_rollups(
 ) -> Plan:
     """Add what the narrow rollups give of ``plan``'s rollup buckets (limited to tags: the tag
     rollups; every source: the summary rollups); returns what is left to read."""
-    rollup_q = plan.rollup_q()
-    if rollup_q is None or (source and not tags):
+    rollup_q, where = plan.rollup_q(), plan.rollup_where()
+    if rollup_q is None or where is None or (source and not tags):
         return plan
     if tags:
         outcomes = tag_outcome_rows(rollup_q, tags, source)
         _add_summary_rollups(outcomes, tag_summary_rows(rollup_q, tags, source), total, per_buyer)
     else:
         # Every source together: a row per buyer and day; the raw edges are read after.
-        summaries = buyer_summary_rows(rollup_q, buyer_id)
+        summaries = buyer_summary_rows(where, buyer_id)
         _add_summary_rollups(outcome_total_rows(rollup_q, buyer_id), summaries, total, per_buyer)
     return Plan(raw=plan.raw, tags=plan.tags)
 

@@ -12,9 +12,10 @@ state table) and ``CallTotalRollup`` (calls and revenue) are ``BidStateRollup`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, cast
 
 from django.db import connection, models
 from django.db.models import Max, Q, QuerySet, Sum
@@ -158,12 +159,47 @@ def outcome_total_rows(rollup_q: Q, buyer_id: int | None) -> QuerySet:
     return rows.values("outcome", "code").annotate(n=Sum("attempts")).order_by()
 
 
-def buyer_summary_rows(rollup_q: Q, buyer_id: int | None) -> Iterator[Mapping[str, Any]]:
-    """Per buyer (``None``: calls no buyer won), the summed ``BuyerSummaryRollup`` measures."""
-    rows = BuyerSummaryRollup.objects.filter(rollup_q)
+def buyer_summary_rows(where: tuple[str, list[Any]], buyer_id: int | None) -> list[dict[str, Any]]:
+    """Per buyer (``None``: calls no buyer won), the summed ``BuyerSummaryRollup`` measures of
+    the buckets ``where`` picks (an SQL condition and its parameters, as
+    :meth:`bidlog.reports.plan.Plan.rollup_where` gives).
+
+    Written in SQL, with every sum a whole number (revenue in cents): over 200 buyers, building
+    the forty sums through the ORM and converting each value cost more than the database
+    takes to add them up.
+    """
+    condition, params = where
     if buyer_id is not None:
-        rows = rows.filter(buyer_id=buyer_id)
-    yield from rows.values("buyer_id").annotate(**summary_sums()).order_by()
+        condition, params = f"({condition}) AND buyer_id = %s", [*params, buyer_id]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_summary_select()} WHERE {condition} GROUP BY buyer_id", params)
+        rows = cursor.fetchall()
+    names = ("buyer_id", *SUMMARY_MEASURES)
+    found = []
+    for row in rows:
+        measures = dict(zip(names, row, strict=True))
+        measures["revenue"] = Decimal(measures["revenue"]).scaleb(-2)
+        found.append(measures)
+    return found
+
+
+@functools.cache
+def _summary_select() -> str:
+    quote = connection.ops.quote_name
+    sums = []
+    for name in SUMMARY_MEASURES:
+        field = cast(models.Field, BuyerSummaryRollup._meta.get_field(name))
+        column = quote(cast(str, field.column))
+        if name == "duration_max":
+            sums.append(f"MAX({column})")
+        elif name == "revenue":
+            sums.append(f"CAST(ROUND(SUM({column}) * 100) AS BIGINT)")
+        else:
+            sums.append(f"CAST(SUM({column}) AS BIGINT)")
+    return (
+        f"SELECT {quote('buyer_id')}, {', '.join(sums)} "
+        f"FROM {quote(BuyerSummaryRollup._meta.db_table)}"
+    )
 
 
 def summary_sums() -> dict[str, Sum | Max]:

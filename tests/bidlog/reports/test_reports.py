@@ -5,6 +5,8 @@ New York (2025-11-02, a 25-hour day), with rows on both sides of every hour boun
 start and end inside hours, so each report reads raw edges, hour rollups and day rollups.
 """
 
+import itertools
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -14,7 +16,9 @@ import pytest
 from bidlog.choices import Outcome, Source
 from bidlog.models import LATENCY_EDGES_MS, Call
 from bidlog.reports.figures import (
+    nearest_rank,
     percentile_from_histogram,
+    percentiles_from_histogram,
     recommended_timeout_seconds,
 )
 from bidlog.reports.plan import bucket_starts, plan_range
@@ -257,6 +261,29 @@ def test_histogram_percentile_is_within_the_stated_error_for_every_value():
         estimate = percentile_from_histogram(counts, 50, duration)
 
         assert within_error(estimate, duration), duration
+
+
+def test_the_percentiles_of_a_histogram_in_one_pass_are_each_its_nearest_rank_bucket():
+    # Against the definition: expand the histogram to one value per bid (its bucket's
+    # middle, the last bucket the maximum) and take each nearest rank from the sorted list.
+    generator = random.Random(21)
+    for _ in range(300):
+        counts = [generator.choice((0, 0, 1, 2, 7, 40)) for _ in LATENCY_EDGES_MS]
+        maximum = generator.randrange(0, 20_000)
+        middles = [
+            min(round((low + high - 1) / 2), maximum)
+            for low, high in itertools.pairwise(LATENCY_EDGES_MS)
+        ] + [maximum]
+        expanded = [middles[index] for index, count in enumerate(counts) for _ in range(count)]
+
+        found = percentiles_from_histogram(counts, (50, 95, 99, 100), maximum)
+
+        assert found == {p: nearest_rank(expanded, p) for p in (50, 95, 99, 100)}
+        assert found[95] == percentile_from_histogram(counts, 95, maximum)
+    assert percentiles_from_histogram([0] * len(LATENCY_EDGES_MS), (50, 95), 10) == {
+        50: None,
+        95: None,
+    }
 
 
 def test_recommended_timeout_adds_headroom_and_never_exceeds_ten_seconds():

@@ -2,6 +2,7 @@
 
 import importlib
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
@@ -23,13 +24,14 @@ from bidlog.models import (
     RollupBucket,
     SummaryTotalRollup,
 )
+from bidlog.reports.plan import Plan
 from bidlog.reports.rollups import (
     SENT,
     rollup_build,
     rollup_build_day,
     rollup_refresh,
 )
-from bidlog.reports.summary_rollups import SUMMARY_MODELS
+from bidlog.reports.summary_rollups import SUMMARY_MODELS, buyer_summary_rows, summary_sums
 from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
 
 START = datetime(2025, 11, 1, tzinfo=UTC)
@@ -221,3 +223,41 @@ def test_the_summary_totals_are_the_buyer_summaries_summed(dataset):
             assert total.duration_max == max(row.duration_max for row in rows)
     assert SummaryTotalRollup.objects.filter(grain="day").count() == 1  # the whole day
     assert SummaryTotalRollup.objects.filter(grain="hour").count() == 30
+
+
+@pytest.mark.parametrize("one_buyer", [False, True])
+def test_the_buyer_summary_read_equals_the_orm_sums(dataset, one_buyer):
+    # The summary's read of BuyerSummaryRollup is written in SQL: every measure must equal
+    # the ORM's sums, with revenue exact to the cent and a duration sum past 32 bits.
+    rollup_build(start=START, end=END, now=NOW)
+    row = BuyerSummaryRollup.objects.get(
+        grain="hour", buyer=dataset[0], bucket_start=START + timedelta(hours=25)
+    )
+    row.duration_sum, row.revenue = 5_000_000_000, Decimal("12345678.91")
+    row.save()
+    plan = Plan(
+        hours=[(START + timedelta(hours=3), START + timedelta(hours=29))],
+        days=[(START, START + timedelta(days=1))],
+    )
+    buyer = dataset[0].pk if one_buyer else None
+    where = plan.rollup_where()
+    assert where is not None
+
+    read = {found["buyer_id"]: found for found in buyer_summary_rows(where, buyer)}
+
+    expected = BuyerSummaryRollup.objects.filter(plan.rollup_q())
+    if one_buyer:
+        expected = expected.filter(buyer_id=buyer)
+    expected = {
+        sums["buyer_id"]: sums
+        for sums in expected.values("buyer_id").annotate(**summary_sums()).order_by()
+    }
+    assert read == expected
+    assert len(read) == (1 if one_buyer else 3)  # two buyers and the calls no buyer won
+    assert all(
+        type(value) is int
+        for found in read.values()
+        for value in found.values()
+        if not isinstance(value, Decimal) and value is not None
+    )
+    assert read[dataset[0].pk]["duration_sum"] > 2**32
