@@ -171,24 +171,51 @@ def buyer_summary_rows(where: tuple[str, list[Any]], buyer_id: int | None) -> li
     condition, params = where
     if buyer_id is not None:
         condition, params = f"({condition}) AND buyer_id = %s", [*params, buyer_id]
+    sums = _summary_sums_sql(BuyerSummaryRollup)
+    return _summary_read(
+        f"SELECT buyer_id, {sums} WHERE {condition} GROUP BY buyer_id", params, "buyer_id"
+    )
+
+
+def summary_total_rows(wheres: list[tuple[str, list[Any]] | None]) -> list[dict[str, Any]]:
+    """The ``SummaryTotalRollup`` measures summed over the buckets each of ``wheres`` picks
+    (``None``: no bucket), in one statement; each row carries the index of its condition as
+    ``period``. Written in SQL as :func:`buyer_summary_rows` is."""
+    sums = _summary_sums_sql(SummaryTotalRollup)
+    parts, params = [], []
+    for index, where in enumerate(wheres):
+        if where is not None:
+            parts.append(f"SELECT {index}, {sums} WHERE {where[0]}")
+            params.extend(where[1])
+    if not parts:
+        return []
+    return _summary_read(" UNION ALL ".join(parts), params, "period")
+
+
+def _summary_read(sql: str, params: list[Any], key: str) -> list[dict[str, Any]]:
+    """The rows of a read of :func:`_summary_sums_sql`'s sums after one ``key`` column, with
+    revenue back in dollars and cents (sums over no row are ``None``)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"{_summary_select()} WHERE {condition} GROUP BY buyer_id", params)
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
-    names = ("buyer_id", *SUMMARY_MEASURES)
+    names = (key, *SUMMARY_MEASURES)
     found = []
     for row in rows:
         measures = dict(zip(names, row, strict=True))
-        measures["revenue"] = Decimal(measures["revenue"]).scaleb(-2)
+        if measures["revenue"] is not None:
+            measures["revenue"] = Decimal(measures["revenue"]).scaleb(-2)
         found.append(measures)
     return found
 
 
 @functools.cache
-def _summary_select() -> str:
+def _summary_sums_sql(model: type[models.Model]) -> str:
+    """Every summary measure of ``model``'s rows summed, ``FROM`` its table: whole numbers,
+    revenue in cents, the longest duration a maximum (as :func:`summary_sums`)."""
     quote = connection.ops.quote_name
     sums = []
     for name in SUMMARY_MEASURES:
-        field = cast(models.Field, BuyerSummaryRollup._meta.get_field(name))
+        field = cast(models.Field, model._meta.get_field(name))
         column = quote(cast(str, field.column))
         if name == "duration_max":
             sums.append(f"MAX({column})")
@@ -196,10 +223,7 @@ def _summary_select() -> str:
             sums.append(f"CAST(ROUND(SUM({column}) * 100) AS BIGINT)")
         else:
             sums.append(f"CAST(SUM({column}) AS BIGINT)")
-    return (
-        f"SELECT {quote('buyer_id')}, {', '.join(sums)} "
-        f"FROM {quote(BuyerSummaryRollup._meta.db_table)}"
-    )
+    return f"{', '.join(sums)} FROM {quote(model._meta.db_table)}"
 
 
 def summary_sums() -> dict[str, Sum | Max]:

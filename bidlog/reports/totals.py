@@ -24,7 +24,6 @@ from bidlog.models import (
     BuyerSummaryRollup,
     Call,
     CallRollup,
-    SummaryTotalRollup,
     TagSummaryRollup,
 )
 from bidlog.reports.figures import Tally
@@ -45,6 +44,7 @@ from bidlog.reports.plan import (
     report_plan,
     report_tags,
 )
+from bidlog.reports.summary_rollups import summary_total_rows
 
 Period = tuple[datetime, datetime]
 CALL_SUMS = {"calls": Sum("calls"), "routed_calls": Sum("routed_calls"), "revenue": Sum("revenue")}
@@ -81,7 +81,7 @@ def _rollup_rows(
         yield from _union(tagged.order_by(), queries, both)
     elif not source and buyer_id is None:
         # Every buyer: the summary rows summed over the buyers, one row a bucket.
-        yield from _union(SummaryTotalRollup.objects.order_by(), queries, both)
+        yield from summary_total_rows([plan.rollup_where() for plan in plans])
     elif not source:
         narrow = BuyerSummaryRollup.objects.filter(**bid_filters(buyer_id, None))
         yield from _union(narrow.order_by(), queries, both)

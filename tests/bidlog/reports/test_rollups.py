@@ -31,7 +31,12 @@ from bidlog.reports.rollups import (
     rollup_build_day,
     rollup_refresh,
 )
-from bidlog.reports.summary_rollups import SUMMARY_MODELS, buyer_summary_rows, summary_sums
+from bidlog.reports.summary_rollups import (
+    SUMMARY_MODELS,
+    buyer_summary_rows,
+    summary_sums,
+    summary_total_rows,
+)
 from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
 
 START = datetime(2025, 11, 1, tzinfo=UTC)
@@ -261,3 +266,30 @@ def test_the_buyer_summary_read_equals_the_orm_sums(dataset, one_buyer):
         if not isinstance(value, Decimal) and value is not None
     )
     assert read[dataset[0].pk]["duration_sum"] > 2**32
+
+
+def test_the_summary_total_read_equals_the_orm_sums_of_each_period(dataset):
+    # The totals' read of SummaryTotalRollup is written in SQL, one statement for all the
+    # periods: each period's sums equal the ORM's, and a period without rows sums to none.
+    rollup_build(start=START, end=END, now=NOW)
+    plans = [
+        Plan(hours=[(START + timedelta(hours=2), START + timedelta(hours=9))]),
+        Plan(),  # nothing rolled up to read
+        Plan(
+            hours=[(START + timedelta(hours=24), START + timedelta(hours=30))],
+            days=[(START, START + timedelta(days=1))],
+        ),
+        Plan(hours=[(NOW, NOW + timedelta(hours=3))]),  # no rows there
+    ]
+
+    read = summary_total_rows([plan.rollup_where() for plan in plans])
+
+    expected = []
+    for index, plan in enumerate(plans):
+        if plan.rollup_q() is not None:
+            sums = SummaryTotalRollup.objects.filter(plan.rollup_q()).aggregate(**summary_sums())
+            expected.append({"period": index, **sums})
+    assert sorted(read, key=lambda row: row["period"]) == expected
+    assert [row["period"] for row in expected] == [0, 2, 3]
+    assert expected[1]["bids"] > expected[0]["bids"] > 0
+    assert expected[2]["bids"] is None and expected[2]["revenue"] is None
