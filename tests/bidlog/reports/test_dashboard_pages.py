@@ -2,16 +2,21 @@
 
 import csv
 import io
+import re
 from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from bidlog.choices import AlertRule, Outcome
 from bidlog.models import Alert
+from bidlog.reports.forms import ReportRangeForm
+from buyers.models import Buyer
 from tests.conftest import page_client
 from tests.factories import BidLogFactory, BuyerFactory, CallFactory
 
@@ -204,3 +209,24 @@ def test_day_buckets_of_another_time_zone_show_their_utc_hour(alice, day):
     # Tokyo's midnight is 15:00 UTC the day before: the date alone would name the wrong day.
     assert f"<td>{last.astimezone(UTC):%Y-%m-%d %H:%M}</td>" in response.content.decode()
     assert last.astimezone(UTC).hour == 15
+
+
+def test_the_buyer_filter_lists_every_buyer_by_priority_reading_only_what_it_shows(day):
+    acme = Buyer.objects.get(name="Acme")
+    form = ReportRangeForm({"buyer": str(acme.pk)})
+    assert form.is_valid(), form.errors
+
+    with CaptureQueriesContext(connection) as queries:
+        html = str(form["buyer"])
+
+    options = re.findall(r'<option value="([^"]*)"( selected)?>([^<]*)</option>', html)
+    assert [(label, bool(selected)) for _value, selected, label in options] == [
+        ("Every buyer", False),
+        (str(acme), True),
+        (str(Buyer.objects.get(name="Beta")), False),
+        (str(Buyer.objects.get(name="Idle")), False),
+    ]
+    assert form.cleaned_data["buyer"].pk == acme.pk
+    # One query of the three columns an option shows, not every column of 200 buyers.
+    [query] = queries.captured_queries
+    assert "grid_id" in query["sql"] and "endpoint_url" not in query["sql"]
