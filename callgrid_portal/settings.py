@@ -47,9 +47,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    # The form renderer reads widget templates through TEMPLATES, so templates/ can override
-    # one (templates/django/forms/widgets/select.html); this app holds all the others.
-    "django.forms",
     "rest_framework",
     "knox",
     "django_filters",
