@@ -60,7 +60,8 @@ class PortalFormRenderer(DjangoTemplates):
 
 def attrs_html(attrs: Mapping[str, Any]) -> SafeString:
     """Django's ``attrs.html``: `` name="value"`` per attribute, the name alone for ``True``,
-    nothing for ``False``."""
+    nothing for ``False``, in the widget's order (``django.forms.utils.flatatt`` sorts them and
+    drops ``None``, so its markup differs from the template's)."""
     return mark_safe(
         "".join(
             format_html(" {}", name) if value is True else format_html(' {}="{}"', name, value)

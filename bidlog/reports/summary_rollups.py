@@ -210,14 +210,15 @@ def _summary_read(sql: str, params: list[Any], key: str) -> list[dict[str, Any]]
 
 @functools.cache
 def _summary_sums_sql(model: type[models.Model]) -> str:
-    """Every summary measure of ``model``'s rows summed, ``FROM`` its table: whole numbers,
-    revenue in cents, the longest duration a maximum (as :func:`summary_sums`)."""
+    """:func:`summary_sums` over ``model``'s rows in SQL, ``FROM`` its table: whole numbers,
+    revenue in cents."""
     quote = connection.ops.quote_name
+    aggregates = summary_sums()
     sums = []
     for name in SUMMARY_MEASURES:
         field = cast(models.Field, model._meta.get_field(name))
         column = quote(cast(str, field.column))
-        if name == "duration_max":
+        if isinstance(aggregates[name], Max):
             sums.append(f"MAX({column})")
         elif name == "revenue":
             sums.append(f"CAST(ROUND(SUM({column}) * 100) AS BIGINT)")
