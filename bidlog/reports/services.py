@@ -24,10 +24,12 @@ from bidlog.models import (
     BidLog,
     BidOutcomeRollup,
     BidPerformanceRollup,
+    BuyerSummaryRollup,
     Call,
     CallRollup,
     CallTotalRollup,
     RollupGrain,
+    SummaryTotalRollup,
 )
 from bidlog.reports.figures import (
     LATENCY_ERROR_MS,
@@ -57,7 +59,12 @@ from bidlog.reports.plan import (
     report_tags,
     spans_q,
 )
-from bidlog.reports.summary_rollups import buyer_summary_rows, outcome_total_rows
+from bidlog.reports.summary_rollups import (
+    SUMMARY_CLASS_FIELDS,
+    SUMMARY_MEASURES,
+    buyer_summary_rows,
+    outcome_total_rows,
+)
 from bidlog.reports.tag_rollups import tag_outcome_rows, tag_series_rows, tag_summary_rows
 from buyers.models import Buyer
 
@@ -352,6 +359,26 @@ def _series_from_rollups(
         buckets.tally_for(row["bucket_start"]).add_calls(row)
 
 
+# What a series bucket adds up from a summary rollup row: all but the attempts by class.
+SERIES_MEASURES = tuple(name for name in SUMMARY_MEASURES if name not in SUMMARY_CLASS_FIELDS)
+
+
+def _series_from_summaries(buckets: _Buckets, hours: Q, buyer_id: int | None) -> None:
+    """Every source's series from the summary rollups: one row an hour, already summed over
+    the buyers (``SummaryTotalRollup``) or the buyer's own (``BuyerSummaryRollup``), where the
+    performance and call rollups need a ``GROUP BY`` over their sources (and, for the calls of
+    one buyer, nothing less)."""
+    rows: QuerySet = (
+        SummaryTotalRollup.objects.filter(hours, grain=RollupGrain.HOUR)
+        if buyer_id is None
+        else BuyerSummaryRollup.objects.filter(hours, grain=RollupGrain.HOUR, buyer_id=buyer_id)
+    )
+    for row in rows.values("bucket_start", *SERIES_MEASURES).order_by():
+        tally = buckets.tally_for(row["bucket_start"])
+        tally.add_performance(row)
+        tally.add_calls(row)
+
+
 def _series_from_raw(
     buckets: _Buckets, plan: Plan, buyer_id: int | None, source: str | None
 ) -> None:
@@ -417,6 +444,8 @@ def report_timeseries(
         for row in tag_series_rows(hours, tags, buyer_id, source):
             buckets.tally_for(row["bucket_start"]).add_performance(row)
             buckets.tally_for(row["bucket_start"]).add_calls(row)
+    elif hours is not None and source is None:
+        _series_from_summaries(buckets, hours, buyer_id)
     elif hours is not None:
         _series_from_rollups(buckets, hours, buyer_id, source)
     _series_from_raw(buckets, plan, buyer_id, source)
@@ -432,15 +461,4 @@ def report_timeseries(
 
 
 def _series_row(start: datetime, tally: Tally) -> dict[str, Any]:
-    figures = tally.figures()
-    return {
-        "bucket_start": start,
-        "bids": figures["bids"],
-        "accepted": figures["accepted"],
-        "acceptance_rate": figures["acceptance_rate"],
-        "timeouts": figures["timeouts"],
-        "calls": figures["calls"],
-        "routed_calls": figures["routed_calls"],
-        "revenue": figures["revenue"],
-        "p95_ms": figures["latency_ms"]["p95"],
-    }
+    return {"bucket_start": start, **tally.series_figures()}

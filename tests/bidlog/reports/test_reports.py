@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bidlog.choices import Outcome, Source
-from bidlog.models import LATENCY_EDGES_MS, Call
+from bidlog.models import LATENCY_EDGES_MS, LATENCY_FIELDS, Call
 from bidlog.reports.figures import (
+    Tally,
     nearest_rank,
     percentile_from_histogram,
     percentiles_from_histogram,
@@ -283,6 +284,41 @@ def test_the_percentiles_of_a_histogram_in_one_pass_are_each_its_nearest_rank_bu
     assert percentiles_from_histogram([0] * len(LATENCY_EDGES_MS), (50, 95), 10) == {
         50: None,
         95: None,
+    }
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_series_bucket_shows_the_figures_of_the_full_report(exact):
+    rng = random.Random(5)
+    tally = Tally()
+    for _ in range(3):
+        tally.add_performance(
+            {
+                "bids": 40,
+                "accepted": rng.randint(0, 40),
+                "timeouts": rng.randint(0, 5),
+                "duration_sum": 9000,
+                "duration_max": 2900,
+                **{name: rng.randint(0, 9) for name in LATENCY_FIELDS},
+            }
+        )
+        tally.add_calls({"calls": 7, "routed_calls": 5, "revenue": Decimal("12.345")})
+    if exact:
+        tally.exact_percentiles = {50: 120, 95: 2400, 99: 2800}
+    full = tally.figures()
+
+    series = tally.series_figures()
+
+    assert series.pop("p95_ms") == full["latency_ms"]["p95"] is not None
+    assert series == {name: full[name] for name in series}
+    assert set(series) == {
+        "bids",
+        "accepted",
+        "acceptance_rate",
+        "timeouts",
+        "calls",
+        "routed_calls",
+        "revenue",
     }
 
 

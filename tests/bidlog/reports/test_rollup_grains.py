@@ -132,10 +132,12 @@ def test_a_400_day_daily_series_equals_the_raw_group_by(year):
         assert within_error(fast_row.pop("p95_ms"), exact_row.pop("p95_ms"))
         assert fast_row == exact_row
     assert sum(row["calls"] for row in fast) > 100
-    # Every buyer's series reads the calls without the winner, never the per-winner rows.
+    # Every buyer's series reads the summary over every buyer, one row an hour, never the
+    # per-buyer or per-winner rows.
     read = " ".join(query["sql"] for query in queries.captured_queries)
-    assert CallTotalRollup._meta.db_table in read
-    assert f'"{CallRollup._meta.db_table}"' not in read
+    assert f'"{SummaryTotalRollup._meta.db_table}"' in read
+    for per_buyer in (CallRollup, CallTotalRollup, BidPerformanceRollup, BuyerSummaryRollup):
+        assert f'"{per_buyer._meta.db_table}"' not in read
 
 
 @pytest.mark.parametrize("source", [None, "live"])
