@@ -8,6 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.views import View
 
 from bidlog.choices import AlertStatus
@@ -26,10 +29,11 @@ from bidlog.reports.reads import serial_reads
 from bidlog.reports.services import report_summary, report_timeseries
 from bidlog.reports.states import report_states
 from bidlog.reports.tables import CODES, REPORT_TABLES, ReportTable, summary_records, tag_table
+from buyers.models import Buyer
 from buyers.selectors import buyer_list
 from callgrid_portal import charts
 from callgrid_portal.bidapi import codes
-from callgrid_portal.numbers import fmt_money
+from callgrid_portal.numbers import fmt_count, fmt_money, fmt_ms, fmt_rate
 from callgrid_portal.pages import RoleRequiredMixin
 from callgrid_portal.privacy import can_see_caller_ids
 
@@ -92,10 +96,40 @@ def _overview(form: ReportRangeForm, args: dict[str, Any]) -> dict[str, Any]:
             for name, count in summary["by_class"].items()
         ],
         "buyers": [
-            {"buyer": buyer, "health": health[buyer.pk], "figures": by_buyer.get(buyer.pk)}
+            {
+                "buyer": buyer,
+                "health": health[buyer.pk],
+                "figures": by_buyer.get(buyer.pk),
+                "html": _buyer_row_html(buyer, health[buyer.pk], by_buyer.get(buyer.pk)),
+            }
             for buyer in every_buyer
         ],
     }
+
+
+def _buyer_row_html(buyer: Buyer, health: str, figures: dict[str, Any] | None) -> SafeString:
+    """One row of the overview's buyers table, ``<tr>...</tr>``: written here, as the report
+    tables' cells are (``tables.cell_html``), because 200 buyers' rows through the template's
+    ``url`` tag and number filters took a fifth of the page's time."""
+    head = format_html(
+        '<td><a href="{}">{}</a></td><td><span class="badge {}">{}</span></td><td>{}</td>',
+        reverse("buyers:detail", args=[buyer.pk]),
+        buyer.name,
+        health,
+        health,
+        buyer.get_status_display(),
+    )
+    if figures is None:
+        return format_html('<tr>{}<td colspan="5">no bids in this range</td></tr>', head)
+    return format_html(
+        "<tr>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        head,
+        fmt_count(figures["bids"]),
+        fmt_rate(figures["acceptance_rate"]),
+        fmt_ms(figures["latency_ms"]["p95"]),
+        fmt_count(figures["timeouts"]),
+        fmt_money(figures["revenue"]),
+    )
 
 
 def _urgency(priority: str) -> int:

@@ -94,6 +94,36 @@ def test_overview_shows_the_last_24_hours_alerts_and_every_buyer(alice, day):
     assert "4004 " in page and "2000 " in page
 
 
+def test_overview_buyer_rows_show_each_buyers_figures_escaped(alice, day):
+    acme, beta = day
+    BuyerFactory(name="<Idle & co>", priority=4)
+
+    page = page_client(alice).get(reverse("home")).content.decode()
+
+    rows = re.findall(r"<tr><td><a href=.*?</tr>", page)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert cells[0] == [
+        f'<a href="{reverse("buyers:detail", args=[acme.pk])}">Acme</a>',
+        '<span class="badge healthy">healthy</span>',
+        "Active",
+        "3",
+        "100%",
+        cells[0][5],  # the p95 of the factory's random durations
+        "0",
+        "$25.50",
+    ]
+    assert re.fullmatch(r"[\d,]+ ms", cells[0][5])
+    assert cells[1][1:5] == ['<span class="badge degraded">degraded</span>', "Active", "2", "0%"]
+    assert cells[1][7] == "$0.00"
+    assert cells[3] == [
+        f'<a href="{reverse("buyers:detail", args=[Buyer.objects.get(priority=4).pk])}">'
+        "&lt;Idle &amp; co&gt;</a>",
+        '<span class="badge unknown">unknown</span>',
+        "Active",
+        "no bids in this range",
+    ]
+
+
 def test_a_wider_range_counts_older_bids(alice, day):
     response = page_client(alice).get(reverse("home"), {"range": "7d"})
     assert response.context["summary"]["bids"] == 6
