@@ -15,7 +15,10 @@ from django.core.exceptions import ValidationError
 from django.forms.utils import pretty_name
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.utils import timezone
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.views.generic import DetailView, FormView, ListView
 
 from bidlog.buyer_pages.figures import buyer_figures
@@ -81,10 +84,13 @@ class BuyerListView(RoleRequiredMixin, ListView):
         health = buyers_health(buyers)
         # Every row's sparkline from one read for the whole page, never one per row.
         hourly = buyers_hourly_bids(buyer_ids=[b.pk for b in buyers], until=timezone.now())
-        context["rows"] = [
-            (buyer, health[buyer.pk], _sparkline(buyer, hourly[buyer.pk])) for buyer in buyers
-        ]
-        context["can_edit"] = has_role(self.request.user, OPERATOR)
+        can_edit = has_role(self.request.user, OPERATOR)
+        context["rows"] = []
+        for buyer in buyers:
+            sparkline = _sparkline(buyer, hourly[buyer.pk])
+            html = _buyer_row_html(buyer, health[buyer.pk], sparkline, can_edit=can_edit)
+            context["rows"].append((buyer, health[buyer.pk], sparkline, html))
+        context["can_edit"] = can_edit
         context["bulk_actions"] = BULK_STATUSES
         context["filter"] = self.filterset
         context["filtered"] = any(self.request.GET.get(name) for name in self.filterset.filters)
@@ -182,6 +188,48 @@ def buyer_page(
     view.object = buyer
     context = view.get_context_data(object=buyer, test_bid_form=test_bid_form)
     return view.render_to_response(context, status=status)
+
+
+def _buyer_row_html(buyer: Buyer, health: str, sparkline: str, *, can_edit: bool) -> SafeString:
+    """One row of the buyers list, ``<tr>...</tr>``, each value written as ``{{ value }}``
+    writes it (localized, escaped). Written here rather than in the template: 200 rows of a
+    dozen variables, a ``url`` tag and localized numbers were over half the page's time."""
+    shown = formats.localize
+    pick = (
+        format_html(
+            '<td><input type="checkbox" name="buyers" value="{}" id="pick-{}" '
+            'aria-label="Select {}"></td>',
+            shown(buyer.pk),
+            shown(buyer.pk),
+            buyer.name,
+        )
+        if can_edit
+        else ""
+    )
+    window = (
+        format_html(", {}-day duplicate window", shown(buyer.duplicate_window_days))
+        if buyer.duplicate_window_days
+        else ""
+    )
+    return format_html(
+        '<tr>{}<td>{}</td><td><a href="{}">{}</a></td><td><code>{}</code></td>'
+        '<td><span class="badge {}">{}</span></td><td><span class="badge {}">{}</span></td>'
+        "<td>{}</td><td>${}</td><td>{} at once, {}/min{}</td></tr>",
+        pick,
+        shown(buyer.priority),
+        reverse("buyers:detail", args=[buyer.pk]),
+        buyer.name,
+        buyer.grid_id,
+        buyer.status,
+        buyer.get_status_display(),
+        health,
+        health,
+        sparkline,
+        shown(buyer.min_bid),
+        shown(buyer.max_concurrency),
+        shown(buyer.rate_limit_per_minute),
+        window,
+    )
 
 
 def _sparkline(buyer: Buyer, hourly: list[int]) -> str:

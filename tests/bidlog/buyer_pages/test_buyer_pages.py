@@ -1,5 +1,6 @@
 """The buyer pages: who may see and change what, the forms' messages and the eligibility check."""
 
+import re
 from datetime import UTC, timedelta
 from decimal import Decimal
 
@@ -394,6 +395,47 @@ def test_the_list_searches_and_narrows(alice, query, expected):
     assert [buyer.name for buyer, *_ in response.context["rows"]] == expected
     if not expected:
         assert "No buyer matches." in response.content.decode()
+
+
+@pytest.mark.parametrize("role", ["alice", "bob"])
+def test_the_list_rows_show_each_buyers_settings_escaped(role, alice, bob):
+    user = {"alice": alice, "bob": bob}[role]
+    odd = BuyerFactory(
+        name='<b>"Odd" & co</b>',
+        priority=12,
+        min_bid=Decimal("7.50"),
+        max_concurrency=4,
+        rate_limit_per_minute=90,
+        duplicate_window_days=0,
+        status="paused",
+    )
+    plain = BuyerFactory(name="Plain", priority=13, duplicate_window_days=30)
+    for minutes in (5, 70):
+        BidLogFactory(buyer=plain, created_at=timezone.now() - timedelta(minutes=minutes))
+
+    page = page_client(user).get(reverse("buyers:list")).content.decode()
+
+    rows = re.findall(r"<tr><td>.*?</tr>", re.sub(r">\s+<", "><", page), flags=re.S)
+    cells = [re.findall(r"<td>(.*?)</td>", row, flags=re.S) for row in rows]
+    pick = [
+        f'<input type="checkbox" name="buyers" value="{odd.pk}" id="pick-{odd.pk}" '
+        'aria-label="Select &lt;b&gt;&quot;Odd&quot; &amp; co&lt;/b&gt;">'
+    ]
+    first = cells[0][1:] if role == "bob" else cells[0]
+    assert cells[0][:1] == (pick if role == "bob" else ["12"])
+    assert first[:5] == [
+        "12",
+        f'<a href="{reverse("buyers:detail", args=[odd.pk])}">'
+        "&lt;b&gt;&quot;Odd&quot; &amp; co&lt;/b&gt;</a>",
+        f"<code>{odd.grid_id}</code>",
+        '<span class="badge paused">Paused</span>',
+        '<span class="badge unknown">unknown</span>',
+    ]
+    assert "0 bids in the last 24 hours" in first[5]
+    assert first[6:] == ["$7.50", "4 at once, 90/min"]
+    second = cells[1][1:] if role == "bob" else cells[1]
+    assert "2 bids in the last 24 hours, at most 1 in one hour" in second[5]
+    assert second[7].endswith("/min, 30-day duplicate window")
 
 
 def test_a_bad_list_filter_is_named_not_a_crash(alice):
