@@ -170,12 +170,13 @@ def buyers_hourly_bids(
             f"hour_{index}": Sum("bids", filter=Q(bucket_start=start))
             for index, start in enumerate(starts)
         }
-        for row in (
+        rows: QuerySet = (
             BuyerSummaryRollup.objects.filter(covered, grain=RollupGrain.HOUR, buyer_id__in=wanted)
             .values("buyer_id")
             .annotate(**by_hour)
             .order_by()
-        ):
+        )
+        for row in rows:
             counts = series[row["buyer_id"]]
             for index, name in enumerate(by_hour):
                 counts[index] += row[name] or 0
