@@ -366,8 +366,8 @@ SERIES_MEASURES = tuple(name for name in SUMMARY_MEASURES if name not in SUMMARY
 def _series_from_summaries(buckets: _Buckets, hours: Q, buyer_id: int | None) -> None:
     """Every source's series from the summary rollups: one row an hour, already summed over
     the buyers (``SummaryTotalRollup``) or the buyer's own (``BuyerSummaryRollup``), where the
-    performance and call rollups need a ``GROUP BY`` over their sources (and, for the calls of
-    one buyer, nothing less)."""
+    performance and call rollups need a ``GROUP BY`` over their sources. A series of one
+    source reads those (:func:`_series_from_rollups`): the summary rollups have no source."""
     rows: QuerySet = (
         SummaryTotalRollup.objects.filter(hours, grain=RollupGrain.HOUR)
         if buyer_id is None
