@@ -179,12 +179,13 @@ class Tally:
         by_class: Counter = Counter(self.by_class_only)
         for outcome, count in self.by_outcome.items():
             by_class[OUTCOME_CLASS.get(outcome, OutcomeClass.ERROR)] += count
-        revenue = self.revenue.quantize(CENT)
+        counts = self._counts()
+        revenue = counts["revenue"]
         return {
             "attempts": self.attempts,
-            "bids": self.bids,
-            "accepted": self.accepted,
-            "acceptance_rate": rate(self.accepted, self.bids),
+            "bids": counts["bids"],
+            "accepted": counts["accepted"],
+            "acceptance_rate": counts["acceptance_rate"],
             "by_outcome": dict(sorted(self.by_outcome.items())),
             "by_class": {klass: by_class.get(klass, 0) for klass in CLASSES},
             "by_code": [
@@ -193,10 +194,10 @@ class Tally:
                 for title, priority in [_code_info(code)]
             ],
             "latency_ms": self.latency(),
-            "timeouts": self.timeouts,
+            "timeouts": counts["timeouts"],
             "timeout_rate": rate(self.timeouts, self.bids),
-            "calls": self.calls,
-            "routed_calls": self.routed_calls,
+            "calls": counts["calls"],
+            "routed_calls": counts["routed_calls"],
             "revenue": revenue,
             "revenue_per_call": (revenue / self.calls).quantize(CENT) if self.calls else None,
         }
@@ -205,6 +206,10 @@ class Tally:
         """The figures of a time series' bucket: those of :meth:`figures` it shows, and the
         p95 latency alone (a series of 720 hours would otherwise work out every breakdown and
         percentile of every hour to drop them)."""
+        return {**self._counts(), "p95_ms": self.percentiles((95,))[95]}
+
+    def _counts(self) -> dict[str, Any]:
+        # The figures a series bucket and a full report both show, defined once for both.
         return {
             "bids": self.bids,
             "accepted": self.accepted,
@@ -213,5 +218,4 @@ class Tally:
             "calls": self.calls,
             "routed_calls": self.routed_calls,
             "revenue": self.revenue.quantize(CENT),
-            "p95_ms": self.percentiles((95,))[95],
         }

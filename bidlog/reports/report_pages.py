@@ -96,14 +96,17 @@ def _overview(form: ReportRangeForm, args: dict[str, Any]) -> dict[str, Any]:
             for name, count in summary["by_class"].items()
         ],
         "buyers": [
-            {
-                "buyer": buyer,
-                "health": health[buyer.pk],
-                "figures": by_buyer.get(buyer.pk),
-                "html": _buyer_row_html(buyer, health[buyer.pk], by_buyer.get(buyer.pk)),
-            }
-            for buyer in every_buyer
+            _buyer_row(buyer, health[buyer.pk], by_buyer.get(buyer.pk)) for buyer in every_buyer
         ],
+    }
+
+
+def _buyer_row(buyer: Buyer, health: str, figures: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "buyer": buyer,
+        "health": health,
+        "figures": figures,
+        "html": _buyer_row_html(buyer, health, figures),
     }
 
 
