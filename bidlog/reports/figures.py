@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from operator import itemgetter
+from operator import add, itemgetter
 from typing import Any
 
 from bidlog.choices import OUTCOME_CLASS, OutcomeClass
@@ -150,10 +150,10 @@ class Tally:
         self.timeouts += row["timeouts"] or 0
         self.duration_sum += row["duration_sum"] or 0
         self.duration_max = max(self.duration_max, row["duration_max"] or 0)
-        self.histogram = [
-            held + (count or 0)
-            for held, count in zip(self.histogram, _histogram_of(row), strict=True)
-        ]
+        counts = _histogram_of(row)
+        if None in counts:
+            counts = [count or 0 for count in counts]
+        self.histogram = list(map(add, self.histogram, counts))
 
     def add_calls(self, row: Mapping[str, Any]) -> None:
         self.calls += row["calls"] or 0
@@ -176,30 +176,32 @@ class Tally:
 
     def figures(self) -> dict[str, Any]:
         """Every figure of a report, each defined here and only here."""
-        by_class: Counter = Counter(self.by_class_only)
-        for outcome, count in self.by_outcome.items():
-            by_class[OUTCOME_CLASS.get(outcome, OutcomeClass.ERROR)] += count
-        counts = self._counts()
-        revenue = counts["revenue"]
         return {
-            "attempts": self.attempts,
-            "bids": counts["bids"],
-            "accepted": counts["accepted"],
-            "acceptance_rate": counts["acceptance_rate"],
+            **self.buyer_figures(),
             "by_outcome": dict(sorted(self.by_outcome.items())),
-            "by_class": {klass: by_class.get(klass, 0) for klass in CLASSES},
             "by_code": [
                 {"code": code, "title": title, "priority": priority, "count": count}
                 for code, count in sorted(self.by_code.items())
                 for title, priority in [_code_info(code)]
             ],
+            "revenue_per_call": (
+                (self.revenue.quantize(CENT) / self.calls).quantize(CENT) if self.calls else None
+            ),
+        }
+
+    def buyer_figures(self) -> dict[str, Any]:
+        """The figures a summary's row of one buyer shows: those of :meth:`figures` but the
+        outcome and code breakdowns (a summary of 200 buyers would otherwise sort and look up
+        every buyer's codes to drop them) and the revenue per call."""
+        by_class: Counter = Counter(self.by_class_only)
+        for outcome, count in self.by_outcome.items():
+            by_class[OUTCOME_CLASS.get(outcome, OutcomeClass.ERROR)] += count
+        return {
+            **self._counts(),
+            "attempts": self.attempts,
+            "by_class": {klass: by_class.get(klass, 0) for klass in CLASSES},
             "latency_ms": self.latency(),
-            "timeouts": counts["timeouts"],
             "timeout_rate": rate(self.timeouts, self.bids),
-            "calls": counts["calls"],
-            "routed_calls": counts["routed_calls"],
-            "revenue": revenue,
-            "revenue_per_call": (revenue / self.calls).quantize(CENT) if self.calls else None,
         }
 
     def series_figures(self) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def _call_rows(plan: Plan, filters: dict[str, Any]) -> Iterator[Mapping[str, Any
 
 
 def _buyer_row(buyer: Mapping[str, Any], tally: Tally) -> dict[str, Any]:
-    figures = tally.figures()
+    figures = tally.buyer_figures()
     p99 = figures["latency_ms"]["p99"]
     return {
         "buyer": buyer["id"],
