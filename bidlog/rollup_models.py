@@ -34,6 +34,9 @@ LATENCY_FIELDS: tuple[str, ...] = tuple(f"h{i:02d}" for i in range(len(LATENCY_E
 class RollupGrain(models.TextChoices):
     HOUR = "hour", "Hour"
     DAY = "day", "Day (UTC)"
+    # Only the narrow summary rollups, and only for recent hours: the ends of a summary's
+    # range (bidlog.reports.fine_rollups).
+    FIVE_MINUTES = "5min", "5 minutes"
 
 
 class RollupBucket(models.Model):

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from bidlog.models import RollupBucket, RollupGrain, bid_calls_q
+from bidlog.reports.fine_rollups import ceil_fine, floor_fine
 from bidlog.reports.rollup_sql import adapt
 from bidlog.reports.rollups import DAY, HOUR, ceil_hour, floor_hour
 
@@ -63,6 +64,8 @@ class Plan:
     hours: list[Span] = field(default_factory=list)
     days: list[Span] = field(default_factory=list)
     tags: Tags = field(default_factory=dict)
+    # Five-minute spans, in the narrow summary rollups only (asked for with ``fine=True``).
+    fine: list[Span] = field(default_factory=list)
 
     def raw_q(self, name: str = "created_at") -> Q | None:
         """Rows of the raw spans by their own ``name`` moment (calls; bids: :meth:`bids_q`)."""
@@ -77,10 +80,13 @@ class Plan:
         return query & bid_calls_q(self.raw)
 
     def rollup_spans(self) -> list[tuple[RollupGrain, datetime, datetime]]:
-        """The rollup buckets the plan reads, as spans with their grain: hours, then days."""
-        return [(RollupGrain.HOUR, start, end) for start, end in self.hours] + [
-            (RollupGrain.DAY, start, end) for start, end in self.days
-        ]
+        """The rollup buckets the plan reads, as spans with their grain: hours, days, then
+        five minutes."""
+        return (
+            [(RollupGrain.HOUR, start, end) for start, end in self.hours]
+            + [(RollupGrain.DAY, start, end) for start, end in self.days]
+            + [(RollupGrain.FIVE_MINUTES, start, end) for start, end in self.fine]
+        )
 
     def rollup_q(self) -> Q | None:
         """Rollup rows of the plan's buckets (``None``: none to read)."""
@@ -126,32 +132,79 @@ def _add_span(spans: list[Span], start: datetime, end: datetime) -> None:
         spans.append((start, end))
 
 
+class _Buckets:
+    """The fresh rollup buckets around a range, as :func:`plan_range` reads them."""
+
+    def __init__(self, start: datetime, end: datetime) -> None:
+        self.fresh: set[tuple[str, datetime]] = set()
+        self.partial: dict[datetime, datetime] = {}
+        self.fine: dict[datetime, datetime | None] = {}
+        for grain, bucket, complete_until in RollupBucket.objects.filter(
+            stale=False, bucket_start__gte=start, bucket_start__lte=end
+        ).values_list("grain", "bucket_start", "complete_until"):
+            if grain == RollupGrain.FIVE_MINUTES:
+                self.fine[bucket] = complete_until
+            elif complete_until is None:
+                self.fresh.add((grain, bucket))
+            elif grain == RollupGrain.HOUR:
+                self.partial[bucket] = complete_until
+
+    def fine_until(self, hour: datetime) -> datetime | None:
+        """Up to when the five-minute rows of ``hour`` hold every raw row (``None``: they
+        cannot serve): built with the hour's fresh rollup, up to where that reaches."""
+        if hour not in self.fine:
+            return None
+        complete_until = self.fine[hour]
+        if complete_until is None:
+            return hour + HOUR if (RollupGrain.HOUR, hour) in self.fresh else None
+        return complete_until if self.partial.get(hour) == complete_until else None
+
+
+def _add_edge(plan: Plan, start: datetime, end: datetime, fine_until: datetime | None) -> None:
+    """Plan ``[start, end)``, part of one hour: its whole five-minute buckets up to
+    ``fine_until`` from the five-minute rollups, the rest raw."""
+    first = ceil_fine(start)
+    last = min(floor_fine(end), floor_fine(fine_until)) if fine_until else first
+    if first >= last:
+        _add_span(plan.raw, start, end)
+        return
+    if start < first:
+        _add_span(plan.raw, start, first)
+    _add_span(plan.fine, first, last)
+    if last < end:
+        _add_span(plan.raw, last, end)
+
+
 def plan_range(
-    since: datetime, until: datetime, *, use_days: bool = True, tags: Tags | None = None
+    since: datetime,
+    until: datetime,
+    *,
+    use_days: bool = True,
+    tags: Tags | None = None,
+    fine: bool = False,
 ) -> Plan:
     """Split ``[since, until)`` into what rollups can answer and what raw rows must.
 
     Whole UTC days with a fresh day rollup come from the day grain (when ``use_days``), other
     whole hours with a fresh hour rollup from the hour grain, the hour ``until`` falls in from
     its rollup up to the moment it was rolled up to (``complete_until``, the hour still
-    running), everything else from raw rows.
+    running). With ``fine`` (a reader of the narrow summary rollups only), the parts of hours
+    at the ends come from the five-minute rollups where they are built
+    (:mod:`bidlog.reports.fine_rollups`). Everything else from raw rows.
     """
     plan = Plan(tags=tags or {})
     first, last = ceil_hour(since), floor_hour(until)
-    if first > last:  # inside one hour, after its start: nothing rolled up can serve
-        _add_span(plan.raw, since, until)
+    buckets = _Buckets(first - DAY, last)
+
+    def fine_until(hour: datetime) -> datetime | None:
+        return buckets.fine_until(hour) if fine else None
+
+    if first > last:  # inside one hour, after its start
+        _add_edge(plan, since, until, fine_until(last))
         return plan
-    buckets = RollupBucket.objects.filter(
-        stale=False, bucket_start__gte=first - DAY, bucket_start__lte=last
-    ).values_list("grain", "bucket_start", "complete_until")
-    fresh, partial = set(), {}
-    for grain, start, complete_until in buckets:
-        if complete_until is None:
-            fresh.add((grain, start))
-        elif grain == RollupGrain.HOUR:
-            partial[start] = complete_until
+    fresh, partial = buckets.fresh, buckets.partial
     if since < first:
-        _add_span(plan.raw, since, first)
+        _add_edge(plan, since, first, fine_until(first - HOUR))
     hour = first
     while hour < last:
         day_end = hour + DAY
@@ -169,7 +222,7 @@ def plan_range(
             _add_span(plan.hours, last, rolled)
             last = rolled
         if last < until:
-            _add_span(plan.raw, last, until)
+            _add_edge(plan, last, until, fine_until(floor_hour(last)))
     return plan
 
 
@@ -181,14 +234,21 @@ def report_tags(campaign: str | None, publisher: str | None) -> Tags:
 
 
 def report_plan(
-    since: datetime, until: datetime, *, exact: bool, tags: Tags, tag_rollups: bool = False
+    since: datetime,
+    until: datetime,
+    *,
+    exact: bool,
+    tags: Tags,
+    tag_rollups: bool = False,
+    fine: bool = False,
 ) -> Plan:
     """The rows a report of ``[since, until)`` reads: raw rows alone when it must be exact, or
     is limited to tags and its figures are not in the tag rollups (``tag_rollups``: they are,
-    see :mod:`bidlog.reports.tag_rollups`), else :func:`plan_range`."""
+    see :mod:`bidlog.reports.tag_rollups`), else :func:`plan_range` (``fine``: the report
+    reads only the narrow summary rollups, which have five-minute rows)."""
     if exact or (tags and not tag_rollups):
         return Plan(raw=[(since, until)], tags=tags)
-    return plan_range(since, until, tags=tags)
+    return plan_range(since, until, tags=tags, fine=fine)
 
 
 def _filters(buyer_field: str, buyer_id: int | None, source: str | None) -> dict[str, Any]:

@@ -11,7 +11,8 @@ Grains (chosen so that no report reads more than ~100k rollup rows, see the READ
 - ``CallRollup``: bucket x winning buyer x source, for calls and revenue, and
   ``CallTotalRollup`` (the same without the winner) for the series of every buyer;
 - and, derived from those of the same bucket, the narrow tables a summary of every source
-  reads (:mod:`bidlog.reports.summary_rollups`).
+  reads (:mod:`bidlog.reports.summary_rollups`), which the recent hours also have per five
+  minutes (:mod:`bidlog.reports.fine_rollups`);
 - ``CallTagRollup``: bucket x source x campaign x publisher, for calls and revenue per tag;
 - the tag rollups a report limited to a campaign or publisher reads
   (:mod:`bidlog.reports.tag_rollups`).
@@ -47,6 +48,7 @@ from bidlog.models import (
     RollupBucket,
     RollupGrain,
 )
+from bidlog.reports.fine_rollups import fine_rollups_build
 from bidlog.reports.measures import SENT, performance_aggregates, performance_rollup_sums
 from bidlog.reports.rollup_sql import insert_select
 from bidlog.reports.summary_rollups import summary_rollups_build, total_rollups_build
@@ -199,13 +201,14 @@ def rollup_build_hours(
         return 0
     if start < retention_floor(now=now) and not before_pruning:
         raise ValueError(f"hour {start:%Y-%m-%d %H:00} is older than retention; not rebuilt")
-    _rebuild_hours(start, end, raw_end=end)
+    fine = _rebuild_hours(start, end, raw_end=end, now=now)
     hours = []
     current = start
     while current < end:
         hours.append(current)
         current += HOUR
-    _mark_hours_built(hours, now=now, complete_until=None)
+    _mark_hours_built(RollupGrain.HOUR, hours, now=now, complete_until=None)
+    _mark_hours_built(RollupGrain.FIVE_MINUTES, fine, now=now, complete_until=None)
     mark_stale(RollupGrain.DAY, sorted({floor_day(h) for h in hours}))
     return len(hours)
 
@@ -231,14 +234,18 @@ def rollup_build_current_hour(*, now: datetime | None = None) -> datetime | None
     until = now - current_hour_settle()
     if until <= hour:
         return None
-    _rebuild_hours(hour, hour + HOUR, raw_end=until)
-    _mark_hours_built([hour], now=now, complete_until=until)
+    fine = _rebuild_hours(hour, hour + HOUR, raw_end=until, now=now)
+    _mark_hours_built(RollupGrain.HOUR, [hour], now=now, complete_until=until)
+    _mark_hours_built(RollupGrain.FIVE_MINUTES, fine, now=now, complete_until=until)
     return until
 
 
-def _rebuild_hours(start: datetime, end: datetime, *, raw_end: datetime) -> None:
+def _rebuild_hours(
+    start: datetime, end: datetime, *, raw_end: datetime, now: datetime
+) -> list[datetime]:
     """Replace the rollup rows of the whole hours ``[start, end)`` with those of the raw rows
-    created in ``[start, raw_end)`` (``raw_end`` is ``end``, or a moment in the last hour)."""
+    created in ``[start, raw_end)`` (``raw_end`` is ``end``, or a moment in the last hour).
+    Returns the hours whose five-minute rows were built too (the recent ones)."""
     _lock(RollupGrain.HOUR, datetime(2000, 1, 1, tzinfo=UTC))  # one hour builder at a time
     for model in ROLLUP_MODELS:
         model.objects.filter(
@@ -248,15 +255,18 @@ def _rebuild_hours(start: datetime, end: datetime, *, raw_end: datetime) -> None
     tag_rollups_build_hours(start, raw_end)
     summary_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
     total_rollups_build(grain=RollupGrain.HOUR, start=start, end=end)
+    return fine_rollups_build(start=start, end=end, raw_end=raw_end, now=now)
 
 
 def _mark_hours_built(
-    hours: list[datetime], *, now: datetime, complete_until: datetime | None
+    grain: str, hours: list[datetime], *, now: datetime, complete_until: datetime | None
 ) -> None:
+    """Record ``hours`` as built: their hour buckets, or (``FIVE_MINUTES``) that the hours'
+    five-minute rows belong to the same build."""
     RollupBucket.objects.bulk_create(
         [
             RollupBucket(
-                grain=RollupGrain.HOUR,
+                grain=grain,
                 bucket_start=h,
                 built_at=now,
                 stale=False,

@@ -270,7 +270,11 @@ def report_summary(
     """The summary of ``[since, until)``: totals, breakdowns and one row per buyer."""
     tags = report_tags(campaign, publisher)
     # The tag rollups have outcomes and codes over all buyers only: one buyer's reads raw rows.
-    plan = report_plan(since, until, exact=exact, tags=tags, tag_rollups=buyer_id is None)
+    # So have the five-minute rollups, which a summary of every source reads for its ends.
+    every = buyer_id is None
+    plan = report_plan(
+        since, until, exact=exact, tags=tags, tag_rollups=every, fine=every and not (source or tags)
+    )
     filters = bid_filters(buyer_id, source, tags)
     total = Tally()
     per_buyer: dict[int, Tally] = defaultdict(Tally)

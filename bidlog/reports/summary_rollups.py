@@ -4,10 +4,13 @@
 totals but the breakdowns, which come from ``BidOutcomeTotalRollup`` (outcome and code
 over all buyers) or, for one buyer, from that buyer's ``BidOutcomeRollup`` rows. Both are
 derived from the outcome, performance and call rollups of the same bucket, never from raw
-rows; :mod:`bidlog.reports.rollups` builds them with those. ``BidStateTotalRollup`` (the
-state table) and ``CallTotalRollup`` (calls and revenue) are ``BidStateRollup`` and
-``CallRollup`` summed over the buyers the same way, and ``SummaryTotalRollup`` is
-``BuyerSummaryRollup`` summed over the buyers.
+rows; :mod:`bidlog.reports.rollups` builds them with those. The five-minute rows of the
+recent hours are the exception: no wide rollup has that grain, so
+:mod:`bidlog.reports.fine_rollups` groups them from raw rows, through the same
+:func:`buyer_summary_insert`. ``BidStateTotalRollup`` (the state table) and
+``CallTotalRollup`` (calls and revenue) are ``BidStateRollup`` and ``CallRollup`` summed over
+the buyers the same way, and ``SummaryTotalRollup`` is ``BuyerSummaryRollup`` summed over the
+buyers.
 """
 
 from __future__ import annotations
@@ -60,14 +63,15 @@ def _class_columns() -> tuple[list[str], list[str]]:
     return columns, params
 
 
+# The rows a summary rollup row adds up, as an SQL ``FROM`` clause and its parameters: rows
+# shaped as outcome rollup rows (``bucket_start, buyer_id, outcome, attempts``), as performance
+# rollup rows of one buyer each, and as call rollup rows (``winner_id``).
+SummarySource = tuple[str, list[Any]]
+
+
 def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
     """Rebuild the summary rollups of the ``grain`` buckets in ``[start, end)`` from the
-    outcome, performance and call rollup rows of the same buckets (never from raw rows).
-
-    One ``BuyerSummaryRollup`` row per bucket and buyer: the three sources of its figures are
-    stacked (``UNION ALL``, zeros for the others' columns) and summed per bucket and buyer.
-    """
-    quote = connection.ops.quote_name
+    outcome, performance and call rollup rows of the same buckets (never from raw rows)."""
     for model in SUMMARY_MODELS:
         model.objects.filter(grain=grain, bucket_start__gte=start, bucket_start__lt=end).delete()
     same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
@@ -79,31 +83,42 @@ def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None
         .values("bucket_start", "source", "outcome", "code")
         .annotate(attempts=Sum("attempts")),
     )
+    quote = connection.ops.quote_name
+    where = "WHERE grain = %s AND bucket_start >= %s AND bucket_start < %s"
+    params: list[Any] = [grain, adapt(start), adapt(end)]
+    buyer_summary_insert(
+        grain,
+        outcomes=(f"{quote(BidOutcomeRollup._meta.db_table)} {where}", params),
+        performance=(
+            f"{quote(BidPerformanceRollup._meta.db_table)} {where} AND buyer_id IS NOT NULL",
+            params,
+        ),
+        calls=(f"{quote(CallRollup._meta.db_table)} {where}", params),
+    )
+
+
+def buyer_summary_insert(
+    grain: str, *, outcomes: SummarySource, performance: SummarySource, calls: SummarySource
+) -> None:
+    """Insert ``BuyerSummaryRollup`` rows of ``grain``: one per bucket and buyer of the
+    source rows. The three sources are stacked (``UNION ALL``, zeros for the others'
+    columns) and summed per bucket and buyer, the outcomes' attempts split by class."""
+    quote = connection.ops.quote_name
     classes, class_params = _class_columns()
     class_names = list(SUMMARY_CLASS_FIELDS)
     perf = ["bids", "accepted", "timeouts", "duration_sum", "duration_max", *LATENCY_FIELDS]
-    calls = ["calls", "routed_calls", "revenue"]
-    names = [*class_names, *perf, *calls]
+    call_names = ["calls", "routed_calls", "revenue"]
+    names = [*class_names, *perf, *call_names]
 
-    def part(table: type[models.Model], buyer: str, exprs: dict[str, str], extra: str) -> str:
+    def part(source: SummarySource, buyer: str, exprs: dict[str, str]) -> str:
         values = ", ".join(f"{exprs.get(name, '0')} AS {quote(name)}" for name in names)
-        return (
-            f"SELECT bucket_start, {buyer} AS buyer_id, {values} "
-            f"FROM {quote(table._meta.db_table)} "
-            f"WHERE grain = %s AND bucket_start >= %s AND bucket_start < %s{extra}"
-        )
+        return f"SELECT bucket_start, {buyer} AS buyer_id, {values} FROM {source[0]}"
 
-    where: list[Any] = [grain, adapt(start), adapt(end)]
     stacked = " UNION ALL ".join(
         [
-            part(BidOutcomeRollup, "buyer_id", dict(zip(class_names, classes, strict=True)), ""),
-            part(
-                BidPerformanceRollup,
-                "buyer_id",
-                {name: quote(name) for name in perf},
-                " AND buyer_id IS NOT NULL",
-            ),
-            part(CallRollup, "winner_id", {name: quote(name) for name in calls}, ""),
+            part(outcomes, "buyer_id", dict(zip(class_names, classes, strict=True))),
+            part(performance, "buyer_id", {name: quote(name) for name in perf}),
+            part(calls, "winner_id", {name: quote(name) for name in call_names}),
         ]
     )
     totals = ", ".join(
@@ -115,7 +130,7 @@ def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None
             f"INSERT INTO {table} (grain, bucket_start, buyer_id, {', '.join(map(quote, names))}) "
             f"SELECT %s, bucket_start, buyer_id, {totals} FROM ({stacked}) stacked "
             "GROUP BY bucket_start, buyer_id",
-            [grain, *class_params, *where, *where, *where],
+            [grain, *class_params, *outcomes[1], *performance[1], *calls[1]],
         )
 
 
@@ -124,25 +139,45 @@ def total_rollups_build(*, grain: str, start: datetime, end: datetime) -> None:
     state table's (``BidStateTotalRollup``), the calls' (``CallTotalRollup``) and the summary's
     (``SummaryTotalRollup``), each the per-buyer rows of the same buckets summed over the
     buyers (run after :func:`summary_rollups_build`, whose rows the last one sums)."""
-    same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
     totals: tuple[tuple[type[models.Model], type[models.Model], dict[str, Sum | Max]], ...] = (
         (BidStateTotalRollup, BidStateRollup, _sums("attempts", "bids", "accepted")),
         (CallTotalRollup, CallRollup, _sums("calls", "routed_calls", "revenue")),
-        (SummaryTotalRollup, BuyerSummaryRollup, summary_sums()),
     )
     for total, per_buyer, measures in totals:
-        # Its keys are the total's other columns: the per-buyer table's, less the buyer.
-        keys = [
-            field.name
-            for field in total._meta.concrete_fields
-            if not field.primary_key and field.name not in ("grain", *measures)
-        ]
-        total._default_manager.filter(same).delete()
-        insert_select(
-            total,
-            {"grain": grain},
-            per_buyer._default_manager.filter(same).order_by().values(*keys).annotate(**measures),
-        )
+        _total_build(total, per_buyer, measures, grain=grain, start=start, end=end)
+    summary_totals_build(grain=grain, start=start, end=end)
+
+
+def summary_totals_build(*, grain: str, start: datetime, end: datetime) -> None:
+    """Rebuild the ``SummaryTotalRollup`` rows of the ``grain`` buckets in ``[start, end)``:
+    their ``BuyerSummaryRollup`` rows summed over the buyers."""
+    _total_build(
+        SummaryTotalRollup, BuyerSummaryRollup, summary_sums(), grain=grain, start=start, end=end
+    )
+
+
+def _total_build(
+    total: type[models.Model],
+    per_buyer: type[models.Model],
+    measures: dict[str, Sum | Max],
+    *,
+    grain: str,
+    start: datetime,
+    end: datetime,
+) -> None:
+    same = Q(grain=grain, bucket_start__gte=start, bucket_start__lt=end)
+    # Its keys are the total's other columns: the per-buyer table's, less the buyer.
+    keys = [
+        field.name
+        for field in total._meta.concrete_fields
+        if not field.primary_key and field.name not in ("grain", *measures)
+    ]
+    total._default_manager.filter(same).delete()
+    insert_select(
+        total,
+        {"grain": grain},
+        per_buyer._default_manager.filter(same).order_by().values(*keys).annotate(**measures),
+    )
 
 
 def _sums(*names: str) -> dict[str, Sum | Max]:
