@@ -123,8 +123,10 @@ def report_totals_periods(
     """The totals of each ``[since, until)`` period of ``periods``, in that order."""
     tags = report_tags(campaign, publisher)
     unique = list(dict.fromkeys(periods))
+    # Every buyer and source: the summary totals, which have five-minute rows for the ends.
+    fine = buyer_id is None and not source and not tags
     plans = [
-        report_plan(since, until, exact=False, tags=tags, tag_rollups=True)
+        report_plan(since, until, exact=False, tags=tags, tag_rollups=True, fine=fine)
         for since, until in unique
     ]
     tallies = [Tally() for _ in unique]

@@ -20,6 +20,7 @@ from bidlog.reports.measures import SENT
 from bidlog.reports.plan import plan_range
 from bidlog.reports.rollups import current_hour_settle, rollup_build_hours, rollup_refresh
 from bidlog.reports.services import report_summary
+from bidlog.reports.totals import report_totals_periods
 from bidlog.stale import rollup_mark_stale
 from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
 from tests.report_checks import assert_same_summary
@@ -169,3 +170,18 @@ def test_five_minute_rows_are_kept_for_the_recent_days_only(dataset):
     ).exists()
     # The hours outside the window are read from their hour rows and raw rows, as before.
     assert plan_range(SINCE, NOW, fine=True).fine == []
+
+
+def test_the_totals_of_several_periods_read_them_too(dataset):
+    periods = [
+        (SINCE, NOW),
+        (SINCE - timedelta(hours=3, minutes=7), NOW - timedelta(hours=5, minutes=1)),
+    ]
+    assert all(plan_range(since, until, fine=True).fine for since, until in periods)
+
+    for (since, until), totals in zip(periods, report_totals_periods(periods), strict=True):
+        exact = report_summary(since=since, until=until, exact=True)
+        for name in ("bids", "accepted", "timeouts", "calls", "routed_calls", "revenue"):
+            assert totals[name] == exact[name], name
+        assert totals["latency_ms"]["max"] == exact["latency_ms"]["max"]
+        assert totals["latency_ms"]["avg"] == exact["latency_ms"]["avg"]
