@@ -247,6 +247,11 @@ def _rebuild_hours(
     created in ``[start, raw_end)`` (``raw_end`` is ``end``, or a moment in the last hour).
     Returns the hours whose five-minute rows were built too (the recent ones)."""
     _lock(RollupGrain.HOUR, datetime(2000, 1, 1, tzinfo=UTC))  # one hour builder at a time
+    if connection.vendor == "postgresql":
+        # Each grouping of an hour's rows is estimated dear enough for PostgreSQL to compile
+        # it (JIT), which took about 100 ms of a 1 s build: more than it saved.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
     for model in ROLLUP_MODELS:
         model.objects.filter(
             grain=RollupGrain.HOUR, bucket_start__gte=start, bucket_start__lt=end
