@@ -36,7 +36,11 @@ from bidlog.models import (
 )
 from bidlog.reports.measures import SENT, performance_aggregates
 from bidlog.reports.rollup_sql import insert_select
-from bidlog.reports.summary_rollups import buyer_summary_insert, summary_totals_build
+from bidlog.reports.summary_rollups import (
+    buyer_summary_insert,
+    class_counts,
+    summary_totals_build,
+)
 from bidlog.stale import floor_hour
 
 FINE = timedelta(minutes=5)
@@ -116,9 +120,9 @@ def fine_rollups_build(
     calls = _bucketed(Call.objects.filter(created_at__gte=start, created_at__lt=raw_end))
     buyer_summary_insert(
         grain,
-        outcomes=_from(
-            bids.values("bucket_start", "buyer_id", "outcome").annotate(attempts=Count("id"))
-        ),
+        # Counted by class here: a row per bucket and buyer, not per outcome too.
+        outcomes=_from(bids.values("bucket_start", "buyer_id").annotate(**class_counts())),
+        classed=True,
         performance=_from(
             bids.filter(SENT)
             .values("bucket_start", "buyer_id")

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.db import connection, models
-from django.db.models import Max, Q, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from bidlog.choices import OUTCOME_CLASS, OutcomeClass
 from bidlog.models import (
@@ -45,22 +45,36 @@ SUMMARY_CLASS_FIELDS = tuple(f"class_{klass}" for klass in OutcomeClass.values)
 SUMMARY_MEASURES = tuple(field.name for field in SummaryMeasures._meta.fields)
 
 
-def _class_columns() -> tuple[list[str], list[str]]:
-    """``CASE`` columns splitting an outcome row's attempts by outcome class, and their params.
-
-    An outcome of no known class counts as an error, as in the reports' ``by_class``.
-    """
-    columns, params = [], []
+def _class_outcomes() -> list[tuple[str, list[str], bool]]:
+    """Each outcome class with its outcomes, and whether it is every outcome *but* those: an
+    outcome of no known class counts as an error, as in the reports' ``by_class``."""
     known = [outcome for outcome, klass in OUTCOME_CLASS.items() if klass != OutcomeClass.ERROR]
-    for klass in OutcomeClass.values:
-        if klass == OutcomeClass.ERROR:
-            outcomes, test = known, "NOT IN"
-        else:
-            outcomes, test = [o for o, k in OUTCOME_CLASS.items() if k == klass], "IN"
+    return [
+        (klass, known, True)
+        if klass == OutcomeClass.ERROR
+        else (klass, [o for o, k in OUTCOME_CLASS.items() if k == klass], False)
+        for klass in OutcomeClass.values
+    ]
+
+
+def _class_columns() -> tuple[list[str], list[str]]:
+    """``CASE`` columns splitting an outcome row's attempts by outcome class, and their params."""
+    columns, params = [], []
+    for _klass, outcomes, negated in _class_outcomes():
         marks = ", ".join(["%s"] * len(outcomes)) or "NULL"
+        test = "NOT IN" if negated else "IN"
         columns.append(f"CASE WHEN outcome {test} ({marks}) THEN attempts ELSE 0 END")
         params.extend(outcomes)
     return columns, params
+
+
+def class_counts() -> dict[str, Count]:
+    """Raw bids counted by outcome class, named as the summary rollups' columns."""
+    counts = {}
+    for klass, outcomes, negated in _class_outcomes():
+        picked = Q(outcome__in=outcomes)
+        counts[f"class_{klass}"] = Count("id", filter=~picked if negated else picked)
+    return counts
 
 
 # The rows a summary rollup row adds up, as an SQL ``FROM`` clause and its parameters: rows
@@ -98,14 +112,22 @@ def summary_rollups_build(*, grain: str, start: datetime, end: datetime) -> None
 
 
 def buyer_summary_insert(
-    grain: str, *, outcomes: SummarySource, performance: SummarySource, calls: SummarySource
+    grain: str,
+    *,
+    outcomes: SummarySource,
+    performance: SummarySource,
+    calls: SummarySource,
+    classed: bool = False,
 ) -> None:
     """Insert ``BuyerSummaryRollup`` rows of ``grain``: one per bucket and buyer of the
     source rows. The three sources are stacked (``UNION ALL``, zeros for the others'
-    columns) and summed per bucket and buyer, the outcomes' attempts split by class."""
+    columns) and summed per bucket and buyer, the outcomes' attempts split by class (or,
+    ``classed``, already counted by class: :func:`class_counts`)."""
     quote = connection.ops.quote_name
-    classes, class_params = _class_columns()
     class_names = list(SUMMARY_CLASS_FIELDS)
+    classes, class_params = (
+        ([quote(name) for name in class_names], []) if classed else _class_columns()
+    )
     perf = ["bids", "accepted", "timeouts", "duration_sum", "duration_max", *LATENCY_FIELDS]
     call_names = ["calls", "routed_calls", "revenue"]
     names = [*class_names, *perf, *call_names]
