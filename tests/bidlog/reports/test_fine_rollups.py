@@ -22,6 +22,7 @@ from bidlog.reports.rollups import current_hour_settle, rollup_build_hours, roll
 from bidlog.reports.services import report_summary
 from bidlog.reports.totals import report_totals_periods
 from bidlog.stale import rollup_mark_stale
+from callgrid_portal.bidapi.outcomes import outcome_class
 from tests.factories import BidLogFactory, BuyerFactory, bid_log_dataset
 from tests.report_checks import assert_same_summary
 
@@ -81,9 +82,11 @@ def test_five_minute_rows_hold_what_the_raw_rows_of_their_five_minutes_hold(data
     assert rows.count() > 200
     sent: Counter = Counter()
     attempts: Counter = Counter()
-    for created_at, buyer_id, is_sent in _bids():
+    classes: Counter = Counter()
+    for created_at, buyer_id, outcome, is_sent in _bids():
         attempts[floor_fine(created_at), buyer_id] += 1
         sent[floor_fine(created_at), buyer_id] += is_sent
+        classes[floor_fine(created_at), buyer_id, outcome_class(outcome)] += 1
     revenue: Counter = Counter()
     for created_at, winner_id, amount in Call.objects.filter(
         routed=True, created_at__lt=NOW - current_hour_settle()
@@ -91,8 +94,9 @@ def test_five_minute_rows_hold_what_the_raw_rows_of_their_five_minutes_hold(data
         revenue[floor_fine(created_at), winner_id] += amount
     for row in rows:
         key = (row.bucket_start, row.buyer_id)
-        classes = row.class_bid + row.class_no_bid + row.class_blocked + row.class_error
-        assert (row.bids, classes + row.class_pending) == (sent[key], attempts[key]), key
+        assert row.bids == sent[key], key
+        for klass in ("bid", "no_bid", "blocked", "error", "pending"):
+            assert getattr(row, f"class_{klass}") == classes[(*key, klass)], (key, klass)
         assert row.revenue == revenue[key], key
     assert sum(r.bids for r in rows) == sum(sent.values())
     totals = SummaryTotalRollup.objects.filter(grain="5min")
@@ -101,15 +105,16 @@ def test_five_minute_rows_hold_what_the_raw_rows_of_their_five_minutes_hold(data
     assert outcomes["n"] == sum(attempts.values())
 
 
-def _bids() -> list[tuple[datetime, int, bool]]:
-    """Every bid the running hour's rollup holds: (moment, buyer, whether it was sent)."""
+def _bids() -> list[tuple[datetime, int, str, bool]]:
+    """Every bid the running hour's rollup holds: (moment, buyer, outcome, whether it was
+    sent)."""
     until = NOW - current_hour_settle()
     sent = set(BidLog.objects.filter(SENT, created_at__lt=until).values_list("id", flat=True))
     return [
-        (created_at, buyer_id, pk in sent)
-        for pk, created_at, buyer_id in BidLog.objects.filter(created_at__lt=until).values_list(
-            "id", "created_at", "buyer_id"
-        )
+        (created_at, buyer_id, outcome, pk in sent)
+        for pk, created_at, buyer_id, outcome in BidLog.objects.filter(
+            created_at__lt=until
+        ).values_list("id", "created_at", "buyer_id", "outcome")
     ]
 
 
