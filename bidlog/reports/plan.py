@@ -132,7 +132,7 @@ def _add_span(spans: list[Span], start: datetime, end: datetime) -> None:
         spans.append((start, end))
 
 
-class _Buckets:
+class _FreshBuckets:
     """The fresh rollup buckets around a range, as :func:`plan_range` reads them."""
 
     def __init__(self, start: datetime, end: datetime) -> None:
@@ -194,7 +194,7 @@ def plan_range(
     """
     plan = Plan(tags=tags or {})
     first, last = ceil_hour(since), floor_hour(until)
-    buckets = _Buckets(first - DAY, last)
+    buckets = _FreshBuckets(first - DAY, last)
 
     def fine_until(hour: datetime) -> datetime | None:
         return buckets.fine_until(hour) if fine else None
@@ -224,6 +224,12 @@ def plan_range(
         if last < until:
             _add_edge(plan, last, until, fine_until(floor_hour(last)))
     return plan
+
+
+def reads_fine_rollups(buyer_id: int | None, source: str | None, tags: Tags) -> bool:
+    """Whether a report may read the five-minute rollups: one of every buyer and source, not
+    limited to a tag (they have no buyer's outcomes, no source and no tags)."""
+    return buyer_id is None and not source and not tags
 
 
 def report_tags(campaign: str | None, publisher: str | None) -> Tags:

@@ -55,6 +55,7 @@ from bidlog.reports.plan import (
     call_filters,
     one_snapshot,
     plan_range,
+    reads_fine_rollups,
     report_plan,
     report_tags,
     spans_q,
@@ -270,10 +271,13 @@ def report_summary(
     """The summary of ``[since, until)``: totals, breakdowns and one row per buyer."""
     tags = report_tags(campaign, publisher)
     # The tag rollups have outcomes and codes over all buyers only: one buyer's reads raw rows.
-    # So have the five-minute rollups, which a summary of every source reads for its ends.
-    every = buyer_id is None
     plan = report_plan(
-        since, until, exact=exact, tags=tags, tag_rollups=every, fine=every and not (source or tags)
+        since,
+        until,
+        exact=exact,
+        tags=tags,
+        tag_rollups=buyer_id is None,
+        fine=reads_fine_rollups(buyer_id, source, tags),
     )
     filters = bid_filters(buyer_id, source, tags)
     total = Tally()

@@ -78,8 +78,9 @@ def class_counts() -> dict[str, Count]:
 
 
 # The rows a summary rollup row adds up, as an SQL ``FROM`` clause and its parameters: rows
-# shaped as outcome rollup rows (``bucket_start, buyer_id, outcome, attempts``), as performance
-# rollup rows of one buyer each, and as call rollup rows (``winner_id``).
+# shaped as outcome rollup rows (``bucket_start, buyer_id, outcome, attempts``, or with the
+# ``class_...`` counts instead of the last two), as performance rollup rows of one buyer each,
+# and as call rollup rows (``winner_id``).
 SummarySource = tuple[str, list[Any]]
 
 

@@ -41,6 +41,7 @@ from bidlog.reports.plan import (
     bid_filters,
     call_filters,
     one_snapshot,
+    reads_fine_rollups,
     report_plan,
     report_tags,
 )
@@ -123,8 +124,7 @@ def report_totals_periods(
     """The totals of each ``[since, until)`` period of ``periods``, in that order."""
     tags = report_tags(campaign, publisher)
     unique = list(dict.fromkeys(periods))
-    # Every buyer and source: the summary totals, which have five-minute rows for the ends.
-    fine = buyer_id is None and not source and not tags
+    fine = reads_fine_rollups(buyer_id, source, tags)
     plans = [
         report_plan(since, until, exact=False, tags=tags, tag_rollups=True, fine=fine)
         for since, until in unique
