@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from bidlog.reports.live_pages import LiveCallLogView, LiveCallRowsView
 from bidlog.reports.report_pages import OverviewView, ReportsView
-from bidlog.routing.api import EligibilityView, RouteView
+from bidlog.routing.api import EligibilityView
 from callgrid_portal.api import HealthView
 from callgrid_portal.api_index import NOT_FOUND_NAME, ApiIndexView, api_not_found
 from callgrid_portal.catalog_api import ErrorCodeDetailView, ErrorCodeListView
@@ -15,9 +15,6 @@ from callgrid_portal.navigation import PortalLogoutView
 from callgrid_portal.views import TroubleshootingView
 
 api_v1: list[URLPattern | URLResolver] = [
-    # First: the telephony platform's route call is the busiest request by far, and Django
-    # tries the patterns in order.
-    path("route/", RouteView.as_view(), name="route"),
     path("", ApiIndexView.as_view(), name="index"),
     path("health/", HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -32,8 +29,6 @@ api_v1: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns = [
-    # The API first, for the route call (see api_v1); no page path starts with api/.
-    path("api/v1/", include((api_v1, "api"))),
     path("", OverviewView.as_view(), name="home"),
     path("reports/", ReportsView.as_view(), name="reports"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -46,6 +41,7 @@ urlpatterns = [
     path("alerts/", include("bidlog.alert_urls")),
     path("troubleshooting/", TroubleshootingView.as_view(), name="troubleshooting"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"))),
     # Last: any other path under /api/ is a JSON 404, never the site's HTML page.
     re_path(r"^api/", api_not_found, name=NOT_FOUND_NAME),
 ]

@@ -18,7 +18,7 @@ from bidlog.reports.api import (
     ReportSummaryView,
     ReportTimeseriesView,
 )
-from bidlog.routing.api import CallViewSet
+from bidlog.routing.api import CallViewSet, RouteView
 
 router = SimpleRouter()
 router.register("bids", BidViewSet, basename="bid")
@@ -31,6 +31,7 @@ urlpatterns = [
     path("reports/timeseries/", ReportTimeseriesView.as_view(), name="report-timeseries"),
     path("reports/states/", ReportStatesView.as_view(), name="report-states"),
     path("reports/campaigns/", ReportByTagView.as_view(), name="report-campaigns"),
+    path("route/", RouteView.as_view(), name="route"),
     path("buyers/<int:pk>/test-bid/", TestBidView.as_view(), name="buyer-test-bid"),
     path("alerts/", AlertListView.as_view(), name="alert-list"),
     path("alerts/mutes/", AlertMuteListView.as_view(), name="alert-mute-list"),
