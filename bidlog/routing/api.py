@@ -9,14 +9,10 @@ itself would phrase it: ``400 {"code": 4003, "message": ..., "field": "CallerId"
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -75,99 +71,40 @@ def _bad_field(field: str, message: str) -> Response:
 # --- views --------------------------------------------------------------------------------
 
 
-# The threads that run what routes hand over once their call is written. One is all a
-# healthy shared store needs; more start only while earlier steps are still running, so a
-# slow store holds each route's own close() for its own step, not for a queue of others'.
-SETTLE_THREADS = 32
-
-
-class ProcessThreadPool:
-    """A thread pool made on first use in each process: its threads do not survive a fork
-    (gunicorn and Celery workers are forked), so a child makes its own."""
-
-    def __init__(self, *, name: str, max_workers: Callable[[], int]) -> None:
-        self._name = name
-        self._max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-
-    def get(self) -> ThreadPoolExecutor:
-        if self._pool is None or self._pid != os.getpid():
-            with self._lock:
-                if self._pool is None or self._pid != os.getpid():
-                    self._pool = ThreadPoolExecutor(
-                        max_workers=self._max_workers(), thread_name_prefix=self._name
-                    )
-                    self._pid = os.getpid()
-        return self._pool
-
-
-_settle_pool = ProcessThreadPool(name="route-settle", max_workers=lambda: SETTLE_THREADS)
-
-
 class _AfterResponse:
-    """Work the route hands over once its call is written (see ``call_route``'s ``defer``).
+    """Work the route hands over once its call is written (see ``call_route``'s ``defer``),
+    run by :meth:`run`, the response's ``close()``, once the answer is out.
 
-    Each step starts at once on a settle thread, while this thread builds and sends the
-    answer, and :meth:`run` (the response's ``close()``) waits for them. The step is a round
-    trip to the shared store; run inside ``close()`` it held the server's thread, and with it
-    the client's keep-alive connection, for that round trip after every answer, so the
-    client's next request waited for it.
+    The step is one round trip to the shared store. It ran on a settle thread beside the
+    answer until 2026-12-05: handing it over and waiting for it there cost more than the round
+    trip itself (2 % fewer routes a second under load, measured in docs/PERFORMANCE.md), and
+    this thread's own connection serves a step that reads the database, given back with the
+    request's.
     """
 
     def __init__(self) -> None:
-        self._running: list[Future[None]] = []
+        self._steps: list[Callable[[], None]] = []
 
     def add(self, step: Callable[[], None]) -> None:
-        try:
-            self._running.append(_settle_pool.get().submit(_returning_connections, step))
-        except RuntimeError:
-            # The interpreter is shutting down and takes no new threads: run it here.
-            self._running.append(_done(step))
+        self._steps.append(step)
 
     def run(self) -> None:
-        running, self._running = self._running, []
-        for future in running:
+        steps, self._steps = self._steps, []
+        for step in steps:
             try:
-                future.result()
+                step()
             except Exception:
                 # The answer is out; the slots and holds a failed step leaves lapse on their
                 # own (see bidlog.routing.limits), and the error must reach the log, not the caller.
                 logger.exception("routing: the step after the answer failed")
 
 
-def _returning_connections(step: Callable[[], None]) -> None:
-    """Run ``step`` on a settle thread, then give back any database connection it took.
-
-    Django returns a pooled connection when the request that borrowed it ends, and only on
-    that request's thread; a connection another thread opens stays lent until that thread
-    closes it, and a pool whose connections all stay lent makes every request wait.
-    """
-    try:
-        step()
-    finally:
-        close_old_connections()
-
-
-def _done(step: Callable[[], None]) -> Future[None]:
-    """``step`` run on this thread, as a finished future."""
-    future: Future[None] = Future()
-    try:
-        step()
-    except Exception as exc:
-        future.set_exception(exc)
-    else:
-        future.set_result(None)
-    return future
-
-
 class RouteResponse(Response):
-    """The route's answer; the WSGI server's ``close()`` waits for the deferred steps.
+    """The route's answer; the WSGI server's ``close()`` runs the deferred steps.
 
     Every WSGI server calls ``close()`` once the body is written (PEP 3333), also when the
-    client has gone away, so each step has finished, or its failure is logged, when the
-    server is done with the request; none of them delays the answer.
+    client has gone away, so each step has run, or its failure is logged, when the server is
+    done with the request; none of them delays the answer.
     """
 
     def __init__(self, data: dict[str, Any], *, after: _AfterResponse) -> None:

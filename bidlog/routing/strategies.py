@@ -320,9 +320,9 @@ def call_route(
 
     Once the call is written, one round trip to the shared store gives back the slots still
     held, gives back the losers' reservations and confirms the winner's. ``defer`` receives
-    that step instead of it running here: the API view runs it on another thread while the
-    answer is built and sent, so the live call does not wait for it. Whoever takes it must
-    run it.
+    that step instead of it running here: the API view runs it in the response's ``close()``,
+    once the answer is out, so the live call does not wait for it. Whoever takes it must run
+    it.
     """
     started = time.monotonic()
     moment = now or timezone.now()

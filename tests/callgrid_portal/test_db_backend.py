@@ -250,9 +250,9 @@ def test_many_routes_from_many_threads_give_every_connection_back(sim_buyer):
 
 
 def test_a_step_run_after_the_answer_gives_back_the_connection_it_took(sim_buyer, monkeypatch):
-    # The step after a route's answer runs on a settle thread. Should it ever read the
-    # database, the connection it borrows must go back to the pool when it ends: nothing
-    # else would ever close it, and every such route would keep one more lent.
+    # The step after a route's answer runs in the response's close(). Should it ever read
+    # the database, the connection it borrows must go back to the pool when the request
+    # ends, or every such route would keep one more lent.
     sim_buyer(priority=1)
     settle = limits.admission_settle
     reads: list[int] = []

@@ -269,45 +269,39 @@ def test_route_gives_slots_back_and_confirms_the_winner_by_the_time_the_server_c
     assert _duplicate_holder(loser, "3035551234") == ""
 
 
-def test_the_settle_runs_beside_the_answer_and_close_waits_for_it(bob, sim_buyer, simulator):
+def test_the_settle_runs_in_close_once_the_answer_is_out(bob, sim_buyer, simulator):
     winner = sim_buyer(duplicate_window_days=30)
-    started, release = threading.Event(), threading.Event()
     settle = limits.admission_settle
-    waited: list[bool] = []
+    settled: list[int] = []
 
-    def slow_settle(**kwargs):
-        started.set()
-        # Held until the test has the answer: a view waiting for it would never get one.
-        waited.append(release.wait(timeout=5))
+    def counted_settle(**kwargs):
+        settled.append(len(kwargs["leases"]))
         settle(**kwargs)
 
     request = APIRequestFactory().post(ROUTE, {"CallerId": "3035551234"}, format="json")
     force_authenticate(request, user=bob)
-    with mock.patch.object(limits, "admission_settle", slow_settle):
+    with mock.patch.object(limits, "admission_settle", counted_settle):
         response = RouteView.as_view()(request)
+        # The answer is ready and the call written; the winner's slot is still held.
         assert response.status_code == 200 and response.data["buyer"] == winner.pk
-        assert waited == []  # the settle is still held: the answer came first
-        # It started without waiting for the server to close the response, so the server's
-        # thread (and the client's keep-alive connection) is not held for its round trip.
-        assert started.wait(timeout=5)
+        assert Call.objects.get(pk=response.data["call"]).routed
+        assert settled == []
         assert limits.concurrency_in_flight(grid_id=winner.grid_id) == 1
-        release.set()
-        response.close()
+        response.close()  # what the WSGI server does once the body is written
 
-    assert waited == [True]
+    assert settled == [1]
     assert limits.concurrency_in_flight(grid_id=winner.grid_id) == 0
     assert _duplicate_holder(winner, "3035551234") == f"won:{response.data['call']}"
 
 
-def test_a_stuck_settle_does_not_hold_up_the_next_routes_settle(bob, sim_buyer, simulator):
+def test_a_stuck_settle_holds_only_its_own_route(bob, sim_buyer, simulator):
     first, second = sim_buyer(name="first"), sim_buyer(name="second")
-    release = threading.Event()
+    stuck_started, release = threading.Event(), threading.Event()
     settle = limits.admission_settle
-    calls: list[str] = []
 
     def settle_first_slowly(**kwargs):
-        calls.append("start")
-        if len(calls) == 1:
+        if any(lease.grid_id == first.grid_id for lease in kwargs["leases"]):
+            stuck_started.set()
             release.wait(timeout=10)  # the store hangs for this route's step
         settle(**kwargs)
 
@@ -318,18 +312,22 @@ def test_a_stuck_settle_does_not_hold_up_the_next_routes_settle(bob, sim_buyer, 
         force_authenticate(request, user=bob)
         return RouteView.as_view()(request)
 
-    try:
-        with mock.patch.object(limits, "admission_settle", settle_first_slowly):
-            stuck = route(first)
+    with mock.patch.object(limits, "admission_settle", settle_first_slowly):
+        stuck = route(first)
+        closing = threading.Thread(target=stuck.close)
+        closing.start()
+        try:
+            assert stuck_started.wait(timeout=5)
             done = route(second)
             done.close()  # returns while the first route's step is still stuck
 
-            assert not release.is_set() and calls == ["start", "start"]
+            assert not release.is_set()
             assert limits.concurrency_in_flight(grid_id=second.grid_id) == 0
             assert limits.concurrency_in_flight(grid_id=first.grid_id) == 1
-    finally:
-        release.set()
-    stuck.close()
+        finally:
+            release.set()
+            closing.join(timeout=10)
+    assert not closing.is_alive()
     assert limits.concurrency_in_flight(grid_id=first.grid_id) == 0
 
 
