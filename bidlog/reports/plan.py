@@ -20,7 +20,7 @@ from django.db.models import Q
 
 from bidlog.models import RollupBucket, RollupGrain, bid_calls_q
 from bidlog.reports.fine_rollups import ceil_fine, floor_fine
-from bidlog.reports.rollup_sql import adapt
+from bidlog.reports.rollup_sql import EpochSeconds, adapt, from_epoch
 from bidlog.reports.rollups import DAY, HOUR, ceil_hour, floor_hour
 
 Span = tuple[datetime, datetime]
@@ -139,9 +139,13 @@ class _FreshBuckets:
         self.fresh: set[tuple[str, datetime]] = set()
         self.partial: dict[datetime, datetime] = {}
         self.fine: dict[datetime, datetime | None] = {}
-        for grain, bucket, complete_until in RollupBucket.objects.filter(
+        buckets = RollupBucket.objects.filter(
             stale=False, bucket_start__gte=start, bucket_start__lte=end
-        ).values_list("grain", "bucket_start", "complete_until"):
+        ).annotate(start_seconds=EpochSeconds("bucket_start"))
+        for grain, seconds, complete_until in buckets.values_list(
+            "grain", "start_seconds", "complete_until"
+        ):
+            bucket = from_epoch(seconds)
             if grain == RollupGrain.FIVE_MINUTES:
                 self.fine[bucket] = complete_until
             elif complete_until is None:

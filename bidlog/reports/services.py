@@ -60,6 +60,7 @@ from bidlog.reports.plan import (
     report_tags,
     spans_q,
 )
+from bidlog.reports.rollup_sql import EpochSeconds, from_epoch
 from bidlog.reports.summary_rollups import (
     SUMMARY_CLASS_FIELDS,
     SUMMARY_MEASURES,
@@ -381,8 +382,8 @@ def _series_from_summaries(buckets: _Buckets, hours: Q, buyer_id: int | None) ->
         if buyer_id is None
         else BuyerSummaryRollup.objects.filter(hours, grain=RollupGrain.HOUR, buyer_id=buyer_id)
     )
-    for row in rows.values("bucket_start", *SERIES_MEASURES).order_by():
-        tally = buckets.tally_for(row["bucket_start"])
+    for row in rows.values(*SERIES_MEASURES, start_seconds=EpochSeconds("bucket_start")).order_by():
+        tally = buckets.tally_for(from_epoch(row["start_seconds"]))
         tally.add_performance(row)
         tally.add_calls(row)
 

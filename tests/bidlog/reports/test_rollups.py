@@ -26,6 +26,7 @@ from bidlog.models import (
 )
 from bidlog.reports.fine_rollups import FINE_MODELS
 from bidlog.reports.plan import Plan
+from bidlog.reports.rollup_sql import EpochSeconds, from_epoch
 from bidlog.reports.rollups import (
     SENT,
     rollup_build,
@@ -70,6 +71,28 @@ def dataset(db):
     buyers = [BuyerFactory() for _ in range(2)]
     bid_log_dataset(buyers=buyers, start=START, end=END, count=800)
     return buyers
+
+
+@pytest.mark.django_db
+def test_bucket_starts_read_as_seconds_are_the_moments_stored():
+    # Reports read bucket starts as seconds since 1970 (a C loader, not Django's Python one
+    # for timestamptz); on either database they must be the very moments stored.
+    starts = [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 0, tzinfo=UTC),  # a leap day
+        datetime(2026, 3, 8, 7, 0, tzinfo=UTC),  # New York's spring-forward hour, in UTC
+        datetime(2026, 12, 5, 21, 55, tzinfo=UTC),  # a five-minute bucket
+    ]
+    for grain, start in zip(("day", "hour", "hour", "5min"), starts, strict=True):
+        RollupBucket.objects.create(grain=grain, bucket_start=start)
+
+    read = RollupBucket.objects.annotate(seconds=EpochSeconds("bucket_start")).order_by(
+        "bucket_start"
+    )
+
+    assert [row.seconds for row in read] == [int(start.timestamp()) for start in starts]
+    assert [from_epoch(row.seconds) for row in read] == [row.bucket_start for row in read]
+    assert all(from_epoch(row.seconds).tzinfo is UTC for row in read)
 
 
 def test_rebuilding_gives_the_same_rows(dataset):
