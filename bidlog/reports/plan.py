@@ -133,14 +133,16 @@ def _add_span(spans: list[Span], start: datetime, end: datetime) -> None:
 
 
 class _FreshBuckets:
-    """The fresh rollup buckets around a range, as :func:`plan_range` reads them."""
+    """The fresh rollup buckets around a range, as :func:`plan_range` reads them: of the
+    ``grains`` the plan can use only (a series reads neither days nor five minutes, and a
+    month has some 200 five-minute buckets)."""
 
-    def __init__(self, start: datetime, end: datetime) -> None:
+    def __init__(self, start: datetime, end: datetime, grains: list[str]) -> None:
         self.fresh: set[tuple[str, datetime]] = set()
         self.partial: dict[datetime, datetime] = {}
         self.fine: dict[datetime, datetime | None] = {}
         buckets = RollupBucket.objects.filter(
-            stale=False, bucket_start__gte=start, bucket_start__lte=end
+            stale=False, bucket_start__gte=start, bucket_start__lte=end, grain__in=grains
         ).annotate(start_seconds=EpochSeconds("bucket_start"))
         for grain, seconds, complete_until in buckets.values_list(
             "grain", "start_seconds", "complete_until"
@@ -198,7 +200,12 @@ def plan_range(
     """
     plan = Plan(tags=tags or {})
     first, last = ceil_hour(since), floor_hour(until)
-    buckets = _FreshBuckets(first - DAY, last)
+    grains: list[str] = [
+        RollupGrain.HOUR,
+        *([RollupGrain.DAY] if use_days else []),
+        *([RollupGrain.FIVE_MINUTES] if fine else []),
+    ]
+    buckets = _FreshBuckets(first - DAY, last, grains)
 
     def fine_until(hour: datetime) -> datetime | None:
         return buckets.fine_until(hour) if fine else None
