@@ -75,11 +75,10 @@ class _AfterResponse:
     """Work the route hands over once its call is written (see ``call_route``'s ``defer``),
     run by :meth:`run`, the response's ``close()``, once the answer is out.
 
-    The step is one round trip to the shared store. It ran on a settle thread beside the
-    answer until 2026-12-05: handing it over and waiting for it there cost more than the round
-    trip itself (2 % fewer routes a second under load, measured in docs/PERFORMANCE.md), and
-    this thread's own connection serves a step that reads the database, given back with the
-    request's.
+    The step is one round trip to the shared store, run on the request's own thread: handing
+    it to another thread and waiting for it cost more than the round trip (about 2 % of the
+    routes a second under load, docs/PERFORMANCE.md). A step that reads the database uses the
+    request's connection, which goes back to the pool when the request ends.
     """
 
     def __init__(self) -> None:
